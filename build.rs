@@ -1,0 +1,36 @@
+//! Finds the CPython this binary embeds and bakes its location in.
+//!
+//! pyo3-ffi picks the interpreter (`PYO3_PYTHON`, else `python3` on `PATH`) and links its
+//! libpython. This script insists on a *shared* libpython, records an rpath to it (so the
+//! binary loads that interpreter's library, not another `libpython3.x.so` on the loader
+//! path), and records the interpreter's home and executable so the embedded interpreter finds
+//! its own standard library from any directory.
+
+use std::process::Command;
+
+const HELP: &str = "refcount-lab embeds CPython and needs one built with a shared libpython \
+(--enable-shared). Point PYO3_PYTHON at such an interpreter, e.g. \
+PYO3_PYTHON=$(pyenv prefix 3.13)/bin/python3 (pyenv builds: add PYTHON_CONFIGURE_OPTS=--enable-shared \
+when installing), then build again.";
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    let config = pyo3_build_config::get();
+    if !config.shared() {
+        panic!("\n\nthe Python found ({:?}) has no shared libpython.\n{HELP}\n", config.executable());
+    }
+    let executable = config
+        .executable()
+        .unwrap_or_else(|| panic!("\n\npyo3 found no Python executable.\n{HELP}\n"));
+    let home = Command::new(executable)
+        .args(["-c", "import sys; print(sys.base_prefix)"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|| panic!("\n\ncould not run {executable} to find its prefix.\n{HELP}\n"));
+    pyo3_build_config::add_libpython_rpath_link_args();
+    println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_HOME={home}");
+    println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_EXECUTABLE={executable}");
+    println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_VERSION={}", config.version());
+}

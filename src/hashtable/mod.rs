@@ -1,0 +1,218 @@
+//! The `hashtable` extension module, written against the raw CPython C API (`pyo3-ffi`).
+//!
+//! In Python terms the module is:
+//!
+//! ```python
+//! class HashTable:                      # pytype.rs, a chained table (table.rs)
+//!     def __init__(self, size=4, max_load=0.5, hash_func=hash): ...
+//!     def set(self, key, value): ...; return self
+//!     def get(self, key, default=None): ...
+//!     def pop(self, key, default=<missing>): ...
+//!     # plus h[k], h[k] = v, del h[k], len(h), k in h, iter(h), keys/values/items, ...
+//!
+//! def terrible_hash(key):               # the talk's first hash function
+//!     ...                               # int -> itself, float -> floor, str -> len, else 0
+//! ```
+//!
+//! It is registered as a built-in module (`PyImport_AppendInittab`) by `embed.rs`, so every
+//! interpreter this binary starts can `import hashtable`. The module does not know about
+//! processes, lessons or rendering; it only asks `faults::is_on` at its fault sites and sends
+//! `alloc`/`free` events through `trace::emit`.
+
+mod iter;
+mod pytype;
+mod table;
+
+use pyo3_ffi::*;
+use std::ffi::{c_int, c_void};
+use std::ptr::null_mut;
+
+/// Marks a function's failure after it has set a Python exception: the caller returns
+/// `NULL` or `-1` to the interpreter.
+pub struct Raised;
+
+/// Per-module state (instead of globals), as `Modules/xxlimited.c` does.
+#[repr(C)]
+struct ModuleState {
+    /// `hashtable.HashTable` (owned).
+    table_type: *mut PyObject,
+    /// The iterator type behind `iter(table)` (owned).
+    iter_type: *mut PyObject,
+    /// `builtins.hash`, the default `hash_func` (owned).
+    builtin_hash: *mut PyObject,
+    /// The id the next table gets in trace events.
+    next_trace_id: u64,
+}
+
+/// The state of the module that defined `tp` or one of its bases (subclasses have none).
+///
+/// # Safety
+/// `tp` must be a live type object; the GIL must be held.
+unsafe fn state_of(tp: *mut PyTypeObject) -> *mut ModuleState {
+    // SAFETY: `tp_mro` is a tuple of live types for every ready type; heap types made by
+    // `PyType_FromModuleAndSpec` are `PyHeapTypeObject`s whose `ht_module` may be NULL.
+    unsafe {
+        let mro = (*tp).tp_mro;
+        for i in 0..PyTuple_Size(mro) {
+            let base = PyTuple_GetItem(mro, i) as *mut PyTypeObject;
+            if (*base).tp_flags & Py_TPFLAGS_HEAPTYPE == 0 {
+                continue;
+            }
+            let module = (*(base as *mut PyHeapTypeObject)).ht_module;
+            if !module.is_null() && PyModule_GetDef(module) == &raw mut MODULE_DEF {
+                return PyModule_GetState(module) as *mut ModuleState;
+            }
+        }
+        unreachable!("HashTable objects always have HashTable in their MRO")
+    }
+}
+
+/// `terrible_hash(key)`: the talk's hand-rolled hash. Ints hash to themselves, floats to their
+/// floor, strings to their length, anything else to 0. Collisions galore, on purpose.
+unsafe extern "C" fn terrible_hash(_module: *mut PyObject, key: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `key` is a live object borrowed from the caller; every call is checked.
+    unsafe {
+        if PyLong_Check(key) != 0 {
+            Py_NewRef(key) // the caller gets its own reference to the int
+        } else if PyFloat_Check(key) != 0 {
+            let value = PyFloat_AsDouble(key);
+            if !value.is_finite() {
+                PyErr_SetString(
+                    PyExc_ValueError,
+                    c"terrible_hash cannot floor an infinite or NaN float".as_ptr(),
+                );
+                return null_mut();
+            }
+            PyLong_FromDouble(value.floor())
+        } else if PyUnicode_Check(key) != 0 {
+            let length = PyUnicode_GetLength(key);
+            if length < 0 {
+                return null_mut();
+            }
+            PyLong_FromSsize_t(length)
+        } else {
+            PyLong_FromLong(0)
+        }
+    }
+}
+
+/// Runs when the module is imported: makes the types and fills the module state.
+unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
+    // SAFETY: `module` is the module being initialised, with `m_size` bytes of zeroed state.
+    unsafe {
+        let state = PyModule_GetState(module) as *mut ModuleState;
+        let table_type = PyType_FromModuleAndSpec(module, pytype::spec(), null_mut());
+        if table_type.is_null() {
+            return -1;
+        }
+        (*state).table_type = table_type; // the module state owns the type
+        let iter_type = PyType_FromModuleAndSpec(module, iter::spec(), null_mut());
+        if iter_type.is_null() {
+            return -1;
+        }
+        (*state).iter_type = iter_type; // the module state owns the iterator type
+        let builtins = PyImport_ImportModule(c"builtins".as_ptr());
+        if builtins.is_null() {
+            return -1;
+        }
+        (*state).builtin_hash = PyObject_GetAttrString(builtins, c"hash".as_ptr()); // owned
+        Py_DECREF(builtins); // we only needed the module long enough to read `hash`
+        if (*state).builtin_hash.is_null() {
+            return -1;
+        }
+        PyModule_AddObjectRef(module, c"HashTable".as_ptr(), table_type)
+    }
+}
+
+// traverse: visit every reference the module state owns.
+unsafe extern "C" fn module_traverse(
+    module: *mut PyObject,
+    visit: visitproc,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: called by the GC on a live module; its state fields are NULL or owned refs.
+    unsafe {
+        let state = PyModule_GetState(module) as *mut ModuleState;
+        if state.is_null() {
+            return 0;
+        }
+        for field in [
+            (*state).table_type,
+            (*state).iter_type,
+            (*state).builtin_hash,
+        ] {
+            if !field.is_null() {
+                let result = visit(field, arg);
+                if result != 0 {
+                    return result;
+                }
+            }
+        }
+        0
+    }
+}
+
+// clear: drop every reference the module state owns (breaks module <-> type cycles).
+unsafe extern "C" fn module_clear(module: *mut PyObject) -> c_int {
+    // SAFETY: the state fields are NULL or owned references, and Py_CLEAR handles both.
+    unsafe {
+        let state = PyModule_GetState(module) as *mut ModuleState;
+        if !state.is_null() {
+            Py_CLEAR(&raw mut (*state).table_type);
+            Py_CLEAR(&raw mut (*state).iter_type);
+            Py_CLEAR(&raw mut (*state).builtin_hash);
+        }
+        0
+    }
+}
+
+// free: the module is going away; release what clear has not.
+unsafe extern "C" fn module_free(module: *mut c_void) {
+    // SAFETY: called once with the module being freed.
+    unsafe {
+        module_clear(module as *mut PyObject);
+    }
+}
+
+static mut MODULE_METHODS: [PyMethodDef; 2] = [
+    PyMethodDef {
+        ml_name: c"terrible_hash".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: terrible_hash,
+        },
+        ml_flags: METH_O,
+        ml_doc: c"terrible_hash(key) -> int: int -> itself, float -> floor, str -> length, else 0"
+            .as_ptr(),
+    },
+    PyMethodDef::zeroed(),
+];
+
+static mut MODULE_SLOTS: [PyModuleDef_Slot; 2] = [
+    PyModuleDef_Slot {
+        slot: Py_mod_exec,
+        value: module_exec as *mut c_void,
+    },
+    PyModuleDef_Slot {
+        slot: 0,
+        value: null_mut(),
+    },
+];
+
+static mut MODULE_DEF: PyModuleDef = PyModuleDef {
+    m_base: PyModuleDef_HEAD_INIT,
+    m_name: c"hashtable".as_ptr(),
+    m_doc: c"A chained hash table written with the raw CPython C API, faults included.".as_ptr(),
+    m_size: size_of::<ModuleState>() as Py_ssize_t,
+    m_methods: &raw mut MODULE_METHODS as *mut PyMethodDef,
+    m_slots: &raw mut MODULE_SLOTS as *mut PyModuleDef_Slot,
+    m_traverse: Some(module_traverse),
+    m_clear: Some(module_clear),
+    m_free: Some(module_free),
+};
+
+/// The module's init function, for `PyImport_AppendInittab`.
+pub extern "C" fn init() -> *mut PyObject {
+    // SAFETY: MODULE_DEF is a static that lives for the whole process; multi-phase init only
+    // reads it.
+    unsafe { PyModuleDef_Init(&raw mut MODULE_DEF) }
+}

@@ -1,0 +1,1046 @@
+//! `hashtable.HashTable`: the heap type, a thin and explicit skin over `table::Table`.
+//!
+//! Ownership rule of this file: the table owns one reference to every key and every value it
+//! stores, and one to its `hash_func`. Every `Py_INCREF`/`Py_DECREF` says whose reference it
+//! takes or releases. Fault sites are marked `// fault-site: NAME`: the `if` branch below the
+//! marker is the faulty variant, the `else` branch the correct one, and lessons print both
+//! straight from this file.
+//!
+//! Python code can run in the middle of any operation (`hash_func`, a key's `__eq__`, a
+//! value's `__del__`), and that code may change this very table. So no Rust borrow of the
+//! table is held across a call into Python, positions are re-read afterwards, and lookups
+//! and iterators check `Table::version` to notice that their chain moved.
+
+use super::table::{Entry, Slot, Table};
+use super::{iter, state_of, Raised};
+use crate::faults::{self, Fault};
+use crate::trace::{self, Event};
+use pyo3_ffi::*;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ptr::null_mut;
+
+/// The instance layout: the object header first, as every Python object starts.
+#[repr(C)]
+pub struct HashTableObject {
+    ob_base: PyObject,
+    table: Table,
+    /// Called on every key to get its hash (owned).
+    hash_func: *mut PyObject,
+    /// Names this table in trace events.
+    trace_id: u64,
+}
+
+const TYPE_NAME: &str = "HashTable";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: hashing, lookup, insertion, removal. Each returns `Err(Raised)` with an exception set.
+// ---------------------------------------------------------------------------------------------
+
+unsafe fn raise(exception: *mut PyObject, message: &CStr) -> Raised {
+    // SAFETY: exception classes are live for the interpreter's lifetime.
+    unsafe { PyErr_SetString(exception, message.as_ptr()) };
+    Raised
+}
+
+/// `KeyError(key)`, with the key wrapped in a tuple so tuple keys print right (as `dict` does).
+unsafe fn raise_key_error(key: *mut PyObject) -> Raised {
+    // SAFETY: `key` is a live borrowed object; PyTuple_Pack takes its own reference to it.
+    unsafe {
+        let args = PyTuple_Pack(1, key);
+        if !args.is_null() {
+            PyErr_SetObject(PyExc_KeyError, args);
+            Py_DECREF(args); // PyErr_SetObject took its own reference to the tuple
+        }
+    }
+    Raised
+}
+
+/// Calls `hash_func(key)` and folds the int it returns into a hash, as `hash()` folds the
+/// int returned by a `__hash__` method, so negative and huge results are fine.
+unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isize, Raised> {
+    // SAFETY: `slf` is a live table and `key` a live borrowed object (GIL held).
+    unsafe {
+        let hash_func = (*slf).hash_func;
+        if hash_func.is_null() {
+            return Err(raise(
+                PyExc_RuntimeError,
+                c"this HashTable was cleared by the garbage collector",
+            ));
+        }
+        let result = PyObject_CallOneArg(hash_func, key); // a new reference: ours to release
+        if result.is_null() {
+            return Err(Raised);
+        }
+        if PyLong_Check(result) == 0 {
+            PyErr_Format(
+                PyExc_TypeError,
+                c"hash_func must return an int, but it returned %.200s for key %R".as_ptr(),
+                (*Py_TYPE(result)).tp_name,
+                key,
+            );
+            Py_DECREF(result); // the result of the call is ours, even when it is wrong
+            return Err(Raised);
+        }
+        let hash = PyObject_Hash(result);
+        Py_DECREF(result); // we have the number we needed; the int object goes
+        if hash == -1 && !PyErr_Occurred().is_null() {
+            return Err(Raised);
+        }
+        Ok(hash)
+    }
+}
+
+/// Where `key` is stored, if it is. Compares colliding keys with `==`, which runs Python code.
+unsafe fn find(
+    slf: *mut HashTableObject,
+    key: *mut PyObject,
+    hash: isize,
+) -> Result<Option<Slot>, Raised> {
+    // SAFETY: `slf` is a live table; entries hold live keys owned by the table; no borrow of
+    // the table outlives a statement, so Python code run by `==` may change it freely.
+    unsafe {
+        let version = (*slf).table.version();
+        let bucket = (*slf).table.bucket_of(hash);
+        let mut pos = 0;
+        loop {
+            let Some(entry) = (*slf).table.chain(bucket).get(pos).copied() else {
+                return Ok(None);
+            };
+            let slot = Slot { bucket, pos };
+            if entry.key == key {
+                return Ok(Some(slot));
+            }
+            if entry.hash == hash {
+                Py_INCREF(entry.key); // keep the stored key alive while its __eq__ runs
+                let equal = PyObject_RichCompareBool(entry.key, key, Py_EQ);
+                Py_DECREF(entry.key); // done comparing: release our temporary reference
+                if equal < 0 {
+                    return Err(Raised);
+                }
+                if (*slf).table.version() != version {
+                    return Err(raise(
+                        PyExc_RuntimeError,
+                        c"HashTable changed size while comparing keys",
+                    ));
+                }
+                if equal == 1 {
+                    return Ok(Some(slot));
+                }
+            }
+            pos += 1;
+        }
+    }
+}
+
+/// `table[key] = value`.
+unsafe fn insert(
+    slf: *mut HashTableObject,
+    key: *mut PyObject,
+    value: *mut PyObject,
+) -> Result<(), Raised> {
+    // SAFETY: `slf` is a live table, `key` and `value` live borrowed objects.
+    unsafe {
+        let hash = hash_key(slf, key)?;
+        match find(slf, key, hash)? {
+            Some(slot) => {
+                Py_INCREF(value); // the table now owns a reference to the new value
+                let old = (*slf).table.replace_value(slot, value);
+                Py_DECREF(old); // the table's reference to the old value is released last,
+                                // because its __del__ may run Python code
+            }
+            None => {
+                Py_INCREF(key); // the table owns a reference to each key it stores
+                Py_INCREF(value); // and to each value
+                (*slf).table.insert_new(Entry { hash, key, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Looks `key` up; a new reference to its value, or `None` when absent.
+unsafe fn lookup(
+    slf: *mut HashTableObject,
+    key: *mut PyObject,
+) -> Result<Option<*mut PyObject>, Raised> {
+    // SAFETY: `slf` is a live table; a found slot holds a live value owned by the table.
+    unsafe {
+        let hash = hash_key(slf, key)?;
+        let found = find(slf, key, hash)?.and_then(|slot| (*slf).table.get(slot));
+        Ok(found.map(|entry| Py_NewRef(entry.value))) // the caller gets its own reference
+    }
+}
+
+/// Unlinks `key`; hands the table's reference to its value to the caller.
+unsafe fn remove(
+    slf: *mut HashTableObject,
+    key: *mut PyObject,
+) -> Result<Option<*mut PyObject>, Raised> {
+    // SAFETY: `slf` is a live table; the removed entry's references were owned by it.
+    unsafe {
+        let hash = hash_key(slf, key)?;
+        let Some(slot) = find(slf, key, hash)? else {
+            return Ok(None);
+        };
+        let entry = (*slf).table.remove(slot);
+        Py_DECREF(entry.key); // the table's reference to the key is released
+        Ok(Some(entry.value)) // the table's reference to the value moves to the caller
+    }
+}
+
+/// Releases the table's references to entries already unlinked from it.
+unsafe fn release(entries: Vec<Entry>) {
+    for entry in entries {
+        // SAFETY: each entry was unlinked from a table that owned both references.
+        unsafe {
+            Py_DECREF(entry.key); // the table's reference to the key
+            Py_DECREF(entry.value); // the table's reference to the value
+        }
+    }
+}
+
+/// Is `obj` a HashTable (or a subclass)?
+unsafe fn is_table(slf: *mut HashTableObject, obj: *mut PyObject) -> bool {
+    // SAFETY: both are live objects; the state's type is owned by the module.
+    unsafe {
+        let table_type = (*state_of(Py_TYPE(slf.cast()))).table_type;
+        PyObject_TypeCheck(obj, table_type as *mut PyTypeObject) != 0
+    }
+}
+
+fn new_size_object(n: usize) -> *mut PyObject {
+    // SAFETY: creating an int has no preconditions beyond holding the GIL.
+    unsafe { PyLong_FromSize_t(n) }
+}
+
+/// Converts a helper's result into the C convention: a new reference, or NULL with an error.
+fn into_ptr(result: Result<*mut PyObject, Raised>) -> *mut PyObject {
+    result.unwrap_or(null_mut())
+}
+
+/// Converts a helper's result into the C convention: 0, or -1 with an error.
+fn into_status(result: Result<(), Raised>) -> c_int {
+    match result {
+        Ok(()) => 0,
+        Err(Raised) => -1,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Construction and the GC lifecycle.
+// ---------------------------------------------------------------------------------------------
+
+/// `HashTable(size=4, max_load=0.5, hash_func=hash)`.
+unsafe extern "C" fn table_new(
+    subtype: *mut PyTypeObject,
+    args: *mut PyObject,
+    kwargs: *mut PyObject,
+) -> *mut PyObject {
+    static mut KEYWORDS: [*const c_char; 4] = [
+        c"size".as_ptr(),
+        c"max_load".as_ptr(),
+        c"hash_func".as_ptr(),
+        std::ptr::null(),
+    ];
+    let mut size: Py_ssize_t = 4;
+    let mut max_load: f64 = 0.5;
+    let mut hash_func: *mut PyObject = null_mut();
+    // SAFETY: the format string matches the three out-pointers; KEYWORDS ends in NULL and is
+    // never written.
+    unsafe {
+        if PyArg_ParseTupleAndKeywords(
+            args,
+            kwargs,
+            c"|ndO:HashTable".as_ptr(),
+            (&raw mut KEYWORDS).cast(),
+            &mut size,
+            &mut max_load,
+            &mut hash_func,
+        ) == 0
+        {
+            return null_mut();
+        }
+        if size <= 0 {
+            PyErr_Format(
+                PyExc_ValueError,
+                c"size must be a positive number of buckets, got %zd".as_ptr(),
+                size,
+            );
+            return null_mut();
+        }
+        if !(max_load > 0.0 && max_load <= 1.0) {
+            let message = format!("max_load must be in (0, 1], got {max_load}\0");
+            PyErr_SetString(PyExc_ValueError, message.as_ptr().cast());
+            return null_mut();
+        }
+        let state = state_of(subtype);
+        if hash_func.is_null() {
+            hash_func = (*state).builtin_hash;
+        }
+        if PyCallable_Check(hash_func) == 0 {
+            PyErr_Format(
+                PyExc_TypeError,
+                c"hash_func must be callable, got %.200s".as_ptr(),
+                (*Py_TYPE(hash_func)).tp_name,
+            );
+            return null_mut();
+        }
+        let alloc = (*subtype).tp_alloc.expect("heap types always have tp_alloc");
+        let slf = alloc(subtype, 0) as *mut HashTableObject;
+        if slf.is_null() {
+            return null_mut();
+        }
+        // The memory is zeroed, which is not a valid `Table`: write one before anything can
+        // run the GC and look inside.
+        std::ptr::write(
+            &raw mut (*slf).table,
+            Table::new(size as usize, max_load),
+        );
+        Py_INCREF(hash_func); // the table owns a reference to its hash function
+        (*slf).hash_func = hash_func;
+        (*state).next_trace_id += 1;
+        (*slf).trace_id = (*state).next_trace_id;
+        trace::emit(&Event::Alloc {
+            type_name: TYPE_NAME.into(),
+            id: (*slf).trace_id,
+        });
+        slf.cast()
+    }
+}
+
+// traverse: visit every reference this object owns, so the GC can find cycles through it.
+unsafe extern "C" fn table_traverse(
+    slf: *mut PyObject,
+    visit: visitproc,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: called by the GC on a live, initialised table; traverse must not run Python code.
+    unsafe {
+        let slf = slf as *mut HashTableObject;
+        let owned = [Py_TYPE(slf.cast()).cast(), (*slf).hash_func];
+        let stored = (*slf).table.entries().flat_map(|e| [e.key, e.value]);
+        for object in owned.into_iter().chain(stored) {
+            if !object.is_null() {
+                let result = visit(object, arg);
+                if result != 0 {
+                    return result;
+                }
+            }
+        }
+        0
+    }
+}
+
+// clear: drop every reference that could be part of a cycle; the object stays usable (empty).
+unsafe extern "C" fn table_clear(slf: *mut PyObject) -> c_int {
+    // SAFETY: called by the GC (or dealloc) on a live table.
+    unsafe {
+        let slf = slf as *mut HashTableObject;
+        let entries = (*slf).table.take_all();
+        release(entries);
+        Py_CLEAR(&raw mut (*slf).hash_func); // the table's reference to its hash function
+        0
+    }
+}
+
+// dealloc: untrack from the GC, release owned references, free the memory, release the type.
+unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
+    // SAFETY: the refcount reached zero; nobody else can reach this object any more.
+    unsafe {
+        let table = slf as *mut HashTableObject;
+        PyObject_GC_UnTrack(slf.cast());
+        trace::emit(&Event::Free {
+            type_name: TYPE_NAME.into(),
+            id: (*table).trace_id,
+        });
+        release((*table).table.take_all());
+        // fault-site: dealloc-missing-decref
+        if faults::is_on(Fault::DeallocMissingDecref) {
+            // Forgotten: the table's reference to hash_func is never released.
+            (*table).hash_func = null_mut();
+        } else {
+            Py_CLEAR(&raw mut (*table).hash_func); // the table's reference to its hash function
+        }
+        std::ptr::drop_in_place(&raw mut (*table).table);
+        let tp = Py_TYPE(slf);
+        let free = (*tp).tp_free.expect("heap types always have tp_free");
+        free(slf.cast());
+        Py_DECREF(tp.cast()); // every instance of a heap type owns a reference to its type
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// repr, comparison, the mapping protocol and iteration.
+// ---------------------------------------------------------------------------------------------
+
+/// One line per bucket: `[]` followed by one `*` per entry chained there.
+unsafe extern "C" fn table_repr(slf: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; the string is built in Rust and copied by Python.
+    unsafe {
+        let slf = slf as *mut HashTableObject;
+        let lines: Vec<String> = (*slf)
+            .table
+            .chain_lengths()
+            .map(|length| format!("[]{}", "*".repeat(length)))
+            .collect();
+        let text = lines.join("\n");
+        PyUnicode_FromStringAndSize(text.as_ptr().cast(), text.len() as Py_ssize_t)
+    }
+}
+
+/// Do `slf` and the mapping `other` hold equal values under equal keys?
+unsafe fn equal_to(slf: *mut HashTableObject, other: *mut PyObject) -> Result<bool, Raised> {
+    // SAFETY: `slf` and `other` are live; entries are re-read after every call into Python.
+    unsafe {
+        let other_len = PyObject_Size(other);
+        if other_len < 0 {
+            return Err(Raised);
+        }
+        if other_len as usize != (*slf).table.load() {
+            return Ok(false);
+        }
+        let version = (*slf).table.version();
+        let mut cursor = Slot { bucket: 0, pos: 0 };
+        while let Some(slot) = (*slf).table.next_slot(cursor) {
+            cursor = Slot {
+                bucket: slot.bucket,
+                pos: slot.pos + 1,
+            };
+            let entry = (*slf).table.get(slot).expect("next_slot returns filled slots");
+            Py_INCREF(entry.key); // keep key and value alive while Python code runs
+            Py_INCREF(entry.value);
+            let theirs = PyObject_GetItem(other, entry.key); // new reference, or NULL
+            let verdict = if theirs.is_null() {
+                if PyErr_ExceptionMatches(PyExc_KeyError) != 0 {
+                    PyErr_Clear();
+                    0
+                } else {
+                    -1
+                }
+            } else {
+                let equal = PyObject_RichCompareBool(entry.value, theirs, Py_EQ);
+                Py_DECREF(theirs); // the looked-up value was ours to release
+                equal
+            };
+            Py_DECREF(entry.key); // release the temporary references taken above
+            Py_DECREF(entry.value);
+            if verdict < 0 {
+                return Err(Raised);
+            }
+            if (*slf).table.version() != version {
+                return Err(raise(
+                    PyExc_RuntimeError,
+                    c"HashTable changed size during comparison",
+                ));
+            }
+            if verdict == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// `==` and `!=` against another HashTable or a dict.
+unsafe extern "C" fn table_richcompare(
+    slf: *mut PyObject,
+    other: *mut PyObject,
+    op: c_int,
+) -> *mut PyObject {
+    // SAFETY: both are live objects; results are new references.
+    unsafe {
+        let slf = slf as *mut HashTableObject;
+        let comparable = is_table(slf, other) || PyDict_Check(other) != 0;
+        if !comparable || (op != Py_EQ && op != Py_NE) {
+            return Py_NewRef(Py_NotImplemented()); // a new reference, as every return value
+        }
+        match equal_to(slf, other) {
+            Ok(equal) => PyBool_FromLong(c_int::from(equal == (op == Py_EQ)).into()),
+            Err(Raised) => null_mut(),
+        }
+    }
+}
+
+unsafe extern "C" fn table_length(slf: *mut PyObject) -> Py_ssize_t {
+    // SAFETY: `slf` is a live table.
+    unsafe { (*(slf as *mut HashTableObject)).table.load() as Py_ssize_t }
+}
+
+/// `table[key]`.
+unsafe extern "C" fn table_subscript(slf: *mut PyObject, key: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `slf` is a live table and `key` a live borrowed object.
+    unsafe {
+        match lookup(slf.cast(), key) {
+            Ok(Some(value)) => value,
+            Ok(None) => into_ptr(Err(raise_key_error(key))),
+            Err(Raised) => null_mut(),
+        }
+    }
+}
+
+/// `table[key] = value`, and `del table[key]` when `value` is NULL.
+unsafe extern "C" fn table_ass_subscript(
+    slf: *mut PyObject,
+    key: *mut PyObject,
+    value: *mut PyObject,
+) -> c_int {
+    // SAFETY: `slf` is a live table; `key` and `value` (if not NULL) are live borrowed objects.
+    unsafe {
+        let slf = slf as *mut HashTableObject;
+        if !value.is_null() {
+            return into_status(insert(slf, key, value));
+        }
+        into_status(match remove(slf, key) {
+            Ok(Some(removed)) => {
+                Py_DECREF(removed); // `del` discards the value: release the reference we got
+                Ok(())
+            }
+            Ok(None) => Err(raise_key_error(key)),
+            Err(Raised) => Err(Raised),
+        })
+    }
+}
+
+/// `key in table`.
+unsafe extern "C" fn table_contains(slf: *mut PyObject, key: *mut PyObject) -> c_int {
+    // SAFETY: `slf` is a live table and `key` a live borrowed object.
+    unsafe {
+        let slf = slf as *mut HashTableObject;
+        let found = hash_key(slf, key).and_then(|hash| find(slf, key, hash));
+        match found {
+            Ok(slot) => c_int::from(slot.is_some()),
+            Err(Raised) => -1,
+        }
+    }
+}
+
+/// `iter(table)`: an iterator over the keys.
+unsafe extern "C" fn table_iter(slf: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; the iterator type lives in the module state.
+    unsafe {
+        let slf = slf as *mut HashTableObject;
+        let iter_type = (*state_of(Py_TYPE(slf.cast()))).iter_type;
+        iter::new(iter_type.cast(), slf.cast(), (*slf).table.version())
+    }
+}
+
+/// The next stored key at or after `cursor`, for the iterator; fails if the table changed.
+///
+/// # Safety
+/// `slf` must be a live HashTable.
+pub(super) unsafe fn next_key(
+    slf: *mut PyObject,
+    cursor: &mut Slot,
+    version: u64,
+) -> Result<Option<*mut PyObject>, Raised> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let table = &(*(slf as *mut HashTableObject)).table;
+        if table.version() != version {
+            return Err(raise(
+                PyExc_RuntimeError,
+                c"HashTable changed size during iteration",
+            ));
+        }
+        let Some(slot) = table.next_slot(*cursor) else {
+            return Ok(None);
+        };
+        *cursor = Slot {
+            bucket: slot.bucket,
+            pos: slot.pos + 1,
+        };
+        let entry = table.get(slot).expect("next_slot returns filled slots");
+        Ok(Some(Py_NewRef(entry.key))) // the caller gets its own reference to the key
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Methods.
+// ---------------------------------------------------------------------------------------------
+
+/// `set(key, value)`: stores the pair and returns the table itself, so calls can be chained.
+unsafe extern "C" fn table_set(slf: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
+    let mut key: *mut PyObject = null_mut();
+    let mut value: *mut PyObject = null_mut();
+    // SAFETY: `slf` is a live table; UnpackTuple fills borrowed references.
+    unsafe {
+        if PyArg_UnpackTuple(args, c"set".as_ptr(), 2, 2, &mut key, &mut value) == 0 {
+            return null_mut();
+        }
+        if insert(slf.cast(), key, value).is_err() {
+            return null_mut();
+        }
+        // fault-site: set-missing-incref
+        if faults::is_on(Fault::SetMissingIncref) {
+            slf // Forgotten: the caller will release a reference nobody gave it.
+        } else {
+            Py_INCREF(slf); // the caller owns the reference we return
+            slf
+        }
+    }
+}
+
+/// `get(key, default=None)`.
+unsafe extern "C" fn table_get(slf: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
+    let mut key: *mut PyObject = null_mut();
+    let mut default: *mut PyObject = null_mut();
+    // SAFETY: `slf` is a live table; UnpackTuple fills borrowed references.
+    unsafe {
+        if PyArg_UnpackTuple(args, c"get".as_ptr(), 1, 2, &mut key, &mut default) == 0 {
+            return null_mut();
+        }
+        match lookup(slf.cast(), key) {
+            Ok(Some(value)) => value,
+            Ok(None) if default.is_null() => Py_NewRef(Py_None()), // a new reference to None
+            Ok(None) => Py_NewRef(default), // the caller gets its own reference to the default
+            Err(Raised) => null_mut(),
+        }
+    }
+}
+
+/// `pop(key[, default])`: removes `key` and returns its value.
+unsafe extern "C" fn table_pop(slf: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
+    let mut key: *mut PyObject = null_mut();
+    let mut default: *mut PyObject = null_mut();
+    // SAFETY: `slf` is a live table; UnpackTuple fills borrowed references.
+    unsafe {
+        if PyArg_UnpackTuple(args, c"pop".as_ptr(), 1, 2, &mut key, &mut default) == 0 {
+            return null_mut();
+        }
+        match remove(slf.cast(), key) {
+            Ok(Some(value)) => value, // the table's reference now belongs to the caller
+            Ok(None) if default.is_null() => into_ptr(Err(raise_key_error(key))),
+            Ok(None) => Py_NewRef(default), // the caller gets its own reference to the default
+            Err(Raised) => null_mut(),
+        }
+    }
+}
+
+/// `setdefault(key, default=None)`: the value of `key`, storing `default` first if absent.
+unsafe extern "C" fn table_setdefault(slf: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
+    let mut key: *mut PyObject = null_mut();
+    let mut default: *mut PyObject = null_mut();
+    // SAFETY: `slf` is a live table; UnpackTuple fills borrowed references.
+    unsafe {
+        if PyArg_UnpackTuple(args, c"setdefault".as_ptr(), 1, 2, &mut key, &mut default) == 0 {
+            return null_mut();
+        }
+        let default = if default.is_null() {
+            Py_None()
+        } else {
+            default
+        };
+        match lookup(slf.cast(), key) {
+            Ok(Some(value)) => value,
+            Ok(None) => match insert(slf.cast(), key, default) {
+                Ok(()) => Py_NewRef(default), // the caller gets its own reference
+                Err(Raised) => null_mut(),
+            },
+            Err(Raised) => null_mut(),
+        }
+    }
+}
+
+/// `popitem()`: removes and returns some `(key, value)` pair.
+unsafe extern "C" fn table_popitem(slf: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; the removed entry's references were the table's.
+    unsafe {
+        let slf = slf as *mut HashTableObject;
+        let Some(slot) = (*slf).table.last() else {
+            return into_ptr(Err(raise(PyExc_KeyError, c"popitem(): HashTable is empty")));
+        };
+        let entry = (*slf).table.remove(slot);
+        let pair = PyTuple_New(2);
+        if pair.is_null() {
+            release(vec![entry]);
+            return null_mut();
+        }
+        PyTuple_SetItem(pair, 0, entry.key); // steals the table's reference to the key
+        PyTuple_SetItem(pair, 1, entry.value); // steals the table's reference to the value
+        pair
+    }
+}
+
+/// `clear()`: removes every entry.
+unsafe extern "C" fn table_clear_method(
+    slf: *mut PyObject,
+    _unused: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; entries are unlinked before any reference is released.
+    unsafe {
+        release((*(slf as *mut HashTableObject)).table.take_all());
+        Py_NewRef(Py_None()) // a new reference to None, as every return value
+    }
+}
+
+/// Which part of each entry `keys`/`values`/`items` collect.
+#[derive(Clone, Copy)]
+enum Part {
+    Key,
+    Value,
+    Item,
+}
+
+/// A new list of the keys, values or `(key, value)` tuples, bucket by bucket.
+unsafe fn collect(slf: *mut PyObject, part: Part) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; nothing here runs Python code, so entries stay put.
+    unsafe {
+        let table = &(*(slf as *mut HashTableObject)).table;
+        let list = PyList_New(table.load() as Py_ssize_t);
+        if list.is_null() {
+            return null_mut();
+        }
+        for (i, entry) in table.entries().enumerate() {
+            let element = match part {
+                Part::Key => Py_NewRef(entry.key), // the list owns a reference to each key
+                Part::Value => Py_NewRef(entry.value), // ... to each value
+                Part::Item => PyTuple_Pack(2, entry.key, entry.value), // ... to each new pair
+            };
+            if element.is_null() {
+                Py_DECREF(list); // releases the elements already in it, then the list
+                return null_mut();
+            }
+            PyList_SetItem(list, i as Py_ssize_t, element); // steals our reference to element
+        }
+        list
+    }
+}
+
+unsafe extern "C" fn table_keys(slf: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `slf` is a live table.
+    unsafe { collect(slf, Part::Key) }
+}
+
+unsafe extern "C" fn table_values(slf: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `slf` is a live table.
+    unsafe { collect(slf, Part::Value) }
+}
+
+unsafe extern "C" fn table_items(slf: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `slf` is a live table.
+    unsafe { collect(slf, Part::Item) }
+}
+
+/// Stores every `(key, value)` that `iterable` yields as a pair.
+unsafe fn update_from_pairs(
+    slf: *mut HashTableObject,
+    iterable: *mut PyObject,
+) -> Result<(), Raised> {
+    // SAFETY: `slf` is a live table, `iterable` a live borrowed object; new references are
+    // released on every path.
+    unsafe {
+        let iterator = PyObject_GetIter(iterable); // new reference
+        if iterator.is_null() {
+            return Err(Raised);
+        }
+        let mut result = Ok(());
+        loop {
+            let item = PyIter_Next(iterator); // new reference, or NULL at the end or on error
+            if item.is_null() {
+                if !PyErr_Occurred().is_null() {
+                    result = Err(Raised);
+                }
+                break;
+            }
+            let pair = PySequence_Tuple(item); // new reference
+            Py_DECREF(item); // the tuple copy is all we need
+            if pair.is_null() {
+                result = Err(Raised);
+                break;
+            }
+            result = if PyTuple_Size(pair) != 2 {
+                PyErr_Format(
+                    PyExc_ValueError,
+                    c"update sequence element has length %zd; 2 is required".as_ptr(),
+                    PyTuple_Size(pair),
+                );
+                Err(Raised)
+            } else {
+                insert(slf, PyTuple_GetItem(pair, 0), PyTuple_GetItem(pair, 1))
+            };
+            Py_DECREF(pair); // insert took its own references to key and value
+            if result.is_err() {
+                break;
+            }
+        }
+        Py_DECREF(iterator); // done iterating
+        result
+    }
+}
+
+/// Stores `mapping[key]` for every key of `mapping.keys()`.
+unsafe fn update_from_mapping(
+    slf: *mut HashTableObject,
+    mapping: *mut PyObject,
+) -> Result<(), Raised> {
+    // SAFETY: `slf` is a live table, `mapping` a live borrowed object; new references are
+    // released on every path.
+    unsafe {
+        let keys = PyObject_CallMethod(mapping, c"keys".as_ptr(), std::ptr::null()); // new
+        if keys.is_null() {
+            return Err(Raised);
+        }
+        let iterator = PyObject_GetIter(keys); // new reference
+        Py_DECREF(keys); // the iterator keeps what it needs alive
+        if iterator.is_null() {
+            return Err(Raised);
+        }
+        let mut result = Ok(());
+        loop {
+            let key = PyIter_Next(iterator); // new reference, or NULL at the end or on error
+            if key.is_null() {
+                if !PyErr_Occurred().is_null() {
+                    result = Err(Raised);
+                }
+                break;
+            }
+            let value = PyObject_GetItem(mapping, key); // new reference
+            result = if value.is_null() {
+                Err(Raised)
+            } else {
+                let stored = insert(slf, key, value);
+                Py_DECREF(value); // insert took its own reference
+                stored
+            };
+            Py_DECREF(key); // insert took its own reference
+            if result.is_err() {
+                break;
+            }
+        }
+        Py_DECREF(iterator); // done iterating
+        result
+    }
+}
+
+/// `update([other], **kwargs)`, as `dict.update`.
+unsafe extern "C" fn table_update(
+    slf: *mut PyObject,
+    args: *mut PyObject,
+    kwargs: *mut PyObject,
+) -> *mut PyObject {
+    let mut other: *mut PyObject = null_mut();
+    // SAFETY: `slf` is a live table; UnpackTuple fills a borrowed reference.
+    unsafe {
+        if PyArg_UnpackTuple(args, c"update".as_ptr(), 0, 1, &mut other) == 0 {
+            return null_mut();
+        }
+        let slf = slf as *mut HashTableObject;
+        let mut result = Ok(());
+        if !other.is_null() {
+            result = if PyObject_HasAttrString(other, c"keys".as_ptr()) != 0 {
+                update_from_mapping(slf, other)
+            } else {
+                update_from_pairs(slf, other)
+            };
+        }
+        if result.is_ok() && !kwargs.is_null() {
+            result = update_from_mapping(slf, kwargs);
+        }
+        match result {
+            Ok(()) => Py_NewRef(Py_None()), // a new reference to None
+            Err(Raised) => null_mut(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-only attributes.
+// ---------------------------------------------------------------------------------------------
+
+unsafe extern "C" fn get_size(slf: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
+    // SAFETY: `slf` is a live table.
+    new_size_object(unsafe { (*(slf as *mut HashTableObject)).table.size() })
+}
+
+unsafe extern "C" fn get_load(slf: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
+    // SAFETY: `slf` is a live table.
+    new_size_object(unsafe { (*(slf as *mut HashTableObject)).table.load() })
+}
+
+unsafe extern "C" fn get_resizes(slf: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
+    // SAFETY: `slf` is a live table.
+    new_size_object(unsafe { (*(slf as *mut HashTableObject)).table.resizes() })
+}
+
+unsafe extern "C" fn get_max_load(slf: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
+    // SAFETY: `slf` is a live table.
+    unsafe { PyFloat_FromDouble((*(slf as *mut HashTableObject)).table.max_load()) }
+}
+
+unsafe extern "C" fn get_hash_func(slf: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; hash_func is NULL only after the GC cleared it.
+    unsafe {
+        let hash_func = (*(slf as *mut HashTableObject)).hash_func;
+        if hash_func.is_null() {
+            return Py_NewRef(Py_None()); // cleared: report None, as a new reference
+        }
+        Py_NewRef(hash_func) // the caller gets its own reference to the hash function
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The type: methods, attributes, slots and spec, as static data ending in zeroed sentinels.
+// ---------------------------------------------------------------------------------------------
+
+const fn method(
+    name: &'static CStr,
+    meth: PyCFunction,
+    flags: c_int,
+    doc: &'static CStr,
+) -> PyMethodDef {
+    PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: PyMethodDefPointer { PyCFunction: meth },
+        ml_flags: flags,
+        ml_doc: doc.as_ptr(),
+    }
+}
+
+static mut METHODS: [PyMethodDef; 11] = [
+    method(
+        c"set",
+        table_set,
+        METH_VARARGS,
+        c"set(key, value) -> self: store value under key",
+    ),
+    method(
+        c"get",
+        table_get,
+        METH_VARARGS,
+        c"get(key, default=None): the value of key, or default",
+    ),
+    method(
+        c"pop",
+        table_pop,
+        METH_VARARGS,
+        c"pop(key[, default]): remove key and return its value",
+    ),
+    method(
+        c"setdefault",
+        table_setdefault,
+        METH_VARARGS,
+        c"setdefault(key, default=None): get(key), storing default first if absent",
+    ),
+    method(
+        c"popitem",
+        table_popitem,
+        METH_NOARGS,
+        c"popitem() -> (key, value): remove some pair",
+    ),
+    method(
+        c"clear",
+        table_clear_method,
+        METH_NOARGS,
+        c"clear(): remove every pair",
+    ),
+    method(
+        c"keys",
+        table_keys,
+        METH_NOARGS,
+        c"keys() -> list of keys",
+    ),
+    method(
+        c"values",
+        table_values,
+        METH_NOARGS,
+        c"values() -> list of values",
+    ),
+    method(
+        c"items",
+        table_items,
+        METH_NOARGS,
+        c"items() -> list of (key, value) pairs",
+    ),
+    PyMethodDef {
+        ml_name: c"update".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunctionWithKeywords: table_update,
+        },
+        ml_flags: METH_VARARGS | METH_KEYWORDS,
+        ml_doc: c"update([other], **kwargs): store every pair of a mapping or iterable".as_ptr(),
+    },
+    PyMethodDef::zeroed(),
+];
+
+const fn getter(
+    name: &'static CStr,
+    get: unsafe extern "C" fn(*mut PyObject, *mut c_void) -> *mut PyObject,
+    doc: &'static CStr,
+) -> PyGetSetDef {
+    PyGetSetDef {
+        name: name.as_ptr(),
+        get: Some(get),
+        set: None,
+        doc: doc.as_ptr(),
+        closure: null_mut(),
+    }
+}
+
+static mut GETSETS: [PyGetSetDef; 6] = [
+    getter(c"size", get_size, c"number of buckets"),
+    getter(c"load", get_load, c"number of stored pairs"),
+    getter(
+        c"max_load",
+        get_max_load,
+        c"load factor past which the table doubles",
+    ),
+    getter(
+        c"hash_func",
+        get_hash_func,
+        c"the function that hashes keys",
+    ),
+    getter(
+        c"resizes",
+        get_resizes,
+        c"how many times the table has doubled",
+    ),
+    PyGetSetDef {
+        name: std::ptr::null(),
+        get: None,
+        set: None,
+        doc: std::ptr::null(),
+        closure: null_mut(),
+    },
+];
+
+const fn slot(slot: c_int, pfunc: *mut c_void) -> PyType_Slot {
+    PyType_Slot { slot, pfunc }
+}
+
+static mut SLOTS: [PyType_Slot; 16] = [
+    slot(
+        Py_tp_doc,
+        c"HashTable(size=4, max_load=0.5, hash_func=hash)\n--\n\n\
+          A hash table with separate chaining, written with the raw C API."
+            .as_ptr() as *mut c_void,
+    ),
+    slot(Py_tp_new, table_new as *mut c_void),
+    slot(Py_tp_dealloc, table_dealloc as *mut c_void),
+    slot(Py_tp_traverse, table_traverse as *mut c_void),
+    slot(Py_tp_clear, table_clear as *mut c_void),
+    slot(Py_tp_repr, table_repr as *mut c_void),
+    slot(Py_tp_richcompare, table_richcompare as *mut c_void),
+    slot(Py_tp_iter, table_iter as *mut c_void),
+    slot(Py_tp_methods, &raw mut METHODS as *mut c_void),
+    slot(Py_tp_getset, &raw mut GETSETS as *mut c_void),
+    slot(Py_mp_length, table_length as *mut c_void),
+    slot(Py_mp_subscript, table_subscript as *mut c_void),
+    slot(Py_mp_ass_subscript, table_ass_subscript as *mut c_void),
+    slot(Py_sq_contains, table_contains as *mut c_void),
+    // Sequence length too, so `len()` and `bool()` work through either protocol.
+    slot(Py_sq_length, table_length as *mut c_void),
+    slot(0, null_mut()),
+];
+
+static mut SPEC: PyType_Spec = PyType_Spec {
+    name: c"hashtable.HashTable".as_ptr(),
+    basicsize: size_of::<HashTableObject>() as c_int,
+    itemsize: 0,
+    flags: (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE) as _,
+    slots: &raw mut SLOTS as *mut PyType_Slot,
+};
+
+/// The spec `PyType_FromModuleAndSpec` builds `hashtable.HashTable` from.
+pub(super) fn spec() -> *mut PyType_Spec {
+    &raw mut SPEC
+}

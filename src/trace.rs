@@ -1,0 +1,102 @@
+//! The trace protocol: events a child sends its parent, one JSON object per line.
+//!
+//! Both sides share these types. The child writes each event with a single unbuffered
+//! `write` on a dedicated pipe (fd [`TRACE_FD`], named in [`TRACE_FD_ENV`]), so every event
+//! written before a crash has already left the process. Objects are named by labels the
+//! lesson script chooses, or by per-run ids, never by address. Python-side events come from
+//! the `lab` module (`lab.py`); `alloc`/`free` come from the native `hashtable` type.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::sync::OnceLock;
+
+/// The file descriptor the child writes trace events to.
+pub const TRACE_FD: i32 = 3;
+/// Environment variable telling the child where to write trace events.
+pub const TRACE_FD_ENV: &str = "REFCOUNT_LAB_TRACE_FD";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
+pub enum Event {
+    /// The refcount of `obj` at a point the script labelled, not counting the lab call itself.
+    Refcount { label: String, obj: String, rc: i64 },
+    /// A sentence from the lesson script.
+    Say { text: String },
+    /// `obj` is watched from here on; `rc` is its baseline.
+    Watch { obj: String, rc: i64 },
+    /// A watched object at interpreter exit: its refcount, or that it was freed.
+    Final {
+        obj: String,
+        rc: Option<i64>,
+        freed: bool,
+    },
+    /// A native object was created or destroyed.
+    Alloc {
+        #[serde(rename = "type")]
+        type_name: String,
+        id: u64,
+    },
+    Free {
+        #[serde(rename = "type")]
+        type_name: String,
+        id: u64,
+    },
+    /// The script ran to its end.
+    Done,
+}
+
+impl Event {
+    /// Parses one line of the pipe; a line that is not an event is kept as text.
+    pub fn parse(line: &str) -> Result<Event, String> {
+        serde_json::from_str(line).map_err(|_| line.to_owned())
+    }
+}
+
+static SINK: OnceLock<Option<std::fs::File>> = OnceLock::new();
+
+/// Sends an event to the parent, if this process is a traced child. Never fails the caller:
+/// a script that closed the trace pipe loses its trace, not its run.
+pub fn emit(event: &Event) {
+    let sink = SINK.get_or_init(|| {
+        let fd: i32 = std::env::var(TRACE_FD_ENV).ok()?.parse().ok()?;
+        // SAFETY: the parent opened this fd for us (runner.rs) and nothing else in the
+        // process owns it; `fcntl` confirms it is still open before we take it over.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1 {
+                return None;
+            }
+            Some(std::os::fd::FromRawFd::from_raw_fd(fd))
+        }
+    });
+    if let Some(mut file) = sink.as_ref() {
+        let mut line = serde_json::to_vec(event).expect("events always serialize");
+        line.push(b'\n');
+        let _ = file.write_all(&line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_matches_the_design() {
+        let event = Event::Refcount {
+            label: "main".into(),
+            obj: "hash".into(),
+            rc: 3,
+        };
+        let line = serde_json::to_string(&event).unwrap();
+        assert_eq!(line, r#"{"ev":"refcount","label":"main","obj":"hash","rc":3}"#);
+        assert_eq!(Event::parse(&line).unwrap(), event);
+        let alloc = Event::parse(r#"{"ev":"alloc","type":"HashTable","id":1}"#).unwrap();
+        assert_eq!(
+            alloc,
+            Event::Alloc {
+                type_name: "HashTable".into(),
+                id: 1
+            }
+        );
+        assert_eq!(Event::parse("not json").unwrap_err(), "not json");
+    }
+}
