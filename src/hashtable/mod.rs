@@ -40,6 +40,9 @@ struct ModuleState {
     iter_type: *mut PyObject,
     /// `builtins.hash`, the default `hash_func` (owned).
     builtin_hash: *mut PyObject,
+    /// The interned string `"keys"` (owned). Attribute names built afresh on every call
+    /// would each take a slot in CPython's type attribute cache, which holds on to them.
+    keys_name: *mut PyObject,
     /// The id the next table gets in trace events.
     next_trace_id: u64,
 }
@@ -120,6 +123,10 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
         if (*state).builtin_hash.is_null() {
             return -1;
         }
+        (*state).keys_name = PyUnicode_InternFromString(c"keys".as_ptr()); // owned
+        if (*state).keys_name.is_null() {
+            return -1;
+        }
         PyModule_AddObjectRef(module, c"HashTable".as_ptr(), table_type)
     }
 }
@@ -140,6 +147,7 @@ unsafe extern "C" fn module_traverse(
             (*state).table_type,
             (*state).iter_type,
             (*state).builtin_hash,
+            (*state).keys_name,
         ] {
             if !field.is_null() {
                 let result = visit(field, arg);
@@ -161,6 +169,7 @@ unsafe extern "C" fn module_clear(module: *mut PyObject) -> c_int {
             Py_CLEAR(&raw mut (*state).table_type);
             Py_CLEAR(&raw mut (*state).iter_type);
             Py_CLEAR(&raw mut (*state).builtin_hash);
+            Py_CLEAR(&raw mut (*state).keys_name);
         }
         0
     }

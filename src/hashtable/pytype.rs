@@ -673,6 +673,70 @@ unsafe extern "C" fn table_clear_method(
     }
 }
 
+/// `copy()`: a new table of the same type, size, max_load and hash_func, same pairs.
+unsafe extern "C" fn table_copy(slf: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; `copy` is a new reference released on failure.
+    unsafe {
+        let source = slf as *mut HashTableObject;
+        let hash_func = if (*source).hash_func.is_null() {
+            Py_None() // cleared by the GC: let the constructor pick the default
+        } else {
+            (*source).hash_func
+        };
+        let copy = PyObject_CallFunction(
+            Py_TYPE(slf).cast(),
+            c"ndO".as_ptr(),
+            (*source).table.size() as Py_ssize_t,
+            (*source).table.max_load(),
+            hash_func,
+        ); // a new reference: ours until we return it
+        if copy.is_null() {
+            return null_mut();
+        }
+        match update_from_mapping(copy.cast(), slf) {
+            Ok(()) => copy, // handed to the caller
+            Err(Raised) => {
+                Py_DECREF(copy); // failed half-way: the half-built copy goes
+                null_mut()
+            }
+        }
+    }
+}
+
+/// `HashTable.fromkeys(iterable, value=None)`: a new table mapping every key to `value`.
+unsafe extern "C" fn table_fromkeys(cls: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
+    let mut keys: *mut PyObject = null_mut();
+    let mut value: *mut PyObject = null_mut();
+    // SAFETY: `cls` is HashTable or a subclass; new references are released on every path.
+    unsafe {
+        if PyArg_UnpackTuple(args, c"fromkeys".as_ptr(), 1, 2, &mut keys, &mut value) == 0 {
+            return null_mut();
+        }
+        let value = if value.is_null() { Py_None() } else { value };
+        let table = PyObject_CallNoArgs(cls); // a new reference: ours until we return it
+        if table.is_null() {
+            return null_mut();
+        }
+        let iterator = PyObject_GetIter(keys); // new reference
+        let mut ok = !iterator.is_null();
+        while ok {
+            let key = PyIter_Next(iterator); // new reference, or NULL at the end or on error
+            if key.is_null() {
+                ok = PyErr_Occurred().is_null();
+                break;
+            }
+            ok = PyObject_SetItem(table, key, value) == 0; // goes through subclass overrides
+            Py_DECREF(key); // the table took its own reference
+        }
+        Py_XDECREF(iterator); // done iterating
+        if !ok {
+            Py_DECREF(table); // failed half-way: the half-built table goes
+            return null_mut();
+        }
+        table
+    }
+}
+
 /// Which part of each entry `keys`/`values`/`items` collect.
 #[derive(Clone, Copy)]
 enum Part {
@@ -776,7 +840,8 @@ unsafe fn update_from_mapping(
     // SAFETY: `slf` is a live table, `mapping` a live borrowed object; new references are
     // released on every path.
     unsafe {
-        let keys = PyObject_CallMethod(mapping, c"keys".as_ptr(), std::ptr::null()); // new
+        let keys_name = (*state_of(Py_TYPE(slf.cast()))).keys_name;
+        let keys = PyObject_CallMethodNoArgs(mapping, keys_name); // new reference
         if keys.is_null() {
             return Err(Raised);
         }
@@ -827,7 +892,8 @@ unsafe extern "C" fn table_update(
         let slf = slf as *mut HashTableObject;
         let mut result = Ok(());
         if !other.is_null() {
-            result = if PyObject_HasAttrString(other, c"keys".as_ptr()) != 0 {
+            let keys_name = (*state_of(Py_TYPE(slf.cast()))).keys_name;
+            result = if PyObject_HasAttr(other, keys_name) != 0 {
                 update_from_mapping(slf, other)
             } else {
                 update_from_pairs(slf, other)
@@ -896,7 +962,7 @@ const fn method(
     }
 }
 
-static mut METHODS: [PyMethodDef; 11] = [
+static mut METHODS: [PyMethodDef; 13] = [
     method(
         c"set",
         table_set,
@@ -959,6 +1025,18 @@ static mut METHODS: [PyMethodDef; 11] = [
         ml_flags: METH_VARARGS | METH_KEYWORDS,
         ml_doc: c"update([other], **kwargs): store every pair of a mapping or iterable".as_ptr(),
     },
+    method(
+        c"copy",
+        table_copy,
+        METH_NOARGS,
+        c"copy() -> a new table with the same parameters and pairs",
+    ),
+    method(
+        c"fromkeys",
+        table_fromkeys,
+        METH_VARARGS | METH_CLASS,
+        c"fromkeys(iterable, value=None) -> a new table mapping each key to value",
+    ),
     PyMethodDef::zeroed(),
 ];
 

@@ -1,0 +1,43 @@
+//! Runs the Python test-suites of the HashTable type (`tests/py/`) through the embedded
+//! interpreter, under the debug allocator with faulthandler on, in correct mode.
+
+use std::path::Path;
+use std::process::Command;
+
+fn run_python_file(file: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py");
+    let output = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
+        .args(["python", "-X", "faulthandler", file])
+        .current_dir(&dir)
+        .env("PYTHONMALLOC", "debug")
+        .output()
+        .expect("refcount-lab runs");
+    let report = format!(
+        "{file}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{report}");
+    println!("{report}");
+}
+
+#[test]
+fn every_method_and_error_path() {
+    run_python_file("test_hashtable.py");
+}
+
+#[test]
+fn cpythons_mapping_protocol_suite() {
+    run_python_file("test_mapping_protocol.py");
+}
+
+#[test]
+fn agrees_with_dict_on_random_operations() {
+    run_python_file("test_model.py");
+}
+
+#[test]
+fn repeated_suites_leak_nothing() {
+    run_python_file("leak_check.py");
+}

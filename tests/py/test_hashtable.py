@@ -1,0 +1,369 @@
+"""Behaviour of hashtable.HashTable in correct mode: every method and every error path.
+
+Run by tests/hashtable.rs as `refcount-lab python -X faulthandler tests/py/test_hashtable.py`
+under PYTHONMALLOC=debug.
+"""
+
+import gc
+import sys
+import unittest
+
+import hashtable
+from hashtable import HashTable, terrible_hash
+
+
+def buckets(table):
+    """Chain length per bucket, read back from the repr."""
+    return [line.count("*") for line in repr(table).splitlines()]
+
+
+class Constructor(unittest.TestCase):
+    def test_defaults(self):
+        h = HashTable()
+        self.assertEqual((h.size, h.load, h.max_load, h.resizes), (4, 0, 0.5, 0))
+        self.assertIs(h.hash_func, hash)
+
+    def test_keywords_and_positionals(self):
+        h = HashTable(8, 0.75, terrible_hash)
+        self.assertEqual((h.size, h.max_load), (8, 0.75))
+        self.assertIs(h.hash_func, terrible_hash)
+        self.assertEqual(HashTable(size=2, max_load=1.0).size, 2)
+
+    def test_bad_size(self):
+        for size in (0, -3):
+            with self.assertRaisesRegex(ValueError, "size must be a positive"):
+                HashTable(size)
+        with self.assertRaises(TypeError):
+            HashTable("4")
+
+    def test_bad_max_load(self):
+        for max_load in (0.0, -0.5, 1.01, float("nan"), float("inf")):
+            with self.assertRaisesRegex(ValueError, r"max_load must be in \(0, 1\]"):
+                HashTable(4, max_load)
+
+    def test_hash_func_not_callable(self):
+        with self.assertRaisesRegex(TypeError, "hash_func must be callable, got int"):
+            HashTable(hash_func=42)
+
+    def test_too_many_arguments(self):
+        with self.assertRaises(TypeError):
+            HashTable(1, 0.5, hash, "extra")
+        with self.assertRaises(TypeError):
+            HashTable(colour="red")
+
+    def test_attributes_are_read_only(self):
+        h = HashTable()
+        for name in ("size", "load", "max_load", "hash_func", "resizes"):
+            with self.assertRaises(AttributeError):
+                setattr(h, name, 1)
+
+
+class Methods(unittest.TestCase):
+    def test_set_returns_the_table_and_chains(self):
+        h = HashTable()
+        self.assertIs(h.set("a", 1), h)
+        h.set("b", 2).set("c", 3)
+        self.assertEqual(sorted(h.items()), [("a", 1), ("b", 2), ("c", 3)])
+
+    def test_set_replaces_and_keeps_load(self):
+        h = HashTable()
+        h.set("k", 1)
+        h.set("k", 2)
+        self.assertEqual((h["k"], h.load, len(h)), (2, 1, 1))
+
+    def test_get(self):
+        h = HashTable()
+        h["k"] = "v"
+        self.assertEqual(h.get("k"), "v")
+        self.assertIsNone(h.get("missing"))
+        self.assertEqual(h.get("missing", 7), 7)
+        with self.assertRaises(TypeError):
+            h.get()
+        with self.assertRaises(TypeError):
+            h.get(1, 2, 3)
+
+    def test_pop(self):
+        h = HashTable()
+        h["k"] = "v"
+        self.assertEqual(h.pop("k"), "v")
+        self.assertEqual(h.pop("k", "default"), "default")
+        with self.assertRaises(KeyError):
+            h.pop("k")
+        with self.assertRaises(TypeError):
+            h.pop()
+
+    def test_key_error_carries_tuple_keys_intact(self):
+        h = HashTable()
+        with self.assertRaises(KeyError) as caught:
+            h[(1, 2)]
+        self.assertEqual(caught.exception.args, ((1, 2),))
+
+    def test_mapping_protocol(self):
+        h = HashTable()
+        h[1] = "one"
+        h["two"] = 2
+        self.assertEqual(h[1], "one")
+        self.assertIn("two", h)
+        self.assertNotIn(3, h)
+        del h[1]
+        self.assertNotIn(1, h)
+        with self.assertRaises(KeyError):
+            del h[1]
+        with self.assertRaises(KeyError):
+            h[1]
+        self.assertEqual(len(h), 1)
+        self.assertTrue(h)
+        self.assertFalse(HashTable())
+
+    def test_keys_values_items_and_iteration(self):
+        h = HashTable()
+        pairs = {i: str(i) for i in range(20)}
+        h.update(pairs)
+        self.assertEqual(sorted(h.keys()), sorted(pairs))
+        self.assertEqual(sorted(h.values()), sorted(pairs.values()))
+        self.assertEqual(sorted(h.items()), sorted(pairs.items()))
+        self.assertEqual(sorted(h), sorted(pairs))
+        self.assertEqual(list(h), h.keys())
+
+    def test_update_setdefault_popitem_clear(self):
+        h = HashTable()
+        h.update({"a": 1}, b=2)
+        h.update([("c", 3)])
+        self.assertEqual(h, {"a": 1, "b": 2, "c": 3})
+        self.assertEqual(h.setdefault("a", 9), 1)
+        self.assertEqual(h.setdefault("d", 4), 4)
+        self.assertIsNone(h.setdefault("e"))
+        key, value = h.popitem()
+        self.assertNotIn(key, h)
+        h.clear()
+        self.assertEqual((len(h), list(h)), (0, []))
+        with self.assertRaises(KeyError):
+            h.popitem()
+        with self.assertRaises(ValueError):
+            h.update([(1, 2, 3)])
+        with self.assertRaises(TypeError):
+            h.update(42)
+
+    def test_equality(self):
+        a, b = HashTable(), HashTable(size=64)
+        for k in range(10):
+            a[k] = b[k] = k * k
+        self.assertEqual(a, b)
+        self.assertEqual(a, {k: k * k for k in range(10)})
+        b[0] = "different"
+        self.assertNotEqual(a, b)
+        self.assertNotEqual(a, [1, 2])
+        with self.assertRaises(TypeError):
+            hash(a)
+
+    def test_terrible_hash(self):
+        self.assertEqual(terrible_hash(17), 17)
+        self.assertEqual(terrible_hash(-2.5), -3)
+        self.assertEqual(terrible_hash("four"), 4)
+        self.assertEqual(terrible_hash(None), 0)
+        self.assertEqual(terrible_hash(10**30), 10**30)
+        with self.assertRaises(ValueError):
+            terrible_hash(float("inf"))
+
+
+class Repr(unittest.TestCase):
+    def test_one_line_per_bucket_one_star_per_entry(self):
+        h = HashTable(4, 1.0, hash_func=lambda k: k)
+        h[1] = "x"
+        self.assertEqual(repr(h), "[]\n[]*\n[]\n[]")
+        h[5] = "y"
+        h[3] = "z"
+        self.assertEqual(repr(h), "[]\n[]**\n[]\n[]*")
+
+
+class Resizing(unittest.TestCase):
+    def test_resize_points(self):
+        # Doubles when (load + 1) / size > max_load, i.e. before the entry that would pass it.
+        for size in (1, 2, 3, 4, 7, 16):
+            for max_load in (0.25, 0.5, 0.75, 1.0):
+                h = HashTable(size, max_load)
+                expected_size = size
+                for n in range(200):
+                    if (n + 1) / expected_size > max_load:
+                        expected_size *= 2
+                    h[n] = n
+                    self.assertEqual(h.size, expected_size, (size, max_load, n))
+                self.assertEqual(sorted(h.values()), list(range(200)))
+
+    def test_resize_rechains_everything(self):
+        h = HashTable(1, 1.0)
+        for k in range(100):
+            h[k] = k
+        self.assertEqual(sum(buckets(h)), 100)
+        self.assertEqual([h[k] for k in range(100)], list(range(100)))
+        self.assertEqual(h.resizes, 7)  # 1 -> 128
+
+
+class HashFunctions(unittest.TestCase):
+    def test_negative_and_huge_hashes(self):
+        for value in (-1, -4, -(2**63), 2**63, 10**40, -(10**40), 2**61 - 1):
+            h = HashTable(4, hash_func=lambda k, v=value: v)
+            h["key"] = 1
+            self.assertEqual(h["key"], 1)
+            self.assertEqual(sum(buckets(h)), 1)
+
+    def test_negative_multiples_of_size_land_in_bucket_zero(self):
+        h = HashTable(4, 1.0, hash_func=lambda k: k)
+        h[-4] = "x"
+        self.assertEqual(buckets(h), [1, 0, 0, 0])
+
+    def test_mixed_key_types_with_equal_hashes(self):
+        h = HashTable(hash_func=lambda k: 0)
+        keys = [1, "1", 1.5, (1,), b"1", None, frozenset([1])]
+        for i, k in enumerate(keys):
+            h[k] = i
+        self.assertEqual(sorted(buckets(h), reverse=True)[0], len(keys))
+        for i, k in enumerate(keys):
+            self.assertEqual(h[k], i)
+        # Equal keys of different types are one key, as in a dict.
+        h[1.0] = "float one"
+        self.assertEqual(h[1], "float one")
+        self.assertEqual(len(h), len(keys))
+
+    def test_hash_func_that_raises_propagates(self):
+        class Boom(Exception):
+            pass
+
+        def explode(key):
+            raise Boom(key)
+
+        h = HashTable(hash_func=explode)
+        for operation in (lambda: h.set("k", 1), lambda: h["k"], lambda: "k" in h,
+                          lambda: h.get("k"), lambda: h.pop("k", None)):
+            with self.assertRaises(Boom):
+                operation()
+        self.assertEqual(len(h), 0)
+
+    def test_hash_func_returning_a_non_int(self):
+        h = HashTable(hash_func=lambda k: "nope")
+        with self.assertRaisesRegex(TypeError, "must return an int, but it returned str for key 'k'"):
+            h["k"] = 1
+
+    def test_bool_is_an_int(self):
+        h = HashTable(hash_func=lambda k: True)
+        h["k"] = 1
+        self.assertEqual(h["k"], 1)
+
+    def test_unhashable_keys(self):
+        h = HashTable()
+        with self.assertRaises(TypeError):
+            h[[1, 2]] = 3
+        with self.assertRaises(TypeError):
+            [1] in h
+        self.assertEqual(len(h), 0)
+
+    def test_eq_that_raises_propagates(self):
+        class Touchy:
+            def __hash__(self):
+                return 1
+
+            def __eq__(self, other):
+                raise ZeroDivisionError
+
+        h = HashTable()
+        h[Touchy()] = 1
+        with self.assertRaises(ZeroDivisionError):
+            h[Touchy()]
+
+    def test_eq_that_mutates_the_table(self):
+        h = HashTable()
+
+        class Sneaky:
+            def __hash__(self):
+                return 7
+
+            def __eq__(self, other):
+                h.clear()
+                return False
+
+        h[Sneaky()] = 1
+        with self.assertRaisesRegex(RuntimeError, "changed size"):
+            h[Sneaky()]
+
+    def test_hash_func_that_mutates_the_table(self):
+        h = HashTable(hash_func=lambda k: (h.clear(), 3)[1])
+        h["a"] = 1
+        h["b"] = 2
+        self.assertEqual(h.keys(), ["b"])
+
+
+class Iteration(unittest.TestCase):
+    def test_mutation_during_iteration_raises(self):
+        h = HashTable()
+        h.update({1: 1, 2: 2})
+        with self.assertRaisesRegex(RuntimeError, "changed size during iteration"):
+            for key in h:
+                h[key + 100] = 0
+        with self.assertRaisesRegex(RuntimeError, "changed size during iteration"):
+            for key in h:
+                del h[key]
+
+    def test_replacing_values_during_iteration_is_fine(self):
+        h = HashTable()
+        h.update({1: 1, 2: 2})
+        for key in h:
+            h[key] = "new"
+        self.assertEqual(h.values(), ["new", "new"])
+
+    def test_iterator_keeps_the_table_alive(self):
+        h = HashTable()
+        h["only"] = 1
+        it = iter(h)
+        del h
+        gc.collect()
+        self.assertEqual(list(it), ["only"])
+        self.assertEqual(list(it), [])
+
+
+class GarbageCollection(unittest.TestCase):
+    def test_a_table_containing_itself_is_collected(self):
+        import weakref
+
+        class Marker:
+            pass
+
+        gc.collect()
+        h = HashTable()
+        marker = Marker()
+        h["me"] = h
+        h["marker"] = marker
+        alive = weakref.ref(marker)
+        del h, marker
+        self.assertIsNotNone(alive())  # only the cycle keeps it
+        gc.collect()
+        self.assertIsNone(alive())
+
+    def test_a_table_whose_hash_func_refers_back_is_collected(self):
+        import weakref
+
+        class Hasher:
+            def __call__(self, key):
+                return 0
+
+        hasher = Hasher()
+        h = HashTable(hash_func=hasher)
+        hasher.table = h
+        alive = weakref.ref(hasher)
+        del h, hasher
+        gc.collect()
+        self.assertIsNone(alive())
+
+    def test_subclasses_work(self):
+        class Sub(HashTable):
+            pass
+
+        s = Sub(size=2)
+        s["k"] = s
+        self.assertEqual(s.size, 2)
+        self.assertIsInstance(s.set("x", 1), Sub)
+        del s
+        gc.collect()
+
+
+if __name__ == "__main__":
+    unittest.main()

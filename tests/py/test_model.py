@@ -1,0 +1,74 @@
+"""Model-based random test: HashTable and dict get the same random operations and must agree.
+
+Every step compares the result (or the exception type) and the length; every 100 steps the
+whole contents. Keys collide on purpose (small key space, weak hash functions, mixed types).
+"""
+
+import random
+import unittest
+
+from hashtable import HashTable, terrible_hash
+
+STEPS = 12_000
+KEYS = list(range(-20, 20)) + ["a", "bb", "cc", "ddd", 1.5, -2.5, (1, 2), None, True]
+
+
+def hash_mod_3(key):
+    return hash(key) % 3
+
+
+class Model(unittest.TestCase):
+    def run_model(self, hash_func, seed):
+        rng = random.Random(seed)
+        table = HashTable(size=rng.choice([1, 2, 4, 8]), max_load=rng.choice([0.3, 0.5, 1.0]),
+                          hash_func=hash_func)
+        model = {}
+
+        def both(operation):
+            outcomes = []
+            for target in (table, model):
+                try:
+                    outcomes.append(("ok", operation(target)))
+                except Exception as error:  # compared by type below
+                    outcomes.append(("raised", type(error)))
+            return outcomes
+
+        for step in range(STEPS):
+            key, value = rng.choice(KEYS), rng.randrange(1000)
+            op = rng.choice(["set", "get", "pop", "del", "in", "setdefault", "iter", "popitem"])
+            if op == "set":
+                outcomes = both(lambda t: t.__setitem__(key, value))
+            elif op == "get":
+                outcomes = both(lambda t: t.get(key, "absent"))
+            elif op == "pop":
+                outcomes = both(lambda t: t.pop(key, "absent"))
+            elif op == "del":
+                outcomes = both(lambda t: t.__delitem__(key))
+            elif op == "in":
+                outcomes = both(lambda t: key in t)
+            elif op == "setdefault":
+                outcomes = both(lambda t: t.setdefault(key, value))
+            elif op == "iter":
+                outcomes = both(lambda t: sorted(map(repr, t)))
+            else:
+                popped = table.popitem() if len(table) else None
+                if popped:
+                    self.assertEqual(model.pop(popped[0]), popped[1])
+                outcomes = [("ok", None), ("ok", None)]
+            self.assertEqual(outcomes[0], outcomes[1], (step, op, key))
+            self.assertEqual(len(table), len(model), (step, op, key))
+            if step % 100 == 0:
+                self.assertEqual(table, model, step)
+
+    def test_builtin_hash(self):
+        self.run_model(hash, seed=1)
+
+    def test_terrible_hash(self):
+        self.run_model(terrible_hash, seed=2)
+
+    def test_three_buckets_worth_of_hashes(self):
+        self.run_model(hash_mod_3, seed=3)
+
+
+if __name__ == "__main__":
+    unittest.main()
