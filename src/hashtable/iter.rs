@@ -6,6 +6,7 @@
 
 use super::pytype::next_key;
 use super::table::Slot;
+use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
 use std::ffi::{c_int, c_void};
 use std::ptr::null_mut;

@@ -23,6 +23,7 @@ mod iter;
 mod pytype;
 mod table;
 
+use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
 use std::ffi::{c_int, c_void};
 use std::ptr::null_mut;

@@ -15,6 +15,7 @@ use super::table::{Entry, Slot, Table};
 use super::{iter, state_of, Raised};
 use crate::faults::{self, Fault};
 use crate::trace::{self, Event};
+use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr::null_mut;

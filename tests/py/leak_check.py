@@ -2,7 +2,9 @@
 
 After WARMUP runs (caches fill, imports settle), every further run must return the number
 of live HashTable objects to its baseline, and sys.getallocatedblocks() must not grow on
-average. Prints one line per run and the mean, so a failure shows its figures.
+average: under one block per run of some 70 tests, where leaking one object per table
+operation would add thousands. (3.9 wobbles by a block or two as its own caches settle.)
+Prints one line per run and the mean, so a failure shows its figures.
 
 This check found a real one: attribute names made afresh per call ("keys" in update) each
 took a slot in CPython's type attribute cache, about 6 blocks per test run.
@@ -18,7 +20,7 @@ import test_hashtable
 import test_mapping_protocol
 import test_model
 
-WARMUP, MEASURED = 3, 5
+WARMUP, MEASURED = 5, 5
 
 
 def live_tables():
@@ -57,4 +59,4 @@ for run in range(1, MEASURED + 1):
     assert tables == baseline_tables, "HashTable objects leaked"
 mean = sum(growth) / len(growth)
 print("mean allocated-block growth per run: %+.1f" % mean)
-assert mean <= 0, "allocated blocks grow by %.1f per run: %s" % (mean, growth)
+assert mean < 1, "allocated blocks grow by %.1f per run: %s" % (mean, growth)
