@@ -4,8 +4,11 @@
 //! libpython. This script insists on a *shared* libpython, records an rpath to it (so the
 //! binary loads that interpreter's library, not another `libpython3.x.so` on the loader
 //! path), and records the interpreter's home and executable so the embedded interpreter finds
-//! its own standard library from any directory.
+//! its own standard library from any directory. It also embeds the lesson catalogue
+//! (`lessons/NN-slug/{lesson.toml,README.md,demo.py}`) so the binary works from anywhere.
 
+use std::fmt::Write as _;
+use std::path::Path;
 use std::process::Command;
 
 const HELP: &str = "refcount-lab embeds CPython and needs one built with a shared libpython \
@@ -14,6 +17,7 @@ PYO3_PYTHON=$(pyenv prefix 3.13)/bin/python3 (pyenv builds: add PYTHON_CONFIGURE
 when installing), then build again.";
 
 fn main() {
+    embed_lessons();
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let config = pyo3_build_config::get();
     if !config.shared() {
@@ -33,4 +37,31 @@ fn main() {
     println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_HOME={home}");
     println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_EXECUTABLE={executable}");
     println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_VERSION={}", config.version());
+}
+
+/// Writes `$OUT_DIR/lessons.rs`: one `EmbeddedLesson` per folder of `lessons/`, in order.
+fn embed_lessons() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", root.display()))
+        .map(|entry| entry.expect("readable lessons/ entry").path())
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    let mut code = String::from("&[\n");
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        writeln!(code, "    EmbeddedLesson {{ dir: {name:?},").unwrap();
+        for (field, file) in [("toml", "lesson.toml"), ("readme", "README.md"), ("demo", "demo.py")] {
+            let path = dir.join(file);
+            assert!(path.is_file(), "lesson {name} has no {file}");
+            println!("cargo:rerun-if-changed={}", path.display());
+            writeln!(code, "        {field}: include_str!({:?}),", path.display().to_string()).unwrap();
+        }
+        code.push_str("    },\n");
+    }
+    code.push_str("]\n");
+    let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("lessons.rs");
+    std::fs::write(out, code).expect("OUT_DIR is writable");
 }

@@ -13,10 +13,9 @@ use pyo3_ffi::*;
 use std::ffi::{c_char, CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-/// Where the interpreter this binary links against lives, and which one it is.
+/// Where the interpreter this binary links against lives.
 pub const PYTHON_HOME: &str = env!("REFCOUNT_LAB_PYTHON_HOME");
 pub const PYTHON_EXECUTABLE: &str = env!("REFCOUNT_LAB_PYTHON_EXECUTABLE");
-pub const PYTHON_VERSION: &str = env!("REFCOUNT_LAB_PYTHON_VERSION");
 
 /// Runs CPython with `args` (as given to `python3`), `faults` switched on; returns its exit code.
 pub fn run_python(args: &[OsString], active_faults: Vec<Fault>) -> i32 {

@@ -74,6 +74,7 @@ def watch(obj, name):
     except TypeError:
         handle = obj
     _watched.append((name, handle))
+    del handle  # only the entry in _watched may count, here and at exit alike
     _send({"ev": "watch", "obj": str(name), "rc": _refs(obj)})
 
 
@@ -96,13 +97,11 @@ def show_ref_counts(an_object, times_to_call=1, show_referrers=False, _depth=1):
 @atexit.register
 def _report_watched():
     for name, handle in _watched:
-        if isinstance(handle, weakref.ref):
-            obj = handle()
-            if obj is None:
-                _send({"ev": "final", "obj": name, "rc": None, "freed": True})
-                continue
-        else:
-            obj = handle
+        obj = handle() if isinstance(handle, weakref.ref) else handle
+        del handle
+        if obj is None:
+            _send({"ev": "final", "obj": name, "rc": None, "freed": True})
+            continue
         # -1: the local name `obj` is ours, not the script's.
         _send({"ev": "final", "obj": name, "rc": _probe(obj) - 1, "freed": False})
         del obj

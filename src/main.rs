@@ -1,35 +1,103 @@
 //! `refcount-lab`: watch reference counting go wrong in a real CPython extension type.
 //!
-//! `main` only parses the command line and dispatches; each module owns one idea:
+//! `main` parses the command line and dispatches; each module owns one idea:
 //! `hashtable/` the raw-FFI type being taught, `faults` the switchboard of its mistakes,
-//! `embed` the interpreter, `lab` the probes lesson scripts use, `trace` the child → parent
-//! protocol.
+//! `sites` their source lines, `embed` the interpreter, `lab` the probes lesson scripts use,
+//! `trace` the child → parent protocol, `runner` the child process, `outcome` what a run
+//! adds up to, `lessons` the catalogue, `render` the text.
+//!
+//! Exit status: 0 when all went as expected, 1 when a run did not (a crash, leak or error
+//! that was not the lesson's point), 2 when the command itself failed (bad input).
 
 mod embed;
 mod faults;
 mod hashtable;
 mod lab;
+mod lessons;
+mod outcome;
+mod render;
+mod runner;
+mod sites;
 mod trace;
 
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use faults::Fault;
+use outcome::Outcome;
+use render::Painter;
 use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version = concat!(env!("CARGO_PKG_VERSION"), " (CPython ", env!("REFCOUNT_LAB_PYTHON_VERSION"), ")"),
+    about,
+    long_about = None
+)]
 struct Cli {
+    /// When to use colours.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
+    /// Load lessons from this folder instead of the built-in ones.
+    #[arg(long, value_name = "DIR", global = true)]
+    lessons_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Variant {
+    Correct,
+    Faulty,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// List the lessons.
+    List,
+    /// Run a lesson: the correct code and the faulty code, side by side.
+    Lesson {
+        /// The lesson number (see `refcount-lab list`).
+        number: u32,
+        /// Run only one variant.
+        #[arg(long, value_enum)]
+        variant: Option<Variant>,
+        /// Switch on these faults in the faulty run instead of the lesson's own (repeatable).
+        #[arg(long = "fault", value_name = "NAME")]
+        faults: Vec<Fault>,
+        /// Seconds a run may take before it is stopped.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Run any Python script in a child interpreter and report its refcount trace and outcome.
+    Run {
+        /// The script (it can `import hashtable, lab`).
+        script: PathBuf,
+        /// Switch a fault on in the hashtable type (repeatable).
+        #[arg(long = "fault", value_name = "NAME")]
+        faults: Vec<Fault>,
+        /// Seconds the script may take before it is stopped.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// List the faults the hashtable type can be switched into.
+    Faults,
     /// Run the embedded CPython (as `python3` would: REPL, -c, -m, a script), with
     /// `hashtable` and `lab` importable. Put `--` before Python options that clash with ours.
     Python {
         /// Switch a fault on in the hashtable type (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
-        faults: Vec<faults::Fault>,
+        faults: Vec<Fault>,
         /// Arguments for Python.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
@@ -38,10 +106,153 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let painter = Painter {
+        color: match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        },
+    };
+    let result = match cli.command {
         Command::Python { faults, args } => {
             let code = embed::run_python(&args, faults);
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
+        Command::List => lessons::load(cli.lessons_dir.as_deref()).map(|lessons| {
+            print!("{}", render::lesson_list(&lessons));
+            true
+        }),
+        Command::Faults => {
+            print!("{}", render::fault_list());
+            Ok(true)
+        }
+        Command::Lesson {
+            number,
+            variant,
+            faults,
+            timeout,
+        } => run_lesson(
+            painter,
+            cli.lessons_dir.as_deref(),
+            number,
+            variant,
+            faults,
+            Duration::from_secs(timeout),
+        ),
+        Command::Run {
+            script,
+            faults,
+            timeout,
+        } => run_script(painter, &script, &faults, Duration::from_secs(timeout)),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
         }
     }
+}
+
+/// Runs a lesson's variants; true when each ended as the lesson expects.
+fn run_lesson(
+    painter: Painter,
+    lessons_dir: Option<&Path>,
+    number: u32,
+    variant: Option<Variant>,
+    chosen_faults: Vec<Fault>,
+    timeout: Duration,
+) -> Result<bool> {
+    let catalogue = lessons::load(lessons_dir)?;
+    let lesson = lessons::find(&catalogue, number)?;
+    let own_faults = chosen_faults.is_empty();
+    let faults = if own_faults {
+        lesson.faults.clone()
+    } else {
+        chosen_faults
+    };
+    if variant == Some(Variant::Faulty) && faults.is_empty() {
+        bail!(
+            "lesson {number} is about correct code and has no faulty variant; \
+             pick faults with --fault (see `refcount-lab faults`)"
+        );
+    }
+    let mut variants = Vec::new();
+    if variant != Some(Variant::Faulty) {
+        variants.push(("correct", Vec::new(), Some(lesson.expect.correct.as_str())));
+    }
+    if variant != Some(Variant::Correct) && !faults.is_empty() {
+        let expected = lesson.expect.faulty.as_deref().filter(|_| own_faults);
+        variants.push(("faulty", faults.clone(), expected));
+    }
+
+    let scratch;
+    let (dir, script) = match &lesson.demo {
+        lessons::Demo::Embedded(source) => {
+            scratch = runner::ScratchDir::new()?;
+            let script = scratch.path().join("demo.py");
+            std::fs::write(&script, source)?;
+            (scratch.path().to_owned(), PathBuf::from("demo.py"))
+        }
+        lessons::Demo::OnDisk(path) => (
+            path.parent().unwrap_or(Path::new(".")).to_owned(),
+            PathBuf::from("demo.py"),
+        ),
+    };
+
+    print!("{}", render::lesson_intro(painter, lesson));
+    let mut results: Vec<(&str, Outcome, Option<&str>)> = Vec::new();
+    for (name, faults, expected) in variants {
+        let job = runner::Job {
+            script: &script,
+            dir: &dir,
+            faults: &faults,
+            timeout,
+        };
+        let run = runner::run(&job)?;
+        let outcome = outcome::classify(&run);
+        let heading = if faults.is_empty() {
+            format!("{name} run")
+        } else {
+            let names: Vec<String> = faults.iter().map(|f| format!("--fault {}", f.name())).collect();
+            format!("{name} run ({})", names.join(" "))
+        };
+        print!("{}", render::run(painter, &heading, &run, &outcome));
+        results.push((name, outcome, expected));
+    }
+    for fault in &faults {
+        print!("{}", render::site(painter, *fault));
+    }
+    print!("{}", render::explanation(painter, lesson));
+    let summary: Vec<(&str, &Outcome, Option<&str>)> =
+        results.iter().map(|(n, o, e)| (*n, o, *e)).collect();
+    print!("{}", render::verdict(painter, &summary));
+    Ok(results
+        .iter()
+        .all(|(_, outcome, expected)| expected.is_none_or(|kind| kind == outcome.kind())))
+}
+
+/// Runs a learner's script; true when it ended `ok`.
+fn run_script(painter: Painter, script: &Path, faults: &[Fault], timeout: Duration) -> Result<bool> {
+    if !script.is_file() {
+        bail!("{} is not a file: give the path of a Python script", script.display());
+    }
+    let job = runner::Job {
+        script,
+        dir: Path::new("."),
+        faults,
+        timeout,
+    };
+    let run = runner::run(&job)?;
+    let outcome = outcome::classify(&run);
+    let heading = format!("run {}", script.display());
+    print!("{}", render::run(painter, &heading, &run, &outcome));
+    for fault in faults {
+        print!("{}", render::site(painter, *fault));
+    }
+    Ok(outcome == Outcome::Ok)
 }

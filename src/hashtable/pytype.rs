@@ -83,7 +83,12 @@ unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isiz
             return Err(Raised);
         }
         let hash = PyObject_Hash(result);
-        Py_DECREF(result); // we have the number we needed; the int object goes
+        // fault-site: hash-result-leak
+        if faults::is_on(Fault::HashResultLeak) {
+            // Forgotten: the call's result is a new reference, and it is never released.
+        } else {
+            Py_DECREF(result); // we have the number we needed; the int object goes
+        }
         if hash == -1 && !PyErr_Occurred().is_null() {
             return Err(Raised);
         }

@@ -1,0 +1,235 @@
+//! What a run's ending, trace and stderr add up to: ok, leaked, crashed, error or timeout.
+//!
+//! Pure functions over a finished `runner::Run`; nothing here starts processes or prints.
+
+use crate::runner::{Ending, Run, TraceLine};
+use crate::trace::Event;
+use std::collections::BTreeMap;
+
+/// Something a run left alive that it should not have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leak {
+    /// A native object created and never freed.
+    Object { type_name: String, id: u64 },
+    /// A watched object whose refcount ended above its baseline.
+    References { obj: String, delta: i64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Leaked(Vec<Leak>),
+    Crashed {
+        signal: i32,
+        /// `Fatal Python error: …` and faulthandler's Python stack, addresses removed.
+        report: Vec<String>,
+    },
+    /// The script raised, exited non-zero, or left the interpreter without shutting it down.
+    Error { exit_code: i32, report: Vec<String> },
+    Timeout { seconds: u64 },
+}
+
+/// The short name of an outcome, as lessons and snapshots spell it.
+impl Outcome {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Leaked(_) => "leaked",
+            Outcome::Crashed { .. } => "crashed",
+            Outcome::Error { .. } => "error",
+            Outcome::Timeout { .. } => "timeout",
+        }
+    }
+}
+
+pub fn classify(run: &Run) -> Outcome {
+    let events = || {
+        run.trace.iter().filter_map(|line| match line {
+            TraceLine::Event(event) => Some(event),
+            TraceLine::Unreadable(_) => None,
+        })
+    };
+    match run.ending {
+        Ending::TimedOut => Outcome::Timeout {
+            seconds: run.timeout.as_secs(),
+        },
+        Ending::Signaled(signal) => Outcome::Crashed {
+            signal,
+            report: crash_report(&run.stderr.text),
+        },
+        Ending::Exited(0) if !events().any(|e| *e == Event::Done) => Outcome::Error {
+            exit_code: 0,
+            report: vec![
+                "the script ended the process without shutting the interpreter down \
+                 (os._exit?), so nothing after that point was checked"
+                    .into(),
+            ],
+        },
+        Ending::Exited(0) => {
+            let leaks = leaks(events());
+            if leaks.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Leaked(leaks)
+            }
+        }
+        Ending::Exited(code) => Outcome::Error {
+            exit_code: code,
+            report: error_report(&run.stderr.text),
+        },
+    }
+}
+
+/// Native objects never freed, then watched objects that ended above their baseline.
+fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
+    let mut alive: BTreeMap<(String, u64), ()> = BTreeMap::new();
+    let mut baselines: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut references = Vec::new();
+    for event in events {
+        match event {
+            Event::Alloc { type_name, id } => {
+                alive.insert((type_name.clone(), *id), ());
+            }
+            Event::Free { type_name, id } => {
+                alive.remove(&(type_name.clone(), *id));
+            }
+            Event::Watch { obj, rc } => {
+                baselines.insert(obj, *rc);
+            }
+            Event::Final {
+                obj,
+                rc: Some(rc),
+                freed: false,
+            } => {
+                let delta = rc - baselines.get(obj.as_str()).copied().unwrap_or(*rc);
+                if delta > 0 {
+                    references.push(Leak::References {
+                        obj: obj.clone(),
+                        delta,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let objects = alive
+        .into_keys()
+        .map(|(type_name, id)| Leak::Object { type_name, id });
+    objects.chain(references).collect()
+}
+
+/// The fatal error line and the Python stack faulthandler printed, without addresses.
+fn crash_report(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|line| {
+            line.starts_with("Fatal Python error:") || line.trim_start().starts_with("File \"")
+        })
+        .map(|line| line.trim().to_owned())
+        .collect()
+}
+
+/// The traceback of the exception that ended the script (or the last lines of stderr).
+fn error_report(stderr: &str) -> Vec<String> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|line| line.starts_with("Traceback (most recent call last):"))
+        .unwrap_or(lines.len().saturating_sub(10));
+    lines[start..].iter().map(|line| line.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Captured;
+    use std::time::Duration;
+
+    fn run(ending: Ending, events: Vec<Event>, stderr: &str) -> Run {
+        Run {
+            ending,
+            timeout: Duration::from_secs(10),
+            trace: events.into_iter().map(TraceLine::Event).collect(),
+            dropped_trace_lines: 0,
+            stdout: Captured::default(),
+            stderr: Captured {
+                text: stderr.into(),
+                dropped: 0,
+            },
+        }
+    }
+
+    fn alloc(id: u64) -> Event {
+        Event::Alloc {
+            type_name: "HashTable".into(),
+            id,
+        }
+    }
+
+    fn free(id: u64) -> Event {
+        Event::Free {
+            type_name: "HashTable".into(),
+            id,
+        }
+    }
+
+    #[test]
+    fn balanced_run_is_ok() {
+        let events = vec![alloc(1), free(1), Event::Done];
+        assert_eq!(classify(&run(Ending::Exited(0), events, "")), Outcome::Ok);
+    }
+
+    #[test]
+    fn unfreed_objects_and_grown_refcounts_are_leaks() {
+        let events = vec![
+            Event::Watch {
+                obj: "hash".into(),
+                rc: 5,
+            },
+            alloc(1),
+            alloc(2),
+            free(1),
+            Event::Final {
+                obj: "hash".into(),
+                rc: Some(8),
+                freed: false,
+            },
+            Event::Done,
+        ];
+        let expected = Outcome::Leaked(vec![
+            Leak::Object {
+                type_name: "HashTable".into(),
+                id: 2,
+            },
+            Leak::References {
+                obj: "hash".into(),
+                delta: 3,
+            },
+        ]);
+        assert_eq!(classify(&run(Ending::Exited(0), events, "")), expected);
+    }
+
+    #[test]
+    fn signals_are_crashes_with_addresses_left_out() {
+        let stderr = "Fatal Python error: Segmentation fault\n\n\
+                      Current thread 0x00007f12 (most recent call first):\n  \
+                      File \"demo.py\", line 20 in <module>\n";
+        let outcome = classify(&run(Ending::Signaled(11), vec![], stderr));
+        let report = vec![
+            "Fatal Python error: Segmentation fault".to_string(),
+            "File \"demo.py\", line 20 in <module>".to_string(),
+        ];
+        assert_eq!(outcome, Outcome::Crashed { signal: 11, report });
+    }
+
+    #[test]
+    fn exceptions_exits_and_hangs() {
+        let stderr = "noise\nTraceback (most recent call last):\n  File \"x.py\"\nValueError: no\n";
+        let outcome = classify(&run(Ending::Exited(1), vec![], stderr));
+        assert!(matches!(outcome, Outcome::Error { exit_code: 1, ref report } if report.len() == 3));
+        let early_exit = classify(&run(Ending::Exited(0), vec![], ""));
+        assert_eq!(early_exit.kind(), "error");
+        let hang = classify(&run(Ending::TimedOut, vec![], ""));
+        assert_eq!(hang, Outcome::Timeout { seconds: 10 });
+    }
+}

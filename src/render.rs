@@ -1,0 +1,304 @@
+//! Terminal output: lessons, runs, traces, outcomes, fault sites and catalogues as text.
+//!
+//! Everything is built as a `String` and printed by the caller. Plain output (`--color
+//! never`, `NO_COLOR`, or not a terminal) is stable across runs and Python versions: no
+//! addresses, no timings, refcounts of watched objects as deltas from their baseline.
+
+use crate::faults::{Fault, CATALOGUE};
+use crate::lessons::Lesson;
+use crate::outcome::{Leak, Outcome};
+use crate::runner::{Run, TraceLine};
+use crate::sites;
+use crate::trace::Event;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Lines of a script's own output shown before the rest is summarised.
+const OUTPUT_LINES_SHOWN: usize = 40;
+
+/// Applies ANSI styles, or nothing when colour is off.
+#[derive(Clone, Copy)]
+pub struct Painter {
+    pub color: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Style {
+    Heading,
+    Dim,
+    Good,
+    Bad,
+    Warn,
+}
+
+impl Painter {
+    fn paint(self, style: Style, text: &str) -> String {
+        if !self.color {
+            return text.to_owned();
+        }
+        let code = match style {
+            Style::Heading => "1",
+            Style::Dim => "2",
+            Style::Good => "32",
+            Style::Bad => "31",
+            Style::Warn => "33",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+
+    fn section(self, out: &mut String, title: &str) {
+        let rule = "─".repeat(60usize.saturating_sub(title.chars().count() + 4));
+        let _ = writeln!(out, "\n{}", self.paint(Style::Heading, &format!("── {title} {rule}")));
+    }
+}
+
+/// The lesson's title and prose.
+pub fn lesson_intro(p: Painter, lesson: &Lesson) -> String {
+    let title = format!("Lesson {} · {}", lesson.number, lesson.title);
+    let underline = "═".repeat(title.chars().count());
+    format!(
+        "{}\n{}\n\n{}\n",
+        p.paint(Style::Heading, &title),
+        p.paint(Style::Heading, &underline),
+        lesson.prose.trim_end()
+    )
+}
+
+/// One run: its trace, the script's output, and the outcome.
+pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
+    let mut out = String::new();
+    p.section(&mut out, heading);
+    trace(p, &mut out, run);
+    script_output(p, &mut out, run);
+    outcome_block(p, &mut out, outcome);
+    out
+}
+
+fn trace(p: Painter, out: &mut String, run: &Run) {
+    let mut baselines: BTreeMap<String, i64> = BTreeMap::new();
+    let relative = |baselines: &BTreeMap<String, i64>, obj: &str, rc: i64| match baselines.get(obj) {
+        Some(base) => format!("{obj} = baseline{:+}", rc - base),
+        None => format!("{obj} = {rc}"),
+    };
+    for line in &run.trace {
+        let (tag, body, note) = match line {
+            TraceLine::Unreadable(text) => ("???", text.clone(), String::new()),
+            TraceLine::Event(event) => match event {
+                Event::Say { text } => ("say", text.clone(), String::new()),
+                Event::Refcount { label, obj, rc } => {
+                    ("refcount", relative(&baselines, obj, *rc), label.clone())
+                }
+                Event::Watch { obj, rc } => {
+                    baselines.insert(obj.clone(), *rc);
+                    ("watch", format!("{obj} = baseline"), String::new())
+                }
+                Event::Final { obj, rc, freed } => {
+                    let body = match rc {
+                        Some(rc) if !freed => relative(&baselines, obj, *rc),
+                        _ => format!("{obj} was freed"),
+                    };
+                    ("at exit", body, String::new())
+                }
+                Event::Alloc { type_name, id } => ("new", format!("{type_name}#{id}"), String::new()),
+                Event::Free { type_name, id } => ("freed", format!("{type_name}#{id}"), String::new()),
+                Event::Done => ("end", "the interpreter shut down".into(), String::new()),
+            },
+        };
+        let tag = p.paint(Style::Dim, &format!("{tag:<9}"));
+        // Long lines wrap, and continuation lines (a repr, say) line up under the first.
+        let body = wrap(&body, 76).join("\n            ");
+        if note.is_empty() {
+            let _ = writeln!(out, "  {tag} {body}");
+        } else {
+            let _ = writeln!(out, "  {tag} {body:<28} {}", p.paint(Style::Dim, &note));
+        }
+    }
+    if run.dropped_trace_lines > 0 {
+        let _ = writeln!(out, "  … {} more trace lines not kept", run.dropped_trace_lines);
+    }
+}
+
+/// Splits `text` into lines of at most `width` characters, breaking at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.lines() {
+        let mut line = String::new();
+        for word in paragraph.split(' ') {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+                lines.push(std::mem::take(&mut line));
+            } else if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+fn script_output(p: Painter, out: &mut String, run: &Run) {
+    let lines: Vec<&str> = run.stdout.text.lines().collect();
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {}", p.paint(Style::Dim, "output:"));
+    for line in lines.iter().take(OUTPUT_LINES_SHOWN) {
+        let _ = writeln!(out, "    │ {line}");
+    }
+    let hidden_lines = lines.len().saturating_sub(OUTPUT_LINES_SHOWN);
+    if hidden_lines > 0 || run.stdout.dropped > 0 {
+        let _ = writeln!(
+            out,
+            "    … {hidden_lines} more lines not shown, {} more bytes not kept",
+            run.stdout.dropped
+        );
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGSEGV => "SIGSEGV (segmentation fault)".into(),
+        libc::SIGABRT => "SIGABRT (abort)".into(),
+        libc::SIGBUS => "SIGBUS (bus error)".into(),
+        libc::SIGFPE => "SIGFPE (arithmetic error)".into(),
+        libc::SIGILL => "SIGILL (illegal instruction)".into(),
+        libc::SIGKILL => "SIGKILL (killed)".into(),
+        other => format!("signal {other}"),
+    }
+}
+
+fn outcome_block(p: Painter, out: &mut String, outcome: &Outcome) {
+    let (style, headline, details): (Style, String, Vec<String>) = match outcome {
+        Outcome::Ok => (Style::Good, "ok".into(), vec![]),
+        Outcome::Leaked(leaks) => (
+            Style::Warn,
+            "leaked".into(),
+            leaks
+                .iter()
+                .map(|leak| match leak {
+                    Leak::Object { type_name, id } => format!("{type_name}#{id} was never freed"),
+                    Leak::References { obj, delta } => format!(
+                        "{obj} ended {delta} reference{} above its baseline",
+                        if *delta == 1 { "" } else { "s" }
+                    ),
+                })
+                .collect(),
+        ),
+        Outcome::Crashed { signal, report } => (
+            Style::Bad,
+            format!("crashed: {}", signal_name(*signal)),
+            report.clone(),
+        ),
+        Outcome::Error { exit_code, report } => (
+            Style::Bad,
+            format!("error (exit status {exit_code})"),
+            report.clone(),
+        ),
+        Outcome::Timeout { seconds } => (
+            Style::Bad,
+            format!("timeout: still running after {seconds} s, stopped"),
+            vec![],
+        ),
+    };
+    let _ = writeln!(out, "  {} {}", p.paint(Style::Dim, "outcome: "), p.paint(style, &headline));
+    for line in details {
+        let _ = writeln!(out, "    {line}");
+    }
+}
+
+/// The correct and faulty source lines of a fault site.
+pub fn site(p: Painter, fault: Fault) -> String {
+    let mut out = String::new();
+    let Some(site) = sites::find(fault) else {
+        return out;
+    };
+    p.section(&mut out, &format!("the fault site: {} ({})", fault.name(), site.file));
+    for (label, branch, style) in [
+        ("correct", &site.correct, Style::Good),
+        ("faulty", &site.faulty, Style::Bad),
+    ] {
+        let _ = writeln!(out, "  {label}, line {}:", branch.first_line);
+        for line in &branch.lines {
+            let _ = writeln!(out, "    {}", p.paint(style, line));
+        }
+    }
+    out
+}
+
+/// The closing paragraph of a lesson.
+pub fn explanation(p: Painter, lesson: &Lesson) -> String {
+    let mut out = String::new();
+    p.section(&mut out, "what happened");
+    let _ = writeln!(out, "{}", lesson.explanation);
+    out
+}
+
+/// One line per variant: what it ended with, and what the lesson expected.
+pub fn verdict(p: Painter, results: &[(&str, &Outcome, Option<&str>)]) -> String {
+    let parts: Vec<String> = results
+        .iter()
+        .map(|(variant, outcome, expected)| {
+            let kind = outcome.kind();
+            match expected {
+                Some(expected) if *expected == kind => {
+                    format!("{variant} {} (as expected)", p.paint(Style::Good, kind))
+                }
+                Some(expected) => format!(
+                    "{variant} {} (expected {expected})",
+                    p.paint(Style::Bad, kind)
+                ),
+                None => format!("{variant} {kind}"),
+            }
+        })
+        .collect();
+    format!("\nResult: {}\n", parts.join(" · "))
+}
+
+/// `refcount-lab list`.
+pub fn lesson_list(lessons: &[Lesson]) -> String {
+    let mut out = String::new();
+    for lesson in lessons {
+        let faults: Vec<&str> = lesson.faults.iter().map(|f| f.name()).collect();
+        let faults = if faults.is_empty() {
+            "correct code only".to_owned()
+        } else {
+            format!("--fault {}", faults.join(", "))
+        };
+        let _ = writeln!(out, "{:>3}  {:<58} {faults}", lesson.number, lesson.title);
+    }
+    out.push_str("\nRun one with `refcount-lab lesson N`.\n");
+    out
+}
+
+/// `refcount-lab faults`.
+pub fn fault_list() -> String {
+    let mut out = String::new();
+    for info in CATALOGUE {
+        let expected = match info.expected {
+            crate::faults::Expected::Crash => "crash",
+            crate::faults::Expected::Leak => "leak",
+        };
+        let _ = writeln!(
+            out,
+            "{}\n    lesson {} · site: {} · outcome: {expected}\n    {}\n",
+            info.fault.name(),
+            info.lesson,
+            info.site,
+            info.summary
+        );
+    }
+    out.push_str("Switch one on with `--fault NAME` on `lesson`, `run` or `python`.\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_keeps_line_breaks() {
+        assert_eq!(wrap("aa bb cc", 5), vec!["aa bb", "cc"]);
+        assert_eq!(wrap("[]\n[]*", 76), vec!["[]", "[]*"]);
+        assert_eq!(wrap("", 10), vec![""]);
+    }
+}
