@@ -299,6 +299,6 @@ mod tests {
     fn wrap_breaks_at_spaces_and_keeps_line_breaks() {
         assert_eq!(wrap("aa bb cc", 5), vec!["aa bb", "cc"]);
         assert_eq!(wrap("[]\n[]*", 76), vec!["[]", "[]*"]);
-        assert_eq!(wrap("", 10), vec![""]);
+        assert!(wrap("", 10).is_empty());
     }
 }
