@@ -122,11 +122,11 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
         Command::List => lessons::load(cli.lessons_dir.as_deref()).map(|lessons| {
-            print!("{}", render::lesson_list(&lessons));
+            show(&render::lesson_list(&lessons));
             true
         }),
         Command::Faults => {
-            print!("{}", render::fault_list());
+            show(&render::fault_list());
             Ok(true)
         }
         Command::Lesson {
@@ -156,6 +156,12 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Writes to stdout; a closed pipe (`refcount-lab lesson 3 | head`) is not an error.
+fn show(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// Runs a lesson's variants; true when each ended as the lesson expects.
@@ -204,7 +210,7 @@ fn run_lesson(
         ),
     };
 
-    print!("{}", render::lesson_intro(painter, lesson));
+    show(&render::lesson_intro(painter, lesson));
     let mut results: Vec<(&str, Outcome, Option<&str>)> = Vec::new();
     for (name, faults, expected) in variants {
         let job = runner::Job {
@@ -221,16 +227,16 @@ fn run_lesson(
             let names: Vec<String> = faults.iter().map(|f| format!("--fault {}", f.name())).collect();
             format!("{name} run ({})", names.join(" "))
         };
-        print!("{}", render::run(painter, &heading, &run, &outcome));
+        show(&render::run(painter, &heading, &run, &outcome));
         results.push((name, outcome, expected));
     }
     for fault in &faults {
-        print!("{}", render::site(painter, *fault));
+        show(&render::site(painter, *fault));
     }
-    print!("{}", render::explanation(painter, lesson));
+    show(&render::explanation(painter, lesson));
     let summary: Vec<(&str, &Outcome, Option<&str>)> =
         results.iter().map(|(n, o, e)| (*n, o, *e)).collect();
-    print!("{}", render::verdict(painter, &summary));
+    show(&render::verdict(painter, &summary));
     Ok(results
         .iter()
         .all(|(_, outcome, expected)| expected.is_none_or(|kind| kind == outcome.kind())))
@@ -250,9 +256,9 @@ fn run_script(painter: Painter, script: &Path, faults: &[Fault], timeout: Durati
     let run = runner::run(&job)?;
     let outcome = outcome::classify(&run);
     let heading = format!("run {}", script.display());
-    print!("{}", render::run(painter, &heading, &run, &outcome));
+    show(&render::run(painter, &heading, &run, &outcome));
     for fault in faults {
-        print!("{}", render::site(painter, *fault));
+        show(&render::site(painter, *fault));
     }
     Ok(outcome == Outcome::Ok)
 }

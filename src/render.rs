@@ -15,6 +15,12 @@ use std::fmt::Write as _;
 
 /// Lines of a script's own output shown before the rest is summarised.
 const OUTPUT_LINES_SHOWN: usize = 40;
+/// Trace lines shown from the start and from the end of a very long trace (the end matters
+/// most after a crash).
+const TRACE_HEAD: usize = 300;
+const TRACE_TAIL: usize = 100;
+/// Larger refcounts are not counts at all (immortal objects on 3.12+ are not watched here).
+const PLAUSIBLE_REFCOUNT: i64 = 1 << 40;
 
 /// Applies ANSI styles, or nothing when colour is off.
 #[derive(Clone, Copy)]
@@ -76,10 +82,17 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
 
 fn trace(p: Painter, out: &mut String, run: &Run) {
     let mut baselines: BTreeMap<String, i64> = BTreeMap::new();
-    let relative = |baselines: &BTreeMap<String, i64>, obj: &str, rc: i64| match baselines.get(obj) {
-        Some(base) => format!("{obj} = baseline{:+}", rc - base),
-        None => format!("{obj} = {rc}"),
+    let relative = |baselines: &BTreeMap<String, i64>, obj: &str, rc: i64| {
+        if !(0..=PLAUSIBLE_REFCOUNT).contains(&rc) {
+            // Read from memory that was freed (and filled with 0xDD by the debug allocator).
+            return format!("{obj} = garbage: its memory was freed");
+        }
+        match baselines.get(obj) {
+            Some(base) => format!("{obj} = baseline{:+}", rc - base),
+            None => format!("{obj} = {rc}"),
+        }
     };
+    let mut shown = Vec::new();
     for line in &run.trace {
         let (tag, body, note) = match line {
             TraceLine::Unreadable(text) => ("???", text.clone(), String::new()),
@@ -107,10 +120,19 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
         let tag = p.paint(Style::Dim, &format!("{tag:<9}"));
         // Long lines wrap, and continuation lines (a repr, say) line up under the first.
         let body = wrap(&body, 76).join("\n            ");
-        if note.is_empty() {
-            let _ = writeln!(out, "  {tag} {body}");
+        shown.push(if note.is_empty() {
+            format!("  {tag} {body}")
         } else {
-            let _ = writeln!(out, "  {tag} {body:<28} {}", p.paint(Style::Dim, &note));
+            format!("  {tag} {body:<28}  {}", p.paint(Style::Dim, &note))
+        });
+    }
+    let hidden = shown.len().saturating_sub(TRACE_HEAD + TRACE_TAIL);
+    for (i, line) in shown.iter().enumerate() {
+        if hidden > 0 && i == TRACE_HEAD {
+            let _ = writeln!(out, "  … {hidden} trace lines not shown");
+        }
+        if hidden == 0 || i < TRACE_HEAD || i >= TRACE_HEAD + hidden {
+            let _ = writeln!(out, "{line}");
         }
     }
     if run.dropped_trace_lines > 0 {

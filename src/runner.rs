@@ -190,15 +190,18 @@ fn read_trace(mut pipe: impl Read) -> (Vec<TraceLine>, usize) {
     let mut overlong = false;
     let mut buffer = [0u8; 64 * 1024];
     let mut finish = |line: &[u8], overlong: bool, lines: &mut Vec<TraceLine>| {
-        if lines.len() >= EVENT_CAP {
-            dropped += 1;
-            return;
-        }
         let text = String::from_utf8_lossy(line);
-        lines.push(match Event::parse(&text) {
+        let line = match Event::parse(&text) {
             Ok(event) if !overlong => TraceLine::Event(event),
             _ => TraceLine::Unreadable(text.into_owned()),
-        });
+        };
+        // Past the cap, only the events the outcome is decided by are kept.
+        let decisive = matches!(line, TraceLine::Event(Event::Done | Event::Final { .. }));
+        if lines.len() < EVENT_CAP || decisive {
+            lines.push(line);
+        } else {
+            dropped += 1;
+        }
     };
     loop {
         let n = match pipe.read(&mut buffer) {

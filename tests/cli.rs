@@ -1,0 +1,135 @@
+//! The command line as a learner meets it: every lesson's real runs, bad input, and learner
+//! scripts that misbehave. Snapshots hold the real output of real child runs.
+
+use insta_cmd::{assert_cmd_snapshot, get_cargo_bin};
+use std::path::Path;
+use std::process::Command;
+
+fn lab(args: &[&str]) -> Command {
+    let mut command = Command::new(get_cargo_bin("refcount-lab"));
+    command.args(args).arg("--color=never").env_remove("NO_COLOR");
+    command
+}
+
+/// `refcount-lab run SCRIPT` for a script in `fixtures/scripts/`, run from there.
+fn run_fixture(script: &str, extra: &[&str]) -> Command {
+    let mut args = vec!["run", script];
+    args.extend_from_slice(extra);
+    let mut command = lab(&args);
+    command.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scripts"));
+    command
+}
+
+#[test]
+fn lesson_1_the_hash_table() {
+    assert_cmd_snapshot!(lab(&["lesson", "1"]));
+}
+
+#[test]
+fn lesson_2_watching_refcounts() {
+    assert_cmd_snapshot!(lab(&["lesson", "2"]));
+}
+
+#[test]
+fn lesson_3_missing_incref_crashes() {
+    assert_cmd_snapshot!(lab(&["lesson", "3"]));
+}
+
+#[test]
+fn lesson_4_missing_decref_leaks() {
+    assert_cmd_snapshot!(lab(&["lesson", "4"]));
+}
+
+#[test]
+fn lesson_5_hash_result_leaks() {
+    assert_cmd_snapshot!(lab(&["lesson", "5"]));
+}
+
+#[test]
+fn one_variant_at_a_time() {
+    assert_cmd_snapshot!(lab(&["lesson", "4", "--variant", "faulty"]));
+}
+
+#[test]
+fn another_fault_on_a_lesson_demo() {
+    assert_cmd_snapshot!(lab(&["lesson", "2", "--fault", "set-missing-incref"]));
+}
+
+#[test]
+fn list_and_faults() {
+    assert_cmd_snapshot!(lab(&["list"]));
+    assert_cmd_snapshot!(lab(&["faults"]));
+}
+
+#[test]
+fn unknown_lesson_lists_the_valid_ones() {
+    assert_cmd_snapshot!(lab(&["lesson", "99"]));
+}
+
+#[test]
+fn unknown_fault_lists_the_valid_ones() {
+    assert_cmd_snapshot!(lab(&["lesson", "3", "--fault", "forgot-everything"]));
+}
+
+#[test]
+fn faulty_variant_of_a_correct_code_lesson_is_refused() {
+    assert_cmd_snapshot!(lab(&["lesson", "1", "--variant", "faulty"]));
+}
+
+#[test]
+fn missing_script_is_refused() {
+    assert_cmd_snapshot!(run_fixture("no_such_script.py", &[]));
+}
+
+#[test]
+fn script_that_runs_clean() {
+    assert_cmd_snapshot!(run_fixture("clean.py", &[]));
+}
+
+#[test]
+fn script_that_raises() {
+    assert_cmd_snapshot!(run_fixture("raises.py", &[]));
+}
+
+#[test]
+fn script_that_loops_forever() {
+    assert_cmd_snapshot!(run_fixture("loops_forever.py", &["--timeout", "1"]));
+}
+
+#[test]
+fn script_that_prints_100_mb() {
+    assert_cmd_snapshot!(run_fixture("floods_stdout.py", &[]));
+}
+
+#[test]
+fn script_that_floods_the_trace() {
+    assert_cmd_snapshot!(run_fixture("floods_trace.py", &[]));
+}
+
+#[test]
+fn script_that_writes_invalid_utf8() {
+    assert_cmd_snapshot!(run_fixture("invalid_utf8.py", &[]));
+}
+
+#[test]
+fn script_that_calls_os_exit() {
+    assert_cmd_snapshot!(run_fixture("os_exit.py", &[]));
+}
+
+#[test]
+fn script_that_segfaults_without_a_fault() {
+    assert_cmd_snapshot!(run_fixture("segfaults.py", &[]));
+}
+
+#[test]
+fn script_that_leaves_a_process_holding_the_pipes() {
+    let started = std::time::Instant::now();
+    assert_cmd_snapshot!(run_fixture("leaves_a_sleeper.py", &[]));
+    // The sleeper would hold stdout for 60 s; the runner ends its process group instead.
+    assert!(started.elapsed().as_secs() < 30, "the parent waited for the sleeper");
+}
+
+#[test]
+fn run_with_a_fault() {
+    assert_cmd_snapshot!(run_fixture("clean.py", &["--fault", "set-missing-incref"]));
+}
