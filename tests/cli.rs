@@ -25,9 +25,22 @@ fn lesson_1_the_hash_table() {
     assert_cmd_snapshot!(lab(&["lesson", "1"]));
 }
 
+/// Snapshots of call-depth refcounts carry a suffix on CPython 3.9 and 3.10, where a call
+/// holds its argument twice (the caller's stack and the callee's frame) instead of once.
+fn call_depth_settings() -> insta::Settings {
+    let output = lab(&["python", "-c", "import sys; print(sys.version_info >= (3, 11))"])
+        .output()
+        .expect("refcount-lab python runs");
+    let mut settings = insta::Settings::clone_current();
+    if String::from_utf8_lossy(&output.stdout).trim() == "False" {
+        settings.set_snapshot_suffix("py39-py310");
+    }
+    settings
+}
+
 #[test]
 fn lesson_2_watching_refcounts() {
-    assert_cmd_snapshot!(lab(&["lesson", "2"]));
+    call_depth_settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "2"])));
 }
 
 #[test]
@@ -52,7 +65,8 @@ fn one_variant_at_a_time() {
 
 #[test]
 fn another_fault_on_a_lesson_demo() {
-    assert_cmd_snapshot!(lab(&["lesson", "2", "--fault", "set-missing-incref"]));
+    call_depth_settings()
+        .bind(|| assert_cmd_snapshot!(lab(&["lesson", "2", "--fault", "set-missing-incref"])));
 }
 
 #[test]
@@ -88,7 +102,10 @@ fn script_that_runs_clean() {
 
 #[test]
 fn script_that_raises() {
-    assert_cmd_snapshot!(run_fixture("raises.py", &[]));
+    // Tracebacks underline the failing expression on some versions (3.11+) and not others.
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\n *[~^]+\n", "\n");
+    settings.bind(|| assert_cmd_snapshot!(run_fixture("raises.py", &[])));
 }
 
 #[test]
