@@ -21,7 +21,10 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let config = pyo3_build_config::get();
     if !config.shared() {
-        panic!("\n\nthe Python found ({:?}) has no shared libpython.\n{HELP}\n", config.executable());
+        panic!(
+            "\n\nthe Python found ({:?}) has no shared libpython.\n{HELP}\n",
+            config.executable()
+        );
     }
     let executable = config
         .executable()
@@ -36,7 +39,10 @@ fn main() {
     pyo3_build_config::add_libpython_rpath_link_args();
     println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_HOME={home}");
     println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_EXECUTABLE={executable}");
-    println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_VERSION={}", config.version());
+    println!(
+        "cargo:rustc-env=REFCOUNT_LAB_PYTHON_VERSION={}",
+        config.version()
+    );
 }
 
 /// Writes `$OUT_DIR/lessons.rs`: one `EmbeddedLesson` per folder of `lessons/`, in order.
@@ -53,11 +59,20 @@ fn embed_lessons() {
     for dir in dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         writeln!(code, "    EmbeddedLesson {{ dir: {name:?},").unwrap();
-        for (field, file) in [("toml", "lesson.toml"), ("readme", "README.md"), ("demo", "demo.py")] {
+        for (field, file) in [
+            ("toml", "lesson.toml"),
+            ("readme", "README.md"),
+            ("demo", "demo.py"),
+        ] {
             let path = dir.join(file);
             assert!(path.is_file(), "lesson {name} has no {file}");
             println!("cargo:rerun-if-changed={}", path.display());
-            writeln!(code, "        {field}: include_str!({:?}),", path.display().to_string()).unwrap();
+            writeln!(
+                code,
+                "        {field}: include_str!({:?}),",
+                path.display().to_string()
+            )
+            .unwrap();
         }
         code.push_str("    },\n");
     }

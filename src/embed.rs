@@ -38,7 +38,11 @@ pub fn run_python(args: &[OsString], active_faults: Vec<Fault>) -> i32 {
         let statuses = [
             PyConfig_SetBytesString(config, &raw mut (*config).home, home.as_ptr()),
             PyConfig_SetBytesString(config, &raw mut (*config).executable, executable.as_ptr()),
-            PyConfig_SetBytesArgv(config, argv_ptrs.len() as Py_ssize_t, argv_ptrs.as_mut_ptr()),
+            PyConfig_SetBytesArgv(
+                config,
+                argv_ptrs.len() as Py_ssize_t,
+                argv_ptrs.as_mut_ptr(),
+            ),
         ];
         for status in statuses {
             if PyStatus_Exception(status) != 0 {

@@ -141,12 +141,22 @@ fn load_dir(root: &Path) -> Result<Vec<Lesson>> {
         }
         let read = |file: &str| {
             let file = path.join(file);
-            std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))
         };
-        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let demo = path.join("demo.py");
         ensure!(demo.is_file(), "lesson {} has no demo.py", path.display());
-        lessons.push(Lesson::parse(&name, &read("lesson.toml")?, read("README.md")?, Demo::OnDisk(demo))?);
+        lessons.push(Lesson::parse(
+            &name,
+            &read("lesson.toml")?,
+            read("README.md")?,
+            Demo::OnDisk(demo),
+        )?);
     }
     if lessons.is_empty() {
         bail!(
@@ -181,7 +191,11 @@ mod tests {
         let lessons = load(None).unwrap();
         assert!(lessons.len() >= 5);
         for (i, lesson) in lessons.iter().enumerate() {
-            assert_eq!(lesson.number as usize, i + 1, "lessons are numbered 1, 2, 3, …");
+            assert_eq!(
+                lesson.number as usize,
+                i + 1,
+                "lessons are numbered 1, 2, 3, …"
+            );
             assert!(!lesson.prose.trim().is_empty() && !lesson.explanation.is_empty());
         }
     }
@@ -199,6 +213,9 @@ mod tests {
     fn unknown_numbers_list_the_valid_ones() {
         let lessons = load(None).unwrap();
         let message = find(&lessons, 99).err().unwrap().to_string();
-        assert!(message.contains("no lesson 99; lessons are 1, 2, 3"), "{message}");
+        assert!(
+            message.contains("no lesson 99; lessons are 1, 2, 3"),
+            "{message}"
+        );
     }
 }

@@ -224,7 +224,10 @@ fn run_lesson(
         let heading = if faults.is_empty() {
             format!("{name} run")
         } else {
-            let names: Vec<String> = faults.iter().map(|f| format!("--fault {}", f.name())).collect();
+            let names: Vec<String> = faults
+                .iter()
+                .map(|f| format!("--fault {}", f.name()))
+                .collect();
             format!("{name} run ({})", names.join(" "))
         };
         show(&render::run(painter, &heading, &run, &outcome));
@@ -243,9 +246,17 @@ fn run_lesson(
 }
 
 /// Runs a learner's script; true when it ended `ok`.
-fn run_script(painter: Painter, script: &Path, faults: &[Fault], timeout: Duration) -> Result<bool> {
+fn run_script(
+    painter: Painter,
+    script: &Path,
+    faults: &[Fault],
+    timeout: Duration,
+) -> Result<bool> {
     if !script.is_file() {
-        bail!("{} is not a file: give the path of a Python script", script.display());
+        bail!(
+            "{} is not a file: give the path of a Python script",
+            script.display()
+        );
     }
     let job = runner::Job {
         script,

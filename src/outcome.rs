@@ -25,8 +25,13 @@ pub enum Outcome {
         report: Vec<String>,
     },
     /// The script raised, exited non-zero, or left the interpreter without shutting it down.
-    Error { exit_code: i32, report: Vec<String> },
-    Timeout { seconds: u64 },
+    Error {
+        exit_code: i32,
+        report: Vec<String>,
+    },
+    Timeout {
+        seconds: u64,
+    },
 }
 
 /// The short name of an outcome, as lessons and snapshots spell it.
@@ -226,7 +231,9 @@ mod tests {
     fn exceptions_exits_and_hangs() {
         let stderr = "noise\nTraceback (most recent call last):\n  File \"x.py\"\nValueError: no\n";
         let outcome = classify(&run(Ending::Exited(1), vec![], stderr));
-        assert!(matches!(outcome, Outcome::Error { exit_code: 1, ref report } if report.len() == 3));
+        assert!(
+            matches!(outcome, Outcome::Error { exit_code: 1, ref report } if report.len() == 3)
+        );
         let early_exit = classify(&run(Ending::Exited(0), vec![], ""));
         assert_eq!(early_exit.kind(), "error");
         let hang = classify(&run(Ending::TimedOut, vec![], ""));

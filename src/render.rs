@@ -54,7 +54,11 @@ impl Painter {
 
     fn section(self, out: &mut String, title: &str) {
         let rule = "─".repeat(60usize.saturating_sub(title.chars().count() + 4));
-        let _ = writeln!(out, "\n{}", self.paint(Style::Heading, &format!("── {title} {rule}")));
+        let _ = writeln!(
+            out,
+            "\n{}",
+            self.paint(Style::Heading, &format!("── {title} {rule}"))
+        );
     }
 }
 
@@ -112,8 +116,12 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                     };
                     ("at exit", body, String::new())
                 }
-                Event::Alloc { type_name, id } => ("new", format!("{type_name}#{id}"), String::new()),
-                Event::Free { type_name, id } => ("freed", format!("{type_name}#{id}"), String::new()),
+                Event::Alloc { type_name, id } => {
+                    ("new", format!("{type_name}#{id}"), String::new())
+                }
+                Event::Free { type_name, id } => {
+                    ("freed", format!("{type_name}#{id}"), String::new())
+                }
                 Event::Done => ("end", "the interpreter shut down".into(), String::new()),
             },
         };
@@ -136,7 +144,11 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
         }
     }
     if run.dropped_trace_lines > 0 {
-        let _ = writeln!(out, "  … {} more trace lines not kept", run.dropped_trace_lines);
+        let _ = writeln!(
+            out,
+            "  … {} more trace lines not kept",
+            run.dropped_trace_lines
+        );
     }
 }
 
@@ -222,7 +234,12 @@ fn outcome_block(p: Painter, out: &mut String, outcome: &Outcome) {
             vec![],
         ),
     };
-    let _ = writeln!(out, "  {} {}", p.paint(Style::Dim, "outcome: "), p.paint(style, &headline));
+    let _ = writeln!(
+        out,
+        "  {} {}",
+        p.paint(Style::Dim, "outcome: "),
+        p.paint(style, &headline)
+    );
     for line in details {
         let _ = writeln!(out, "    {line}");
     }
@@ -234,7 +251,10 @@ pub fn site(p: Painter, fault: Fault) -> String {
     let Some(site) = sites::find(fault) else {
         return out;
     };
-    p.section(&mut out, &format!("the fault site: {} ({})", fault.name(), site.file));
+    p.section(
+        &mut out,
+        &format!("the fault site: {} ({})", fault.name(), site.file),
+    );
     for (label, branch, style) in [
         ("correct", &site.correct, Style::Good),
         ("faulty", &site.faulty, Style::Bad),

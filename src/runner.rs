@@ -107,9 +107,12 @@ pub fn run(job: &Job) -> Result<Run> {
             Ok(())
         });
     }
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot start a child interpreter for {}", job.script.display()))?;
+    let mut child = command.spawn().with_context(|| {
+        format!(
+            "cannot start a child interpreter for {}",
+            job.script.display()
+        )
+    })?;
     // Our copy of the write end must close, or the trace pipe never reaches end-of-file.
     drop(trace_writer);
     drop(command);
@@ -127,7 +130,14 @@ pub fn run(job: &Job) -> Result<Run> {
         // SAFETY: `info` is a plain C struct that waitid fills in.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waiting on our own child; WNOWAIT leaves it to `child.wait()` to reap.
-        unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
         let _ = exited_tx.send(());
     });
     let timed_out = exited_rx.recv_timeout(job.timeout).is_err();
@@ -135,7 +145,9 @@ pub fn run(job: &Job) -> Result<Run> {
     // whole group (the child itself too, when it timed out).
     // SAFETY: the group leader is our unreaped child, so the group id is still ours.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
-    let status = child.wait().context("cannot collect the child's exit status")?;
+    let status = child
+        .wait()
+        .context("cannot collect the child's exit status")?;
     let _ = waiter.join();
 
     let ending = if timed_out {

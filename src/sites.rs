@@ -50,13 +50,20 @@ fn branches(lines: &[&str], if_line: usize) -> Option<(Branch, Branch)> {
         return None;
     }
     let indent = &header[..header.len() - header.trim_start().len()];
-    let else_line = (if_line + 1..lines.len()).find(|&i| lines[i] == format!("{indent}}} else {{"))?;
+    let else_line =
+        (if_line + 1..lines.len()).find(|&i| lines[i] == format!("{indent}}} else {{"))?;
     let end_line = (else_line + 1..lines.len()).find(|&i| lines[i] == format!("{indent}}}"))?;
     let branch = |from: usize, to: usize| Branch {
         first_line: from + 1,
-        lines: lines[from..to].iter().map(|line| dedent(line, indent)).collect(),
+        lines: lines[from..to]
+            .iter()
+            .map(|line| dedent(line, indent))
+            .collect(),
     };
-    Some((branch(if_line + 1, else_line), branch(else_line + 1, end_line)))
+    Some((
+        branch(if_line + 1, else_line),
+        branch(else_line + 1, end_line),
+    ))
 }
 
 /// The line with the block's own indentation and one more level taken off.
@@ -82,7 +89,11 @@ mod tests {
     #[test]
     fn the_set_site_shows_the_missing_incref() {
         let site = find(Fault::SetMissingIncref).unwrap();
-        assert!(site.correct.lines.iter().any(|l| l.starts_with("Py_INCREF(slf);")));
+        assert!(site
+            .correct
+            .lines
+            .iter()
+            .any(|l| l.starts_with("Py_INCREF(slf);")));
         assert!(site.faulty.lines.iter().all(|l| !l.contains("Py_INCREF")));
     }
 }

@@ -87,7 +87,10 @@ mod tests {
             rc: 3,
         };
         let line = serde_json::to_string(&event).unwrap();
-        assert_eq!(line, r#"{"ev":"refcount","label":"main","obj":"hash","rc":3}"#);
+        assert_eq!(
+            line,
+            r#"{"ev":"refcount","label":"main","obj":"hash","rc":3}"#
+        );
         assert_eq!(Event::parse(&line).unwrap(), event);
         let alloc = Event::parse(r#"{"ev":"alloc","type":"HashTable","id":1}"#).unwrap();
         assert_eq!(

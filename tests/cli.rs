@@ -7,7 +7,10 @@ use std::process::Command;
 
 fn lab(args: &[&str]) -> Command {
     let mut command = Command::new(get_cargo_bin("refcount-lab"));
-    command.args(args).arg("--color=never").env_remove("NO_COLOR");
+    command
+        .args(args)
+        .arg("--color=never")
+        .env_remove("NO_COLOR");
     command
 }
 
@@ -28,9 +31,13 @@ fn lesson_1_the_hash_table() {
 /// Snapshots of call-depth refcounts carry a suffix on CPython 3.9 and 3.10, where a call
 /// holds its argument twice (the caller's stack and the callee's frame) instead of once.
 fn call_depth_settings() -> insta::Settings {
-    let output = lab(&["python", "-c", "import sys; print(sys.version_info >= (3, 11))"])
-        .output()
-        .expect("refcount-lab python runs");
+    let output = lab(&[
+        "python",
+        "-c",
+        "import sys; print(sys.version_info >= (3, 11))",
+    ])
+    .output()
+    .expect("refcount-lab python runs");
     let mut settings = insta::Settings::clone_current();
     if String::from_utf8_lossy(&output.stdout).trim() == "False" {
         settings.set_snapshot_suffix("py39-py310");
@@ -143,7 +150,10 @@ fn script_that_leaves_a_process_holding_the_pipes() {
     let started = std::time::Instant::now();
     assert_cmd_snapshot!(run_fixture("leaves_a_sleeper.py", &[]));
     // The sleeper would hold stdout for 60 s; the runner ends its process group instead.
-    assert!(started.elapsed().as_secs() < 30, "the parent waited for the sleeper");
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "the parent waited for the sleeper"
+    );
 }
 
 #[test]

@@ -32,7 +32,9 @@ pub(super) unsafe fn new(
     // SAFETY: guaranteed by the caller; tp_alloc returns zeroed, GC-tracked memory, and the
     // GC tolerates a NULL `table` until we fill it in.
     unsafe {
-        let alloc = (*iter_type).tp_alloc.expect("heap types always have tp_alloc");
+        let alloc = (*iter_type)
+            .tp_alloc
+            .expect("heap types always have tp_alloc");
         let it = alloc(iter_type, 0) as *mut TableIterObject;
         if it.is_null() {
             return null_mut();
@@ -63,7 +65,11 @@ unsafe extern "C" fn iter_next(slf: *mut PyObject) -> *mut PyObject {
 }
 
 // traverse: visit the type and the table this iterator owns.
-unsafe extern "C" fn iter_traverse(slf: *mut PyObject, visit: visitproc, arg: *mut c_void) -> c_int {
+unsafe extern "C" fn iter_traverse(
+    slf: *mut PyObject,
+    visit: visitproc,
+    arg: *mut c_void,
+) -> c_int {
     // SAFETY: called by the GC on a live iterator.
     unsafe {
         let result = visit(Py_TYPE(slf).cast(), arg);

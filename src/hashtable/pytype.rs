@@ -291,17 +291,16 @@ unsafe extern "C" fn table_new(
             );
             return null_mut();
         }
-        let alloc = (*subtype).tp_alloc.expect("heap types always have tp_alloc");
+        let alloc = (*subtype)
+            .tp_alloc
+            .expect("heap types always have tp_alloc");
         let slf = alloc(subtype, 0) as *mut HashTableObject;
         if slf.is_null() {
             return null_mut();
         }
         // The memory is zeroed, which is not a valid `Table`: write one before anything can
         // run the GC and look inside.
-        std::ptr::write(
-            &raw mut (*slf).table,
-            Table::new(size as usize, max_load),
-        );
+        std::ptr::write(&raw mut (*slf).table, Table::new(size as usize, max_load));
         Py_INCREF(hash_func); // the table owns a reference to its hash function
         (*slf).hash_func = hash_func;
         (*state).next_trace_id += 1;
@@ -412,7 +411,10 @@ unsafe fn equal_to(slf: *mut HashTableObject, other: *mut PyObject) -> Result<bo
                 bucket: slot.bucket,
                 pos: slot.pos + 1,
             };
-            let entry = (*slf).table.get(slot).expect("next_slot returns filled slots");
+            let entry = (*slf)
+                .table
+                .get(slot)
+                .expect("next_slot returns filled slots");
             Py_INCREF(entry.key); // keep key and value alive while Python code runs
             Py_INCREF(entry.value);
             let theirs = PyObject_GetItem(other, entry.key); // new reference, or NULL
@@ -1005,12 +1007,7 @@ static mut METHODS: [PyMethodDef; 13] = [
         METH_NOARGS,
         c"clear(): remove every pair",
     ),
-    method(
-        c"keys",
-        table_keys,
-        METH_NOARGS,
-        c"keys() -> list of keys",
-    ),
+    method(c"keys", table_keys, METH_NOARGS, c"keys() -> list of keys"),
     method(
         c"values",
         table_values,

@@ -219,7 +219,10 @@ mod tests {
         assert_eq!(table.get(last).unwrap().hash, 2);
         let first = table.next_slot(Slot { bucket: 0, pos: 0 }).unwrap();
         assert_eq!(table.remove(first).hash, 1);
-        assert_eq!(table.entries().map(|e| e.hash).collect::<Vec<_>>(), vec![5, 2]);
+        assert_eq!(
+            table.entries().map(|e| e.hash).collect::<Vec<_>>(),
+            vec![5, 2]
+        );
         assert_eq!(table.take_all().len(), 2);
         assert_eq!((table.load(), table.last()), (0, None));
     }

@@ -1,0 +1,113 @@
+//! What `refcount-lab lesson N` costs over running its demo bare.
+//!
+//! For every lesson, in interleaved rounds within one run (the machine is shared and noisy):
+//! - `lesson`: `refcount-lab lesson N --color never` (child per variant, debug allocator,
+//!   trace pipe, rendering);
+//! - `bare`: the same demo run per variant with `refcount-lab python [--fault …] demo.py`,
+//!   output discarded;
+//! - `pass`: `python3 -c pass` with the interpreter refcount-lab embeds (its real binary,
+//!   not a pyenv shim, whose own start-up would flatter the ratio), start-up alone.
+//!
+//! Prints medians, lesson / bare, and lesson / (pass + bare), the figure issue #3 sets at ≤ 2×.
+//! Run with `cargo bench --bench lesson_overhead`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 15;
+const BIN: &str = env!("CARGO_BIN_EXE_refcount-lab");
+
+fn time(command: &mut Command) -> Duration {
+    let started = Instant::now();
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("benchmark command runs");
+    started.elapsed()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// The lesson folder numbered `number`, and the faults of its faulty variant.
+fn lesson(number: u32) -> (PathBuf, Vec<String>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons");
+    let dir = std::fs::read_dir(&root)
+        .expect("lessons/ exists")
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(&format!("{number:02}-"))
+        })
+        .expect("lesson folder exists");
+    let toml = std::fs::read_to_string(dir.join("lesson.toml")).unwrap();
+    let faults = toml
+        .lines()
+        .find_map(|line| line.strip_prefix("faults = "))
+        .map(|list| {
+            list.trim_matches(|c| c == '[' || c == ']')
+                .split(',')
+                .map(|name| name.trim().trim_matches('"').to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (dir, faults)
+}
+
+/// The executable of the interpreter this build embeds.
+fn embedded_python() -> String {
+    let output = Command::new(BIN)
+        .args(["python", "-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("refcount-lab python runs");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn main() {
+    let python = embedded_python();
+    println!("python3 = {python}; medians of {ROUNDS} interleaved rounds");
+    println!("lesson   lesson ms   bare ms   pass ms   lesson/bare   lesson/(pass+bare)");
+    for number in 1..=5 {
+        let (dir, faults) = lesson(number);
+        let mut variants: Vec<Vec<String>> = vec![vec![]];
+        if !faults.is_empty() {
+            variants.push(faults);
+        }
+        let (mut lesson_times, mut bare_times, mut pass_times) = (vec![], vec![], vec![]);
+        for _ in 0..ROUNDS {
+            lesson_times.push(time(Command::new(BIN).args([
+                "lesson",
+                &number.to_string(),
+                "--color",
+                "never",
+            ])));
+            bare_times.push(
+                variants
+                    .iter()
+                    .map(|faults| {
+                        let mut command = Command::new(BIN);
+                        command.arg("python").current_dir(&dir);
+                        for fault in faults {
+                            command.args(["--fault", fault]);
+                        }
+                        time(command.args(["--", "demo.py"]))
+                    })
+                    .sum(),
+            );
+            pass_times.push(time(Command::new(&python).args(["-c", "pass"])));
+        }
+        let (lesson, bare, pass) = (median(lesson_times), median(bare_times), median(pass_times));
+        println!(
+            "{number:>6}   {:>9.1}   {:>7.1}   {:>7.1}   {:>10.2}×   {:>17.2}×",
+            lesson.as_secs_f64() * 1e3,
+            bare.as_secs_f64() * 1e3,
+            pass.as_secs_f64() * 1e3,
+            lesson.as_secs_f64() / bare.as_secs_f64(),
+            lesson.as_secs_f64() / (pass + bare).as_secs_f64()
+        );
+    }
+}
