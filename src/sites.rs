@@ -87,6 +87,23 @@ mod tests {
     }
 
     #[test]
+    fn line_numbers_point_at_the_lines_shown() {
+        for info in CATALOGUE {
+            let site = find(info.fault).unwrap();
+            let source = SOURCES
+                .iter()
+                .find(|(file, _)| *file == site.file)
+                .unwrap()
+                .1;
+            let lines: Vec<&str> = source.lines().collect();
+            for branch in [&site.faulty, &site.correct] {
+                let first = lines[branch.first_line - 1].trim();
+                assert_eq!(first, branch.lines[0].trim(), "{:?}", info.fault);
+            }
+        }
+    }
+
+    #[test]
     fn the_set_site_shows_the_missing_incref() {
         let site = find(Fault::SetMissingIncref).unwrap();
         assert!(site

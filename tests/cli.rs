@@ -5,6 +5,14 @@ use insta_cmd::{assert_cmd_snapshot, get_cargo_bin};
 use std::path::Path;
 use std::process::Command;
 
+/// Fault-site line numbers move whenever `pytype.rs` is edited; the lines themselves are
+/// what the snapshots pin (and `sites.rs` tests that the numbers point at them).
+fn settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"(correct|faulty), line \d+:", "$1, line [N]:");
+    settings
+}
+
 fn lab(args: &[&str]) -> Command {
     let mut command = Command::new(get_cargo_bin("refcount-lab"));
     command
@@ -25,7 +33,7 @@ fn run_fixture(script: &str, extra: &[&str]) -> Command {
 
 #[test]
 fn lesson_1_the_hash_table() {
-    assert_cmd_snapshot!(lab(&["lesson", "1"]));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "1"])));
 }
 
 /// Snapshots of call-depth refcounts carry a suffix on CPython 3.9 and 3.10, where a call
@@ -38,7 +46,7 @@ fn call_depth_settings() -> insta::Settings {
     ])
     .output()
     .expect("refcount-lab python runs");
-    let mut settings = insta::Settings::clone_current();
+    let mut settings = settings();
     if String::from_utf8_lossy(&output.stdout).trim() == "False" {
         settings.set_snapshot_suffix("py39-py310");
     }
@@ -52,22 +60,22 @@ fn lesson_2_watching_refcounts() {
 
 #[test]
 fn lesson_3_missing_incref_crashes() {
-    assert_cmd_snapshot!(lab(&["lesson", "3"]));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "3"])));
 }
 
 #[test]
 fn lesson_4_missing_decref_leaks() {
-    assert_cmd_snapshot!(lab(&["lesson", "4"]));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "4"])));
 }
 
 #[test]
 fn lesson_5_hash_result_leaks() {
-    assert_cmd_snapshot!(lab(&["lesson", "5"]));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "5"])));
 }
 
 #[test]
 fn one_variant_at_a_time() {
-    assert_cmd_snapshot!(lab(&["lesson", "4", "--variant", "faulty"]));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "4", "--variant", "faulty"])));
 }
 
 #[test]
@@ -78,77 +86,77 @@ fn another_fault_on_a_lesson_demo() {
 
 #[test]
 fn list_and_faults() {
-    assert_cmd_snapshot!(lab(&["list"]));
-    assert_cmd_snapshot!(lab(&["faults"]));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["list"])));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["faults"])));
 }
 
 #[test]
 fn unknown_lesson_lists_the_valid_ones() {
-    assert_cmd_snapshot!(lab(&["lesson", "99"]));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "99"])));
 }
 
 #[test]
 fn unknown_fault_lists_the_valid_ones() {
-    assert_cmd_snapshot!(lab(&["lesson", "3", "--fault", "forgot-everything"]));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "3", "--fault", "forgot-everything"])));
 }
 
 #[test]
 fn faulty_variant_of_a_correct_code_lesson_is_refused() {
-    assert_cmd_snapshot!(lab(&["lesson", "1", "--variant", "faulty"]));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "1", "--variant", "faulty"])));
 }
 
 #[test]
 fn missing_script_is_refused() {
-    assert_cmd_snapshot!(run_fixture("no_such_script.py", &[]));
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("no_such_script.py", &[])));
 }
 
 #[test]
 fn script_that_runs_clean() {
-    assert_cmd_snapshot!(run_fixture("clean.py", &[]));
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("clean.py", &[])));
 }
 
 #[test]
 fn script_that_raises() {
     // Tracebacks underline the failing expression on some versions (3.11+) and not others.
-    let mut settings = insta::Settings::clone_current();
+    let mut settings = settings();
     settings.add_filter(r"\n *[~^]+\n", "\n");
     settings.bind(|| assert_cmd_snapshot!(run_fixture("raises.py", &[])));
 }
 
 #[test]
 fn script_that_loops_forever() {
-    assert_cmd_snapshot!(run_fixture("loops_forever.py", &["--timeout", "1"]));
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("loops_forever.py", &["--timeout", "1"])));
 }
 
 #[test]
 fn script_that_prints_100_mb() {
-    assert_cmd_snapshot!(run_fixture("floods_stdout.py", &[]));
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("floods_stdout.py", &[])));
 }
 
 #[test]
 fn script_that_floods_the_trace() {
-    assert_cmd_snapshot!(run_fixture("floods_trace.py", &[]));
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("floods_trace.py", &[])));
 }
 
 #[test]
 fn script_that_writes_invalid_utf8() {
-    assert_cmd_snapshot!(run_fixture("invalid_utf8.py", &[]));
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("invalid_utf8.py", &[])));
 }
 
 #[test]
 fn script_that_calls_os_exit() {
-    assert_cmd_snapshot!(run_fixture("os_exit.py", &[]));
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("os_exit.py", &[])));
 }
 
 #[test]
 fn script_that_segfaults_without_a_fault() {
-    assert_cmd_snapshot!(run_fixture("segfaults.py", &[]));
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("segfaults.py", &[])));
 }
 
 #[test]
 fn script_that_leaves_a_process_holding_the_pipes() {
     let started = std::time::Instant::now();
-    assert_cmd_snapshot!(run_fixture("leaves_a_sleeper.py", &[]));
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("leaves_a_sleeper.py", &[])));
     // The sleeper would hold stdout for 60 s; the runner ends its process group instead.
     assert!(
         started.elapsed().as_secs() < 30,
@@ -158,5 +166,6 @@ fn script_that_leaves_a_process_holding_the_pipes() {
 
 #[test]
 fn run_with_a_fault() {
-    assert_cmd_snapshot!(run_fixture("clean.py", &["--fault", "set-missing-incref"]));
+    settings()
+        .bind(|| assert_cmd_snapshot!(run_fixture("clean.py", &["--fault", "set-missing-incref"])));
 }
