@@ -55,9 +55,15 @@ pub fn run_python(args: &[OsString], active_faults: Vec<Fault>) -> i32 {
         if PyStatus_Exception(status) != 0 {
             Py_ExitStatusException(status);
         }
+        // Runs at the very end of Py_FinalizeEx, also when `sys.exit()` ends the process from
+        // inside Python and Py_RunMain never returns.
+        Py_AtExit(Some(interpreter_finished));
         Py_RunMain()
     };
-    // The interpreter ran the program and shut down without crashing.
-    trace::emit(&Event::Done);
     code
+}
+
+/// The interpreter ran the program and shut down without crashing.
+extern "C" fn interpreter_finished() {
+    trace::emit(&Event::Done);
 }

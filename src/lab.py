@@ -21,6 +21,7 @@ import weakref
 
 _TRACE_FD = int(os.environ.get("REFCOUNT_LAB_TRACE_FD", "-1"))
 _watched = []
+_reported = False
 
 
 def _send(event):
@@ -96,6 +97,10 @@ def show_ref_counts(an_object, times_to_call=1, show_referrers=False, _depth=1):
 
 @atexit.register
 def _report_watched():
+    global _reported
+    if _reported:
+        return
+    _reported = True
     for name, handle in _watched:
         obj = handle() if isinstance(handle, weakref.ref) else handle
         del handle
@@ -105,3 +110,32 @@ def _report_watched():
         # -1: the local name `obj` is ours, not the script's.
         _send({"ev": "final", "obj": name, "rc": _probe(obj) - 1, "freed": False})
         del obj
+
+
+def _run_main():
+    """Run the script named by sys.argv[1] as __main__, then report watched objects.
+
+    This is how refcount-lab runs lesson and learner scripts. The report comes while the
+    script's compiled code is still alive: that code holds its constants, and so counts the
+    same references at the end as it did when `watch` took the baseline. (Run as
+    `python script.py`, the report waits for exit, when the code is gone.)
+    """
+    import __main__
+    import traceback
+
+    path = sys.argv[1]
+    sys.argv = sys.argv[1:]
+    sys.path[0] = os.path.dirname(os.path.abspath(path))
+    with open(path, "rb") as source:
+        code = compile(source.read(), path, "exec")
+    __main__.__file__ = path
+    try:
+        exec(code, __main__.__dict__)
+    except SystemExit:
+        raise
+    except BaseException as error:
+        # Print the traceback from the script's own frames down, as `python script.py` does.
+        traceback.print_exception(type(error), error, error.__traceback__.tb_next)
+        raise SystemExit(1)
+    finally:
+        _report_watched()

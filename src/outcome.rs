@@ -123,12 +123,16 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
     objects.chain(references).collect()
 }
 
-/// The fatal error line and the Python stack faulthandler printed, without addresses.
+/// The fatal error line and the Python stack faulthandler printed, without addresses, and
+/// without the frames of the launcher that runs the script (`lab._run_main`).
 fn crash_report(stderr: &str) -> Vec<String> {
+    let launcher =
+        |line: &str| line.contains("File \"<string>\"") || line.contains("File \"lab.py\"");
     stderr
         .lines()
         .filter(|line| {
-            line.starts_with("Fatal Python error:") || line.trim_start().starts_with("File \"")
+            line.starts_with("Fatal Python error:")
+                || (line.trim_start().starts_with("File \"") && !launcher(line))
         })
         .map(|line| line.trim().to_owned())
         .collect()

@@ -1,8 +1,8 @@
 //! The child-process runner: runs one Python script in a fresh child interpreter and
 //! collects everything it left behind, whatever way it ended.
 //!
-//! The child is this binary again (`refcount-lab python --fault … -- -X faulthandler SCRIPT`)
-//! under the debug allocator, in its own process group, with stdin closed. Its stdout and
+//! The child is this binary again (`refcount-lab python --fault … -- -X faulthandler -c
+//! "import lab; lab._run_main()" SCRIPT`: see `lab._run_main`) under the debug allocator, in its own process group, with stdin closed. Its stdout and
 //! stderr are captured up to a cap (the rest is counted, not kept), and trace events arrive on
 //! a dedicated pipe (fd 3). A crash, a hang, a flood of output or a closed pipe ends the
 //! child, never the parent. Classifying what happened is `outcome.rs`'s job.
@@ -83,7 +83,13 @@ pub fn run(job: &Job) -> Result<Run> {
         command.args(["--fault", fault.name()]);
     }
     command
-        .args(["--", "-X", "faulthandler"])
+        .args([
+            "--",
+            "-X",
+            "faulthandler",
+            "-c",
+            "import lab; lab._run_main()",
+        ])
         .arg(job.script)
         .current_dir(job.dir)
         .env("PYTHONMALLOC", "debug")

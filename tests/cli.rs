@@ -169,3 +169,30 @@ fn run_with_a_fault() {
     settings()
         .bind(|| assert_cmd_snapshot!(run_fixture("clean.py", &["--fault", "set-missing-incref"])));
 }
+
+#[test]
+fn lessons_from_another_folder() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lessons");
+    let dir = dir.to_str().unwrap();
+    settings().bind(|| assert_cmd_snapshot!(lab(&["--lessons-dir", dir, "lesson", "1"])));
+}
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let ansi = |args: &[&str], no_color: bool| {
+        let mut command = Command::new(get_cargo_bin("refcount-lab"));
+        command.args(args);
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        let stdout = command.output().unwrap().stdout;
+        String::from_utf8_lossy(&stdout).contains("\x1b[")
+    };
+    assert!(ansi(&["lesson", "1", "--color", "always"], false));
+    assert!(
+        !ansi(&["lesson", "1"], false),
+        "stdout is a pipe here, not a terminal"
+    );
+    assert!(!ansi(&["lesson", "1", "--color", "never"], false));
+    assert!(!ansi(&["lesson", "1", "--color", "auto"], true));
+}
