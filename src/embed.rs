@@ -29,7 +29,7 @@ pub fn run_python(args: &[OsString], active_faults: Vec<Fault>) -> i32 {
     let executable = CString::new(PYTHON_EXECUTABLE).expect("a path contains no NUL");
     // SAFETY: the interpreter is not running yet; the inittab entries and config strings are
     // registered/copied before `Py_InitializeFromConfig`, and `argv` outlives the call.
-    let code = unsafe {
+    unsafe {
         PyImport_AppendInittab(c"hashtable".as_ptr(), Some(hashtable::init));
         PyImport_AppendInittab(c"lab".as_ptr(), Some(lab::init));
         let mut config = std::mem::MaybeUninit::<PyConfig>::uninit();
@@ -59,8 +59,7 @@ pub fn run_python(args: &[OsString], active_faults: Vec<Fault>) -> i32 {
         // inside Python and Py_RunMain never returns.
         Py_AtExit(Some(interpreter_finished));
         Py_RunMain()
-    };
-    code
+    }
 }
 
 /// The interpreter ran the program and shut down without crashing.
