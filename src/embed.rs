@@ -13,9 +13,16 @@ use pyo3_ffi::*;
 use std::ffi::{c_char, CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-/// Where the interpreter this binary links against lives.
+/// Where the interpreter this binary links against lives, and which one it is.
 pub const PYTHON_HOME: &str = env!("REFCOUNT_LAB_PYTHON_HOME");
 pub const PYTHON_EXECUTABLE: &str = env!("REFCOUNT_LAB_PYTHON_EXECUTABLE");
+const PYTHON_VERSION: &str = env!("REFCOUNT_LAB_PYTHON_VERSION");
+
+/// The embedded interpreter's `(major, minor)` version.
+pub fn python_version() -> (u32, u32) {
+    let mut parts = PYTHON_VERSION.split('.').map(|n| n.parse().unwrap_or(0));
+    (parts.next().unwrap_or(3), parts.next().unwrap_or(0))
+}
 
 /// Runs CPython with `args` (as given to `python3`), `faults` switched on; returns its exit code.
 pub fn run_python(args: &[OsString], active_faults: Vec<Fault>) -> i32 {

@@ -16,6 +16,22 @@ pub enum Fault {
     DeallocMissingDecref,
     /// The int returned by `hash_func` is never released.
     HashResultLeak,
+    /// `get` returns the stored value without `Py_INCREF`.
+    GetBorrowedReturn,
+    /// Removing a key releases its value twice.
+    RemoveDoubleDecref,
+    /// A new key is stored without `Py_INCREF`.
+    SetMissingKeyIncref,
+    /// When `hash_func` raises, the reference taken for the value is kept.
+    ErrorPathLeak,
+    /// `items()` lets `PyTuple_SetItem` steal references the table still owns.
+    ItemsStealsBorrowed,
+    /// `update()` releases each pair before using the key and value borrowed from it.
+    UpdateUsesReleasedPair,
+    /// `clear()` returns `None` without a reference (no `Py_RETURN_NONE`).
+    ClearReturnsBorrowedNone,
+    /// `tp_traverse` shows the GC nothing the table holds.
+    NoTraverse,
 }
 
 /// What a fault does to a run when a demo exercises it.
@@ -23,6 +39,8 @@ pub enum Fault {
 pub enum Expected {
     Crash,
     Leak,
+    /// A crash where `None` can die (before 3.12); nothing where it is immortal.
+    CrashBefore3_12,
 }
 
 /// One row of the catalogue.
@@ -62,6 +80,70 @@ pub const CATALOGUE: &[FaultInfo] = &[
         summary: "the new reference returned by calling hash_func is never released: \
                   every hash leaks the int it returned",
     },
+    FaultInfo {
+        fault: Fault::GetBorrowedReturn,
+        lesson: 6,
+        site: "HashTable.get",
+        expected: Expected::Crash,
+        summary: "get() hands out the table's own reference as if it were new: the caller \
+                  releases it, and the value dies while the table still holds it",
+    },
+    FaultInfo {
+        fault: Fault::RemoveDoubleDecref,
+        lesson: 7,
+        site: "removing a key (pop, del)",
+        expected: Expected::Crash,
+        summary: "the removed value is released and also handed to the caller: one \
+                  reference released twice, the value freed while still in use",
+    },
+    FaultInfo {
+        fault: Fault::SetMissingKeyIncref,
+        lesson: 8,
+        site: "storing a new key (set, h[k] = v, update)",
+        expected: Expected::Crash,
+        summary: "new keys are stored without a reference of the table's own: when the \
+                  caller lets go, the table holds a key that was freed",
+    },
+    FaultInfo {
+        fault: Fault::ErrorPathLeak,
+        lesson: 9,
+        site: "storing a pair when hash_func raises",
+        expected: Expected::Leak,
+        summary: "the reference taken for the value is not given back when hashing the \
+                  key fails: a leak on the error path only",
+    },
+    FaultInfo {
+        fault: Fault::ItemsStealsBorrowed,
+        lesson: 10,
+        site: "HashTable.items",
+        expected: Expected::Crash,
+        summary: "PyTuple_SetItem steals a reference, and items() gives it the table's: \
+                  every pair built takes one reference the table still relies on",
+    },
+    FaultInfo {
+        fault: Fault::UpdateUsesReleasedPair,
+        lesson: 11,
+        site: "HashTable.update from (key, value) pairs",
+        expected: Expected::Crash,
+        summary: "key and value are borrowed from the pair, and the pair is released \
+                  before they are used: a borrowed reference outlives its owner",
+    },
+    FaultInfo {
+        fault: Fault::ClearReturnsBorrowedNone,
+        lesson: 12,
+        site: "HashTable.clear",
+        expected: Expected::CrashBefore3_12,
+        summary: "clear() returns None without Py_RETURN_NONE: harmless where None is \
+                  immortal (3.12+), a slow countdown to a fatal error before",
+    },
+    FaultInfo {
+        fault: Fault::NoTraverse,
+        lesson: 13,
+        site: "tp_traverse",
+        expected: Expected::Leak,
+        summary: "tp_traverse hides the table's references from the garbage collector: \
+                  a table that contains itself is never collected",
+    },
 ];
 
 impl Fault {
@@ -71,6 +153,14 @@ impl Fault {
             Fault::SetMissingIncref => "set-missing-incref",
             Fault::DeallocMissingDecref => "dealloc-missing-decref",
             Fault::HashResultLeak => "hash-result-leak",
+            Fault::GetBorrowedReturn => "get-borrowed-return",
+            Fault::RemoveDoubleDecref => "remove-double-decref",
+            Fault::SetMissingKeyIncref => "set-missing-key-incref",
+            Fault::ErrorPathLeak => "error-path-leak",
+            Fault::ItemsStealsBorrowed => "items-steals-borrowed",
+            Fault::UpdateUsesReleasedPair => "update-uses-released-pair",
+            Fault::ClearReturnsBorrowedNone => "clear-returns-borrowed-none",
+            Fault::NoTraverse => "no-traverse",
         }
     }
 

@@ -74,7 +74,7 @@ def watch(obj, name):
         handle = weakref.ref(obj)
     except TypeError:
         handle = obj
-    _watched.append((name, handle))
+    _watched.append((name, isinstance(handle, weakref.ref), handle))
     del handle  # only the entry in _watched may count, here and at exit alike
     _send({"ev": "watch", "obj": str(name), "rc": _refs(obj)})
 
@@ -101,10 +101,10 @@ def _report_watched():
     if _reported:
         return
     _reported = True
-    for name, handle in _watched:
-        obj = handle() if isinstance(handle, weakref.ref) else handle
+    for name, weak, handle in _watched:
+        obj = handle() if weak else handle
         del handle
-        if obj is None:
+        if weak and obj is None:
             _send({"ev": "final", "obj": name, "rc": None, "freed": True})
             continue
         # -1: the local name `obj` is ours, not the script's.

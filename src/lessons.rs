@@ -28,6 +28,8 @@ struct Metadata {
     #[serde(default)]
     faults: Vec<String>,
     expect: Expectations,
+    /// The reference-counting rule the lesson teaches, in one sentence.
+    rule: String,
     /// What happened and why: shown after the runs.
     explanation: String,
 }
@@ -38,6 +40,18 @@ struct Metadata {
 pub struct Expectations {
     pub correct: String,
     pub faulty: Option<String>,
+    /// Where the faulty run ends differently before CPython 3.12 (no immortal objects).
+    pub faulty_before_3_12: Option<String>,
+}
+
+impl Expectations {
+    /// What the faulty run should end with on CPython `version` (`major.minor`).
+    pub fn faulty_on(&self, version: (u32, u32)) -> Option<&str> {
+        match &self.faulty_before_3_12 {
+            Some(before) if version < (3, 12) => Some(before),
+            _ => self.faulty.as_deref(),
+        }
+    }
 }
 
 /// Where a lesson's demo script is.
@@ -54,6 +68,7 @@ pub struct Lesson {
     /// Switched on in the faulty run; empty for lessons about correct code only.
     pub faults: Vec<Fault>,
     pub expect: Expectations,
+    pub rule: String,
     pub explanation: String,
     /// The learner-facing prose (`README.md`).
     pub prose: String,
@@ -82,7 +97,11 @@ impl Lesson {
             .map(|name| Fault::from_name(name))
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("lessons/{dir}/lesson.toml"))?;
-        let expected = [Some(&meta.expect.correct), meta.expect.faulty.as_ref()];
+        let expected = [
+            Some(&meta.expect.correct),
+            meta.expect.faulty.as_ref(),
+            meta.expect.faulty_before_3_12.as_ref(),
+        ];
         for kind in expected.into_iter().flatten() {
             ensure!(
                 OUTCOME_KINDS.contains(&kind.as_str()),
@@ -101,6 +120,7 @@ impl Lesson {
             title: meta.title,
             faults,
             expect: meta.expect,
+            rule: meta.rule,
             explanation: meta.explanation.trim().to_owned(),
             prose,
             demo,
@@ -197,6 +217,7 @@ mod tests {
                 "lessons are numbered 1, 2, 3, …"
             );
             assert!(!lesson.prose.trim().is_empty() && !lesson.explanation.is_empty());
+            assert!(!lesson.rule.is_empty());
         }
     }
 
@@ -207,6 +228,19 @@ mod tests {
             let lesson = find(&lessons, info.lesson).unwrap();
             assert!(lesson.faults.contains(&info.fault), "{:?}", info.fault);
         }
+    }
+
+    #[test]
+    fn expectations_can_depend_on_immortal_objects() {
+        let lessons = load(None).unwrap();
+        let immortal = find(&lessons, 12).unwrap();
+        assert_eq!(immortal.expect.faulty_on((3, 11)), Some("crashed"));
+        assert_eq!(immortal.expect.faulty_on((3, 13)), Some("ok"));
+        let plain = find(&lessons, 3).unwrap();
+        assert_eq!(
+            plain.expect.faulty_on((3, 9)),
+            plain.expect.faulty_on((3, 13))
+        );
     }
 
     #[test]

@@ -192,7 +192,10 @@ fn run_lesson(
         variants.push(("correct", Vec::new(), Some(lesson.expect.correct.as_str())));
     }
     if variant != Some(Variant::Correct) && !faults.is_empty() {
-        let expected = lesson.expect.faulty.as_deref().filter(|_| own_faults);
+        let expected = lesson
+            .expect
+            .faulty_on(embed::python_version())
+            .filter(|_| own_faults);
         variants.push(("faulty", faults.clone(), expected));
     }
 

@@ -4,7 +4,7 @@
 //! never`, `NO_COLOR`, or not a terminal) is stable across runs and Python versions: no
 //! addresses, no timings, refcounts of watched objects as deltas from their baseline.
 
-use crate::faults::{Fault, CATALOGUE};
+use crate::faults::{Expected, Fault, CATALOGUE};
 use crate::lessons::Lesson;
 use crate::outcome::{Leak, Outcome};
 use crate::runner::{Run, TraceLine};
@@ -272,6 +272,12 @@ pub fn explanation(p: Painter, lesson: &Lesson) -> String {
     let mut out = String::new();
     p.section(&mut out, "what happened");
     let _ = writeln!(out, "{}", lesson.explanation);
+    let _ = writeln!(
+        out,
+        "\n{} {}",
+        p.paint(Style::Heading, "The rule:"),
+        lesson.rule
+    );
     out
 }
 
@@ -317,8 +323,9 @@ pub fn fault_list() -> String {
     let mut out = String::new();
     for info in CATALOGUE {
         let expected = match info.expected {
-            crate::faults::Expected::Crash => "crash",
-            crate::faults::Expected::Leak => "leak",
+            Expected::Crash => "crash",
+            Expected::Leak => "leak",
+            Expected::CrashBefore3_12 => "crash before 3.12, none on 3.12+",
         };
         let _ = writeln!(
             out,

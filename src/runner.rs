@@ -2,9 +2,10 @@
 //! collects everything it left behind, whatever way it ended.
 //!
 //! The child is this binary again (`refcount-lab python --fault … -- -X faulthandler -c
-//! "import lab; lab._run_main()" SCRIPT`: see `lab._run_main`) under the debug allocator, in its own process group, with stdin closed. Its stdout and
-//! stderr are captured up to a cap (the rest is counted, not kept), and trace events arrive on
-//! a dedicated pipe (fd 3). A crash, a hang, a flood of output or a closed pipe ends the
+//! "import lab; lab._run_main()" SCRIPT`: see `lab._run_main`), under the debug allocator
+//! and a fixed hash seed, in its own process group, with stdin closed. Its stdout and stderr
+//! are captured up to a cap (the rest is counted, not kept), and trace events arrive on a
+//! dedicated pipe (fd 3). A crash, a hang, a flood of output or a closed pipe ends the
 //! child, never the parent. Classifying what happened is `outcome.rs`'s job.
 
 use crate::faults::Fault;
@@ -93,6 +94,8 @@ pub fn run(job: &Job) -> Result<Run> {
         .arg(job.script)
         .current_dir(job.dir)
         .env("PYTHONMALLOC", "debug")
+        // The same dict and set orders in every run, so the same trace.
+        .env("PYTHONHASHSEED", "0")
         .env(TRACE_FD_ENV, TRACE_FD.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

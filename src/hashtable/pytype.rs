@@ -146,17 +146,39 @@ unsafe fn insert(
 ) -> Result<(), Raised> {
     // SAFETY: `slf` is a live table, `key` and `value` live borrowed objects.
     unsafe {
-        let hash = hash_key(slf, key)?;
-        match find(slf, key, hash)? {
+        Py_INCREF(value); // the reference the table will own once the value is stored
+        let hash = match hash_key(slf, key) {
+            Ok(hash) => hash,
+            Err(raised) => {
+                // fault-site: error-path-leak
+                if faults::is_on(Fault::ErrorPathLeak) {
+                    // Forgotten: the reference taken for the value is kept on the error path.
+                } else {
+                    Py_DECREF(value); // not stored after all: give the reference back
+                }
+                return Err(raised);
+            }
+        };
+        let found = match find(slf, key, hash) {
+            Ok(found) => found,
+            Err(raised) => {
+                Py_DECREF(value); // not stored after all: give the reference back
+                return Err(raised);
+            }
+        };
+        match found {
             Some(slot) => {
-                Py_INCREF(value); // the table now owns a reference to the new value
                 let old = (*slf).table.replace_value(slot, value);
                 Py_DECREF(old); // the table's reference to the old value is released last,
                                 // because its __del__ may run Python code
             }
             None => {
-                Py_INCREF(key); // the table owns a reference to each key it stores
-                Py_INCREF(value); // and to each value
+                // fault-site: set-missing-key-incref
+                if faults::is_on(Fault::SetMissingKeyIncref) {
+                    // Forgotten: the key is stored without a reference of the table's own.
+                } else {
+                    Py_INCREF(key); // the table owns a reference to each key it stores
+                }
                 (*slf).table.insert_new(Entry { hash, key, value });
             }
         }
@@ -164,7 +186,8 @@ unsafe fn insert(
     }
 }
 
-/// Looks `key` up; a new reference to its value, or `None` when absent.
+/// Looks `key` up: a *borrowed* reference to its value (the table keeps owning it), valid
+/// until Python code next runs, or `None` when absent.
 unsafe fn lookup(
     slf: *mut HashTableObject,
     key: *mut PyObject,
@@ -173,7 +196,7 @@ unsafe fn lookup(
     unsafe {
         let hash = hash_key(slf, key)?;
         let found = find(slf, key, hash)?.and_then(|slot| (*slf).table.get(slot));
-        Ok(found.map(|entry| Py_NewRef(entry.value))) // the caller gets its own reference
+        Ok(found.map(|entry| entry.value))
     }
 }
 
@@ -190,7 +213,13 @@ unsafe fn remove(
         };
         let entry = (*slf).table.remove(slot);
         Py_DECREF(entry.key); // the table's reference to the key is released
-        Ok(Some(entry.value)) // the table's reference to the value moves to the caller
+                              // fault-site: remove-double-decref
+        if faults::is_on(Fault::RemoveDoubleDecref) {
+            Py_DECREF(entry.value); // Wrong: this reference is handed to the caller below.
+        } else {
+            // Nothing to release: the table's reference to the value moves to the caller.
+        }
+        Ok(Some(entry.value))
     }
 }
 
@@ -322,6 +351,13 @@ unsafe extern "C" fn table_traverse(
     // SAFETY: called by the GC on a live, initialised table; traverse must not run Python code.
     unsafe {
         let slf = slf as *mut HashTableObject;
+        // fault-site: no-traverse
+        if faults::is_on(Fault::NoTraverse) {
+            // Forgotten: hash_func, keys and values are never shown to the GC.
+            return visit(Py_TYPE(slf.cast()).cast(), arg);
+        } else {
+            // The GC can only find cycles through the references it is shown.
+        }
         let owned = [Py_TYPE(slf.cast()).cast(), (*slf).hash_func];
         let stored = (*slf).table.entries().flat_map(|e| [e.key, e.value]);
         for object in owned.into_iter().chain(stored) {
@@ -479,7 +515,7 @@ unsafe extern "C" fn table_subscript(slf: *mut PyObject, key: *mut PyObject) -> 
     // SAFETY: `slf` is a live table and `key` a live borrowed object.
     unsafe {
         match lookup(slf.cast(), key) {
-            Ok(Some(value)) => value,
+            Ok(Some(value)) => Py_NewRef(value), // the caller gets its own reference
             Ok(None) => into_ptr(Err(raise_key_error(key))),
             Err(Raised) => null_mut(),
         }
@@ -598,7 +634,15 @@ unsafe extern "C" fn table_get(slf: *mut PyObject, args: *mut PyObject) -> *mut 
             return null_mut();
         }
         match lookup(slf.cast(), key) {
-            Ok(Some(value)) => value,
+            Ok(Some(value)) => {
+                // fault-site: get-borrowed-return
+                if faults::is_on(Fault::GetBorrowedReturn) {
+                    value // Forgotten: the table's own reference, handed out as if it were new.
+                } else {
+                    Py_INCREF(value); // the caller owns the reference we return
+                    value
+                }
+            }
             Ok(None) if default.is_null() => Py_NewRef(Py_None()), // a new reference to None
             Ok(None) => Py_NewRef(default), // the caller gets its own reference to the default
             Err(Raised) => null_mut(),
@@ -639,7 +683,7 @@ unsafe extern "C" fn table_setdefault(slf: *mut PyObject, args: *mut PyObject) -
             default
         };
         match lookup(slf.cast(), key) {
-            Ok(Some(value)) => value,
+            Ok(Some(value)) => Py_NewRef(value), // the caller gets its own reference
             Ok(None) => match insert(slf.cast(), key, default) {
                 Ok(()) => Py_NewRef(default), // the caller gets its own reference
                 Err(Raised) => null_mut(),
@@ -677,7 +721,12 @@ unsafe extern "C" fn table_clear_method(
     // SAFETY: `slf` is a live table; entries are unlinked before any reference is released.
     unsafe {
         release((*(slf as *mut HashTableObject)).table.take_all());
-        Py_NewRef(Py_None()) // a new reference to None, as every return value
+        // fault-site: clear-returns-borrowed-none
+        if faults::is_on(Fault::ClearReturnsBorrowedNone) {
+            Py_None() // Forgotten: None returned without a reference (no Py_RETURN_NONE).
+        } else {
+            Py_NewRef(Py_None()) // a new reference to None, as Py_RETURN_NONE makes
+        }
     }
 }
 
@@ -753,6 +802,27 @@ enum Part {
     Item,
 }
 
+/// A new `(key, value)` tuple for an entry; the entry keeps its own references.
+unsafe fn new_pair(entry: &Entry) -> *mut PyObject {
+    // SAFETY: the entry's key and value are live objects owned by the table.
+    unsafe {
+        let pair = PyTuple_New(2); // a new reference, handed to the caller
+        if pair.is_null() {
+            return null_mut();
+        }
+        // PyTuple_SetItem *steals* a reference: it must be given one that is ours to give.
+        // fault-site: items-steals-borrowed
+        if faults::is_on(Fault::ItemsStealsBorrowed) {
+            PyTuple_SetItem(pair, 0, entry.key); // Wrong: these references are the table's.
+            PyTuple_SetItem(pair, 1, entry.value);
+        } else {
+            PyTuple_SetItem(pair, 0, Py_NewRef(entry.key)); // a new reference for the tuple
+            PyTuple_SetItem(pair, 1, Py_NewRef(entry.value)); // to steal, for each item
+        }
+        pair
+    }
+}
+
 /// A new list of the keys, values or `(key, value)` tuples, bucket by bucket.
 unsafe fn collect(slf: *mut PyObject, part: Part) -> *mut PyObject {
     // SAFETY: `slf` is a live table; nothing here runs Python code, so entries stay put.
@@ -766,7 +836,7 @@ unsafe fn collect(slf: *mut PyObject, part: Part) -> *mut PyObject {
             let element = match part {
                 Part::Key => Py_NewRef(entry.key), // the list owns a reference to each key
                 Part::Value => Py_NewRef(entry.value), // ... to each value
-                Part::Item => PyTuple_Pack(2, entry.key, entry.value), // ... to each new pair
+                Part::Item => new_pair(entry),     // ... to each new pair
             };
             if element.is_null() {
                 Py_DECREF(list); // releases the elements already in it, then the list
@@ -820,17 +890,26 @@ unsafe fn update_from_pairs(
                 result = Err(Raised);
                 break;
             }
-            result = if PyTuple_Size(pair) != 2 {
+            if PyTuple_Size(pair) != 2 {
                 PyErr_Format(
                     PyExc_ValueError,
                     c"update sequence element has length %zd; 2 is required".as_ptr(),
                     PyTuple_Size(pair),
                 );
-                Err(Raised)
+                Py_DECREF(pair); // the malformed pair is ours to release
+                result = Err(Raised);
+                break;
+            }
+            let key = PyTuple_GetItem(pair, 0); // borrowed: valid while `pair` lives
+            let value = PyTuple_GetItem(pair, 1); // borrowed, likewise
+                                                  // fault-site: update-uses-released-pair
+            if faults::is_on(Fault::UpdateUsesReleasedPair) {
+                Py_DECREF(pair); // Too early: key and value are borrowed from the pair.
+                result = insert(slf, key, value);
             } else {
-                insert(slf, PyTuple_GetItem(pair, 0), PyTuple_GetItem(pair, 1))
-            };
-            Py_DECREF(pair); // insert took its own references to key and value
+                result = insert(slf, key, value);
+                Py_DECREF(pair); // insert took its own references: now the pair can go
+            }
             if result.is_err() {
                 break;
             }
