@@ -272,12 +272,9 @@ pub fn explanation(p: Painter, lesson: &Lesson) -> String {
     let mut out = String::new();
     p.section(&mut out, "what happened");
     let _ = writeln!(out, "{}", lesson.explanation);
-    let _ = writeln!(
-        out,
-        "\n{} {}",
-        p.paint(Style::Heading, "The rule:"),
-        lesson.rule
-    );
+    let rule = wrap(&format!("The rule: {}", lesson.rule), 92).join("\n");
+    let rule = rule.replacen("The rule:", &p.paint(Style::Heading, "The rule:"), 1);
+    let _ = writeln!(out, "\n{rule}");
     out
 }
 
@@ -333,7 +330,7 @@ pub fn fault_list() -> String {
             info.fault.name(),
             info.lesson,
             info.site,
-            info.summary
+            wrap(info.summary, 84).join("\n    ")
         );
     }
     out.push_str("Switch one on with `--fault NAME` on `lesson`, `run` or `python`.\n");
