@@ -1,4 +1,4 @@
-//! The iterator behind `iter(table)`: walks the keys bucket by bucket.
+//! The iterator behind `iter(table)`: walks the keys in the order they are stored.
 //!
 //! It owns a reference to its table, so the table outlives the loop, and remembers the
 //! table's version so that adding or removing keys mid-loop raises `RuntimeError` (as `dict`
@@ -40,7 +40,7 @@ pub(super) unsafe fn new(
             return null_mut();
         }
         (*it).table = Py_NewRef(table); // the iterator owns a reference to its table
-        (*it).cursor = Slot { bucket: 0, pos: 0 };
+        (*it).cursor = 0;
         (*it).version = version;
         it.cast()
     }

@@ -11,7 +11,7 @@
 //! table is held across a call into Python, positions are re-read afterwards, and lookups
 //! and iterators check `Table::version` to notice that their chain moved.
 
-use super::table::{Entry, Slot, Table};
+use super::table::{Entry, Slot, Table, MAX_SIZE};
 use super::{iter, state_of, Raised};
 use crate::faults::{self, Fault};
 use crate::trace::{self, Event};
@@ -27,6 +27,8 @@ pub struct HashTableObject {
     table: Table,
     /// Called on every key to get its hash (owned).
     hash_func: *mut PyObject,
+    /// `hash_func` is the built-in `hash`, which the fast path calls directly.
+    builtin_hash: bool,
     /// Names this table in trace events.
     trace_id: u64,
 }
@@ -68,6 +70,14 @@ unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isiz
                 c"this HashTable was cleared by the garbage collector",
             ));
         }
+        if (*slf).builtin_hash {
+            // Fast path: what calling the built-in hash would do, without building a call.
+            let hash = PyObject_Hash(key);
+            if hash == -1 && !PyErr_Occurred().is_null() {
+                return Err(Raised);
+            }
+            return Ok(hash);
+        }
         let result = PyObject_CallOneArg(hash_func, key); // a new reference: ours to release
         if result.is_null() {
             return Err(Raised);
@@ -107,12 +117,9 @@ unsafe fn find(
     unsafe {
         let version = (*slf).table.version();
         let bucket = (*slf).table.bucket_of(hash);
-        let mut pos = 0;
-        loop {
-            let Some(entry) = (*slf).table.chain(bucket).get(pos).copied() else {
-                return Ok(None);
-            };
-            let slot = Slot { bucket, pos };
+        let mut next = (*slf).table.first_in_chain(bucket);
+        while let Some(slot) = next {
+            let entry = (*slf).table.get(slot).expect("chains link stored entries");
             if entry.key == key {
                 return Ok(Some(slot));
             }
@@ -133,8 +140,9 @@ unsafe fn find(
                     return Ok(Some(slot));
                 }
             }
-            pos += 1;
+            next = (*slf).table.next_in_chain(slot);
         }
+        Ok(None)
     }
 }
 
@@ -179,7 +187,11 @@ unsafe fn insert(
                 } else {
                     Py_INCREF(key); // the table owns a reference to each key it stores
                 }
-                (*slf).table.insert_new(Entry { hash, key, value });
+                if !(*slf).table.insert_new(Entry { hash, key, value }) {
+                    Py_DECREF(key); // not stored after all: give both references back
+                    Py_DECREF(value);
+                    return Err(raise(PyExc_OverflowError, c"HashTable is full"));
+                }
             }
         }
         Ok(())
@@ -295,10 +307,11 @@ unsafe extern "C" fn table_new(
         {
             return null_mut();
         }
-        if size <= 0 {
+        if size <= 0 || size as usize > MAX_SIZE {
             PyErr_Format(
                 PyExc_ValueError,
-                c"size must be a positive number of buckets, got %zd".as_ptr(),
+                c"size must be a positive number of buckets, at most %zd, got %zd".as_ptr(),
+                MAX_SIZE as Py_ssize_t,
                 size,
             );
             return null_mut();
@@ -332,6 +345,7 @@ unsafe extern "C" fn table_new(
         std::ptr::write(&raw mut (*slf).table, Table::new(size as usize, max_load));
         Py_INCREF(hash_func); // the table owns a reference to its hash function
         (*slf).hash_func = hash_func;
+        (*slf).builtin_hash = hash_func == (*state).builtin_hash;
         (*state).next_trace_id += 1;
         (*slf).trace_id = (*state).next_trace_id;
         trace::emit(&Event::Alloc {
@@ -422,6 +436,7 @@ unsafe extern "C" fn table_repr(slf: *mut PyObject) -> *mut PyObject {
         let lines: Vec<String> = (*slf)
             .table
             .chain_lengths()
+            .into_iter()
             .map(|length| format!("[]{}", "*".repeat(length)))
             .collect();
         let text = lines.join("\n");
@@ -441,16 +456,9 @@ unsafe fn equal_to(slf: *mut HashTableObject, other: *mut PyObject) -> Result<bo
             return Ok(false);
         }
         let version = (*slf).table.version();
-        let mut cursor = Slot { bucket: 0, pos: 0 };
-        while let Some(slot) = (*slf).table.next_slot(cursor) {
-            cursor = Slot {
-                bucket: slot.bucket,
-                pos: slot.pos + 1,
-            };
-            let entry = (*slf)
-                .table
-                .get(slot)
-                .expect("next_slot returns filled slots");
+        let mut slot = 0;
+        while let Some(entry) = (*slf).table.get(slot) {
+            slot += 1;
             Py_INCREF(entry.key); // keep key and value alive while Python code runs
             Py_INCREF(entry.value);
             let theirs = PyObject_GetItem(other, entry.key); // new reference, or NULL
@@ -586,14 +594,10 @@ pub(super) unsafe fn next_key(
                 c"HashTable changed size during iteration",
             ));
         }
-        let Some(slot) = table.next_slot(*cursor) else {
+        let Some(entry) = table.get(*cursor) else {
             return Ok(None);
         };
-        *cursor = Slot {
-            bucket: slot.bucket,
-            pos: slot.pos + 1,
-        };
-        let entry = table.get(slot).expect("next_slot returns filled slots");
+        *cursor += 1;
         Ok(Some(Py_NewRef(entry.key))) // the caller gets its own reference to the key
     }
 }
@@ -791,6 +795,39 @@ unsafe extern "C" fn table_fromkeys(cls: *mut PyObject, args: *mut PyObject) -> 
             return null_mut();
         }
         table
+    }
+}
+
+/// `__sizeof__()`: the object and the memory its table allocated (not the keys and values).
+unsafe extern "C" fn table_sizeof(slf: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `slf` is a live table.
+    unsafe {
+        let table = &(*(slf as *mut HashTableObject)).table;
+        new_size_object((*Py_TYPE(slf)).tp_basicsize as usize + table.heap_bytes())
+    }
+}
+
+/// `chain_lengths()`: a new list with the number of entries in each bucket, in order.
+unsafe extern "C" fn table_chain_lengths(
+    slf: *mut PyObject,
+    _unused: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; nothing here runs Python code.
+    unsafe {
+        let table = &(*(slf as *mut HashTableObject)).table;
+        let list = PyList_New(table.size() as Py_ssize_t); // a new reference, handed back
+        if list.is_null() {
+            return null_mut();
+        }
+        for (i, length) in table.chain_lengths().into_iter().enumerate() {
+            let item = new_size_object(length);
+            if item.is_null() {
+                Py_DECREF(list); // releases the lengths already in it, then the list
+                return null_mut();
+            }
+            PyList_SetItem(list, i as Py_ssize_t, item); // steals our new reference
+        }
+        list
     }
 }
 
@@ -1049,7 +1086,7 @@ const fn method(
     }
 }
 
-static mut METHODS: [PyMethodDef; 13] = [
+static mut METHODS: [PyMethodDef; 15] = [
     method(
         c"set",
         table_set,
@@ -1118,6 +1155,18 @@ static mut METHODS: [PyMethodDef; 13] = [
         table_fromkeys,
         METH_VARARGS | METH_CLASS,
         c"fromkeys(iterable, value=None) -> a new table mapping each key to value",
+    ),
+    method(
+        c"chain_lengths",
+        table_chain_lengths,
+        METH_NOARGS,
+        c"chain_lengths() -> list of the number of entries in each bucket",
+    ),
+    method(
+        c"__sizeof__",
+        table_sizeof,
+        METH_NOARGS,
+        c"__sizeof__() -> bytes used by the table itself, keys and values not included",
     ),
     PyMethodDef::zeroed(),
 ];

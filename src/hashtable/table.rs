@@ -4,6 +4,11 @@
 //! into Python: who owns those pointers is decided one layer up, in `pytype.rs`, where every
 //! `Py_INCREF`/`Py_DECREF` is written out. Keeping the two apart makes the refcounting easy
 //! to read and lets this file be tested without an interpreter.
+//!
+//! Layout: separate chaining with the chains' links stored as indices. Entries live in one
+//! array; each bucket holds the index of the first entry of its chain, and each entry the
+//! index of the next. The same linked lists as in the talk's C code, without one allocation
+//! per entry, and resizing only relinks indices.
 
 use pyo3_ffi::PyObject;
 
@@ -15,20 +20,28 @@ pub struct Entry {
     pub value: *mut PyObject,
 }
 
-/// Where an entry lives: its bucket, and its position in that bucket's chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slot {
-    pub bucket: usize,
-    pub pos: usize,
+/// Where an entry lives: its index in the entry array. Valid until the next change to the
+/// set of keys (see [`Table::version`]).
+pub type Slot = usize;
+
+/// Marks the end of a chain.
+const END: u32 = u32::MAX;
+
+/// The largest number of buckets or entries a table can have (indices are `u32`).
+pub const MAX_SIZE: usize = 1 << 30;
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    entry: Entry,
+    /// The next entry in the same chain, or [`END`].
+    next: u32,
 }
 
-/// Separate chaining: every bucket holds a chain of entries whose hashes share an index.
-///
-/// A chain is a `Vec` rather than a linked list: the same idea, fewer allocations.
 #[derive(Debug)]
 pub struct Table {
-    buckets: Vec<Vec<Entry>>,
-    load: usize,
+    /// For each bucket, the first entry of its chain, or [`END`].
+    heads: Vec<u32>,
+    nodes: Vec<Node>,
     max_load: f64,
     resizes: usize,
     /// Bumped by every change to the set of keys, so iterators and lookups that ran Python
@@ -37,11 +50,12 @@ pub struct Table {
 }
 
 impl Table {
-    /// A table of `size` empty buckets. Callers validate `size > 0` and `0 < max_load <= 1`.
+    /// A table of `size` empty buckets. Callers validate `0 < size <= MAX_SIZE` and
+    /// `0 < max_load <= 1`.
     pub fn new(size: usize, max_load: f64) -> Table {
         Table {
-            buckets: (0..size).map(|_| Vec::new()).collect(),
-            load: 0,
+            heads: vec![END; size],
+            nodes: Vec::new(),
             max_load,
             resizes: 0,
             version: 0,
@@ -49,12 +63,12 @@ impl Table {
     }
 
     pub fn size(&self) -> usize {
-        self.buckets.len()
+        self.heads.len()
     }
 
     /// Number of entries.
     pub fn load(&self) -> usize {
-        self.load
+        self.nodes.len()
     }
 
     pub fn max_load(&self) -> f64 {
@@ -75,92 +89,116 @@ impl Table {
         hash.rem_euclid(self.size() as isize) as usize
     }
 
-    pub fn chain(&self, bucket: usize) -> &[Entry] {
-        &self.buckets[bucket]
+    /// The first entry chained in `bucket`.
+    pub fn first_in_chain(&self, bucket: usize) -> Option<Slot> {
+        link(self.heads[bucket])
+    }
+
+    /// The entry after `slot` in the same chain.
+    pub fn next_in_chain(&self, slot: Slot) -> Option<Slot> {
+        link(self.nodes[slot].next)
     }
 
     pub fn get(&self, slot: Slot) -> Option<Entry> {
-        self.buckets.get(slot.bucket)?.get(slot.pos).copied()
+        self.nodes.get(slot).map(|node| node.entry)
     }
 
     /// Files a new entry (its key must not be in the table yet), doubling the table first when
-    /// one more entry would push the load factor past `max_load`.
-    pub fn insert_new(&mut self, entry: Entry) {
-        if (self.load + 1) as f64 / self.size() as f64 > self.max_load {
+    /// one more entry would push the load factor past `max_load`. Returns false, filing
+    /// nothing, when the table is full ([`MAX_SIZE`] entries).
+    pub fn insert_new(&mut self, entry: Entry) -> bool {
+        if self.nodes.len() >= MAX_SIZE {
+            return false;
+        }
+        if (self.load() + 1) as f64 / self.size() as f64 > self.max_load && self.size() < MAX_SIZE {
             self.grow();
         }
         let bucket = self.bucket_of(entry.hash);
-        self.buckets[bucket].push(entry);
-        self.load += 1;
+        let index = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            entry,
+            next: self.heads[bucket],
+        });
+        self.heads[bucket] = index;
         self.version += 1;
+        true
     }
 
     /// Puts `value` in place of the value at `slot` and hands back the old one.
     pub fn replace_value(&mut self, slot: Slot, value: *mut PyObject) -> *mut PyObject {
-        std::mem::replace(&mut self.buckets[slot.bucket][slot.pos].value, value)
+        std::mem::replace(&mut self.nodes[slot].entry.value, value)
     }
 
-    /// Unlinks the entry at `slot` and hands it back.
+    /// Unlinks the entry at `slot` and hands it back. The last entry moves into its place.
     pub fn remove(&mut self, slot: Slot) -> Entry {
-        let entry = self.buckets[slot.bucket].remove(slot.pos);
-        self.load -= 1;
-        self.version += 1;
-        entry
-    }
-
-    /// Where the most recently chained entry of the last non-empty bucket is (for `popitem`).
-    pub fn last(&self) -> Option<Slot> {
-        let bucket = self.buckets.iter().rposition(|chain| !chain.is_empty())?;
-        let pos = self.buckets[bucket].len() - 1;
-        Some(Slot { bucket, pos })
-    }
-
-    /// The first slot at or after `from`, walking buckets in order (for iteration).
-    pub fn next_slot(&self, from: Slot) -> Option<Slot> {
-        let mut slot = from;
-        while slot.bucket < self.size() {
-            if slot.pos < self.buckets[slot.bucket].len() {
-                return Some(slot);
-            }
-            slot = Slot {
-                bucket: slot.bucket + 1,
-                pos: 0,
-            };
+        let removed_next = self.nodes[slot].next;
+        *self.link_to(slot) = removed_next;
+        let last = self.nodes.len() - 1;
+        if slot != last {
+            *self.link_to(last) = slot as u32;
         }
-        None
+        self.version += 1;
+        self.nodes.swap_remove(slot).entry
     }
 
-    /// Every entry, bucket by bucket.
+    /// The most recently filed entry (for `popitem`).
+    pub fn last(&self) -> Option<Slot> {
+        self.nodes.len().checked_sub(1)
+    }
+
+    /// Every entry, in the order they are stored.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.buckets.iter().flatten()
+        self.nodes.iter().map(|node| &node.entry)
     }
 
     /// Empties the table (keeping its size) and hands back what it held.
     pub fn take_all(&mut self) -> Vec<Entry> {
-        let taken: Vec<Entry> = self.buckets.iter_mut().flat_map(std::mem::take).collect();
-        self.load = 0;
+        self.heads.fill(END);
         self.version += 1;
-        taken
+        self.nodes.drain(..).map(|node| node.entry).collect()
     }
 
     /// The length of every chain, bucket by bucket (for `repr` and the benchmarks).
-    pub fn chain_lengths(&self) -> impl Iterator<Item = usize> + '_ {
-        self.buckets.iter().map(Vec::len)
+    pub fn chain_lengths(&self) -> Vec<usize> {
+        let mut lengths = vec![0; self.size()];
+        for node in &self.nodes {
+            lengths[self.bucket_of(node.entry.hash)] += 1;
+        }
+        lengths
+    }
+
+    /// Bytes of heap memory the buckets and entries occupy (capacity, not just length).
+    pub fn heap_bytes(&self) -> usize {
+        self.heads.capacity() * size_of::<u32>() + self.nodes.capacity() * size_of::<Node>()
+    }
+
+    /// The link (a bucket head or an entry's `next`) that points at `slot`.
+    fn link_to(&mut self, slot: Slot) -> &mut u32 {
+        let bucket = self.bucket_of(self.nodes[slot].entry.hash);
+        if self.heads[bucket] == slot as u32 {
+            return &mut self.heads[bucket];
+        }
+        let mut at = self.heads[bucket] as usize;
+        while self.nodes[at].next != slot as u32 {
+            at = self.nodes[at].next as usize;
+        }
+        &mut self.nodes[at].next
     }
 
     fn grow(&mut self) {
-        let new_size = self.size() * 2;
-        let old = std::mem::replace(
-            &mut self.buckets,
-            (0..new_size).map(|_| Vec::new()).collect(),
-        );
-        for entry in old.into_iter().flatten() {
-            let bucket = self.bucket_of(entry.hash);
-            self.buckets[bucket].push(entry);
+        self.heads = vec![END; (self.size() * 2).min(MAX_SIZE)];
+        for index in 0..self.nodes.len() {
+            let bucket = self.bucket_of(self.nodes[index].entry.hash);
+            self.nodes[index].next = self.heads[bucket];
+            self.heads[bucket] = index as u32;
         }
         self.resizes += 1;
         self.version += 1;
     }
+}
+
+fn link(index: u32) -> Option<Slot> {
+    (index != END).then_some(index as usize)
 }
 
 #[cfg(test)]
@@ -178,6 +216,16 @@ mod tests {
             key: fake(hash.unsigned_abs() + 1),
             value: fake(1),
         }
+    }
+
+    fn chain(table: &Table, bucket: usize) -> Vec<isize> {
+        let mut hashes = Vec::new();
+        let mut next = table.first_in_chain(bucket);
+        while let Some(slot) = next {
+            hashes.push(table.get(slot).unwrap().hash);
+            next = table.next_in_chain(slot);
+        }
+        hashes
     }
 
     #[test]
@@ -205,25 +253,28 @@ mod tests {
         for hash in [0, 2, 4] {
             table.insert_new(entry(hash));
         }
-        let lengths: Vec<usize> = table.chain_lengths().collect();
-        assert_eq!(lengths, vec![2, 0, 1, 0]);
+        assert_eq!(table.chain_lengths(), vec![2, 0, 1, 0]);
+        assert_eq!(chain(&table, 0), vec![4, 0]);
     }
 
     #[test]
-    fn remove_and_last_and_iteration_agree() {
+    fn removing_relinks_the_entry_that_moves() {
         let mut table = Table::new(4, 1.0);
-        for hash in [1, 5, 2] {
+        for hash in [0, 4, 1, 8] {
             table.insert_new(entry(hash));
         }
-        let last = table.last().unwrap();
-        assert_eq!(table.get(last).unwrap().hash, 2);
-        let first = table.next_slot(Slot { bucket: 0, pos: 0 }).unwrap();
-        assert_eq!(table.remove(first).hash, 1);
-        assert_eq!(
-            table.entries().map(|e| e.hash).collect::<Vec<_>>(),
-            vec![5, 2]
-        );
+        assert_eq!(chain(&table, 0), vec![8, 4, 0]);
+        // Slot 0 (hash 0) goes; the last entry (hash 8, same chain) moves into slot 0.
+        assert_eq!(table.remove(0).hash, 0);
+        assert_eq!(chain(&table, 0), vec![8, 4]);
+        assert_eq!(chain(&table, 1), vec![1]);
+        assert_eq!(table.remove(table.last().unwrap()).hash, 1);
+        let hashes: Vec<isize> = table.entries().map(|e| e.hash).collect();
+        assert_eq!(hashes, vec![8, 4]);
         assert_eq!(table.take_all().len(), 2);
-        assert_eq!((table.load(), table.last()), (0, None));
+        assert_eq!(
+            (table.load(), table.last(), table.first_in_chain(0)),
+            (0, None, None)
+        );
     }
 }

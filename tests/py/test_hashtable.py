@@ -30,7 +30,7 @@ class Constructor(unittest.TestCase):
         self.assertEqual(HashTable(size=2, max_load=1.0).size, 2)
 
     def test_bad_size(self):
-        for size in (0, -3):
+        for size in (0, -3, 2**31):
             with self.assertRaisesRegex(ValueError, "size must be a positive"):
                 HashTable(size)
         with self.assertRaises(TypeError):
@@ -164,6 +164,16 @@ class Methods(unittest.TestCase):
         self.assertEqual(terrible_hash(10**30), 10**30)
         with self.assertRaises(ValueError):
             terrible_hash(float("inf"))
+
+
+class Memory(unittest.TestCase):
+    def test_sizeof_counts_the_table_not_the_contents(self):
+        small, big = HashTable(), HashTable()
+        for key in range(1000):
+            big[key] = key
+        self.assertGreater(sys.getsizeof(big), sys.getsizeof(small) + 1000 * 24)
+        self.assertEqual(big.chain_lengths(), [line.count("*") for line in repr(big).splitlines()])
+        self.assertEqual(sum(big.chain_lengths()), 1000)
 
 
 class Repr(unittest.TestCase):

@@ -1,0 +1,120 @@
+"""The measurements behind `refcount-lab bench`, run in a child interpreter.
+
+Prints one JSON document: HashTable against dict (throughput ratios per round, memory per
+entry), and a sweep of the talk's three knobs (hash function, initial size, max load).
+Everything but the timings is deterministic (the parent fixes PYTHONHASHSEED).
+"""
+
+import gc
+import json
+import statistics
+import sys
+import time
+
+from hashtable import HashTable, terrible_hash
+
+
+def digit_sum_hash(key):
+    """A user-written hash: the sum of the characters of str(key). Cheap to write, slow to run."""
+    return sum(map(ord, str(key)))
+
+
+def op_set(table, keys):
+    for key in keys:
+        table[key] = key
+
+
+def op_get(table, keys):
+    for key in keys:
+        table[key]
+
+
+def op_contains(table, keys):
+    for key in keys:
+        key in table
+
+
+def op_pop(table, keys):
+    for key in keys:
+        table.pop(key)
+
+
+OPERATIONS = [("h[k] = v", op_set), ("h[k]", op_get), ("k in h", op_contains), ("pop(k)", op_pop)]
+
+
+def timed(operation, table, keys):
+    start = time.perf_counter()
+    operation(table, keys)
+    return time.perf_counter() - start
+
+
+def compare_with_dict(n, rounds):
+    """Per key kind and operation: HashTable throughput / dict throughput, one ratio a round."""
+    key_sets = {"int": list(range(n)), "str": ["key%d" % i for i in range(n)]}
+    ratios = {(kind, name): [] for kind in key_sets for name, _ in OPERATIONS}
+    for round_number in range(rounds):
+        for kind, keys in key_sets.items():
+            # Alternate which type goes first, so neither always runs on a warmer cache.
+            types = [dict, HashTable] if round_number % 2 == 0 else [HashTable, dict]
+            seconds = {}
+            for make in types:
+                table = make()
+                for name, operation in OPERATIONS:
+                    seconds[make, name] = timed(operation, table, keys)
+            for name, _ in OPERATIONS:
+                ratios[kind, name].append(seconds[dict, name] / seconds[HashTable, name])
+    return [
+        {"keys": kind, "operation": name, "ratios": values}
+        for (kind, name), values in ratios.items()
+    ]
+
+
+def memory_per_entry(n):
+    """sys.getsizeof per entry (the container's own memory; keys and values excluded)."""
+    table, plain = HashTable(), {}
+    for key in range(n):
+        table[key] = plain[key] = key
+    return {"entries": n, "hashtable": sys.getsizeof(table) / n, "dict": sys.getsizeof(plain) / n}
+
+
+def sweep(n):
+    """Every hash function x initial size x max load on the same mixed keys."""
+    keys = ["k%d" % i for i in range(n // 2)] + list(range(n // 2))
+    rows = []
+    for hash_func in (hash, terrible_hash, digit_sum_hash):
+        for size in (1, 64, 4096):
+            for max_load in (0.25, 0.5, 1.0):
+                table = HashTable(size, max_load, hash_func)
+                set_seconds = timed(op_set, table, keys)
+                get_seconds = min(timed(op_get, table, keys) for _ in range(3))
+                chains = [length for length in table.chain_lengths() if length]
+                rows.append({
+                    "hash_func": hash_func.__name__,
+                    "size": size,
+                    "max_load": max_load,
+                    "final_size": table.size,
+                    "resizes": table.resizes,
+                    "mean_chain": statistics.fmean(chains),
+                    "max_chain": max(chains),
+                    "set_mops": n / set_seconds / 1e6,
+                    "get_mops": n / get_seconds / 1e6,
+                })
+    return rows
+
+
+def main():
+    quick = "--quick" in sys.argv
+    n, rounds, sweep_n = (20_000, 3, 1_000) if quick else (100_000, 7, 5_000)
+    gc.disable()  # the collector would land in one round or another at random
+    report = {
+        "entries": n,
+        "rounds": rounds,
+        "versus_dict": compare_with_dict(n, rounds),
+        "memory": memory_per_entry(n),
+        "sweep_entries": sweep_n,
+        "sweep": sweep(sweep_n),
+    }
+    print(json.dumps(report))
+
+
+main()
