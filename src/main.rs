@@ -9,6 +9,7 @@
 //! Exit status: 0 when all went as expected, 1 when a run did not (a crash, leak or error
 //! that was not the lesson's point), 2 when the command itself failed (bad input).
 
+mod bench;
 mod embed;
 mod faults;
 mod hashtable;
@@ -20,7 +21,7 @@ mod runner;
 mod sites;
 mod trace;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use faults::Fault;
 use outcome::Outcome;
@@ -92,6 +93,22 @@ enum Command {
     },
     /// List the faults the hashtable type can be switched into.
     Faults,
+    /// Measure HashTable against dict, and how hash function, initial size and max load
+    /// change its performance.
+    Bench {
+        /// A smaller, faster run (for CI): fewer keys and rounds.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the sweep as CSV to this file.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
+        /// Also draw the sweep as SVG plots into this folder.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
+        /// Seconds the measurements may take before they are stopped.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// Run the embedded CPython (as `python3` would: REPL, -c, -m, a script), with
     /// `hashtable` and `lab` importable. Put `--` before Python options that clash with ours.
     Python {
@@ -147,6 +164,17 @@ fn main() -> ExitCode {
             faults,
             timeout,
         } => run_script(painter, &script, &faults, Duration::from_secs(timeout)),
+        Command::Bench {
+            quick,
+            csv,
+            plot,
+            timeout,
+        } => run_bench(
+            quick,
+            csv.as_deref(),
+            plot.as_deref(),
+            Duration::from_secs(timeout),
+        ),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -218,9 +246,11 @@ fn run_lesson(
     for (name, faults, expected) in variants {
         let job = runner::Job {
             script: &script,
+            args: &[],
             dir: &dir,
             faults: &faults,
             timeout,
+            debug_allocator: true,
         };
         let run = runner::run(&job)?;
         let outcome = outcome::classify(&run);
@@ -263,9 +293,11 @@ fn run_script(
     }
     let job = runner::Job {
         script,
+        args: &[],
         dir: Path::new("."),
         faults,
         timeout,
+        debug_allocator: true,
     };
     let run = runner::run(&job)?;
     let outcome = outcome::classify(&run);
@@ -275,4 +307,30 @@ fn run_script(
         show(&render::site(painter, *fault));
     }
     Ok(outcome == Outcome::Ok)
+}
+
+/// Measures, prints the tables, and writes the CSV and plots asked for.
+fn run_bench(
+    quick: bool,
+    csv: Option<&Path>,
+    plot: Option<&Path>,
+    timeout: Duration,
+) -> Result<bool> {
+    let report = bench::measure(quick, timeout)?;
+    show(&bench::render(&report));
+    if let Some(path) = csv {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(path, bench::csv(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        show(&format!("\nwrote {}\n", path.display()));
+    }
+    if let Some(dir) = plot {
+        for path in bench::plot(&report, dir)? {
+            show(&format!("wrote {}\n", path.display()));
+        }
+    }
+    Ok(true)
 }

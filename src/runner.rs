@@ -31,10 +31,15 @@ const LINE_CAP: usize = 64 * 1024;
 pub struct Job<'a> {
     /// The script, as the child will be given it (relative to `dir`, or absolute).
     pub script: &'a Path,
+    /// Arguments for the script (its `sys.argv[1:]`).
+    pub args: &'a [&'a str],
     /// The child's working directory.
     pub dir: &'a Path,
     pub faults: &'a [Fault],
     pub timeout: Duration,
+    /// Run under `PYTHONMALLOC=debug` (freed memory is filled with 0xDD, so use-after-free
+    /// crashes at once), as lessons do; benchmarks run with the ordinary allocator.
+    pub debug_allocator: bool,
 }
 
 /// How the child ended.
@@ -92,8 +97,8 @@ pub fn run(job: &Job) -> Result<Run> {
             "import lab; lab._run_main()",
         ])
         .arg(job.script)
+        .args(job.args)
         .current_dir(job.dir)
-        .env("PYTHONMALLOC", "debug")
         // The same dict and set orders in every run, so the same trace.
         .env("PYTHONHASHSEED", "0")
         .env(TRACE_FD_ENV, TRACE_FD.to_string())
@@ -101,6 +106,9 @@ pub fn run(job: &Job) -> Result<Run> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    if job.debug_allocator {
+        command.env("PYTHONMALLOC", "debug");
+    }
     // SAFETY: only async-signal-safe calls (dup2, fcntl) run between fork and exec.
     unsafe {
         command.pre_exec(move || {
