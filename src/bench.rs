@@ -170,13 +170,11 @@ pub fn csv(report: &Report) -> String {
     out
 }
 
+/// A number read off a row of the sweep, to plot.
+type Metric = fn(&SweepRow) -> f64;
+
 /// One panel per hash function: `metric` against max_load, one line per initial size.
-fn plot_sweep(
-    report: &Report,
-    path: &Path,
-    title: &str,
-    metric: fn(&SweepRow) -> f64,
-) -> Result<()> {
+fn plot_sweep(report: &Report, path: &Path, title: &str, metric: Metric) -> Result<()> {
     let mut hash_funcs: Vec<&str> = report.sweep.iter().map(|r| r.hash_func.as_str()).collect();
     hash_funcs.dedup();
     let mut sizes: Vec<usize> = report.sweep.iter().map(|r| r.size).collect();
@@ -230,7 +228,7 @@ fn plot_sweep(
 /// Writes the sweep's plots into `dir`; returns their paths.
 pub fn plot(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let plots: [(&str, &str, fn(&SweepRow) -> f64); 3] = [
+    let plots: [(&str, &str, Metric); 3] = [
         (
             "get-throughput.svg",
             "h[k]: million lookups per second",
