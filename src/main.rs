@@ -13,6 +13,7 @@ mod bench;
 mod embed;
 mod faults;
 mod hashtable;
+mod hunt;
 mod lab;
 mod lessons;
 mod outcome;
@@ -57,6 +58,12 @@ enum ColorChoice {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Variant {
     Correct,
     Faulty,
@@ -93,6 +100,45 @@ enum Command {
     },
     /// List the faults the hashtable type can be switched into.
     Faults,
+    /// Hunt for reference leaks on the interpreter you have (no debug build needed): run a
+    /// target again and again in one interpreter and report what grows every time.
+    ///
+    /// TARGET is a script (re-run each time), SCRIPT::FUNCTION (imported once, the function
+    /// called each time), a module with -m (e.g. `-m unittest test_module`), or pytest
+    /// arguments with --pytest (e.g. `--pytest -- tests/ -k model`).
+    Hunt {
+        /// Run a module as `python -m MODULE ARGS…` would.
+        #[arg(short = 'm', value_name = "MODULE", conflicts_with = "pytest")]
+        module: Option<String>,
+        /// Run pytest with ARGS… (pytest must be installed in the embedded interpreter).
+        #[arg(long)]
+        pytest: bool,
+        /// Runs before measuring starts (caches fill, imports settle).
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Measured runs: a leak must grow in every one of them.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        repeat: u64,
+        /// Follow the refcount of this object too, by dotted name (repeatable), e.g. `hash`.
+        #[arg(long, value_name = "NAME")]
+        watch: Vec<String>,
+        /// Switch a fault on in the hashtable type (repeatable).
+        #[arg(long = "fault", value_name = "NAME")]
+        faults: Vec<Fault>,
+        /// `text` (the short report) or `json` (every measurement).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Also draw the leaking metrics per run as an SVG plot.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+        /// Seconds the whole hunt may take before it is stopped.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// The script (or SCRIPT::FUNCTION), or the module's or pytest's arguments (after
+        /// `--` when they start with `-`).
+        #[arg(value_name = "TARGET")]
+        target: Vec<String>,
+    },
     /// Measure HashTable against dict, and how hash function, initial size and max load
     /// change its performance.
     Bench {
@@ -164,6 +210,28 @@ fn main() -> ExitCode {
             faults,
             timeout,
         } => run_script(painter, &script, &faults, Duration::from_secs(timeout)),
+        Command::Hunt {
+            module,
+            pytest,
+            warmup,
+            repeat,
+            watch,
+            faults,
+            format,
+            plot,
+            timeout,
+            target,
+        } => {
+            hunt_config(module, pytest, target, warmup, repeat as usize, watch).and_then(|config| {
+                run_hunt(
+                    config,
+                    &faults,
+                    format,
+                    plot.as_deref(),
+                    Duration::from_secs(timeout),
+                )
+            })
+        }
         Command::Bench {
             quick,
             csv,
@@ -333,4 +401,62 @@ fn run_bench(
         }
     }
     Ok(true)
+}
+
+/// The hunt's target from the command line's three ways of naming one.
+fn hunt_config(
+    module: Option<String>,
+    pytest: bool,
+    mut target: Vec<String>,
+    warmup: usize,
+    repeat: usize,
+    watch: Vec<String>,
+) -> Result<hunt::Config> {
+    let (kind, name) = match (module, pytest) {
+        (Some(module), _) => ("module", module),
+        (None, true) => ("pytest", String::new()),
+        (None, false) => {
+            if target.is_empty() {
+                bail!(
+                    "name what to hunt in: a SCRIPT, SCRIPT::FUNCTION, -m MODULE or --pytest ARGS"
+                );
+            }
+            let script = target.remove(0);
+            let path = script.split("::").next().unwrap_or(&script);
+            if !Path::new(path).is_file() {
+                bail!("{path} is not a file: give the path of a Python script");
+            }
+            ("script", script)
+        }
+    };
+    Ok(hunt::Config {
+        kind,
+        target: name,
+        args: target,
+        warmup,
+        repeat,
+        watch,
+    })
+}
+
+/// Hunts and reports; true when nothing leaked.
+fn run_hunt(
+    config: hunt::Config,
+    faults: &[Fault],
+    format: Format,
+    plot: Option<&Path>,
+    timeout: Duration,
+) -> Result<bool> {
+    let hunt = hunt::hunt(config, faults, timeout)?;
+    match format {
+        Format::Text => show(&hunt::render(&hunt)),
+        Format::Json => show(&(serde_json::to_string_pretty(&hunt)? + "\n")),
+    }
+    if let Some(path) = plot {
+        hunt::plot(&hunt, path).with_context(|| format!("cannot draw {}", path.display()))?;
+        if format == Format::Text {
+            show(&format!("  wrote {}\n", path.display()));
+        }
+    }
+    Ok(hunt.leaks.is_empty())
 }

@@ -122,6 +122,9 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                 Event::Free { type_name, id } => {
                     ("freed", format!("{type_name}#{id}"), String::new())
                 }
+                Event::Repetition(r) => {
+                    ("measured", format!("repetition {}", r.index), String::new())
+                }
                 Event::Done => ("end", "the interpreter shut down".into(), String::new()),
             },
         };

@@ -7,6 +7,7 @@
 //! the `lab` module (`lab.py`); `alloc`/`free` come from the native `hashtable` type.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -41,8 +42,26 @@ pub enum Event {
         type_name: String,
         id: u64,
     },
+    /// `refcount-lab hunt`: the measurements after one run of the target (see `hunt.py`).
+    Repetition(Box<Repetition>),
     /// The script ran to its end.
     Done,
+}
+
+/// What `hunt` measured after one run of its target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Repetition {
+    pub index: usize,
+    pub blocks: i64,
+    pub fds: i64,
+    /// Live objects per type name (gc-tracked objects only).
+    pub census: BTreeMap<String, i64>,
+    /// `sys.getrefcount` of each watched object.
+    pub refcounts: BTreeMap<String, i64>,
+    /// `sys.gettotalrefcount()`, on debug builds of CPython only.
+    pub total_refcount: Option<i64>,
+    pub run_seconds: f64,
+    pub measure_seconds: f64,
 }
 
 impl Event {

@@ -302,6 +302,32 @@ class HashFunctions(unittest.TestCase):
         self.assertEqual(h.keys(), ["b"])
 
 
+class Payload:
+    """A value that allocates: a leaked reference to it keeps a whole object alive."""
+
+
+class Hash(int):
+    """An int that allocates (and is tracked by the GC, so leak hunters can name it)."""
+
+
+class ReferencesAreReleased(unittest.TestCase):
+    """Each test passes in correct mode; under a leaking fault, `refcount-lab hunt` sees
+    the objects named here pile up (`hunt -m unittest test_hashtable`)."""
+
+    def test_failed_stores_release_their_value(self):
+        h = HashTable(hash_func=lambda key: key.missing_attribute)
+        for _ in range(3):
+            with self.assertRaises(AttributeError):
+                h["key"] = Payload()
+
+    def test_hash_results_are_released(self):
+        h = HashTable(hash_func=lambda key: Hash(len(key)))
+        for key in ("a", "bb", "ccc"):
+            h[key] = key
+            self.assertEqual(h[key], key)
+            self.assertIn(key, h)
+
+
 class Iteration(unittest.TestCase):
     def test_mutation_during_iteration_raises(self):
         h = HashTable()
