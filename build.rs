@@ -5,7 +5,8 @@
 //! binary loads that interpreter's library, not another `libpython3.x.so` on the loader
 //! path), and records the interpreter's home and executable so the embedded interpreter finds
 //! its own standard library from any directory. It also embeds the lesson catalogue
-//! (`lessons/NN-slug/{lesson.toml,README.md,demo.py}`) so the binary works from anywhere.
+//! (`lessons/NN-slug/{lesson.toml,README.md,demo.py}`) and the workshop exercises
+//! (`exercises/`) so the binary works from anywhere.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -18,6 +19,7 @@ when installing), then build again.";
 
 fn main() {
     embed_lessons();
+    embed_exercises();
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let config = pyo3_build_config::get();
     if !config.shared() {
@@ -78,5 +80,41 @@ fn embed_lessons() {
     }
     code.push_str("]\n");
     let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("lessons.rs");
+    std::fs::write(out, code).expect("OUT_DIR is writable");
+}
+
+/// Writes `$OUT_DIR/exercises.rs`: the exercise catalogue and every file it names.
+fn embed_exercises() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("exercises");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut code = String::new();
+    let catalogue = root.join("exercises.toml");
+    writeln!(
+        code,
+        "const CATALOGUE: &str = include_str!({:?});",
+        catalogue.display().to_string()
+    )
+    .unwrap();
+    for (constant, folder) in [("FILES", "files"), ("CHECKS", "checks")] {
+        let dir = root.join(folder);
+        println!("cargo:rerun-if-changed={}", dir.display());
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+            .map(|entry| entry.expect("readable entry").path())
+            .collect();
+        paths.sort();
+        writeln!(code, "const {constant}: &[(&str, &str)] = &[").unwrap();
+        for path in paths {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            writeln!(
+                code,
+                "    ({name:?}, include_str!({:?})),",
+                path.display().to_string()
+            )
+            .unwrap();
+        }
+        code.push_str("];\n");
+    }
+    let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("exercises.rs");
     std::fs::write(out, code).expect("OUT_DIR is writable");
 }

@@ -5,6 +5,7 @@
 //! them `render.rs`'s.
 
 use crate::faults::Fault;
+use crate::runner::ScratchDir;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -125,6 +126,37 @@ impl Lesson {
             prose,
             demo,
         })
+    }
+}
+
+/// A lesson's demo on disk, ready to run: a scratch copy for lessons compiled into the
+/// binary (removed when this is dropped), the lesson's own folder otherwise.
+pub struct DemoOnDisk {
+    _scratch: Option<ScratchDir>,
+    pub dir: PathBuf,
+    pub script: PathBuf,
+}
+
+impl Lesson {
+    pub fn demo_on_disk(&self) -> Result<DemoOnDisk> {
+        match &self.demo {
+            Demo::Embedded(source) => {
+                let scratch = ScratchDir::new()?;
+                let script = scratch.path().join("demo.py");
+                std::fs::write(&script, source)
+                    .with_context(|| format!("cannot write {}", script.display()))?;
+                Ok(DemoOnDisk {
+                    dir: scratch.path().to_owned(),
+                    script: PathBuf::from("demo.py"),
+                    _scratch: Some(scratch),
+                })
+            }
+            Demo::OnDisk(path) => Ok(DemoOnDisk {
+                _scratch: None,
+                dir: path.parent().unwrap_or(Path::new(".")).to_owned(),
+                script: PathBuf::from("demo.py"),
+            }),
+        }
     }
 }
 

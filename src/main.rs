@@ -11,12 +11,14 @@
 
 mod bench;
 mod embed;
+mod exercises;
 mod faults;
 mod hashtable;
 mod hunt;
 mod lab;
 mod lessons;
 mod outcome;
+mod progress;
 mod render;
 mod runner;
 mod sites;
@@ -55,6 +57,12 @@ enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+#[derive(Subcommand)]
+enum ExercisesAction {
+    /// Copy the exercise files into DIR (new or empty) and work there.
+    Init { dir: PathBuf },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,6 +108,24 @@ enum Command {
     },
     /// List the faults the hashtable type can be switched into.
     Faults,
+    /// Workshop exercises: list them with your progress (`exercises init DIR` to start).
+    Exercises {
+        #[command(subcommand)]
+        action: Option<ExercisesAction>,
+        /// Forget which exercises are done (your files stay as they are).
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Run exercise N on your file: its probe with the fault on and off, or its question.
+    Exercise { number: usize },
+    /// A hint for exercise N.
+    Hint { number: usize },
+    /// Check the exercises in order, stopping at the first one not done.
+    Verify {
+        /// Check again whenever an exercise file changes (stop with Ctrl-C).
+        #[arg(long)]
+        watch: bool,
+    },
     /// Hunt for reference leaks on the interpreter you have (no debug build needed): run a
     /// target again and again in one interpreter and report what grows every time.
     ///
@@ -210,6 +236,17 @@ fn main() -> ExitCode {
             faults,
             timeout,
         } => run_script(painter, &script, &faults, Duration::from_secs(timeout)),
+        Command::Exercises { action, reset } => exercises_command(action, reset),
+        Command::Exercise { number } => exercise_command(painter, number),
+        Command::Hint { number } => exercises::catalogue().and_then(|all| {
+            let exercise = exercises::find(&all, number)?;
+            show(&format!(
+                "Hint for exercise {number} ({}): {}\n",
+                exercise.name, exercise.hint
+            ));
+            Ok(true)
+        }),
+        Command::Verify { watch } => verify_command(watch),
         Command::Hunt {
             module,
             pytest,
@@ -295,27 +332,14 @@ fn run_lesson(
         variants.push(("faulty", faults.clone(), expected));
     }
 
-    let scratch;
-    let (dir, script) = match &lesson.demo {
-        lessons::Demo::Embedded(source) => {
-            scratch = runner::ScratchDir::new()?;
-            let script = scratch.path().join("demo.py");
-            std::fs::write(&script, source)?;
-            (scratch.path().to_owned(), PathBuf::from("demo.py"))
-        }
-        lessons::Demo::OnDisk(path) => (
-            path.parent().unwrap_or(Path::new(".")).to_owned(),
-            PathBuf::from("demo.py"),
-        ),
-    };
-
+    let demo = lesson.demo_on_disk()?;
     show(&render::lesson_intro(painter, lesson));
     let mut results: Vec<(&str, Outcome, Option<&str>)> = Vec::new();
     for (name, faults, expected) in variants {
         let job = runner::Job {
-            script: &script,
+            script: &demo.script,
             args: &[],
-            dir: &dir,
+            dir: &demo.dir,
             faults: &faults,
             timeout,
             debug_allocator: true,
@@ -459,4 +483,161 @@ fn run_hunt(
         }
     }
     Ok(hunt.leaks.is_empty())
+}
+
+const FIRST_STEPS: &str =
+    "Open the first file, replace each ... with your prediction, save, and run
+
+    refcount-lab verify
+
+verify checks the exercises in order and stops at the first one not done. `refcount-lab
+exercises` lists them with your progress, `refcount-lab exercise N` runs one, and
+`refcount-lab hint N` gives a nudge.
+";
+
+/// `exercises`, `exercises init DIR`, `exercises --reset`.
+fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result<bool> {
+    let all = exercises::catalogue()?;
+    let mut progress = progress::Progress::load()?;
+    if let Some(ExercisesAction::Init { dir }) = action {
+        exercises::init(&dir, &all)?;
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("cannot find {}", dir.display()))?;
+        show(&format!(
+            "Wrote {} exercises to {}.\n\n{FIRST_STEPS}\nThe first file: {}\n",
+            all.len(),
+            dir.display(),
+            dir.join(all[0].file_name()).display()
+        ));
+        progress.workdir = Some(dir);
+        progress.done.clear();
+        return progress.save().map(|()| true);
+    }
+    if reset {
+        progress.done.clear();
+        progress.save()?;
+        show("Progress reset: every exercise is to do again.\n");
+        return Ok(true);
+    }
+    let mut out = String::new();
+    for exercise in &all {
+        let mark = if progress.done.contains(&exercise.name) {
+            "done"
+        } else {
+            "    "
+        };
+        let kind = format!("{:?}", exercise.kind).to_lowercase();
+        out.push_str(&format!(
+            "  {mark}  {:>2}  {kind:<8}  lesson {:>2}  {}\n",
+            exercise.number, exercise.lesson, exercise.name
+        ));
+    }
+    let done = all
+        .iter()
+        .filter(|e| progress.done.contains(&e.name))
+        .count();
+    out.push_str(&format!("\n{done} of {} done. ", all.len()));
+    match &progress.workdir {
+        Some(dir) => out.push_str(&format!("Your files are in {}.\n", dir.display())),
+        None => out.push_str("Start with `refcount-lab exercises init DIR`.\n"),
+    }
+    show(&out);
+    Ok(true)
+}
+
+/// `exercise N`: what to do, and the learner's script run with the fault on and off.
+fn exercise_command(painter: Painter, number: usize) -> Result<bool> {
+    let all = exercises::catalogue()?;
+    let exercise = exercises::find(&all, number)?;
+    let workdir = exercises::workdir(progress::Progress::load()?.workdir.as_deref())?;
+    let kind = format!("{:?}", exercise.kind).to_lowercase();
+    show(&format!(
+        "Exercise {number} · {} ({kind}, lesson {})\nYour file: {}\n",
+        exercise.name,
+        exercise.lesson,
+        workdir.join(exercise.file_name()).display()
+    ));
+    let Some(fault) = exercise
+        .fault
+        .filter(|_| exercise.kind != exercises::Kind::Predict)
+    else {
+        show(&format!(
+            "\nReplace each ... in the file with your prediction, then run `refcount-lab verify`.\n\
+             To watch the lesson first: `refcount-lab lesson {}`.\n",
+            exercise.lesson
+        ));
+        return Ok(true);
+    };
+    let (correct, faulty) = exercises::run_both_ways(&workdir, exercise, fault)?;
+    let faulty_heading = match exercise.kind {
+        exercises::Kind::Diagnose => "your script, with the hidden fault on".to_owned(),
+        _ => format!("your script, with --fault {}", fault.name()),
+    };
+    for (heading, run) in [
+        ("your script, on correct code", &correct),
+        (faulty_heading.as_str(), &faulty),
+    ] {
+        show(&render::run(painter, heading, run, &outcome::classify(run)));
+    }
+    Ok(true)
+}
+
+/// `verify`: check in order, record progress, stop at the first exercise not done.
+fn verify_command(watch: bool) -> Result<bool> {
+    let all = exercises::catalogue()?;
+    let mut progress = progress::Progress::load()?;
+    let workdir = exercises::workdir(progress.workdir.as_deref())?;
+    loop {
+        let (done, stuck) = exercises::verify_all(&all, &workdir)?;
+        let mut out = String::new();
+        for exercise in &all[..done] {
+            out.push_str(&format!(
+                "  done  {:>2}  {}\n",
+                exercise.number, exercise.name
+            ));
+        }
+        progress.done = all[..done].iter().map(|e| e.name.clone()).collect();
+        progress.save()?;
+        if let Some((number, why)) = &stuck {
+            let exercise = &all[number - 1];
+            out.push_str(&format!(
+                "  to do {number:>2}  {}\n\n{why}\n\nYour file: {}\nA hint: `refcount-lab hint {number}`\n",
+                exercise.name,
+                workdir.join(exercise.file_name()).display()
+            ));
+        }
+        out.push_str(&format!("\n{done} of {} exercises done.\n", all.len()));
+        if stuck.is_none() {
+            out.push_str("All done: every refcount accounted for.\n");
+        }
+        show(&out);
+        if !watch {
+            return Ok(stuck.is_none());
+        }
+        show("\nWatching your files; save one to check again (Ctrl-C stops).\n");
+        wait_for_change(&workdir)?;
+    }
+}
+
+/// Blocks until a file in `dir` is modified.
+fn wait_for_change(dir: &Path) -> Result<()> {
+    let stamp = || -> Result<Vec<(PathBuf, std::time::SystemTime)>> {
+        let mut stamps = Vec::new();
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let entry = entry?;
+            stamps.push((entry.path(), entry.metadata()?.modified()?));
+        }
+        stamps.sort();
+        Ok(stamps)
+    };
+    let before = stamp()?;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        if stamp()? != before {
+            return Ok(());
+        }
+    }
 }

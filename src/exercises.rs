@@ -1,0 +1,470 @@
+//! Workshop exercises: the catalogue (`exercises/`, compiled in), the learner's working
+//! folder, and the checks `verify` runs.
+//!
+//! Three kinds. *predict*: the learner writes the values they expect into their file, and
+//! the check runs a real demo and compares. *diagnose*: the learner's probe runs with a
+//! fault they are not told; they name it, and their probe must make it show. *probe*: the
+//! learner writes a script that makes a named fault show. Nothing is compared against values
+//! kept by hand: every check runs the real type.
+
+use crate::faults::Fault;
+use crate::lessons::{self, Lesson};
+use crate::outcome::{self, Outcome};
+use crate::runner::{self, Job, Run, ScratchDir, TraceLine};
+use crate::trace::Event;
+use anyhow::{bail, ensure, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+include!(concat!(env!("OUT_DIR"), "/exercises.rs"));
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Predict,
+    Diagnose,
+    Probe,
+}
+
+/// What a predict exercise runs: a lesson's demo or a script of `exercises/checks/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Check {
+    lesson: Option<u32>,
+    script: Option<String>,
+    fault: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: String,
+    kind: Kind,
+    lesson: u32,
+    check: Option<Check>,
+    /// For predict: the learner's name → where the run shows it (`outcome`, `refcount:LABEL`,
+    /// `delta:OBJECT`, `stdout:KEY`).
+    #[serde(default)]
+    answers: BTreeMap<String, String>,
+    fault: Option<String>,
+    hint: String,
+}
+
+#[derive(Deserialize)]
+struct Catalogue {
+    exercise: Vec<Entry>,
+}
+
+pub struct Exercise {
+    pub number: usize,
+    pub name: String,
+    pub kind: Kind,
+    pub lesson: u32,
+    pub hint: String,
+    /// The fault a diagnose or probe exercise is about; a predict exercise's check fault.
+    pub fault: Option<Fault>,
+    answers: BTreeMap<String, String>,
+    check: Option<Check>,
+    /// The file the learner starts from.
+    pub starter: &'static str,
+}
+
+impl Exercise {
+    pub fn file_name(&self) -> String {
+        format!("{}.py", self.name)
+    }
+}
+
+/// The exercises, in order, checked for consistency.
+pub fn catalogue() -> Result<Vec<Exercise>> {
+    let catalogue: Catalogue = toml::from_str(CATALOGUE).context("exercises/exercises.toml")?;
+    let mut exercises = Vec::new();
+    for (i, entry) in catalogue.exercise.into_iter().enumerate() {
+        let file = format!("{}.py", entry.name);
+        let starter = FILES
+            .iter()
+            .find(|(name, _)| *name == file)
+            .map(|(_, text)| *text)
+            .with_context(|| format!("exercise {} has no exercises/files/{file}", entry.name))?;
+        let fault_name = entry
+            .fault
+            .as_ref()
+            .or(entry.check.as_ref().and_then(|c| c.fault.as_ref()));
+        let fault = fault_name.map(|name| Fault::from_name(name)).transpose()?;
+        match entry.kind {
+            Kind::Predict => ensure!(
+                entry.check.is_some() && !entry.answers.is_empty(),
+                "predict exercise {} needs a check and answers",
+                entry.name
+            ),
+            Kind::Diagnose | Kind::Probe => ensure!(
+                entry.fault.is_some(),
+                "exercise {} needs the fault it is about",
+                entry.name
+            ),
+        }
+        exercises.push(Exercise {
+            number: i + 1,
+            name: entry.name,
+            kind: entry.kind,
+            lesson: entry.lesson,
+            hint: entry.hint,
+            fault,
+            answers: entry.answers,
+            check: entry.check,
+            starter,
+        });
+    }
+    Ok(exercises)
+}
+
+/// The exercise numbered `number`, or an error naming the valid numbers.
+pub fn find(exercises: &[Exercise], number: usize) -> Result<&Exercise> {
+    exercises
+        .iter()
+        .find(|e| e.number == number)
+        .with_context(|| {
+            format!(
+                "there is no exercise {number}; exercises are 1 to {}",
+                exercises.len()
+            )
+        })
+}
+
+/// Writes every starting file into `dir` (new or empty: nothing is overwritten).
+pub fn init(dir: &Path, exercises: &[Exercise]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for exercise in exercises {
+        let path = dir.join(exercise.file_name());
+        ensure!(
+            !path.exists(),
+            "{} already exists: pick a new folder, or keep working in this one",
+            path.display()
+        );
+        std::fs::write(&path, exercise.starter)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Where an exercise stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Done,
+    /// Not yet, and what to do about it.
+    NotYet(String),
+}
+
+/// Runs `script` in `dir` as a learner's script is run.
+fn run(dir: &Path, script: &Path, faults: &[Fault]) -> Result<Run> {
+    runner::run(&Job {
+        script,
+        args: &[],
+        dir,
+        faults,
+        timeout: TIMEOUT,
+        debug_allocator: true,
+    })
+}
+
+/// Runs the learner's file with correct code and with `fault`.
+pub fn run_both_ways(workdir: &Path, exercise: &Exercise, fault: Fault) -> Result<(Run, Run)> {
+    let file = PathBuf::from(exercise.file_name());
+    Ok((run(workdir, &file, &[])?, run(workdir, &file, &[fault])?))
+}
+
+/// Checks one exercise in the learner's folder.
+pub fn check(exercise: &Exercise, workdir: &Path) -> Result<Verdict> {
+    let path = workdir.join(exercise.file_name());
+    let source = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}: `refcount-lab exercises init DIR` makes the files",
+            path.display()
+        )
+    })?;
+    let answers = read_answers(&source);
+    match exercise.kind {
+        Kind::Predict => check_predictions(exercise, &answers),
+        Kind::Diagnose => {
+            let fault = exercise.fault.expect("diagnose exercises have a fault");
+            let named = match answers.get("FAULT") {
+                Some(Answer::Text(name)) => name.clone(),
+                _ => {
+                    return Ok(Verdict::NotYet(
+                        "name the fault: set FAULT to a name from `refcount-lab faults`".into(),
+                    ))
+                }
+            };
+            if named != fault.name() {
+                return Ok(Verdict::NotYet(format!(
+                    "FAULT = {named:?} is not the fault at work here; probe further"
+                )));
+            }
+            check_probe(
+                exercise,
+                workdir,
+                fault,
+                "FAULT is right. Now make your probe show it: ",
+            )
+        }
+        Kind::Probe => {
+            let fault = exercise.fault.expect("probe exercises have a fault");
+            check_probe(exercise, workdir, fault, "")
+        }
+    }
+}
+
+/// The probe must end `ok` on correct code and otherwise with the fault on.
+fn check_probe(exercise: &Exercise, workdir: &Path, fault: Fault, prefix: &str) -> Result<Verdict> {
+    let (correct, faulty) = run_both_ways(workdir, exercise, fault)?;
+    let (correct, faulty) = (outcome::classify(&correct), outcome::classify(&faulty));
+    let problem = if correct != Outcome::Ok {
+        format!(
+            "on correct code your script ends {}, not ok; `refcount-lab exercise {}` shows why",
+            correct.kind(),
+            exercise.number
+        )
+    } else if faulty == Outcome::Ok {
+        "with the fault on, your script still ends ok, as on correct code".to_owned()
+    } else {
+        return Ok(Verdict::Done);
+    };
+    Ok(Verdict::NotYet(match prefix {
+        "" => capitalised(&problem),
+        prefix => format!("{prefix}{problem}"),
+    }))
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// A learner's answer, as written in their file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Number(i64),
+    Text(String),
+    /// Still `...`.
+    Missing,
+    /// Something other than a plain number or a quoted word.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Number(n) => write!(f, "{n}"),
+            Answer::Text(text) => write!(f, "{text:?}"),
+            Answer::Missing => write!(f, "..."),
+            Answer::Unreadable(text) => write!(f, "{text}"),
+        }
+    }
+}
+
+/// The `NAME = value` lines of a learner's file, for UPPERCASE names (read, not run).
+pub fn read_answers(source: &str) -> BTreeMap<String, Answer> {
+    let mut answers = BTreeMap::new();
+    for line in source.lines() {
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+        {
+            continue;
+        }
+        let value = value.split('#').next().unwrap_or("").trim();
+        let answer = if value == "..." {
+            Answer::Missing
+        } else if let Ok(number) = value.parse() {
+            Answer::Number(number)
+        } else if value.len() >= 2
+            && (value.starts_with('"') && value.ends_with('"')
+                || value.starts_with('\'') && value.ends_with('\''))
+        {
+            Answer::Text(value[1..value.len() - 1].to_owned())
+        } else {
+            Answer::Unreadable(value.to_owned())
+        };
+        answers.insert(name.to_owned(), answer);
+    }
+    answers
+}
+
+/// Runs the predict exercise's check and compares each answer with what the run shows.
+fn check_predictions(exercise: &Exercise, answers: &BTreeMap<String, Answer>) -> Result<Verdict> {
+    for name in exercise.answers.keys() {
+        match answers.get(name) {
+            None => {
+                return Ok(Verdict::NotYet(format!(
+                    "{name} is gone from your file; put `{name} = ...` back"
+                )))
+            }
+            Some(Answer::Missing) => {
+                return Ok(Verdict::NotYet(format!(
+                    "{name} is still `...`: replace it with your prediction"
+                )))
+            }
+            Some(Answer::Unreadable(value)) => {
+                return Ok(Verdict::NotYet(format!(
+                    "{name} = {value}: write a plain number (2) or a quoted word (\"ok\")"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    let run = run_check(exercise)?;
+    for (name, source) in &exercise.answers {
+        let actual = observe(&run, source).with_context(|| {
+            format!(
+                "exercise {}: the check run does not show {source}",
+                exercise.name
+            )
+        })?;
+        if answers[name] != actual {
+            return Ok(Verdict::NotYet(format!(
+                "{name} = {}: not what happens. Watch it happen with `refcount-lab lesson {}`.",
+                answers[name], exercise.lesson
+            )));
+        }
+    }
+    Ok(Verdict::Done)
+}
+
+fn run_check(exercise: &Exercise) -> Result<Run> {
+    let check = exercise
+        .check
+        .as_ref()
+        .expect("predict exercises have a check");
+    let faults: Vec<Fault> = check
+        .fault
+        .iter()
+        .map(|name| Fault::from_name(name))
+        .collect::<Result<_, _>>()?;
+    if let Some(number) = check.lesson {
+        let catalogue = lessons::load(None)?;
+        let lesson: &Lesson = lessons::find(&catalogue, number)?;
+        let demo = lesson.demo_on_disk()?;
+        return run(&demo.dir, &demo.script, &faults);
+    }
+    let script = check
+        .script
+        .as_deref()
+        .context("a check names a lesson or a script")?;
+    let source = CHECKS
+        .iter()
+        .find(|(name, _)| *name == script)
+        .map(|(_, text)| *text)
+        .with_context(|| format!("no exercises/checks/{script}"))?;
+    let scratch = ScratchDir::new()?;
+    std::fs::write(scratch.path().join(script), source)?;
+    run(scratch.path(), Path::new(script), &faults)
+}
+
+/// The value a run shows at `source` (see `Entry::answers`).
+fn observe(run: &Run, source: &str) -> Option<Answer> {
+    let events = || {
+        run.trace.iter().filter_map(|line| match line {
+            TraceLine::Event(event) => Some(event),
+            TraceLine::Unreadable(_) => None,
+        })
+    };
+    if source == "outcome" {
+        return Some(Answer::Text(outcome::classify(run).kind().to_owned()));
+    }
+    if let Some(label) = source.strip_prefix("refcount:") {
+        return events().find_map(|event| match event {
+            Event::Refcount { label: l, rc, .. } if l == label => Some(Answer::Number(*rc)),
+            _ => None,
+        });
+    }
+    if let Some(object) = source.strip_prefix("delta:") {
+        let baseline = events().find_map(|event| match event {
+            Event::Watch { obj, rc } if obj == object => Some(*rc),
+            _ => None,
+        })?;
+        return events().find_map(|event| match event {
+            Event::Final {
+                obj, rc: Some(rc), ..
+            } if obj == object => Some(Answer::Number(rc - baseline)),
+            _ => None,
+        });
+    }
+    let key = source.strip_prefix("stdout:")?;
+    let values: serde_json::Value = serde_json::from_str(run.stdout.text.trim()).ok()?;
+    match &values[key] {
+        serde_json::Value::Number(n) => n.as_i64().map(Answer::Number),
+        serde_json::Value::String(s) => Some(Answer::Text(s.clone())),
+        _ => None,
+    }
+}
+
+/// Checks every exercise in order and stops at the first one not done.
+pub fn verify_all(
+    exercises: &[Exercise],
+    workdir: &Path,
+) -> Result<(usize, Option<(usize, String)>)> {
+    let mut done = 0;
+    for exercise in exercises {
+        match check(exercise, workdir)? {
+            Verdict::Done => done += 1,
+            Verdict::NotYet(why) => return Ok((done, Some((exercise.number, why)))),
+        }
+    }
+    Ok((done, None))
+}
+
+/// The working folder, or an error saying how to make one.
+pub fn workdir(saved: Option<&Path>) -> Result<PathBuf> {
+    match saved {
+        Some(dir) if dir.is_dir() => Ok(dir.to_owned()),
+        Some(dir) => bail!(
+            "the exercise folder {} is gone; `refcount-lab exercises init DIR` makes a new one",
+            dir.display()
+        ),
+        None => bail!("no exercise folder yet: start with `refcount-lab exercises init DIR`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_is_complete_and_covers_every_kind() {
+        let exercises = catalogue().unwrap();
+        assert!(exercises.len() >= 12);
+        for kind in [Kind::Predict, Kind::Diagnose, Kind::Probe] {
+            assert!(exercises.iter().any(|e| e.kind == kind), "{kind:?}");
+        }
+        for lesson in 1..=5 {
+            assert!(
+                exercises.iter().any(|e| e.lesson == lesson),
+                "lesson {lesson}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_are_read_not_run() {
+        let answers = read_answers(
+            "\"\"\"Doc.\"\"\"\nA = 2  # two\nB = \"crashed\"\nC = ...\nD = 1 + 1\nlower = 3\n",
+        );
+        assert_eq!(answers["A"], Answer::Number(2));
+        assert_eq!(answers["B"], Answer::Text("crashed".into()));
+        assert_eq!(answers["C"], Answer::Missing);
+        assert_eq!(answers["D"], Answer::Unreadable("1 + 1".into()));
+        assert!(!answers.contains_key("lower"));
+    }
+}

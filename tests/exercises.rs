@@ -1,0 +1,186 @@
+//! The workshop loop as a newcomer meets it: list, init, verify, one exercise at a time with
+//! the reference solutions in `fixtures/exercise-solutions/`, and the messages that wrong or
+//! unfinished answers get. Each test keeps its progress in its own state folder.
+
+use insta_cmd::{assert_cmd_snapshot, get_cargo_bin};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A private state folder and exercise folder, removed at the end.
+struct Workshop {
+    root: PathBuf,
+}
+
+impl Workshop {
+    fn new(name: &str) -> Workshop {
+        let root = std::env::temp_dir().join(format!("refcount-lab-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        Workshop { root }
+    }
+
+    fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    fn lab(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(get_cargo_bin("refcount-lab"));
+        command
+            .args(args)
+            .arg("--color=never")
+            .env("REFCOUNT_LAB_STATE_DIR", self.root.join("state"));
+        command
+    }
+
+    fn settings(&self) -> insta::Settings {
+        let mut settings = insta::Settings::clone_current();
+        let root = self.root.canonicalize().unwrap();
+        settings.add_filter(&regex_escape(&root.display().to_string()), "[WORKSHOP]");
+        settings
+    }
+
+    fn solve(&self, file: &str) {
+        let solution = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/exercise-solutions")
+            .join(file);
+        std::fs::copy(solution, self.work().join(file)).unwrap();
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.work().join(file), text).unwrap();
+    }
+
+    fn stdout(&self, args: &[&str]) -> (Option<i32>, String) {
+        let output = self.lab(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+}
+
+impl Drop for Workshop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn solutions() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/exercise-solutions");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_newcomer_goes_from_init_to_every_exercise_done() {
+    let shop = Workshop::new("newcomer");
+    let work = shop.work();
+    let work = work.to_str().unwrap();
+    shop.settings().bind(|| {
+        assert_cmd_snapshot!("before_init", shop.lab(&["exercises"]));
+        assert_cmd_snapshot!("verify_before_init", shop.lab(&["verify"]));
+        assert_cmd_snapshot!("init", shop.lab(&["exercises", "init", work]));
+        assert_cmd_snapshot!("first_verify", shop.lab(&["verify"]));
+    });
+    let files = solutions();
+    assert_eq!(files.len(), 12, "one reference solution per exercise");
+    for (i, file) in files.iter().enumerate() {
+        shop.solve(file);
+        let (code, stdout) = shop.stdout(&["verify"]);
+        assert!(
+            stdout.contains(&format!("{} of 12 exercises done", i + 1)),
+            "{file}:\n{stdout}"
+        );
+        assert_eq!(code, Some(if i + 1 == 12 { 0 } else { 1 }), "{stdout}");
+    }
+    shop.settings().bind(|| {
+        assert_cmd_snapshot!("all_done", shop.lab(&["verify"]));
+        assert_cmd_snapshot!("list_when_done", shop.lab(&["exercises"]));
+    });
+    let (_, stdout) = shop.stdout(&["exercises", "--reset"]);
+    assert!(stdout.contains("Progress reset"));
+    let (_, stdout) = shop.stdout(&["exercises"]);
+    assert!(stdout.contains("0 of 12 done"), "{stdout}");
+}
+
+#[test]
+fn unfinished_and_wrong_answers_say_what_to_do() {
+    let shop = Workshop::new("wrong");
+    let work = shop.work();
+    shop.lab(&["exercises", "init", work.to_str().unwrap()])
+        .output()
+        .unwrap();
+    for file in &solutions()[..5] {
+        shop.solve(file);
+    }
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "wrong_prediction",
+            "01-predict-buckets.py",
+            "BUCKET_OF_5 = 3\nSIZE_AFTER_THREE_KEYS = 8\n",
+        ),
+        (
+            "unreadable_prediction",
+            "01-predict-buckets.py",
+            "BUCKET_OF_5 = 5 % 4\nSIZE_AFTER_THREE_KEYS = 8\n",
+        ),
+        (
+            "fault_not_named",
+            "06-diagnose-reading.py",
+            "import hashtable\nFAULT = ...\n",
+        ),
+        (
+            "wrong_fault_named",
+            "06-diagnose-reading.py",
+            "FAULT = \"no-traverse\"\n",
+        ),
+        (
+            "right_fault_but_no_probe",
+            "06-diagnose-reading.py",
+            "FAULT = \"get-borrowed-return\"\n",
+        ),
+        (
+            "probe_that_fails_on_correct_code",
+            "06-diagnose-reading.py",
+            "FAULT = \"get-borrowed-return\"\nraise SystemExit(3)\n",
+        ),
+    ];
+    for (name, file, text) in cases {
+        shop.write(file, text);
+        shop.settings()
+            .bind(|| assert_cmd_snapshot!(name, shop.lab(&["verify"])));
+        shop.solve(file);
+    }
+    shop.write(
+        "10-probe-hash-results.py",
+        "import hashtable\nhashtable.HashTable()[1] = 2\n",
+    );
+    for file in &solutions()[5..9] {
+        shop.solve(file);
+    }
+    shop.settings().bind(|| {
+        assert_cmd_snapshot!("probe_that_does_not_show_the_fault", shop.lab(&["verify"]));
+        assert_cmd_snapshot!("hint", shop.lab(&["hint", "10"]));
+        assert_cmd_snapshot!(
+            "exercise_runs_the_probe_both_ways",
+            shop.lab(&["exercise", "10"])
+        );
+        assert_cmd_snapshot!("unknown_exercise", shop.lab(&["exercise", "13"]));
+    });
+}
