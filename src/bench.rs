@@ -55,10 +55,7 @@ pub struct SweepRow {
 
 /// Runs the measurements in a child interpreter and reads its report.
 pub fn measure(quick: bool, timeout: Duration) -> Result<Report> {
-    let scratch = ScratchDir::new()?;
-    let script = scratch.path().join("bench.py");
-    std::fs::write(&script, SCRIPT)
-        .with_context(|| format!("cannot write {}", script.display()))?;
+    let scratch = ScratchDir::with_file("bench.py", SCRIPT)?;
     let mut args = Vec::new();
     if quick {
         args.push("--quick");

@@ -367,8 +367,7 @@ fn run_check(exercise: &Exercise) -> Result<Run> {
         .find(|(name, _)| *name == script)
         .map(|(_, text)| *text)
         .with_context(|| format!("no exercises/checks/{script}"))?;
-    let scratch = ScratchDir::new()?;
-    std::fs::write(scratch.path().join(script), source)?;
+    let scratch = ScratchDir::with_file(script, source)?;
     run(scratch.path(), Path::new(script), &faults)
 }
 

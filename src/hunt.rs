@@ -8,7 +8,7 @@
 use crate::faults::Fault;
 use crate::runner::{self, Ending, Job, Run, ScratchDir, TraceLine};
 use crate::trace::{Event, Repetition};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use plotters::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -37,6 +37,8 @@ pub struct Config {
 pub struct Leak {
     /// e.g. `allocated blocks`, `objects: HashTable`, `refcount: hash`.
     pub metric: String,
+    /// The metric after every run, warm-up included.
+    pub values: Vec<i64>,
     /// Growth in each measured run.
     pub deltas: Vec<i64>,
 }
@@ -56,10 +58,8 @@ pub struct Hunt {
 
 /// Runs the hunt in a child interpreter.
 pub fn hunt(config: Config, faults: &[Fault], timeout: Duration) -> Result<Hunt> {
-    let scratch = ScratchDir::new()?;
+    let scratch = ScratchDir::with_file("hunt.py", SCRIPT)?;
     let script = scratch.path().join("hunt.py");
-    std::fs::write(&script, SCRIPT)
-        .with_context(|| format!("cannot write {}", script.display()))?;
     let config_json = serde_json::to_string(&config)?;
     let run = runner::run(&Job {
         script: &script,
@@ -151,10 +151,14 @@ pub fn find_leaks(repetitions: &[Repetition], warmup: usize) -> Vec<Leak> {
     metrics
         .into_iter()
         .filter_map(|(metric, read)| {
-            let values: Option<Vec<i64>> = repetitions[from..].iter().map(&read).collect();
-            let deltas: Vec<i64> = values?.windows(2).map(|w| w[1] - w[0]).collect();
+            let values: Vec<i64> = repetitions.iter().map(&read).collect::<Option<_>>()?;
+            let deltas: Vec<i64> = values[from..].windows(2).map(|w| w[1] - w[0]).collect();
             let grew_every_time = !deltas.is_empty() && deltas.iter().all(|&d| d > 0);
-            grew_every_time.then_some(Leak { metric, deltas })
+            grew_every_time.then_some(Leak {
+                metric,
+                values,
+                deltas,
+            })
         })
         .collect()
 }
@@ -216,30 +220,11 @@ pub fn render(hunt: &Hunt) -> String {
 
 /// Every metric that leaked, as growth since the first run, one line each.
 pub fn plot(hunt: &Hunt, path: &Path) -> Result<()> {
-    let first = &hunt.repetitions[0];
-    let blocks: Vec<i64> = hunt
-        .repetitions
-        .iter()
-        .map(|r| r.blocks - first.blocks)
-        .collect();
-    let mut series = vec![("allocated blocks".to_owned(), blocks)];
+    let growth = |values: &[i64]| values.iter().map(|v| v - values[0]).collect::<Vec<i64>>();
+    let blocks: Vec<i64> = hunt.repetitions.iter().map(|r| r.blocks).collect();
+    let mut series = vec![("allocated blocks".to_owned(), growth(&blocks))];
     for leak in hunt.leaks.iter().filter(|l| l.metric != "allocated blocks") {
-        let read = |r: &Repetition| -> i64 {
-            if let Some(name) = leak.metric.strip_prefix("objects: ") {
-                r.census.get(name).copied().unwrap_or(0)
-            } else if let Some(name) = leak.metric.strip_prefix("refcount: ") {
-                r.refcounts.get(name).copied().unwrap_or(0)
-            } else if leak.metric == "open file descriptors" {
-                r.fds
-            } else {
-                r.total_refcount.unwrap_or(0)
-            }
-        };
-        let base = read(first);
-        series.push((
-            leak.metric.clone(),
-            hunt.repetitions.iter().map(|r| read(r) - base).collect(),
-        ));
+        series.push((leak.metric.clone(), growth(&leak.values)));
     }
     let (low, high) = series
         .iter()

@@ -141,10 +141,7 @@ impl Lesson {
     pub fn demo_on_disk(&self) -> Result<DemoOnDisk> {
         match &self.demo {
             Demo::Embedded(source) => {
-                let scratch = ScratchDir::new()?;
-                let script = scratch.path().join("demo.py");
-                std::fs::write(&script, source)
-                    .with_context(|| format!("cannot write {}", script.display()))?;
+                let scratch = ScratchDir::with_file("demo.py", source)?;
                 Ok(DemoOnDisk {
                     dir: scratch.path().to_owned(),
                     script: PathBuf::from("demo.py"),

@@ -273,6 +273,15 @@ impl ScratchDir {
         Ok(ScratchDir(path))
     }
 
+    /// A new scratch folder holding one file, `name`, with `contents` (an embedded script).
+    pub fn with_file(name: &str, contents: &str) -> Result<ScratchDir> {
+        let scratch = ScratchDir::new()?;
+        let path = scratch.path().join(name);
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(scratch)
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }
