@@ -225,7 +225,10 @@ fn read_trace(mut pipe: impl Read) -> (Vec<TraceLine>, usize) {
             _ => TraceLine::Unreadable(text.into_owned()),
         };
         // Past the cap, only the events the outcome is decided by are kept.
-        let decisive = matches!(line, TraceLine::Event(Event::Done | Event::Final { .. }));
+        let decisive = matches!(
+            line,
+            TraceLine::Event(Event::Done | Event::Final { .. } | Event::Repetition(_))
+        );
         if lines.len() < EVENT_CAP || decisive {
             lines.push(line);
         } else {

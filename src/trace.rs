@@ -62,6 +62,10 @@ pub struct Repetition {
     pub total_refcount: Option<i64>,
     pub run_seconds: f64,
     pub measure_seconds: f64,
+    /// HashTables alive after this run by the type's own `alloc`/`free` events; the parent
+    /// counts them from the trace (the child does not send this).
+    #[serde(default)]
+    pub tables_alive: i64,
 }
 
 impl Event {
