@@ -22,6 +22,12 @@ const TRACE_TAIL: usize = 100;
 /// Larger refcounts are not counts at all (immortal objects on 3.12+ are not watched here).
 const PLAUSIBLE_REFCOUNT: i64 = 1 << 40;
 
+/// Writes to stdout; a closed pipe (`refcount-lab lesson 3 | head`) is not an error.
+pub fn show(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 /// Applies ANSI styles, or nothing when colour is off.
 #[derive(Clone, Copy)]
 pub struct Painter {

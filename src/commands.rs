@@ -1,0 +1,199 @@
+//! What `lesson`, `run`, `bench` and `hunt` do with their validated arguments: run children,
+//! print reports, and answer whether everything went as expected (the exit status).
+
+use crate::cli::{Format, Variant};
+use crate::faults::Fault;
+use crate::outcome::{self, Outcome};
+use crate::render::{self, show, Painter};
+use crate::{bench, embed, hunt, lessons, runner};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::time::Duration;
+
+/// Runs a lesson's variants; true when each ended as the lesson expects.
+pub fn run_lesson(
+    painter: Painter,
+    lessons_dir: Option<&Path>,
+    number: u32,
+    variant: Option<Variant>,
+    chosen_faults: Vec<Fault>,
+    timeout: Duration,
+) -> Result<bool> {
+    let catalogue = lessons::load(lessons_dir)?;
+    let lesson = lessons::find(&catalogue, number)?;
+    let own_faults = chosen_faults.is_empty();
+    let faults = if own_faults {
+        lesson.faults.clone()
+    } else {
+        chosen_faults
+    };
+    if variant == Some(Variant::Faulty) && faults.is_empty() {
+        bail!(
+            "lesson {number} is about correct code and has no faulty variant; \
+             pick faults with --fault (see `refcount-lab faults`)"
+        );
+    }
+    let mut variants = Vec::new();
+    if variant != Some(Variant::Faulty) {
+        variants.push(("correct", Vec::new(), Some(lesson.expect.correct.as_str())));
+    }
+    if variant != Some(Variant::Correct) && !faults.is_empty() {
+        let expected = lesson
+            .expect
+            .faulty_on(embed::python_version())
+            .filter(|_| own_faults);
+        variants.push(("faulty", faults.clone(), expected));
+    }
+
+    let demo = lesson.demo_on_disk()?;
+    show(&render::lesson_intro(painter, lesson));
+    let mut results: Vec<(&str, Outcome, Option<&str>)> = Vec::new();
+    for (name, faults, expected) in variants {
+        let job = runner::Job {
+            script: &demo.script,
+            args: &[],
+            dir: &demo.dir,
+            faults: &faults,
+            timeout,
+            debug_allocator: true,
+        };
+        let run = runner::run(&job)?;
+        let outcome = outcome::classify(&run);
+        let heading = if faults.is_empty() {
+            format!("{name} run")
+        } else {
+            let names: Vec<String> = faults
+                .iter()
+                .map(|f| format!("--fault {}", f.name()))
+                .collect();
+            format!("{name} run ({})", names.join(" "))
+        };
+        show(&render::run(painter, &heading, &run, &outcome));
+        results.push((name, outcome, expected));
+    }
+    for fault in &faults {
+        show(&render::site(painter, *fault));
+    }
+    show(&render::explanation(painter, lesson));
+    let summary: Vec<(&str, &Outcome, Option<&str>)> =
+        results.iter().map(|(n, o, e)| (*n, o, *e)).collect();
+    show(&render::verdict(painter, &summary));
+    Ok(results
+        .iter()
+        .all(|(_, outcome, expected)| expected.is_none_or(|kind| kind == outcome.kind())))
+}
+
+/// Runs a learner's script; true when it ended `ok`.
+pub fn run_script(
+    painter: Painter,
+    script: &Path,
+    faults: &[Fault],
+    timeout: Duration,
+) -> Result<bool> {
+    if !script.is_file() {
+        bail!(
+            "{} is not a file: give the path of a Python script",
+            script.display()
+        );
+    }
+    let job = runner::Job {
+        script,
+        args: &[],
+        dir: Path::new("."),
+        faults,
+        timeout,
+        debug_allocator: true,
+    };
+    let run = runner::run(&job)?;
+    let outcome = outcome::classify(&run);
+    let heading = format!("run {}", script.display());
+    show(&render::run(painter, &heading, &run, &outcome));
+    for fault in faults {
+        show(&render::site(painter, *fault));
+    }
+    Ok(outcome == Outcome::Ok)
+}
+
+/// Measures, prints the tables, and writes the CSV and plots asked for.
+pub fn run_bench(
+    quick: bool,
+    csv: Option<&Path>,
+    plot: Option<&Path>,
+    timeout: Duration,
+) -> Result<bool> {
+    let report = bench::measure(quick, timeout)?;
+    show(&bench::render(&report));
+    if let Some(path) = csv {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(path, bench::csv(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        show(&format!("\nwrote {}\n", path.display()));
+    }
+    if let Some(dir) = plot {
+        for path in bench::plot(&report, dir)? {
+            show(&format!("wrote {}\n", path.display()));
+        }
+    }
+    Ok(true)
+}
+
+/// The hunt's target from the command line's three ways of naming one.
+pub fn hunt_config(
+    module: Option<String>,
+    pytest: bool,
+    mut target: Vec<String>,
+    warmup: usize,
+    repeat: usize,
+    watch: Vec<String>,
+) -> Result<hunt::Config> {
+    let (kind, name) = match (module, pytest) {
+        (Some(module), _) => ("module", module),
+        (None, true) => ("pytest", String::new()),
+        (None, false) => {
+            if target.is_empty() {
+                bail!(
+                    "name what to hunt in: a SCRIPT, SCRIPT::FUNCTION, -m MODULE or --pytest ARGS"
+                );
+            }
+            let script = target.remove(0);
+            let path = script.split("::").next().unwrap_or(&script);
+            if !Path::new(path).is_file() {
+                bail!("{path} is not a file: give the path of a Python script");
+            }
+            ("script", script)
+        }
+    };
+    Ok(hunt::Config {
+        kind,
+        target: name,
+        args: target,
+        warmup,
+        repeat,
+        watch,
+    })
+}
+
+/// Hunts and reports; true when nothing leaked.
+pub fn run_hunt(
+    config: hunt::Config,
+    faults: &[Fault],
+    format: Format,
+    plot: Option<&Path>,
+    timeout: Duration,
+) -> Result<bool> {
+    let hunt = hunt::hunt(config, faults, timeout)?;
+    match format {
+        Format::Text => show(&hunt::render(&hunt)),
+        Format::Json => show(&(serde_json::to_string_pretty(&hunt)? + "\n")),
+    }
+    if let Some(path) = plot {
+        hunt::plot(&hunt, path).with_context(|| format!("cannot draw {}", path.display()))?;
+        if format == Format::Text {
+            show(&format!("  wrote {}\n", path.display()));
+        }
+    }
+    Ok(hunt.leaks.is_empty())
+}

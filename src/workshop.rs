@@ -1,0 +1,178 @@
+//! The workshop commands: `exercises` (list, `init DIR`, `--reset`), `exercise N`, `hint N`
+//! and `verify [--watch]`, on top of the catalogue and checks (`exercises.rs`) and the
+//! progress file (`progress.rs`).
+
+use crate::cli::ExercisesAction;
+use crate::render::{self, show, Painter};
+use crate::{exercises, outcome, progress};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const FIRST_STEPS: &str =
+    "Open the first file, replace each ... with your prediction, save, and run
+
+    refcount-lab verify
+
+verify checks the exercises in order and stops at the first one not done. `refcount-lab
+exercises` lists them with your progress, `refcount-lab exercise N` runs one, and
+`refcount-lab hint N` gives a nudge.
+";
+
+/// `exercises`, `exercises init DIR`, `exercises --reset`.
+pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result<bool> {
+    let all = exercises::catalogue()?;
+    let mut progress = progress::Progress::load()?;
+    if let Some(ExercisesAction::Init { dir }) = action {
+        exercises::init(&dir, &all)?;
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("cannot find {}", dir.display()))?;
+        show(&format!(
+            "Wrote {} exercises to {}.\n\n{FIRST_STEPS}\nThe first file: {}\n",
+            all.len(),
+            dir.display(),
+            dir.join(all[0].file_name()).display()
+        ));
+        progress.workdir = Some(dir);
+        progress.done.clear();
+        return progress.save().map(|()| true);
+    }
+    if reset {
+        progress.done.clear();
+        progress.save()?;
+        show("Progress reset: every exercise is to do again.\n");
+        return Ok(true);
+    }
+    let mut out = String::new();
+    for exercise in &all {
+        let mark = if progress.done.contains(&exercise.name) {
+            "done"
+        } else {
+            "    "
+        };
+        let kind = format!("{:?}", exercise.kind).to_lowercase();
+        out.push_str(&format!(
+            "  {mark}  {:>2}  {kind:<8}  lesson {:>2}  {}\n",
+            exercise.number, exercise.lesson, exercise.name
+        ));
+    }
+    let done = all
+        .iter()
+        .filter(|e| progress.done.contains(&e.name))
+        .count();
+    out.push_str(&format!("\n{done} of {} done. ", all.len()));
+    match &progress.workdir {
+        Some(dir) => out.push_str(&format!("Your files are in {}.\n", dir.display())),
+        None => out.push_str("Start with `refcount-lab exercises init DIR`.\n"),
+    }
+    show(&out);
+    Ok(true)
+}
+
+/// `exercise N`: what to do, and the learner's script run with the fault on and off.
+pub fn exercise_command(painter: Painter, number: usize) -> Result<bool> {
+    let all = exercises::catalogue()?;
+    let exercise = exercises::find(&all, number)?;
+    let workdir = exercises::workdir(progress::Progress::load()?.workdir.as_deref())?;
+    let kind = format!("{:?}", exercise.kind).to_lowercase();
+    show(&format!(
+        "Exercise {number} · {} ({kind}, lesson {})\nYour file: {}\n",
+        exercise.name,
+        exercise.lesson,
+        workdir.join(exercise.file_name()).display()
+    ));
+    let Some(fault) = exercise
+        .fault
+        .filter(|_| exercise.kind != exercises::Kind::Predict)
+    else {
+        show(&format!(
+            "\nReplace each ... in the file with your prediction, then run `refcount-lab verify`.\n\
+             To watch the lesson first: `refcount-lab lesson {}`.\n",
+            exercise.lesson
+        ));
+        return Ok(true);
+    };
+    let (correct, faulty) = exercises::run_both_ways(&workdir, exercise, fault)?;
+    let faulty_heading = match exercise.kind {
+        exercises::Kind::Diagnose => "your script, with the hidden fault on".to_owned(),
+        _ => format!("your script, with --fault {}", fault.name()),
+    };
+    for (heading, run) in [
+        ("your script, on correct code", &correct),
+        (faulty_heading.as_str(), &faulty),
+    ] {
+        show(&render::run(painter, heading, run, &outcome::classify(run)));
+    }
+    Ok(true)
+}
+
+/// `verify`: check in order, record progress, stop at the first exercise not done.
+pub fn verify_command(watch: bool) -> Result<bool> {
+    let all = exercises::catalogue()?;
+    let mut progress = progress::Progress::load()?;
+    let workdir = exercises::workdir(progress.workdir.as_deref())?;
+    loop {
+        let (done, stuck) = exercises::verify_all(&all, &workdir)?;
+        let mut out = String::new();
+        for exercise in &all[..done] {
+            out.push_str(&format!(
+                "  done  {:>2}  {}\n",
+                exercise.number, exercise.name
+            ));
+        }
+        progress.done = all[..done].iter().map(|e| e.name.clone()).collect();
+        progress.save()?;
+        if let Some((number, why)) = &stuck {
+            let exercise = &all[number - 1];
+            out.push_str(&format!(
+                "  to do {number:>2}  {}\n\n{why}\n\nYour file: {}\nA hint: `refcount-lab hint {number}`\n",
+                exercise.name,
+                workdir.join(exercise.file_name()).display()
+            ));
+        }
+        out.push_str(&format!("\n{done} of {} exercises done.\n", all.len()));
+        if stuck.is_none() {
+            out.push_str("All done: every refcount accounted for.\n");
+        }
+        show(&out);
+        if !watch {
+            return Ok(stuck.is_none());
+        }
+        show("\nWatching your files; save one to check again (Ctrl-C stops).\n");
+        wait_for_change(&workdir)?;
+    }
+}
+
+/// Blocks until a file in `dir` is modified.
+fn wait_for_change(dir: &Path) -> Result<()> {
+    let stamp = || -> Result<Vec<(PathBuf, std::time::SystemTime)>> {
+        let mut stamps = Vec::new();
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let entry = entry?;
+            stamps.push((entry.path(), entry.metadata()?.modified()?));
+        }
+        stamps.sort();
+        Ok(stamps)
+    };
+    let before = stamp()?;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        if stamp()? != before {
+            return Ok(());
+        }
+    }
+}
+
+/// `hint N`.
+pub fn hint_command(number: usize) -> Result<bool> {
+    let all = exercises::catalogue()?;
+    let exercise = exercises::find(&all, number)?;
+    show(&format!(
+        "Hint for exercise {number} ({}): {}\n",
+        exercise.name, exercise.hint
+    ));
+    Ok(true)
+}
