@@ -1,7 +1,7 @@
 """The child side of `refcount-lab hunt`: run a target again and again, measure after each run.
 
-Configuration comes as JSON in sys.argv[1]. After every run of the target (and a full
-collection) one `repetition` event goes to the trace pipe: allocated blocks, open file
+Configuration comes as JSON in sys.argv[1]. After every run of the target (and clearing
+CPython's caches, and a full collection) one `repetition` event goes to the trace pipe: allocated blocks, open file
 descriptors, live objects per type (gc census), refcounts of watched objects, the total
 refcount on debug builds, and how long the run and the measuring took. Deciding what leaks
 is the parent's job.
@@ -72,6 +72,19 @@ def make_target(config):
     raise ValueError(kind)
 
 
+def clear_caches():
+    """Empty CPython's caches that fill up over many runs, as regrtest -R does.
+
+    The type attribute cache holds on to attribute names that code builds at run time
+    (argparse, which `-m unittest` runs every time, does), so it grows until it is full.
+    """
+    clear_type_cache = getattr(sys, "_clear_internal_caches", None) or sys._clear_type_cache
+    clear_type_cache()
+    re = sys.modules.get("re")
+    if re is not None:
+        re.purge()
+
+
 def census():
     return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
 
@@ -94,6 +107,7 @@ def main():
         started = time.perf_counter()
         target()
         ran = time.perf_counter()
+        clear_caches()
         for _ in range(3):  # objects freed by one pass can free more in the next
             gc.collect()
         event = {
