@@ -19,7 +19,7 @@ pub struct Report {
     pub entries: usize,
     pub rounds: usize,
     pub versus_dict: Vec<Comparison>,
-    pub memory: Memory,
+    pub memory: Vec<Memory>,
     pub sweep_entries: usize,
     pub sweep: Vec<SweepRow>,
 }
@@ -106,16 +106,22 @@ pub fn render(report: &Report) -> String {
             row.keys, row.operation
         );
     }
-    let memory = &report.memory;
     let _ = writeln!(
         out,
-        "\nMemory per entry ({} int keys, container only): HashTable {:.1} B, dict {:.1} B \
-         ({:.2}×)\n",
-        memory.entries,
-        memory.hashtable,
-        memory.dict,
-        memory.hashtable / memory.dict
+        "\nMemory per entry (int keys; the container's own memory, keys and values not counted)\n"
     );
+    let _ = writeln!(out, "  entries  HashTable      dict  HashTable / dict");
+    for memory in &report.memory {
+        let _ = writeln!(
+            out,
+            "  {:>7}  {:>7.1} B  {:>6.1} B  {:>15.2}×",
+            memory.entries,
+            memory.hashtable,
+            memory.dict,
+            memory.hashtable / memory.dict
+        );
+    }
+    out.push('\n');
     let _ = writeln!(
         out,
         "The talk's three knobs: {} mixed keys (half str, half int) per configuration\n",
