@@ -176,9 +176,14 @@ unsafe fn insert(
         };
         match found {
             Some(slot) => {
+                // The reference taken above now belongs to the table, in place of the old one.
                 let old = (*slf).table.replace_value(slot, value);
                 Py_DECREF(old); // the table's reference to the old value is released last,
                                 // because its __del__ may run Python code
+            }
+            None if (*slf).table.is_full() => {
+                Py_DECREF(value); // not stored after all: give the reference back
+                return Err(raise(PyExc_OverflowError, c"HashTable is full"));
             }
             None => {
                 // fault-site: set-missing-key-incref
@@ -187,11 +192,7 @@ unsafe fn insert(
                 } else {
                     Py_INCREF(key); // the table owns a reference to each key it stores
                 }
-                if !(*slf).table.insert_new(Entry { hash, key, value }) {
-                    Py_DECREF(key); // not stored after all: give both references back
-                    Py_DECREF(value);
-                    return Err(raise(PyExc_OverflowError, c"HashTable is full"));
-                }
+                (*slf).table.insert_new(Entry { hash, key, value });
             }
         }
         Ok(())

@@ -103,13 +103,16 @@ impl Table {
         self.nodes.get(slot).map(|node| node.entry)
     }
 
-    /// Files a new entry (its key must not be in the table yet), doubling the table first when
-    /// one more entry would push the load factor past `max_load`. Returns false, filing
-    /// nothing, when the table is full ([`MAX_SIZE`] entries).
-    pub fn insert_new(&mut self, entry: Entry) -> bool {
-        if self.nodes.len() >= MAX_SIZE {
-            return false;
-        }
+    /// No room for another entry ([`MAX_SIZE`] entries): callers check before inserting.
+    pub fn is_full(&self) -> bool {
+        self.nodes.len() >= MAX_SIZE
+    }
+
+    /// Files a new entry (its key must not be in the table yet, and the table must not be
+    /// full), doubling the table first when one more entry would push the load factor past
+    /// `max_load`.
+    pub fn insert_new(&mut self, entry: Entry) {
+        debug_assert!(!self.is_full(), "callers check is_full first");
         if (self.load() + 1) as f64 / self.size() as f64 > self.max_load && self.size() < MAX_SIZE {
             self.grow();
         }
@@ -121,7 +124,6 @@ impl Table {
         });
         self.heads[bucket] = index;
         self.version += 1;
-        true
     }
 
     /// Puts `value` in place of the value at `slot` and hands back the old one.
