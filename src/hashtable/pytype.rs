@@ -607,15 +607,51 @@ pub(super) unsafe fn next_key(
 // Methods.
 // ---------------------------------------------------------------------------------------------
 
-/// `set(key, value)`: stores the pair and returns the table itself, so calls can be chained.
-unsafe extern "C" fn table_set(slf: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
-    let mut key: *mut PyObject = null_mut();
-    let mut value: *mut PyObject = null_mut();
-    // SAFETY: `slf` is a live table; UnpackTuple fills borrowed references.
-    unsafe {
-        if PyArg_UnpackTuple(args, c"set".as_ptr(), 2, 2, &mut key, &mut value) == 0 {
-            return null_mut();
+/// The positional arguments of a `METH_FASTCALL` call, between `min` and `max` of them (at
+/// most two): borrowed references from the caller, NULL where not given; else a TypeError.
+///
+/// # Safety
+/// `args` must point at `nargs` live objects, as CPython passes them.
+unsafe fn arguments(
+    name: &str,
+    args: *const *mut PyObject,
+    nargs: Py_ssize_t,
+    min: Py_ssize_t,
+    max: Py_ssize_t,
+) -> Result<[*mut PyObject; 2], Raised> {
+    if nargs < min || nargs > max {
+        let expected = if min == max {
+            format!("exactly {min}")
+        } else {
+            format!("from {min} to {max}")
+        };
+        let message = format!("{name}() takes {expected} arguments ({nargs} given)\0");
+        // SAFETY: exception classes live as long as the interpreter; the message ends in NUL.
+        unsafe { PyErr_SetString(PyExc_TypeError, message.as_ptr().cast()) };
+        return Err(Raised);
+    }
+    // SAFETY: `args[..nargs]` are live (guaranteed by the caller), and nargs <= max <= 2.
+    let argument = |i: Py_ssize_t| unsafe {
+        if i < nargs {
+            *args.offset(i)
+        } else {
+            null_mut()
         }
+    };
+    Ok([argument(0), argument(1)])
+}
+
+/// `set(key, value)`: stores the pair and returns the table itself, so calls can be chained.
+unsafe extern "C" fn table_set(
+    slf: *mut PyObject,
+    args: *mut *mut PyObject,
+    nargs: Py_ssize_t,
+) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; CPython passes `nargs` live arguments.
+    unsafe {
+        let Ok([key, value]) = arguments("set", args, nargs, 2, 2) else {
+            return null_mut();
+        };
         if insert(slf.cast(), key, value).is_err() {
             return null_mut();
         }
@@ -630,14 +666,16 @@ unsafe extern "C" fn table_set(slf: *mut PyObject, args: *mut PyObject) -> *mut 
 }
 
 /// `get(key, default=None)`.
-unsafe extern "C" fn table_get(slf: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
-    let mut key: *mut PyObject = null_mut();
-    let mut default: *mut PyObject = null_mut();
-    // SAFETY: `slf` is a live table; UnpackTuple fills borrowed references.
+unsafe extern "C" fn table_get(
+    slf: *mut PyObject,
+    args: *mut *mut PyObject,
+    nargs: Py_ssize_t,
+) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; CPython passes `nargs` live arguments.
     unsafe {
-        if PyArg_UnpackTuple(args, c"get".as_ptr(), 1, 2, &mut key, &mut default) == 0 {
+        let Ok([key, default]) = arguments("get", args, nargs, 1, 2) else {
             return null_mut();
-        }
+        };
         match lookup(slf.cast(), key) {
             Ok(Some(value)) => {
                 // fault-site: get-borrowed-return
@@ -656,14 +694,16 @@ unsafe extern "C" fn table_get(slf: *mut PyObject, args: *mut PyObject) -> *mut 
 }
 
 /// `pop(key[, default])`: removes `key` and returns its value.
-unsafe extern "C" fn table_pop(slf: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
-    let mut key: *mut PyObject = null_mut();
-    let mut default: *mut PyObject = null_mut();
-    // SAFETY: `slf` is a live table; UnpackTuple fills borrowed references.
+unsafe extern "C" fn table_pop(
+    slf: *mut PyObject,
+    args: *mut *mut PyObject,
+    nargs: Py_ssize_t,
+) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; CPython passes `nargs` live arguments.
     unsafe {
-        if PyArg_UnpackTuple(args, c"pop".as_ptr(), 1, 2, &mut key, &mut default) == 0 {
+        let Ok([key, default]) = arguments("pop", args, nargs, 1, 2) else {
             return null_mut();
-        }
+        };
         match remove(slf.cast(), key) {
             Ok(Some(value)) => value, // the table's reference now belongs to the caller
             Ok(None) if default.is_null() => into_ptr(Err(raise_key_error(key))),
@@ -674,14 +714,16 @@ unsafe extern "C" fn table_pop(slf: *mut PyObject, args: *mut PyObject) -> *mut 
 }
 
 /// `setdefault(key, default=None)`: the value of `key`, storing `default` first if absent.
-unsafe extern "C" fn table_setdefault(slf: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
-    let mut key: *mut PyObject = null_mut();
-    let mut default: *mut PyObject = null_mut();
-    // SAFETY: `slf` is a live table; UnpackTuple fills borrowed references.
+unsafe extern "C" fn table_setdefault(
+    slf: *mut PyObject,
+    args: *mut *mut PyObject,
+    nargs: Py_ssize_t,
+) -> *mut PyObject {
+    // SAFETY: `slf` is a live table; CPython passes `nargs` live arguments.
     unsafe {
-        if PyArg_UnpackTuple(args, c"setdefault".as_ptr(), 1, 2, &mut key, &mut default) == 0 {
+        let Ok([key, default]) = arguments("setdefault", args, nargs, 1, 2) else {
             return null_mut();
-        }
+        };
         let default = if default.is_null() {
             Py_None()
         } else {
@@ -1073,6 +1115,21 @@ unsafe extern "C" fn get_hash_func(slf: *mut PyObject, _closure: *mut c_void) ->
 // The type: methods, attributes, slots and spec, as static data ending in zeroed sentinels.
 // ---------------------------------------------------------------------------------------------
 
+const fn fast_method(
+    name: &'static CStr,
+    meth: PyCFunctionFast,
+    doc: &'static CStr,
+) -> PyMethodDef {
+    PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunctionFast: meth,
+        },
+        ml_flags: METH_FASTCALL,
+        ml_doc: doc.as_ptr(),
+    }
+}
+
 const fn method(
     name: &'static CStr,
     meth: PyCFunction,
@@ -1088,28 +1145,24 @@ const fn method(
 }
 
 static mut METHODS: [PyMethodDef; 15] = [
-    method(
+    fast_method(
         c"set",
         table_set,
-        METH_VARARGS,
         c"set(key, value) -> self: store value under key",
     ),
-    method(
+    fast_method(
         c"get",
         table_get,
-        METH_VARARGS,
         c"get(key, default=None): the value of key, or default",
     ),
-    method(
+    fast_method(
         c"pop",
         table_pop,
-        METH_VARARGS,
         c"pop(key[, default]): remove key and return its value",
     ),
-    method(
+    fast_method(
         c"setdefault",
         table_setdefault,
-        METH_VARARGS,
         c"setdefault(key, default=None): get(key), storing default first if absent",
     ),
     method(
