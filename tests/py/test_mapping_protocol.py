@@ -5,8 +5,17 @@ test_constructor: it builds tables as `type2test(x=1, y=2)`, like dict(x=1, y=2)
 HashTable's keyword arguments are its parameters (size, max_load, hash_func).
 """
 
+import sys
 import unittest
-from test import mapping_tests
+
+try:
+    from test import mapping_tests
+except ImportError:
+    sys.exit(
+        "this CPython (%s) was installed without its own test package (test.mapping_tests): "
+        "Debian splits it into libpython3.X-testsuite. Install that, or build refcount-lab "
+        "against another interpreter with PYO3_PYTHON." % sys.executable
+    )
 
 from hashtable import HashTable
 
