@@ -67,7 +67,7 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
-    /// Run any Python script in a child interpreter and report its refcount trace and outcome.
+    /// Run your own script in a child interpreter: its refcount trace and outcome.
     Run {
         /// The script (it can `import hashtable, lab`).
         script: PathBuf,
@@ -98,8 +98,10 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// Hunt for reference leaks on the interpreter you have (no debug build needed): run a
-    /// target again and again in one interpreter and report what grows every time.
+    /// Find reference leaks on a release build of CPython: rerun a target, report what grows.
+    ///
+    /// The target runs again and again in one interpreter; what grows in every measured run
+    /// is reported, by type.
     ///
     /// TARGET is a script (re-run each time), SCRIPT::FUNCTION (imported once, the function
     /// called each time), a module with -m (e.g. `-m unittest test_module`), or pytest
@@ -137,8 +139,9 @@ pub enum Command {
         #[arg(value_name = "TARGET")]
         target: Vec<String>,
     },
-    /// Measure HashTable against dict, and how hash function, initial size and max load
-    /// change its performance.
+    /// Measure HashTable against dict, and the talk's three knobs.
+    ///
+    /// How hash function, initial size and max load change chains, resizes and speed.
     Bench {
         /// A smaller, faster run (for CI): fewer keys and rounds.
         #[arg(long)]
@@ -153,8 +156,9 @@ pub enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
-    /// Run the embedded CPython (as `python3` would: REPL, -c, -m, a script), with
-    /// `hashtable` and `lab` importable. Put `--` before Python options that clash with ours.
+    /// Run the embedded CPython (REPL, -c, -m, a script) with `hashtable` and `lab`.
+    ///
+    /// It behaves as `python3` would. Put `--` before Python options that clash with ours.
     Python {
         /// Switch a fault on in the hashtable type (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
