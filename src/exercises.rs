@@ -10,7 +10,7 @@
 use crate::faults::Fault;
 use crate::lessons::{self, Lesson};
 use crate::outcome::{self, Outcome};
-use crate::runner::{self, Job, Run, ScratchDir, TraceLine};
+use crate::runner::{self, Job, Run, ScratchDir};
 use crate::trace::Event;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
@@ -28,6 +28,17 @@ pub enum Kind {
     Predict,
     Diagnose,
     Probe,
+}
+
+impl Kind {
+    /// The spelling in `exercises.toml` and in listings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Predict => "predict",
+            Kind::Diagnose => "diagnose",
+            Kind::Probe => "probe",
+        }
+    }
 }
 
 /// What a predict exercise runs: a lesson's demo or a script of `exercises/checks/`.
@@ -373,27 +384,21 @@ fn run_check(exercise: &Exercise) -> Result<Run> {
 
 /// The value a run shows at `source` (see `Entry::answers`).
 fn observe(run: &Run, source: &str) -> Option<Answer> {
-    let events = || {
-        run.trace.iter().filter_map(|line| match line {
-            TraceLine::Event(event) => Some(event),
-            TraceLine::Unreadable(_) => None,
-        })
-    };
     if source == "outcome" {
         return Some(Answer::Text(outcome::classify(run).kind().to_owned()));
     }
     if let Some(label) = source.strip_prefix("refcount:") {
-        return events().find_map(|event| match event {
+        return run.events().find_map(|event| match event {
             Event::Refcount { label: l, rc, .. } if l == label => Some(Answer::Number(*rc)),
             _ => None,
         });
     }
     if let Some(object) = source.strip_prefix("delta:") {
-        let baseline = events().find_map(|event| match event {
+        let baseline = run.events().find_map(|event| match event {
             Event::Watch { obj, rc } if obj == object => Some(*rc),
             _ => None,
         })?;
-        return events().find_map(|event| match event {
+        return run.events().find_map(|event| match event {
             Event::Final {
                 obj, rc: Some(rc), ..
             } if obj == object => Some(Answer::Number(rc - baseline)),

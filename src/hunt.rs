@@ -6,7 +6,7 @@
 //! after the warm-up. Warm-up runs absorb caches that fill once.
 
 use crate::faults::Fault;
-use crate::runner::{self, Ending, Job, Run, ScratchDir, TraceLine};
+use crate::runner::{self, Ending, Job, Run, ScratchDir};
 use crate::trace::{Event, Repetition};
 use anyhow::{bail, Result};
 use plotters::prelude::*;
@@ -72,11 +72,11 @@ pub fn hunt(config: Config, faults: &[Fault], timeout: Duration) -> Result<Hunt>
     // Between repetitions, the HashTable type reports every table it makes and frees.
     let mut tables_alive = 0;
     let mut repetitions: Vec<Repetition> = Vec::new();
-    for line in &run.trace {
-        match line {
-            TraceLine::Event(Event::Alloc { .. }) => tables_alive += 1,
-            TraceLine::Event(Event::Free { .. }) => tables_alive -= 1,
-            TraceLine::Event(Event::Repetition(r)) => repetitions.push(Repetition {
+    for event in run.events() {
+        match event {
+            Event::Alloc { .. } => tables_alive += 1,
+            Event::Free { .. } => tables_alive -= 1,
+            Event::Repetition(r) => repetitions.push(Repetition {
                 tables_alive,
                 ..(**r).clone()
             }),

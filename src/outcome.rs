@@ -2,7 +2,7 @@
 //!
 //! Pure functions over a finished `runner::Run`; nothing here starts processes or prints.
 
-use crate::runner::{Ending, Run, TraceLine};
+use crate::runner::{Ending, Run};
 use crate::trace::Event;
 use std::collections::BTreeMap;
 
@@ -48,12 +48,6 @@ impl Outcome {
 }
 
 pub fn classify(run: &Run) -> Outcome {
-    let events = || {
-        run.trace.iter().filter_map(|line| match line {
-            TraceLine::Event(event) => Some(event),
-            TraceLine::Unreadable(_) => None,
-        })
-    };
     match run.ending {
         Ending::TimedOut => Outcome::Timeout {
             seconds: run.timeout.as_secs(),
@@ -62,7 +56,7 @@ pub fn classify(run: &Run) -> Outcome {
             signal,
             report: crash_report(&run.stderr.text),
         },
-        Ending::Exited(0) if !events().any(|e| *e == Event::Done) => Outcome::Error {
+        Ending::Exited(0) if !run.events().any(|e| *e == Event::Done) => Outcome::Error {
             exit_code: 0,
             report: vec![
                 "the script ended the process without shutting the interpreter down \
@@ -71,7 +65,7 @@ pub fn classify(run: &Run) -> Outcome {
             ],
         },
         Ending::Exited(0) => {
-            let leaks = leaks(events());
+            let leaks = leaks(run.events());
             if leaks.is_empty() {
                 Outcome::Ok
             } else {
@@ -151,7 +145,7 @@ fn error_report(stderr: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::Captured;
+    use crate::runner::{Captured, TraceLine};
     use std::time::Duration;
 
     fn run(ending: Ending, events: Vec<Event>, stderr: &str) -> Run {

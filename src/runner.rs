@@ -77,6 +77,16 @@ pub struct Run {
     pub stderr: Captured,
 }
 
+impl Run {
+    /// The trace's events, in order, without the lines that were not events.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.trace.iter().filter_map(|line| match line {
+            TraceLine::Event(event) => Some(event),
+            TraceLine::Unreadable(_) => None,
+        })
+    }
+}
+
 /// Runs `job` to its end, whatever that end is.
 pub fn run(job: &Job) -> Result<Run> {
     let exe = std::env::current_exe().context("cannot find this program's own path")?;

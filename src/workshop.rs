@@ -51,7 +51,7 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
         } else {
             "    "
         };
-        let kind = format!("{:?}", exercise.kind).to_lowercase();
+        let kind = exercise.kind.name();
         out.push_str(&format!(
             "  {mark}  {:>2}  {kind:<8}  lesson {:>2}  {}\n",
             exercise.number, exercise.lesson, exercise.name
@@ -75,7 +75,7 @@ pub fn exercise_command(painter: Painter, number: usize) -> Result<bool> {
     let all = exercises::catalogue()?;
     let exercise = exercises::find(&all, number)?;
     let workdir = exercises::workdir(progress::Progress::load()?.workdir.as_deref())?;
-    let kind = format!("{:?}", exercise.kind).to_lowercase();
+    let kind = exercise.kind.name();
     show(&format!(
         "Exercise {number} · {} ({kind}, lesson {})\nYour file: {}\n",
         exercise.name,
