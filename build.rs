@@ -1,50 +1,55 @@
-//! Finds the CPython this binary embeds and bakes its location in.
+//! Builds the native `hashtable` module the CLI carries, and embeds the catalogues.
 //!
-//! pyo3-ffi picks the interpreter (`PYO3_PYTHON`, else `python3` on `PATH`) and links its
-//! libpython. This script insists on a *shared* libpython, records an rpath to it (so the
-//! binary loads that interpreter's library, not another `libpython3.x.so` on the loader
-//! path), and records the interpreter's home and executable so the embedded interpreter finds
-//! its own standard library from any directory. It also embeds the lesson catalogue
+//! The module (`native/`) is a cdylib for CPython's stable ABI. It cannot be an ordinary
+//! dependency (a binary cannot link a cdylib, and must not link libpython), so this script
+//! runs `cargo build --release` on it in a target folder of its own and hands the library's
+//! path to `src/native.rs`, which embeds its bytes. `PYO3_NO_PYTHON` keeps the build from
+//! looking at any interpreter: the stable ABI needs none, so the build is the same on every
+//! machine, with or without a Python. It also embeds the lesson catalogue
 //! (`lessons/NN-slug/{lesson.toml,README.md,demo.py}`) and the workshop exercises
 //! (`exercises/`) so the binary works from anywhere.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const HELP: &str = "refcount-lab embeds CPython and needs one built with a shared libpython \
-(--enable-shared). Point PYO3_PYTHON at such an interpreter, e.g. \
-PYO3_PYTHON=$(pyenv prefix 3.13)/bin/python3 (pyenv builds: add PYTHON_CONFIGURE_OPTS=--enable-shared \
-when installing), then build again.";
 
 fn main() {
     embed_lessons();
     embed_exercises();
-    println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
-    let config = pyo3_build_config::get();
-    if !config.shared() {
-        panic!(
-            "\n\nthe Python found ({:?}) has no shared libpython.\n{HELP}\n",
-            config.executable()
-        );
+    build_native();
+}
+
+/// Builds `native/` and sets `REFCOUNT_LAB_NATIVE_MODULE` to the library it made.
+fn build_native() {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let native = manifest_dir.join("native");
+    for input in ["Cargo.toml", "src", "lab.py"] {
+        println!("cargo:rerun-if-changed={}", native.join(input).display());
     }
-    let executable = config
-        .executable()
-        .unwrap_or_else(|| panic!("\n\npyo3 found no Python executable.\n{HELP}\n"));
-    let home = Command::new(executable)
-        .args(["-c", "import sys; print(sys.base_prefix)"])
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        .unwrap_or_else(|| panic!("\n\ncould not run {executable} to find its prefix.\n{HELP}\n"));
-    pyo3_build_config::add_libpython_rpath_link_args();
-    println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_HOME={home}");
-    println!("cargo:rustc-env=REFCOUNT_LAB_PYTHON_EXECUTABLE={executable}");
-    println!(
-        "cargo:rustc-env=REFCOUNT_LAB_PYTHON_VERSION={}",
-        config.version()
-    );
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // Beside the CLI's own profiles (target/native), so debug and release CLI builds share
+    // one module build; OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map_or_else(|| out_dir.join("native"), |target| target.join("native"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--manifest-path"])
+        .arg(native.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("PYO3_NO_PYTHON", "1")
+        // Wrappers set for the outer build (clippy) are not for this one: the module is
+        // linted on its own (`.ci/run`).
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build native/: {e}"));
+    assert!(status.success(), "building the native module (native/) failed");
+    let library = target_dir.join("release").join("libhashtable.so");
+    assert!(library.is_file(), "no {} after the build", library.display());
+    println!("cargo:rustc-env=REFCOUNT_LAB_NATIVE_MODULE={}", library.display());
 }
 
 /// Writes `$OUT_DIR/lessons.rs`: one `EmbeddedLesson` per folder of `lessons/`, in order.

@@ -4,6 +4,7 @@
 //! allocator; this module runs it, reads its JSON report, and turns it into a terminal
 //! table, a CSV file and SVG plots. It does not time anything itself.
 
+use crate::python::Python;
 use crate::runner::{self, Ending, Job, ScratchDir};
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
@@ -54,13 +55,14 @@ pub struct SweepRow {
 }
 
 /// Runs the measurements in a child interpreter and reads its report.
-pub fn measure(quick: bool, timeout: Duration) -> Result<Report> {
+pub fn measure(python: &Python, quick: bool, timeout: Duration) -> Result<Report> {
     let scratch = ScratchDir::with_file("bench.py", SCRIPT)?;
     let mut args = Vec::new();
     if quick {
         args.push("--quick");
     }
     let run = runner::run(&Job {
+        python,
         script: Path::new("bench.py"),
         args: &args,
         dir: scratch.path(),

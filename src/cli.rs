@@ -8,15 +8,17 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(
-    version = concat!(env!("CARGO_PKG_VERSION"), " (CPython ", env!("REFCOUNT_LAB_PYTHON_VERSION"), ")"),
-    about,
-    long_about = None
-)]
+#[command(version, about, long_about = None)]
 pub struct Cli {
     /// When to use colours.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
+    /// The CPython to run (3.10+): a path, or a name on PATH such as `python3.14`.
+    ///
+    /// Default: $REFCOUNT_LAB_PYTHON, else the active virtual environment's python, else
+    /// `python3` on PATH.
+    #[arg(long, value_name = "PATH_OR_NAME", global = true)]
+    pub python: Option<OsString>,
     /// Load lessons from this folder instead of the built-in ones.
     #[arg(long, value_name = "DIR", global = true)]
     pub lessons_dir: Option<PathBuf>,
@@ -110,7 +112,7 @@ pub enum Command {
         /// Run a module as `python -m MODULE ARGS…` would.
         #[arg(short = 'm', value_name = "MODULE", conflicts_with = "pytest")]
         module: Option<String>,
-        /// Run pytest with ARGS… (pytest must be installed in the embedded interpreter).
+        /// Run pytest with ARGS… (pytest must be installed in the chosen interpreter).
         #[arg(long)]
         pytest: bool,
         /// Runs before measuring starts (caches fill, imports settle).
@@ -156,9 +158,10 @@ pub enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
-    /// Run the embedded CPython (REPL, -c, -m, a script) with `hashtable` and `lab`.
+    /// Run the chosen CPython (REPL, -c, -m, a script) with `hashtable` and `lab` importable.
     ///
-    /// It behaves as `python3` would. Put `--` before Python options that clash with ours.
+    /// It is that interpreter: exit codes and signals are its own. Put `--` before Python
+    /// options that clash with ours.
     Python {
         /// Switch a fault on in the hashtable type (repeatable).
         #[arg(long = "fault", value_name = "NAME")]

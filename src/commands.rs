@@ -5,7 +5,8 @@ use crate::cli::{Format, Variant};
 use crate::faults::Fault;
 use crate::outcome::{self, Outcome};
 use crate::render::{self, show, Painter};
-use crate::{bench, embed, hunt, lessons, runner};
+use crate::python::Python;
+use crate::{bench, hunt, lessons, runner};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 /// Runs a lesson's variants; true when each ended as the lesson expects.
 pub fn run_lesson(
     painter: Painter,
+    python: &Python,
     lessons_dir: Option<&Path>,
     number: u32,
     variant: Option<Variant>,
@@ -40,16 +42,17 @@ pub fn run_lesson(
     if variant != Some(Variant::Correct) && !faults.is_empty() {
         let expected = lesson
             .expect
-            .faulty_on(embed::python_version())
+            .faulty_on(python.version)
             .filter(|_| own_faults);
         variants.push(("faulty", faults.clone(), expected));
     }
 
     let demo = lesson.demo_on_disk()?;
-    show(&render::lesson_intro(painter, lesson));
+    show(&render::lesson_intro(painter, lesson, &python.describe()));
     let mut results: Vec<(&str, Outcome, Option<&str>)> = Vec::new();
     for (name, faults, expected) in variants {
         let job = runner::Job {
+            python,
             script: &demo.script,
             args: &[],
             dir: &demo.dir,
@@ -86,6 +89,7 @@ pub fn run_lesson(
 /// Runs a learner's script; true when it ended `ok`.
 pub fn run_script(
     painter: Painter,
+    python: &Python,
     script: &Path,
     faults: &[Fault],
     timeout: Duration,
@@ -97,6 +101,7 @@ pub fn run_script(
         );
     }
     let job = runner::Job {
+        python,
         script,
         args: &[],
         dir: Path::new("."),
@@ -106,6 +111,7 @@ pub fn run_script(
     };
     let run = runner::run(&job)?;
     let outcome = outcome::classify(&run);
+    show(&render::interpreter(painter, &python.describe()));
     let heading = format!("run {}", script.display());
     show(&render::run(painter, &heading, &run, &outcome));
     for fault in faults {
@@ -116,12 +122,13 @@ pub fn run_script(
 
 /// Measures, prints the tables, and writes the CSV and plots asked for.
 pub fn run_bench(
+    python: &Python,
     quick: bool,
     csv: Option<&Path>,
     plot: Option<&Path>,
     timeout: Duration,
 ) -> Result<bool> {
-    let report = bench::measure(quick, timeout)?;
+    let report = bench::measure(python, quick, timeout)?;
     show(&bench::render(&report));
     if let Some(path) = csv {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -178,13 +185,14 @@ pub fn hunt_config(
 
 /// Hunts and reports; true when nothing leaked.
 pub fn run_hunt(
+    python: &Python,
     config: hunt::Config,
     faults: &[Fault],
     format: Format,
     plot: Option<&Path>,
     timeout: Duration,
 ) -> Result<bool> {
-    let hunt = hunt::hunt(config, faults, timeout)?;
+    let hunt = hunt::hunt(python, config, faults, timeout)?;
     match format {
         Format::Text => show(&hunt::render(&hunt)),
         Format::Json => show(&(serde_json::to_string_pretty(&hunt)? + "\n")),

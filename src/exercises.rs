@@ -10,6 +10,7 @@
 use crate::faults::Fault;
 use crate::lessons::{self, Lesson};
 use crate::outcome::{self, Outcome};
+use crate::python::Python;
 use crate::runner::{self, Job, Run, ScratchDir};
 use crate::trace::Event;
 use anyhow::{bail, ensure, Context, Result};
@@ -171,8 +172,9 @@ pub enum Verdict {
 }
 
 /// Runs `script` in `dir` as a learner's script is run.
-fn run(dir: &Path, script: &Path, faults: &[Fault]) -> Result<Run> {
+fn run(python: &Python, dir: &Path, script: &Path, faults: &[Fault]) -> Result<Run> {
     runner::run(&Job {
+        python,
         script,
         args: &[],
         dir,
@@ -183,13 +185,21 @@ fn run(dir: &Path, script: &Path, faults: &[Fault]) -> Result<Run> {
 }
 
 /// Runs the learner's file with correct code and with `fault`.
-pub fn run_both_ways(workdir: &Path, exercise: &Exercise, fault: Fault) -> Result<(Run, Run)> {
+pub fn run_both_ways(
+    python: &Python,
+    workdir: &Path,
+    exercise: &Exercise,
+    fault: Fault,
+) -> Result<(Run, Run)> {
     let file = PathBuf::from(exercise.file_name());
-    Ok((run(workdir, &file, &[])?, run(workdir, &file, &[fault])?))
+    Ok((
+        run(python, workdir, &file, &[])?,
+        run(python, workdir, &file, &[fault])?,
+    ))
 }
 
 /// Checks one exercise in the learner's folder.
-pub fn check(exercise: &Exercise, workdir: &Path) -> Result<Verdict> {
+pub fn check(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<Verdict> {
     let path = workdir.join(exercise.file_name());
     let source = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -199,7 +209,7 @@ pub fn check(exercise: &Exercise, workdir: &Path) -> Result<Verdict> {
     })?;
     let answers = read_answers(&source);
     match exercise.kind {
-        Kind::Predict => check_predictions(exercise, &answers),
+        Kind::Predict => check_predictions(python, exercise, &answers),
         Kind::Diagnose => {
             let fault = exercise.fault.expect("diagnose exercises have a fault");
             let named = match answers.get("FAULT") {
@@ -216,6 +226,7 @@ pub fn check(exercise: &Exercise, workdir: &Path) -> Result<Verdict> {
                 )));
             }
             check_probe(
+                python,
                 exercise,
                 workdir,
                 fault,
@@ -224,14 +235,20 @@ pub fn check(exercise: &Exercise, workdir: &Path) -> Result<Verdict> {
         }
         Kind::Probe => {
             let fault = exercise.fault.expect("probe exercises have a fault");
-            check_probe(exercise, workdir, fault, "")
+            check_probe(python, exercise, workdir, fault, "")
         }
     }
 }
 
 /// The probe must end `ok` on correct code and otherwise with the fault on.
-fn check_probe(exercise: &Exercise, workdir: &Path, fault: Fault, prefix: &str) -> Result<Verdict> {
-    let (correct, faulty) = run_both_ways(workdir, exercise, fault)?;
+fn check_probe(
+    python: &Python,
+    exercise: &Exercise,
+    workdir: &Path,
+    fault: Fault,
+    prefix: &str,
+) -> Result<Verdict> {
+    let (correct, faulty) = run_both_ways(python, workdir, exercise, fault)?;
     let (correct, faulty) = (outcome::classify(&correct), outcome::classify(&faulty));
     let problem = if correct != Outcome::Ok {
         format!(
@@ -314,7 +331,11 @@ pub fn read_answers(source: &str) -> BTreeMap<String, Answer> {
 }
 
 /// Runs the predict exercise's check and compares each answer with what the run shows.
-fn check_predictions(exercise: &Exercise, answers: &BTreeMap<String, Answer>) -> Result<Verdict> {
+fn check_predictions(
+    python: &Python,
+    exercise: &Exercise,
+    answers: &BTreeMap<String, Answer>,
+) -> Result<Verdict> {
     for name in exercise.answers.keys() {
         match answers.get(name) {
             None => {
@@ -335,7 +356,7 @@ fn check_predictions(exercise: &Exercise, answers: &BTreeMap<String, Answer>) ->
             Some(_) => {}
         }
     }
-    let run = run_check(exercise)?;
+    let run = run_check(python, exercise)?;
     for (name, source) in &exercise.answers {
         let actual = observe(&run, source).with_context(|| {
             format!(
@@ -353,7 +374,7 @@ fn check_predictions(exercise: &Exercise, answers: &BTreeMap<String, Answer>) ->
     Ok(Verdict::Done)
 }
 
-fn run_check(exercise: &Exercise) -> Result<Run> {
+fn run_check(python: &Python, exercise: &Exercise) -> Result<Run> {
     let check = exercise
         .check
         .as_ref()
@@ -367,7 +388,7 @@ fn run_check(exercise: &Exercise) -> Result<Run> {
         let catalogue = lessons::load(None)?;
         let lesson: &Lesson = lessons::find(&catalogue, number)?;
         let demo = lesson.demo_on_disk()?;
-        return run(&demo.dir, &demo.script, &faults);
+        return run(python, &demo.dir, &demo.script, &faults);
     }
     let script = check
         .script
@@ -379,7 +400,7 @@ fn run_check(exercise: &Exercise) -> Result<Run> {
         .map(|(_, text)| *text)
         .with_context(|| format!("no exercises/checks/{script}"))?;
     let scratch = ScratchDir::with_file(script, source)?;
-    run(scratch.path(), Path::new(script), &faults)
+    run(python, scratch.path(), Path::new(script), &faults)
 }
 
 /// The value a run shows at `source` (see `Entry::answers`).
@@ -416,12 +437,13 @@ fn observe(run: &Run, source: &str) -> Option<Answer> {
 
 /// Checks every exercise in order and stops at the first one not done.
 pub fn verify_all(
+    python: &Python,
     exercises: &[Exercise],
     workdir: &Path,
 ) -> Result<(usize, Option<(usize, String)>)> {
     let mut done = 0;
     for exercise in exercises {
-        match check(exercise, workdir)? {
+        match check(python, exercise, workdir)? {
             Verdict::Done => done += 1,
             Verdict::NotYet(why) => return Ok((done, Some((exercise.number, why)))),
         }

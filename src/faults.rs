@@ -1,11 +1,9 @@
-//! The fault switchboard: which refcounting mistakes the `hashtable` type makes in this process.
+//! The fault catalogue: the refcounting mistakes the `hashtable` module can be switched into.
 //!
-//! This is the one process-wide setting of the child interpreter. `refcount-lab python
-//! --fault NAME` installs it once at start-up, before Python starts, and it is read-only
-//! after that: fault sites in `hashtable/` ask [`is_on`] and take the faulty branch. The catalogue below is the
-//! single list of faults; the CLI, the lessons and the tests all read it.
-
-use std::sync::OnceLock;
+//! This is the single list of faults; the CLI, the lessons and the tests all read it. The
+//! switch itself lives in the module (`native/src/faults.rs`): the runner names the faults of
+//! a run in the child's environment, the module reads them once at import, and each fault
+//! site asks for its own name (`sites.rs` checks that every fault here has its site there).
 
 /// A refcounting mistake the `hashtable` type can be told to make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
@@ -61,8 +59,8 @@ pub const CATALOGUE: &[FaultInfo] = &[
         lesson: 3,
         site: "HashTable.set",
         expected: Expected::Crash,
-        summary: "set() returns self without Py_INCREF: each call steals one reference \
-                  to the table, which is freed while still in use",
+        summary: "set() returns self without Py_INCREF: each call hands the caller a \
+                  reference it never took, and the table is freed while still in use",
     },
     FaultInfo {
         fault: Fault::DeallocMissingDecref,
@@ -190,21 +188,6 @@ impl std::fmt::Display for UnknownFault {
 }
 
 impl std::error::Error for UnknownFault {}
-
-static ACTIVE: OnceLock<Vec<Fault>> = OnceLock::new();
-
-/// Switches faults on for the rest of this process. Call once, before Python starts.
-pub fn install(faults: Vec<Fault>) {
-    assert!(
-        ACTIVE.set(faults).is_ok(),
-        "the fault switchboard is set once per process"
-    );
-}
-
-/// Is `fault` switched on in this process? Asked at every fault site.
-pub fn is_on(fault: Fault) -> bool {
-    ACTIVE.get().is_some_and(|active| active.contains(&fault))
-}
 
 #[cfg(test)]
 mod tests {

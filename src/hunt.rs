@@ -6,6 +6,7 @@
 //! after the warm-up. Warm-up runs absorb caches that fill once.
 
 use crate::faults::Fault;
+use crate::python::Python;
 use crate::runner::{self, Ending, Job, Run, ScratchDir};
 use crate::trace::{Event, Repetition};
 use anyhow::{bail, Result};
@@ -57,11 +58,12 @@ pub struct Hunt {
 }
 
 /// Runs the hunt in a child interpreter.
-pub fn hunt(config: Config, faults: &[Fault], timeout: Duration) -> Result<Hunt> {
+pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration) -> Result<Hunt> {
     let scratch = ScratchDir::with_file("hunt.py", SCRIPT)?;
     let script = scratch.path().join("hunt.py");
     let config_json = serde_json::to_string(&config)?;
     let run = runner::run(&Job {
+        python,
         script: &script,
         args: &[&config_json],
         dir: Path::new("."),

@@ -1,9 +1,10 @@
 //! `refcount-lab`: watch reference counting go wrong in a real CPython extension type.
 //!
 //! `main` parses the command line (`cli`) and dispatches; each module owns one idea:
-//! `hashtable/` the raw-FFI type being taught, `faults` the switchboard of its mistakes,
-//! `sites` their source lines, `embed` the interpreter, `lab` the probes lesson scripts use,
-//! `trace` the child → parent protocol, `runner` the child process, `outcome` what a run
+//! `faults` the catalogue of the native module's mistakes (the module itself, the raw-FFI
+//! type with its switchboard, trace emitter and `lab` probes, is the crate in `native/`),
+//! `sites` their source lines, `native` the module carried in this binary, `python` the
+//! interpreter it runs in, `trace` the child → parent protocol, `runner` the child process, `outcome` what a run
 //! adds up to, `lessons` the catalogue, `render` the text, `commands` and `workshop` what
 //! each subcommand does, `bench`, `hunt`, `exercises` and `progress` their subjects.
 //!
@@ -13,15 +14,14 @@
 mod bench;
 mod cli;
 mod commands;
-mod embed;
 mod exercises;
 mod faults;
-mod hashtable;
 mod hunt;
-mod lab;
 mod lessons;
+mod native;
 mod outcome;
 mod progress;
+mod python;
 mod render;
 mod runner;
 mod sites;
@@ -30,7 +30,9 @@ mod workshop;
 
 use clap::Parser;
 use cli::{Cli, Command};
+use python::Python;
 use render::{show, Painter};
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -39,11 +41,15 @@ fn main() -> ExitCode {
     let painter = Painter {
         color: cli.color.enabled(),
     };
+    let python = || Python::choose(cli.python.as_deref());
     let result = match cli.command {
-        Command::Python { faults, args } => {
-            let code = embed::run_python(&args, faults);
-            return ExitCode::from(u8::try_from(code).unwrap_or(1));
-        }
+        Command::Python { faults, args } => python().map(|python| {
+            let names: Vec<&str> = faults.iter().map(|fault| fault.name()).collect();
+            // Becomes the interpreter: its exit code and signals are the command's own.
+            let error = python.command(&names).args(&args).exec();
+            eprintln!("error: cannot run {}: {error}", python.executable.display());
+            false
+        }),
         Command::List => lessons::load(cli.lessons_dir.as_deref()).map(|lessons| {
             show(&render::lesson_list(&lessons));
             true
@@ -57,23 +63,38 @@ fn main() -> ExitCode {
             variant,
             faults,
             timeout,
-        } => commands::run_lesson(
-            painter,
-            cli.lessons_dir.as_deref(),
+        } => python().and_then(|python| {
+            commands::run_lesson(
+                painter,
+                &python,
+                cli.lessons_dir.as_deref(),
             number,
             variant,
-            faults,
-            Duration::from_secs(timeout),
-        ),
+                faults,
+                Duration::from_secs(timeout),
+            )
+        }),
         Command::Run {
             script,
             faults,
             timeout,
-        } => commands::run_script(painter, &script, &faults, Duration::from_secs(timeout)),
+        } => python().and_then(|python| {
+            commands::run_script(
+                painter,
+                &python,
+                &script,
+                &faults,
+                Duration::from_secs(timeout),
+            )
+        }),
         Command::Exercises { action, reset } => workshop::exercises_command(action, reset),
-        Command::Exercise { number } => workshop::exercise_command(painter, number),
+        Command::Exercise { number } => {
+            python().and_then(|python| workshop::exercise_command(painter, &python, number))
+        }
         Command::Hint { number } => workshop::hint_command(number),
-        Command::Verify { watch } => workshop::verify_command(watch),
+        Command::Verify { watch } => {
+            python().and_then(|python| workshop::verify_command(&python, watch))
+        }
         Command::Hunt {
             module,
             pytest,
@@ -88,6 +109,7 @@ fn main() -> ExitCode {
         } => commands::hunt_config(module, pytest, target, warmup, repeat as usize, watch)
             .and_then(|config| {
                 commands::run_hunt(
+                    &python()?,
                     config,
                     &faults,
                     format,
@@ -100,12 +122,15 @@ fn main() -> ExitCode {
             csv,
             plot,
             timeout,
-        } => commands::run_bench(
-            quick,
-            csv.as_deref(),
-            plot.as_deref(),
-            Duration::from_secs(timeout),
-        ),
+        } => python().and_then(|python| {
+            commands::run_bench(
+                &python,
+                quick,
+                csv.as_deref(),
+                plot.as_deref(),
+                Duration::from_secs(timeout),
+            )
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -68,16 +68,22 @@ impl Painter {
     }
 }
 
-/// The lesson's title and prose.
-pub fn lesson_intro(p: Painter, lesson: &Lesson) -> String {
+/// The lesson's title, the interpreter it runs in, and its prose.
+pub fn lesson_intro(p: Painter, lesson: &Lesson, python: &str) -> String {
     let title = format!("Lesson {} · {}", lesson.number, lesson.title);
     let underline = "═".repeat(title.chars().count());
     format!(
-        "{}\n{}\n\n{}\n",
+        "{}\n{}\n{}\n{}\n",
         p.paint(Style::Heading, &title),
         p.paint(Style::Heading, &underline),
+        interpreter(p, python),
         lesson.prose.trim_end()
     )
+}
+
+/// The one line naming the interpreter the runs below use.
+pub fn interpreter(p: Painter, python: &str) -> String {
+    format!("{}\n", p.paint(Style::Dim, &format!("in {python}")))
 }
 
 /// One run: its trace, the script's output, and the outcome.

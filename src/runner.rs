@@ -1,21 +1,23 @@
 //! The child-process runner: runs one Python script in a fresh child interpreter and
 //! collects everything it left behind, whatever way it ended.
 //!
-//! The child is this binary again (`refcount-lab python --fault … -- -X faulthandler -c
-//! "import lab; lab._run_main()" SCRIPT`: see `lab._run_main`), under the debug allocator
-//! and a fixed hash seed, in its own process group, with stdin closed. Its stdout and stderr
+//! The child is the chosen interpreter itself (`python -X faulthandler -c "import lab;
+//! lab._run_main()" SCRIPT`: see `lab._run_main` in `native/lab.py`), with the module
+//! importable and the faults of this run switched on (`python.rs`), under the debug
+//! allocator and a fixed hash seed, in its own process group, with stdin closed. Its stdout and stderr
 //! are captured up to a cap (the rest is counted, not kept), and trace events arrive on a
 //! dedicated pipe (fd 3). A crash, a hang, a flood of output or a closed pipe ends the
 //! child, never the parent. Classifying what happened is `outcome.rs`'s job.
 
 use crate::faults::Fault;
+use crate::python::Python;
 use crate::trace::{Event, TRACE_FD, TRACE_FD_ENV};
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -29,6 +31,8 @@ const LINE_CAP: usize = 64 * 1024;
 
 /// What to run.
 pub struct Job<'a> {
+    /// The interpreter to run.
+    pub python: &'a Python,
     /// The script, as the child will be given it (relative to `dir`, or absolute).
     pub script: &'a Path,
     /// Arguments for the script (its `sys.argv[1:]`).
@@ -89,18 +93,13 @@ impl Run {
 
 /// Runs `job` to its end, whatever that end is.
 pub fn run(job: &Job) -> Result<Run> {
-    let exe = std::env::current_exe().context("cannot find this program's own path")?;
     let (trace_reader, trace_writer) = std::io::pipe().context("cannot create the trace pipe")?;
     let writer_fd = trace_writer.as_raw_fd();
 
-    let mut command = Command::new(exe);
-    command.arg("python");
-    for fault in job.faults {
-        command.args(["--fault", fault.name()]);
-    }
+    let faults: Vec<&str> = job.faults.iter().map(|fault| fault.name()).collect();
+    let mut command = job.python.command(&faults);
     command
         .args([
-            "--",
             "-X",
             "faulthandler",
             "-c",
@@ -186,9 +185,12 @@ pub fn run(job: &Job) -> Result<Run> {
     };
     let (trace, dropped_trace_lines) = trace.join().expect("trace reader does not panic");
     let mut stderr = stderr.join().expect("stderr reader does not panic");
-    // Tracebacks name the script by absolute path: show it relative to the run's folder.
-    if let Ok(dir) = job.dir.canonicalize() {
-        stderr.text = stderr.text.replace(&format!("{}/", dir.display()), "");
+    // Tracebacks name the script and `lab.py` by absolute path: show them relative to the
+    // run's folder and the module folder.
+    for dir in [job.dir, job.python.module_dir()] {
+        if let Ok(dir) = dir.canonicalize() {
+            stderr.text = stderr.text.replace(&format!("{}/", dir.display()), "");
+        }
     }
     Ok(Run {
         ending,

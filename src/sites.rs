@@ -1,7 +1,7 @@
 //! Fault sites, read from the real source of the `hashtable` type compiled into this binary.
 //!
-//! A site is marked in `hashtable/*.rs` by a `// fault-site: NAME` line directly above an
-//! `if faults::is_on(…) {` … `} else {` … `}` block: the `if` branch is the faulty variant,
+//! A site is marked in `native/src/*.rs` by a `// fault-site: NAME` line directly above an
+//! `if faults::is_on("NAME") {` … `} else {` … `}` block: the `if` branch is the faulty variant,
 //! the `else` branch the correct one. Lessons print both, so what a learner reads is exactly
 //! what runs. Nothing here is a copy kept by hand.
 
@@ -9,8 +9,8 @@ use crate::faults::Fault;
 
 /// The source files that hold fault sites, as compiled.
 const SOURCES: &[(&str, &str)] = &[(
-    "src/hashtable/pytype.rs",
-    include_str!("hashtable/pytype.rs"),
+    "native/src/pytype.rs",
+    include_str!("../native/src/pytype.rs"),
 )];
 
 /// Lines of one branch of a site: the 1-based number of the first, and the text.
@@ -34,7 +34,7 @@ pub fn find(fault: Fault) -> Option<Site> {
     SOURCES.iter().find_map(|(file, source)| {
         let lines: Vec<&str> = source.lines().collect();
         let at = lines.iter().position(|line| line.trim() == marker)?;
-        let (faulty, correct) = branches(&lines, at + 1)?;
+        let (faulty, correct) = branches(&lines, at + 1, fault.name())?;
         Some(Site {
             file,
             faulty,
@@ -44,9 +44,9 @@ pub fn find(fault: Fault) -> Option<Site> {
 }
 
 /// Splits the `if … { A } else { B }` block starting at `if_line` into A and B.
-fn branches(lines: &[&str], if_line: usize) -> Option<(Branch, Branch)> {
+fn branches(lines: &[&str], if_line: usize, name: &str) -> Option<(Branch, Branch)> {
     let header = lines.get(if_line)?;
-    if !header.trim_start().starts_with("if faults::is_on(") {
+    if header.trim_start() != format!("if faults::is_on(\"{name}\") {{") {
         return None;
     }
     let indent = &header[..header.len() - header.trim_start().len()];

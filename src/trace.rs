@@ -1,15 +1,14 @@
 //! The trace protocol: events a child sends its parent, one JSON object per line.
 //!
-//! Both sides share these types. The child writes each event with a single unbuffered
-//! `write` on a dedicated pipe (fd [`TRACE_FD`], named in [`TRACE_FD_ENV`]), so every event
-//! written before a crash has already left the process. Objects are named by labels the
-//! lesson script chooses, or by per-run ids, never by address. Python-side events come from
-//! the `lab` module (`lab.py`); `alloc`/`free` come from the native `hashtable` type.
+//! This is the parent's side: the types it reads. The child writes each event with a single
+//! unbuffered `write` on a dedicated pipe (fd [`TRACE_FD`], named in [`TRACE_FD_ENV`]), so
+//! every event written before a crash has already left the process. Objects are named by
+//! labels the lesson script chooses, or by per-run ids, never by address. Python-side events
+//! come from the `lab` probes (`native/lab.py`); `alloc`, `free` and `done` from the native
+//! module's emitter (`native/src/trace.rs`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::OnceLock;
 
 /// The file descriptor the child writes trace events to.
 pub const TRACE_FD: i32 = 3;
@@ -72,29 +71,6 @@ impl Event {
     /// Parses one line of the pipe; a line that is not an event is kept as text.
     pub fn parse(line: &str) -> Result<Event, String> {
         serde_json::from_str(line).map_err(|_| line.to_owned())
-    }
-}
-
-static SINK: OnceLock<Option<std::fs::File>> = OnceLock::new();
-
-/// Sends an event to the parent, if this process is a traced child. Never fails the caller:
-/// a script that closed the trace pipe loses its trace, not its run.
-pub fn emit(event: &Event) {
-    let sink = SINK.get_or_init(|| {
-        let fd: i32 = std::env::var(TRACE_FD_ENV).ok()?.parse().ok()?;
-        // SAFETY: the parent opened this fd for us (runner.rs) and nothing else in the
-        // process owns it; `fcntl` confirms it is still open before we take it over.
-        unsafe {
-            if libc::fcntl(fd, libc::F_GETFD) == -1 {
-                return None;
-            }
-            Some(std::os::fd::FromRawFd::from_raw_fd(fd))
-        }
-    });
-    if let Some(mut file) = sink.as_ref() {
-        let mut line = serde_json::to_vec(event).expect("events always serialize");
-        line.push(b'\n');
-        let _ = file.write_all(&line);
     }
 }
 

@@ -3,6 +3,7 @@
 //! progress file (`progress.rs`).
 
 use crate::cli::ExercisesAction;
+use crate::python::Python;
 use crate::render::{self, show, Painter};
 use crate::{exercises, outcome, progress};
 use anyhow::{Context, Result};
@@ -71,7 +72,7 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
 }
 
 /// `exercise N`: what to do, and the learner's script run with the fault on and off.
-pub fn exercise_command(painter: Painter, number: usize) -> Result<bool> {
+pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Result<bool> {
     let all = exercises::catalogue()?;
     let exercise = exercises::find(&all, number)?;
     let workdir = exercises::workdir(progress::Progress::load()?.workdir.as_deref())?;
@@ -93,7 +94,7 @@ pub fn exercise_command(painter: Painter, number: usize) -> Result<bool> {
         ));
         return Ok(true);
     };
-    let (correct, faulty) = exercises::run_both_ways(&workdir, exercise, fault)?;
+    let (correct, faulty) = exercises::run_both_ways(python, &workdir, exercise, fault)?;
     let faulty_heading = match exercise.kind {
         exercises::Kind::Diagnose => "your script, with the hidden fault on".to_owned(),
         _ => format!("your script, with --fault {}", fault.name()),
@@ -108,12 +109,12 @@ pub fn exercise_command(painter: Painter, number: usize) -> Result<bool> {
 }
 
 /// `verify`: check in order, record progress, stop at the first exercise not done.
-pub fn verify_command(watch: bool) -> Result<bool> {
+pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
     let all = exercises::catalogue()?;
     let mut progress = progress::Progress::load()?;
     let workdir = exercises::workdir(progress.workdir.as_deref())?;
     loop {
-        let (done, stuck) = exercises::verify_all(&all, &workdir)?;
+        let (done, stuck) = exercises::verify_all(python, &all, &workdir)?;
         let mut out = String::new();
         for exercise in &all[..done] {
             out.push_str(&format!(

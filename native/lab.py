@@ -19,6 +19,8 @@ import os
 import sys
 import weakref
 
+import hashtable  # noqa: F401  its import registers the trace's "done" event (native/src/trace.rs)
+
 _TRACE_FD = int(os.environ.get("REFCOUNT_LAB_TRACE_FD", "-1"))
 _watched = []
 _reported = False

@@ -14,14 +14,22 @@
 //!     ...                               # int -> itself, float -> floor, str -> len, else 0
 //! ```
 //!
-//! It is registered as a built-in module (`PyImport_AppendInittab`) by `embed.rs`, so every
-//! interpreter this binary starts can `import hashtable`. The module does not know about
-//! processes, lessons or rendering; it only asks `faults::is_on` at its fault sites and sends
-//! `alloc`/`free` events through `trace::emit`.
+//! It is an ordinary extension module built for CPython's stable ABI (`abi3`, Python 3.10 and
+//! up, the limited API only), so one build imports into every CPython 3.10-3.15, release or
+//! debug build, as modern extensions are written (CPython's `Modules/xxlimited.c` is the
+//! model): heap types, module state, multi-phase init. `refcount-lab` carries it and puts it
+//! on the `PYTHONPATH` of the interpreter it runs. The module knows nothing about processes,
+//! lessons or rendering; it asks `faults::is_on` at its fault sites and sends `alloc`/`free`
+//! events through `trace`.
+//!
+//! Reading order: `table.rs` (the chained table in plain Rust), `pytype.rs` (the type, every
+//! `Py_INCREF`/`Py_DECREF`, the fault sites), `iter.rs` (its iterator), this file (the module).
 
+mod faults;
 mod iter;
 mod pytype;
 mod table;
+mod trace;
 
 use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
@@ -50,25 +58,70 @@ struct ModuleState {
 
 /// The state of the module that defined `tp` or one of its bases (subclasses have none).
 ///
+/// (With the full API this reads `ht_module` off the type struct; the limited API keeps type
+/// objects opaque, so it walks `tp_base` with `PyType_GetSlot` and asks `PyType_GetModule`.)
+///
 /// # Safety
 /// `tp` must be a live type object; the GIL must be held.
 unsafe fn state_of(tp: *mut PyTypeObject) -> *mut ModuleState {
-    // SAFETY: `tp_mro` is a tuple of live types for every ready type; heap types made by
-    // `PyType_FromModuleAndSpec` are `PyHeapTypeObject`s whose `ht_module` may be NULL.
+    // SAFETY: every type in the chain is live while `tp` is (a type owns its base); the error
+    // `PyType_GetModule` raises for types without a module is cleared at once.
     unsafe {
-        let mro = (*tp).tp_mro;
-        for i in 0..PyTuple_Size(mro) {
-            let base = PyTuple_GetItem(mro, i) as *mut PyTypeObject;
-            if (*base).tp_flags & Py_TPFLAGS_HEAPTYPE == 0 {
-                continue;
+        let mut base = tp;
+        while !base.is_null() {
+            if PyType_GetFlags(base) & Py_TPFLAGS_HEAPTYPE != 0 {
+                let module = PyType_GetModule(base); // borrowed from the type
+                if module.is_null() {
+                    PyErr_Clear();
+                } else if PyModule_GetDef(module) == &raw mut MODULE_DEF {
+                    return PyModule_GetState(module) as *mut ModuleState;
+                }
             }
-            let module = (*(base as *mut PyHeapTypeObject)).ht_module;
-            if !module.is_null() && PyModule_GetDef(module) == &raw mut MODULE_DEF {
-                return PyModule_GetState(module) as *mut ModuleState;
-            }
+            base = PyType_GetSlot(base, Py_tp_base) as *mut PyTypeObject;
         }
-        unreachable!("HashTable objects always have HashTable in their MRO")
+        unreachable!("HashTable objects always have HashTable among their bases")
     }
+}
+
+/// A new, zeroed, GC-tracked instance of the heap type `tp` (NULL with an exception set).
+///
+/// (The full API calls `tp->tp_alloc`; in the limited API type objects are opaque and the
+/// slot is read with `PyType_GetSlot`.)
+///
+/// # Safety
+/// `tp` must be a live type object; the GIL must be held.
+unsafe fn alloc_instance(tp: *mut PyTypeObject) -> *mut PyObject {
+    // SAFETY: every ready type has a `tp_alloc` slot (inherited from `object` at least).
+    unsafe {
+        let alloc: allocfunc = std::mem::transmute(PyType_GetSlot(tp, Py_tp_alloc));
+        alloc(tp, 0)
+    }
+}
+
+/// Frees the memory of an instance whose references were already released, then releases
+/// the instance's reference to its type.
+///
+/// # Safety
+/// `obj` must be an instance of a heap type in its dealloc, untracked and cleared.
+unsafe fn free_instance(obj: *mut PyObject) {
+    // SAFETY: every ready type has a `tp_free` slot; `tp` stays alive until the DECREF.
+    unsafe {
+        let tp = Py_TYPE(obj);
+        let free: freefunc = std::mem::transmute(PyType_GetSlot(tp, Py_tp_free));
+        free(obj.cast());
+        Py_DECREF(tp.cast()); // every instance of a heap type owns a reference to its type
+    }
+}
+
+/// `type(obj).__name__`, as a new reference (NULL with an exception set).
+///
+/// (The full API reads `Py_TYPE(obj)->tp_name`; the limited API asks the type object.)
+///
+/// # Safety
+/// `obj` must be a live object; the GIL must be held.
+unsafe fn type_name(obj: *mut PyObject) -> *mut PyObject {
+    // SAFETY: a live object's type is live; the attribute lookup is checked by the caller.
+    unsafe { PyObject_GetAttrString(Py_TYPE(obj).cast(), c"__name__".as_ptr()) }
 }
 
 /// `terrible_hash(key)`: the talk's hand-rolled hash. Ints hash to themselves, floats to their
@@ -127,6 +180,12 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
         (*state).keys_name = PyUnicode_InternFromString(c"keys".as_ptr()); // owned
         if (*state).keys_name.is_null() {
             return -1;
+        }
+        faults::install_from_env();
+        if trace::is_traced() {
+            AT_EXIT.call_once(|| {
+                Py_AtExit(Some(trace::done));
+            });
         }
         PyModule_AddObjectRef(module, c"HashTable".as_ptr(), table_type)
     }
@@ -220,8 +279,12 @@ static mut MODULE_DEF: PyModuleDef = PyModuleDef {
     m_free: Some(module_free),
 };
 
-/// The module's init function, for `PyImport_AppendInittab`.
-pub extern "C" fn init() -> *mut PyObject {
+/// Registers the trace's `done` event once per process, however often the module is imported.
+static AT_EXIT: std::sync::Once = std::sync::Once::new();
+
+/// The module's init function, found by name when Python imports `hashtable`.
+#[no_mangle]
+pub extern "C" fn PyInit_hashtable() -> *mut PyObject {
     // SAFETY: MODULE_DEF is a static that lives for the whole process; multi-phase init only
     // reads it.
     unsafe { PyModuleDef_Init(&raw mut MODULE_DEF) }

@@ -12,9 +12,8 @@
 //! and iterators check `Table::version` to notice that their chain moved.
 
 use super::table::{Entry, Slot, Table, MAX_SIZE};
-use super::{iter, state_of, Raised};
-use crate::faults::{self, Fault};
-use crate::trace::{self, Event};
+use super::{alloc_instance, free_instance, iter, state_of, type_name, Raised};
+use crate::{faults, trace};
 use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
 use std::ffi::{c_char, c_int, c_void, CStr};
@@ -78,23 +77,29 @@ unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isiz
             }
             return Ok(hash);
         }
-        let result = PyObject_CallOneArg(hash_func, key); // a new reference: ours to release
+        // (`PyObject_CallOneArg` is not in the limited API of 3.10; this is its portable form.)
+        let result = PyObject_CallFunctionObjArgs(hash_func, key, null_mut::<PyObject>());
+        // `result` is a new reference: ours to release
         if result.is_null() {
             return Err(Raised);
         }
         if PyLong_Check(result) == 0 {
-            PyErr_Format(
-                PyExc_TypeError,
-                c"hash_func must return an int, but it returned %.200s for key %R".as_ptr(),
-                (*Py_TYPE(result)).tp_name,
-                key,
-            );
+            let name = type_name(result); // a new reference, for the message
+            if !name.is_null() {
+                PyErr_Format(
+                    PyExc_TypeError,
+                    c"hash_func must return an int, but it returned %U for key %R".as_ptr(),
+                    name,
+                    key,
+                );
+                Py_DECREF(name); // the message holds what it needs
+            }
             Py_DECREF(result); // the result of the call is ours, even when it is wrong
             return Err(Raised);
         }
         let hash = PyObject_Hash(result);
         // fault-site: hash-result-leak
-        if faults::is_on(Fault::HashResultLeak) {
+        if faults::is_on("hash-result-leak") {
             // Forgotten: the call's result is a new reference, and it is never released.
         } else {
             Py_DECREF(result); // we have the number we needed; the int object goes
@@ -159,7 +164,7 @@ unsafe fn insert(
             Ok(hash) => hash,
             Err(raised) => {
                 // fault-site: error-path-leak
-                if faults::is_on(Fault::ErrorPathLeak) {
+                if faults::is_on("error-path-leak") {
                     // Forgotten: the reference taken for the value is kept on the error path.
                 } else {
                     Py_DECREF(value); // not stored after all: give the reference back
@@ -187,7 +192,7 @@ unsafe fn insert(
             }
             None => {
                 // fault-site: set-missing-key-incref
-                if faults::is_on(Fault::SetMissingKeyIncref) {
+                if faults::is_on("set-missing-key-incref") {
                     // Forgotten: the key is stored without a reference of the table's own.
                 } else {
                     Py_INCREF(key); // the table owns a reference to each key it stores
@@ -227,7 +232,7 @@ unsafe fn remove(
         let entry = (*slf).table.remove(slot);
         Py_DECREF(entry.key); // the table's reference to the key is released
                               // fault-site: remove-double-decref
-        if faults::is_on(Fault::RemoveDoubleDecref) {
+        if faults::is_on("remove-double-decref") {
             Py_DECREF(entry.value); // Wrong: this reference is handed to the caller below.
         } else {
             // Nothing to release: the table's reference to the value moves to the caller.
@@ -327,17 +332,18 @@ unsafe extern "C" fn table_new(
             hash_func = (*state).builtin_hash;
         }
         if PyCallable_Check(hash_func) == 0 {
-            PyErr_Format(
-                PyExc_TypeError,
-                c"hash_func must be callable, got %.200s".as_ptr(),
-                (*Py_TYPE(hash_func)).tp_name,
-            );
+            let name = type_name(hash_func); // a new reference, for the message
+            if !name.is_null() {
+                PyErr_Format(
+                    PyExc_TypeError,
+                    c"hash_func must be callable, got %U".as_ptr(),
+                    name,
+                );
+                Py_DECREF(name); // the message holds what it needs
+            }
             return null_mut();
         }
-        let alloc = (*subtype)
-            .tp_alloc
-            .expect("heap types always have tp_alloc");
-        let slf = alloc(subtype, 0) as *mut HashTableObject;
+        let slf = alloc_instance(subtype) as *mut HashTableObject;
         if slf.is_null() {
             return null_mut();
         }
@@ -349,10 +355,7 @@ unsafe extern "C" fn table_new(
         (*slf).builtin_hash = hash_func == (*state).builtin_hash;
         (*state).next_trace_id += 1;
         (*slf).trace_id = (*state).next_trace_id;
-        trace::emit(&Event::Alloc {
-            type_name: TYPE_NAME.into(),
-            id: (*slf).trace_id,
-        });
+        trace::alloc(TYPE_NAME, (*slf).trace_id);
         slf.cast()
     }
 }
@@ -367,7 +370,7 @@ unsafe extern "C" fn table_traverse(
     unsafe {
         let slf = slf as *mut HashTableObject;
         // fault-site: no-traverse
-        if faults::is_on(Fault::NoTraverse) {
+        if faults::is_on("no-traverse") {
             // Forgotten: hash_func, keys and values are never shown to the GC.
             return visit(Py_TYPE(slf.cast()).cast(), arg);
         } else {
@@ -405,23 +408,17 @@ unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
     unsafe {
         let table = slf as *mut HashTableObject;
         PyObject_GC_UnTrack(slf.cast());
-        trace::emit(&Event::Free {
-            type_name: TYPE_NAME.into(),
-            id: (*table).trace_id,
-        });
+        trace::free(TYPE_NAME, (*table).trace_id);
         release((*table).table.take_all());
         // fault-site: dealloc-missing-decref
-        if faults::is_on(Fault::DeallocMissingDecref) {
+        if faults::is_on("dealloc-missing-decref") {
             // Forgotten: the table's reference to hash_func is never released.
             (*table).hash_func = null_mut();
         } else {
             Py_CLEAR(&raw mut (*table).hash_func); // the table's reference to its hash function
         }
         std::ptr::drop_in_place(&raw mut (*table).table);
-        let tp = Py_TYPE(slf);
-        let free = (*tp).tp_free.expect("heap types always have tp_free");
-        free(slf.cast());
-        Py_DECREF(tp.cast()); // every instance of a heap type owns a reference to its type
+        free_instance(slf);
     }
 }
 
@@ -656,7 +653,7 @@ unsafe extern "C" fn table_set(
             return null_mut();
         }
         // fault-site: set-missing-incref
-        if faults::is_on(Fault::SetMissingIncref) {
+        if faults::is_on("set-missing-incref") {
             slf // Forgotten: the caller will release a reference nobody gave it.
         } else {
             Py_INCREF(slf); // the caller owns the reference we return
@@ -679,7 +676,7 @@ unsafe extern "C" fn table_get(
         match lookup(slf.cast(), key) {
             Ok(Some(value)) => {
                 // fault-site: get-borrowed-return
-                if faults::is_on(Fault::GetBorrowedReturn) {
+                if faults::is_on("get-borrowed-return") {
                     value // Forgotten: the table's own reference, handed out as if it were new.
                 } else {
                     Py_INCREF(value); // the caller owns the reference we return
@@ -769,7 +766,7 @@ unsafe extern "C" fn table_clear_method(
     unsafe {
         release((*(slf as *mut HashTableObject)).table.take_all());
         // fault-site: clear-returns-borrowed-none
-        if faults::is_on(Fault::ClearReturnsBorrowedNone) {
+        if faults::is_on("clear-returns-borrowed-none") {
             Py_None() // Forgotten: None returned without a reference (no Py_RETURN_NONE).
         } else {
             Py_NewRef(Py_None()) // a new reference to None, as Py_RETURN_NONE makes
@@ -845,8 +842,19 @@ unsafe extern "C" fn table_fromkeys(cls: *mut PyObject, args: *mut PyObject) -> 
 unsafe extern "C" fn table_sizeof(slf: *mut PyObject, _unused: *mut PyObject) -> *mut PyObject {
     // SAFETY: `slf` is a live table.
     unsafe {
+        // The instance size of this object's type (a subclass's is larger); the limited API
+        // has no `tp_basicsize` field to read, but the type tells it as `__basicsize__`.
+        let basicsize = PyObject_GetAttrString(Py_TYPE(slf).cast(), c"__basicsize__".as_ptr());
+        if basicsize.is_null() {
+            return null_mut();
+        }
+        let object_bytes = PyLong_AsSsize_t(basicsize);
+        Py_DECREF(basicsize); // only its value was needed
+        if object_bytes < 0 {
+            return null_mut();
+        }
         let table = &(*(slf as *mut HashTableObject)).table;
-        new_size_object((*Py_TYPE(slf)).tp_basicsize as usize + table.heap_bytes())
+        new_size_object(object_bytes as usize + table.heap_bytes())
     }
 }
 
@@ -892,7 +900,7 @@ unsafe fn new_pair(entry: &Entry) -> *mut PyObject {
         }
         // PyTuple_SetItem *steals* a reference: it must be given one that is ours to give.
         // fault-site: items-steals-borrowed
-        if faults::is_on(Fault::ItemsStealsBorrowed) {
+        if faults::is_on("items-steals-borrowed") {
             PyTuple_SetItem(pair, 0, entry.key); // Wrong: these references are the table's.
             PyTuple_SetItem(pair, 1, entry.value);
         } else {
@@ -983,7 +991,7 @@ unsafe fn update_from_pairs(
             let key = PyTuple_GetItem(pair, 0); // borrowed: valid while `pair` lives
             let value = PyTuple_GetItem(pair, 1); // borrowed, likewise
                                                   // fault-site: update-uses-released-pair
-            if faults::is_on(Fault::UpdateUsesReleasedPair) {
+            if faults::is_on("update-uses-released-pair") {
                 Py_DECREF(pair); // Too early: key and value are borrowed from the pair.
                 result = insert(slf, key, value);
             } else {

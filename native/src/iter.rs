@@ -6,6 +6,7 @@
 
 use super::pytype::next_key;
 use super::table::Slot;
+use super::{alloc_instance, free_instance};
 use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
 use std::ffi::{c_int, c_void};
@@ -32,10 +33,7 @@ pub(super) unsafe fn new(
     // SAFETY: guaranteed by the caller; tp_alloc returns zeroed, GC-tracked memory, and the
     // GC tolerates a NULL `table` until we fill it in.
     unsafe {
-        let alloc = (*iter_type)
-            .tp_alloc
-            .expect("heap types always have tp_alloc");
-        let it = alloc(iter_type, 0) as *mut TableIterObject;
+        let it = alloc_instance(iter_type) as *mut TableIterObject;
         if it.is_null() {
             return null_mut();
         }
@@ -94,10 +92,7 @@ unsafe extern "C" fn iter_dealloc(slf: *mut PyObject) {
     unsafe {
         PyObject_GC_UnTrack(slf.cast());
         iter_clear(slf);
-        let tp = Py_TYPE(slf);
-        let free = (*tp).tp_free.expect("heap types always have tp_free");
-        free(slf.cast());
-        Py_DECREF(tp.cast()); // every instance of a heap type owns a reference to its type
+        free_instance(slf); // every instance of a heap type owns a reference to its type
     }
 }
 

@@ -1,0 +1,35 @@
+//! The fault switchboard: which refcounting mistakes the `hashtable` type makes in this process.
+//!
+//! This is the one process-wide setting of the module. It is read once, when the module is
+//! first imported, from `REFCOUNT_LAB_FAULTS` (comma-separated fault names, set by
+//! `refcount-lab` for the child it runs) and is read-only after that. Fault sites ask
+//! [`is_on`] with their own name and take the faulty branch. The catalogue of faults (which
+//! lesson shows each, what it should do) belongs to the CLI; a site is named only here, at
+//! the `if` that switches it.
+
+use std::sync::OnceLock;
+
+/// The environment variable the switchboard is read from.
+pub const FAULTS_ENV: &str = "REFCOUNT_LAB_FAULTS";
+
+static ACTIVE: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Reads the switchboard from the environment; later calls change nothing.
+pub fn install_from_env() {
+    ACTIVE.get_or_init(|| {
+        std::env::var(FAULTS_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+}
+
+/// Is the fault named `name` switched on in this process? Asked at every fault site.
+pub fn is_on(name: &str) -> bool {
+    ACTIVE
+        .get()
+        .is_some_and(|active| active.iter().any(|fault| fault == name))
+}

@@ -1,0 +1,167 @@
+//! The interpreter: which CPython `refcount-lab` runs, and what it is.
+//!
+//! The tool links no libpython; it runs the Python the user has. The choice, first found
+//! wins: `--python PATH_OR_NAME` (a path, or a name looked up on `PATH`), else
+//! `$REFCOUNT_LAB_PYTHON`, else the active virtual environment (`$VIRTUAL_ENV/bin/python`),
+//! else `python3` on `PATH`. The interpreter is asked once what it is (a CPython 3.10 or
+//! newer, not free-threaded, is what the stable-ABI module loads into), and every child is
+//! then that executable with the module folder first on its `PYTHONPATH` and nothing else
+//! changed.
+
+use crate::native;
+use anyhow::{bail, Context, Result};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The oldest CPython the module's stable ABI (`abi3-py310`) loads into.
+const OLDEST: (u32, u32) = (3, 10);
+
+/// What the chosen interpreter says about itself: one line per field.
+const PROBE: &str = "import sys
+print(sys.implementation.name, sys.version.split()[0], *sys.version_info[:2],
+      int(hasattr(sys, 'gettotalrefcount')), int('t' in getattr(sys, 'abiflags', '')),
+      sep='\\n')";
+
+/// A CPython the module loads into, ready to run.
+#[derive(Debug)]
+pub struct Python {
+    /// As chosen (a venv's `bin/python` stays that, so the venv is what runs).
+    pub executable: PathBuf,
+    /// `(major, minor)`, e.g. `(3, 14)`.
+    pub version: (u32, u32),
+    /// The version as `sys.version` spells it, e.g. `3.14.0` or `3.15.0a2+`.
+    pub full_version: String,
+    /// A debug build (`--with-pydebug`: `sys.gettotalrefcount` exists).
+    pub debug: bool,
+    /// The folder holding `hashtable` and `lab` (see `native.rs`).
+    module_dir: PathBuf,
+}
+
+impl Python {
+    /// Finds, checks and prepares the interpreter to run; `flag` is `--python`'s value.
+    pub fn choose(flag: Option<&OsStr>) -> Result<Python> {
+        let (wanted, from) = if let Some(flag) = flag {
+            (flag.to_owned(), "--python")
+        } else if let Some(env) = std::env::var_os("REFCOUNT_LAB_PYTHON").filter(|v| !v.is_empty())
+        {
+            (env, "REFCOUNT_LAB_PYTHON")
+        } else if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
+            (
+                Path::new(&venv).join("bin/python").into_os_string(),
+                "the active virtual environment (VIRTUAL_ENV)",
+            )
+        } else {
+            (OsString::from("python3"), "the default")
+        };
+        let executable = locate(&wanted).with_context(|| {
+            format!(
+                "no Python at '{}' (from {from}). refcount-lab runs the CPython you have: \
+                 install CPython 3.10 or newer (your system's python3 package, pyenv or \
+                 python.org) or name one with --python PATH_OR_NAME",
+                wanted.to_string_lossy()
+            )
+        })?;
+        probe(&executable)
+    }
+
+    /// `CPython 3.14.0, release build`: the one line headers show.
+    pub fn describe(&self) -> String {
+        let build = if self.debug { "debug" } else { "release" };
+        format!("CPython {}, {build} build", self.full_version)
+    }
+
+    /// The folder holding `hashtable` and `lab`.
+    pub fn module_dir(&self) -> &Path {
+        &self.module_dir
+    }
+
+    /// A command running this interpreter with the module importable and `faults` on.
+    pub fn command(&self, faults: &[&str]) -> Command {
+        let mut path = OsString::from(&self.module_dir);
+        if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+            path.push(":");
+            path.push(existing);
+        }
+        let mut command = Command::new(&self.executable);
+        command
+            .env("PYTHONPATH", path)
+            .env("REFCOUNT_LAB_FAULTS", faults.join(","));
+        command
+    }
+}
+
+/// A path as given (made absolute: children run in other folders), or a name on `PATH`.
+fn locate(wanted: &OsStr) -> Result<PathBuf> {
+    let wanted_path = Path::new(wanted);
+    let found = if wanted_path.components().count() > 1 {
+        Some(std::path::absolute(wanted_path)?)
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(wanted))
+                .find(|candidate| is_executable(candidate))
+        })
+    };
+    match found {
+        Some(path) if is_executable(&path) => Ok(path),
+        Some(path) => bail!("{} is not an executable file", path.display()),
+        None => bail!("'{}' is not on PATH", wanted.to_string_lossy()),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// Asks `executable` what it is, and refuses what the module cannot load into.
+fn probe(executable: &Path) -> Result<Python> {
+    let shown = executable.display();
+    let output = Command::new(executable)
+        .args(["-I", "-S", "-c", PROBE])
+        .output()
+        .with_context(|| format!("cannot run {shown}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<&str> = stdout.lines().collect();
+    let [implementation, full_version, major, minor, debug, free_threaded] = fields[..] else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!(
+            "{shown} is not a Python refcount-lab can use: asked for its version, it said \
+             {:?}. Name a CPython 3.10 or newer with --python PATH_OR_NAME",
+            stderr.lines().chain(stdout.lines()).next().unwrap_or("nothing")
+        );
+    };
+    let version = (major.parse()?, minor.parse()?);
+    if implementation != "cpython" {
+        bail!(
+            "{shown} is {implementation} {full_version}, not CPython: refcount-lab's module is \
+             written against CPython's C API. Name a CPython 3.10 or newer with --python"
+        );
+    }
+    if version < OLDEST {
+        bail!(
+            "{shown} is CPython {full_version}; refcount-lab needs CPython 3.10 or newer (its \
+             module is built for the stable ABI of 3.10). Name a newer one with --python, \
+             e.g. --python python3.13"
+        );
+    }
+    if free_threaded == "1" {
+        bail!(
+            "{shown} is a free-threaded CPython {full_version} (no GIL). refcount-lab's module \
+             is built for the stable ABI `abi3`, which free-threaded interpreters cannot load \
+             (they need a build of their own). Use the same version's default build, e.g. \
+             --python python{}.{}",
+            version.0,
+            version.1
+        );
+    }
+    Ok(Python {
+        executable: executable.to_owned(),
+        version,
+        full_version: full_version.to_owned(),
+        debug: debug == "1",
+        module_dir: native::install()?,
+    })
+}
