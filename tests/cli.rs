@@ -22,6 +22,12 @@ fn settings() -> insta::Settings {
         r"Fatal Python error: (Segmentation fault|Bus error)",
         "Fatal Python error: [Segmentation fault or Bus error]",
     );
+    // The same snapshots hold for every interpreter; `header_names_the_interpreter` checks
+    // this line against the interpreter itself.
+    settings.add_filter(
+        r"in CPython \S+, (release|debug) build",
+        "in CPython [version], [release or debug] build",
+    );
     settings
 }
 
@@ -43,7 +49,7 @@ fn run_fixture(script: &str, extra: &[&str]) -> Command {
     command
 }
 
-/// The embedded interpreter's `(major, minor)`.
+/// The chosen interpreter's `(major, minor)`.
 fn python_version() -> (u32, u32) {
     let output = lab(&["python", "-c", "import sys; print(*sys.version_info[:2])"])
         .output()
