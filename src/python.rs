@@ -52,17 +52,21 @@ impl Python {
                 "the active virtual environment (VIRTUAL_ENV)",
             )
         } else {
-            (OsString::from("python3"), "the default")
+            (OsString::from("python3"), "default")
         };
-        let executable = locate(&wanted).with_context(|| {
-            format!(
-                "no Python at '{}' (from {from}). refcount-lab runs the CPython you have: \
-                 install CPython 3.10 or newer (your system's python3 package, pyenv or \
-                 python.org) or name one with --python PATH_OR_NAME",
-                wanted.to_string_lossy()
+        let executable = locate(&wanted).map_err(|cause| {
+            anyhow::anyhow!(
+                "no Python to run: {cause} (the {from} choice). refcount-lab runs the CPython \
+                 you have: install CPython 3.10 or newer (your system's python3 package, \
+                 pyenv or python.org), or name one with --python PATH_OR_NAME"
             )
         })?;
-        probe(&executable)
+        probe(&executable).map_err(|cause| {
+            anyhow::anyhow!(
+                "cannot use {} (the {from} choice): {cause}",
+                executable.display()
+            )
+        })
     }
 
     /// `CPython 3.14.0, release build`: the one line headers show.
@@ -118,39 +122,41 @@ fn is_executable(path: &Path) -> bool {
 
 /// Asks `executable` what it is, and refuses what the module cannot load into.
 fn probe(executable: &Path) -> Result<Python> {
-    let shown = executable.display();
     let output = Command::new(executable)
         .args(["-I", "-S", "-c", PROBE])
         .output()
-        .with_context(|| format!("cannot run {shown}"))?;
+        .context("it does not run")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let fields: Vec<&str> = stdout.lines().collect();
     let [implementation, full_version, major, minor, debug, free_threaded] = fields[..] else {
         let stderr = String::from_utf8_lossy(&output.stderr);
+        let said = match stderr.lines().chain(stdout.lines()).next() {
+            Some(line) => format!("it said {line:?}"),
+            None => format!("it printed nothing ({})", output.status),
+        };
         bail!(
-            "{shown} is not a Python refcount-lab can use: asked for its version, it said \
-             {:?}. Name a CPython 3.10 or newer with --python PATH_OR_NAME",
-            stderr.lines().chain(stdout.lines()).next().unwrap_or("nothing")
+            "it is not a Python: asked what it is, {said}. Name a CPython 3.10 or newer with \
+             --python PATH_OR_NAME"
         );
     };
     let version = (major.parse()?, minor.parse()?);
     if implementation != "cpython" {
         bail!(
-            "{shown} is {implementation} {full_version}, not CPython: refcount-lab's module is \
+            "it is {implementation} {full_version}, not CPython: refcount-lab's module is \
              written against CPython's C API. Name a CPython 3.10 or newer with --python"
         );
     }
     if version < OLDEST {
         bail!(
-            "{shown} is CPython {full_version}; refcount-lab needs CPython 3.10 or newer (its \
+            "it is CPython {full_version}, and refcount-lab needs CPython 3.10 or newer (its \
              module is built for the stable ABI of 3.10). Name a newer one with --python, \
              e.g. --python python3.13"
         );
     }
     if free_threaded == "1" {
         bail!(
-            "{shown} is a free-threaded CPython {full_version} (no GIL). refcount-lab's module \
-             is built for the stable ABI `abi3`, which free-threaded interpreters cannot load \
+            "it is a free-threaded CPython {full_version} (no GIL). refcount-lab's module is \
+             built for the stable ABI `abi3`, which free-threaded interpreters cannot load \
              (they need a build of their own). Use the same version's default build, e.g. \
              --python python{}.{}",
             version.0,
