@@ -6,13 +6,29 @@
     lab.show_ref_counts(obj, times, show_referrers)
                                         the talk's helper: how each nested call adds a reference
 
-Reference counts are reported without the probe's own references, so a fresh object bound
-to one name reads 1. Each probe sends one JSON line to refcount-lab (written straight to the
+Reference counts are reported without the probe's own references: the number of references
+held by everything else (names, containers, attributes, closure cells, other frames), so a
+fresh object bound to one name reads 1, on every CPython from 3.10 to 3.15 and from any
+context. Objects whose count cannot move (immortal objects, 3.12+) are reported as such
+instead of a number. Each probe sends one JSON line to refcount-lab (written straight to the
 trace pipe, so nothing is lost if the interpreter crashes a moment later); outside
 refcount-lab the lines go to stderr.
+
+How the probe's own references are taken out. `sys.getrefcount(obj)` also counts the
+references the probe call itself holds: one per call on the way from the caller to
+`getrefcount` (the argument on the caller's evaluation stack becomes the callee's local;
+before 3.11 the caller's stack keeps its own reference too, so two per Python call). That
+total is the same for every probe call, and is measured once at import on an object with
+exactly one known holder (`_calibrate`). Except on 3.14 and later: there the compiler may
+push a local variable as a *borrowed* stack reference (`LOAD_FAST_BORROW`), which adds
+nothing to the count, while a global, a closure cell, an attribute or an element is pushed
+as a new one. So each probe also reads the bytecode of the calls in progress (the caller's
+call of the probe, the probe's call of `_refs`) and adds back one for each argument that was
+pushed borrowed (`_pushed_borrowed`).
 """
 
 import atexit
+import dis
 import gc
 import json
 import os
@@ -24,6 +40,16 @@ import hashtable  # noqa: F401  its import registers the trace's "done" event (n
 _TRACE_FD = int(os.environ.get("REFCOUNT_LAB_TRACE_FD", "-1"))
 _watched = []
 _reported = False
+
+# Instructions that push a borrowed reference (3.14+): the count does not include it.
+_BORROWING = {"LOAD_FAST_BORROW", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"}
+# Instructions with a net stack effect below one that still push one value.
+_PUSH_ONE = {"BINARY_OP", "BINARY_SLICE", "BUILD_LIST", "BUILD_MAP", "BUILD_SET",
+             "BUILD_SLICE", "BUILD_STRING", "BUILD_TUPLE", "CALL", "CALL_FUNCTION_EX",
+             "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "CALL_KW", "COMPARE_OP", "CONTAINS_OP",
+             "CONVERT_VALUE", "FORMAT_SIMPLE", "FORMAT_WITH_SPEC", "IS_OP", "LOAD_ATTR",
+             "LOAD_SUPER_ATTR", "TO_BOOL", "UNARY_INVERT", "UNARY_NEGATIVE", "UNARY_NOT"}
+_instructions = {}
 
 
 def _send(event):
@@ -37,8 +63,45 @@ def _send(event):
     sys.stderr.write("lab: " + line)
 
 
+def _pushed_borrowed(frame):
+    """1 if the first argument of the call `frame` is making was pushed borrowed, else 0."""
+    if sys.version_info < (3, 14):
+        return 0
+    code = frame.f_code
+    if code not in _instructions:
+        _instructions[code] = list(dis.get_instructions(code))
+    instructions = _instructions[code]
+    at = next((i for i, ins in enumerate(instructions) if ins.offset == frame.f_lasti), None)
+    if at is None or instructions[at].opname not in ("CALL", "CALL_KW"):
+        return 0
+    call = instructions[at]
+    # How many stack items lie above the first argument when the call starts.
+    depth = call.arg - 1 + (call.opname == "CALL_KW")
+    for ins in reversed(instructions[:at]):
+        net = dis.stack_effect(ins.opcode, ins.arg if ins.opcode >= dis.HAVE_ARGUMENT else None,
+                               jump=False)
+        pushed = max(net, 0) if ins.opname not in _PUSH_ONE else max(net, 1)
+        if ins.opname.startswith(("LOAD_ATTR", "LOAD_SUPER_ATTR")) and net > 0:
+            pushed = 2  # the attribute and `self` (or NULL) for a method call
+        if depth < pushed:
+            return int(ins.opname in _BORROWING)
+        depth -= net
+    return 0
+
+
+def _pinned(obj):
+    """Why obj's count cannot move, or None: immortal objects never change their count."""
+    if sys.version_info >= (3, 14):
+        return "immortal" if sys._is_immortal(obj) else None
+    if sys.version_info >= (3, 12) and sys.getrefcount(obj) >= 1 << 29:
+        return "immortal"
+    return None
+
+
 def _refs(obj):
-    return sys.getrefcount(obj) - _OVERHEAD
+    """References to obj held by anything but the probe: called by a probe, with `obj`."""
+    borrowed = _pushed_borrowed(sys._getframe(1)) + _pushed_borrowed(sys._getframe(2))
+    return sys.getrefcount(obj) - _OVERHEAD + borrowed
 
 
 def _probe(obj):
@@ -52,8 +115,21 @@ def _calibrate():
 
 
 _OVERHEAD = 0
-# What a probe call itself adds differs between Python versions; measure it once.
+# What a probe call itself holds differs between Python versions; measure it once.
 _OVERHEAD = _calibrate()
+
+
+def _counted(event, obj, name, rc):
+    """`event` with obj's count `rc` (from `_refs`), or with why its count cannot move.
+
+    Every probe calls `_refs(obj)` itself, so that each is one call deep like `_probe`.
+    """
+    event["obj"] = str(name)
+    event["rc"] = rc
+    pinned = _pinned(obj)
+    if pinned:
+        event["pinned"] = pinned
+    return event
 
 
 def say(text):
@@ -63,7 +139,8 @@ def say(text):
 
 def refcount(obj, name, label=""):
     """Record the reference count of obj (called `name`) at the point `label`."""
-    _send({"ev": "refcount", "label": str(label), "obj": str(name), "rc": _refs(obj)})
+    rc = _refs(obj)
+    _send(_counted({"ev": "refcount", "label": str(label)}, obj, name, rc))
 
 
 def watch(obj, name):
@@ -78,18 +155,19 @@ def watch(obj, name):
         handle = obj
     _watched.append((name, isinstance(handle, weakref.ref), handle))
     del handle  # only the entry in _watched may count, here and at exit alike
-    _send({"ev": "watch", "obj": str(name), "rc": _refs(obj)})
+    rc = _refs(obj)
+    _send(_counted({"ev": "watch"}, obj, name, rc))
 
 
 def show_ref_counts(an_object, times_to_call=1, show_referrers=False, _depth=1):
     """Call itself `times_to_call` times deep, recording the refcount at each depth.
 
-    Every active call holds `an_object` in a local variable, so the count climbs by one per
-    depth; `show_referrers` also lists the types of the objects that refer to it.
+    The outer calls' frames count as holders: each holds `an_object` in a local variable,
+    as a new reference (one more per depth) or, on 3.14+, possibly a borrowed one (none).
+    `show_referrers` also lists the types of the objects that refer to it.
     """
-    # The frames of the outer calls are part of the lesson: each holds `an_object`.
-    _send({"ev": "refcount", "label": "depth %d" % _depth, "obj": "an_object",
-           "rc": _refs(an_object)})
+    rc = _refs(an_object)
+    _send(_counted({"ev": "refcount", "label": "depth %d" % _depth}, an_object, "an_object", rc))
     if show_referrers:
         kinds = sorted(type(r).__name__ for r in gc.get_referrers(an_object))
         _send({"ev": "say", "text": "referrers at depth %d: %s" % (_depth, ", ".join(kinds))})
@@ -110,7 +188,8 @@ def _report_watched():
             _send({"ev": "final", "obj": name, "rc": None, "freed": True})
             continue
         # -1: the local name `obj` is ours, not the script's.
-        _send({"ev": "final", "obj": name, "rc": _probe(obj) - 1, "freed": False})
+        rc = _probe(obj) - 1
+        _send(_counted({"ev": "final", "freed": False}, obj, name, rc))
         del obj
 
 

@@ -416,7 +416,7 @@ fn observe(run: &Run, source: &str) -> Option<Answer> {
     }
     if let Some(object) = source.strip_prefix("delta:") {
         let baseline = run.events().find_map(|event| match event {
-            Event::Watch { obj, rc } if obj == object => Some(*rc),
+            Event::Watch { obj, rc, .. } if obj == object => Some(*rc),
             _ => None,
         })?;
         return run.events().find_map(|event| match event {

@@ -92,13 +92,15 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
             Event::Free { type_name, id } => {
                 alive.remove(&(type_name.clone(), *id));
             }
-            Event::Watch { obj, rc } => {
+            Event::Watch { obj, rc, .. } => {
                 baselines.insert(obj, *rc);
             }
+            // An immortal object's count cannot move, so it cannot leak.
             Event::Final {
                 obj,
                 rc: Some(rc),
                 freed: false,
+                pinned: None,
             } => {
                 let delta = rc - baselines.get(obj.as_str()).copied().unwrap_or(*rc);
                 if delta > 0 {
@@ -188,6 +190,7 @@ mod tests {
             Event::Watch {
                 obj: "hash".into(),
                 rc: 5,
+                pinned: None,
             },
             alloc(1),
             alloc(2),
@@ -196,6 +199,18 @@ mod tests {
                 obj: "hash".into(),
                 rc: Some(8),
                 freed: false,
+                pinned: None,
+            },
+            Event::Watch {
+                obj: "None".into(),
+                rc: 0,
+                pinned: Some("immortal".into()),
+            },
+            Event::Final {
+                obj: "None".into(),
+                rc: Some(0),
+                freed: false,
+                pinned: Some("immortal".into()),
             },
             Event::Done,
         ];

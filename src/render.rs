@@ -114,16 +114,37 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
             TraceLine::Unreadable(text) => ("???", text.clone(), String::new()),
             TraceLine::Event(event) => match event {
                 Event::Say { text } => ("say", text.clone(), String::new()),
-                Event::Refcount { label, obj, rc } => {
-                    ("refcount", relative(&baselines, obj, *rc), label.clone())
+                Event::Refcount {
+                    label,
+                    obj,
+                    rc,
+                    pinned,
+                } => {
+                    let body = match pinned {
+                        Some(why) => format!("{obj} is {why}: its count never moves"),
+                        None => relative(&baselines, obj, *rc),
+                    };
+                    ("refcount", body, label.clone())
                 }
-                Event::Watch { obj, rc } => {
-                    baselines.insert(obj.clone(), *rc);
-                    ("watch", format!("{obj} = baseline"), String::new())
+                Event::Watch { obj, rc, pinned } => {
+                    let body = match pinned {
+                        Some(why) => format!("{obj} is {why}: its count never moves"),
+                        None => {
+                            baselines.insert(obj.clone(), *rc);
+                            format!("{obj} = baseline")
+                        }
+                    };
+                    ("watch", body, String::new())
                 }
-                Event::Final { obj, rc, freed } => {
-                    let body = match rc {
-                        Some(rc) if !freed => relative(&baselines, obj, *rc),
+                Event::Final {
+                    obj,
+                    rc,
+                    freed,
+                    pinned,
+                } => {
+                    let body = match (rc, pinned) {
+                        (_, Some(why)) => format!("{obj} is {why}: nothing to compare"),
+                        (Some(rc), None) if !freed => relative(&baselines, obj, *rc),
                         _ => format!("{obj} was freed"),
                     };
                     ("at exit", body, String::new())

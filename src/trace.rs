@@ -19,16 +19,29 @@ pub const TRACE_FD_ENV: &str = "REFCOUNT_LAB_TRACE_FD";
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Event {
     /// The refcount of `obj` at a point the script labelled, not counting the lab call itself.
-    Refcount { label: String, obj: String, rc: i64 },
+    Refcount {
+        label: String,
+        obj: String,
+        rc: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pinned: Option<String>,
+    },
     /// A sentence from the lesson script.
     Say { text: String },
     /// `obj` is watched from here on; `rc` is its baseline.
-    Watch { obj: String, rc: i64 },
+    Watch {
+        obj: String,
+        rc: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pinned: Option<String>,
+    },
     /// A watched object at interpreter exit: its refcount, or that it was freed.
     Final {
         obj: String,
         rc: Option<i64>,
         freed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pinned: Option<String>,
     },
     /// A native object was created or destroyed.
     Alloc {
@@ -84,6 +97,7 @@ mod tests {
             label: "main".into(),
             obj: "hash".into(),
             rc: 3,
+            pinned: None,
         };
         let line = serde_json::to_string(&event).unwrap();
         assert_eq!(
