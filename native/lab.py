@@ -49,7 +49,10 @@ _PUSH_ONE = {"BINARY_OP", "BINARY_SLICE", "BUILD_LIST", "BUILD_MAP", "BUILD_SET"
              "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "CALL_KW", "COMPARE_OP", "CONTAINS_OP",
              "CONVERT_VALUE", "FORMAT_SIMPLE", "FORMAT_WITH_SPEC", "IS_OP", "LOAD_ATTR",
              "LOAD_SUPER_ATTR", "TO_BOOL", "UNARY_INVERT", "UNARY_NEGATIVE", "UNARY_NOT"}
-_instructions = {}
+_instructions = weakref.WeakKeyDictionary()  # code object -> its instructions
+# A reference count read from memory the debug allocator filled with its dead byte, 0xDD
+# (3.14 reads 32 bits of it, earlier versions 64).
+_DEAD_COUNT = 0xDDDDDDDD
 
 
 def _send(event):
@@ -69,22 +72,26 @@ def _pushed_borrowed(frame):
         return 0
     code = frame.f_code
     if code not in _instructions:
-        _instructions[code] = list(dis.get_instructions(code))
+        # Only names and numbers are kept: an Instruction also holds the constants it loads,
+        # and keeping those would add references to the very objects being counted.
+        _instructions[code] = [
+            (ins.offset, ins.opname, ins.opcode, ins.arg if ins.opcode >= dis.HAVE_ARGUMENT else None)
+            for ins in dis.get_instructions(code)
+        ]
     instructions = _instructions[code]
-    at = next((i for i, ins in enumerate(instructions) if ins.offset == frame.f_lasti), None)
-    if at is None or instructions[at].opname not in ("CALL", "CALL_KW"):
+    at = next((i for i, ins in enumerate(instructions) if ins[0] == frame.f_lasti), None)
+    if at is None or instructions[at][1] not in ("CALL", "CALL_KW"):
         return 0
-    call = instructions[at]
+    _, call, _, arg = instructions[at]
     # How many stack items lie above the first argument when the call starts.
-    depth = call.arg - 1 + (call.opname == "CALL_KW")
-    for ins in reversed(instructions[:at]):
-        net = dis.stack_effect(ins.opcode, ins.arg if ins.opcode >= dis.HAVE_ARGUMENT else None,
-                               jump=False)
-        pushed = max(net, 0) if ins.opname not in _PUSH_ONE else max(net, 1)
-        if ins.opname.startswith(("LOAD_ATTR", "LOAD_SUPER_ATTR")) and net > 0:
+    depth = arg - 1 + (call == "CALL_KW")
+    for _, opname, opcode, arg in reversed(instructions[:at]):
+        net = dis.stack_effect(opcode, arg, jump=False)
+        pushed = max(net, 1) if opname in _PUSH_ONE else max(net, 0)
+        if opname.startswith(("LOAD_ATTR", "LOAD_SUPER_ATTR")) and net > 0:
             pushed = 2  # the attribute and `self` (or NULL) for a method call
         if depth < pushed:
-            return int(ins.opname in _BORROWING)
+            return int(opname in _BORROWING)
         depth -= net
     return 0
 
@@ -99,9 +106,17 @@ def _pinned(obj):
 
 
 def _refs(obj):
-    """References to obj held by anything but the probe: called by a probe, with `obj`."""
+    """References to obj held by anything but the probe: called by a probe, with `obj`.
+
+    -1 when obj's memory was already freed: the debug allocator fills freed memory with
+    0xDD bytes, and a count made of them is no count. It is read first, before anything
+    here allocates and could reuse that memory.
+    """
+    raw = sys.getrefcount(obj)
+    if raw & _DEAD_COUNT == _DEAD_COUNT:
+        return -1
     borrowed = _pushed_borrowed(sys._getframe(1)) + _pushed_borrowed(sys._getframe(2))
-    return sys.getrefcount(obj) - _OVERHEAD + borrowed
+    return raw - _OVERHEAD + borrowed
 
 
 def _probe(obj):
@@ -126,7 +141,7 @@ def _counted(event, obj, name, rc):
     """
     event["obj"] = str(name)
     event["rc"] = rc
-    pinned = _pinned(obj)
+    pinned = _pinned(obj) if rc >= 0 else None
     if pinned:
         event["pinned"] = pinned
     return event
