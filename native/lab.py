@@ -28,9 +28,7 @@ pushed borrowed (`_pushed_borrowed`).
 """
 
 import atexit
-import dis
 import gc
-import json
 import os
 import sys
 import weakref
@@ -55,8 +53,32 @@ _instructions = weakref.WeakKeyDictionary()  # code object -> its instructions
 _DEAD_COUNT = 0xDDDDDDDD
 
 
+def _json(value):
+    """JSON for the plain values events hold (str, int, float, bool, None, dict, list).
+
+    Hand-written on purpose: `json` imports `re` and `functools`, and on 3.10-3.13 a default
+    argument in `functools` holds `hash`, which lesson 4 counts. A probe should change
+    nothing it measures.
+    """
+    if isinstance(value, dict):
+        return "{" + ", ".join(_json(str(k)) + ": " + _json(v) for k, v in value.items()) + "}"
+    if isinstance(value, str):
+        return '"' + "".join(
+            c if " " <= c and c not in '"\\' and not "\ud800" <= c <= "\udfff"
+            else "\\u%04x" % ord(c)
+            for c in value
+        ) + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_json(item) for item in value) + "]"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else "null"
+    return str(int(value))
+
+
 def _send(event):
-    line = json.dumps(event) + "\n"
+    line = _json(event) + "\n"
     if _TRACE_FD >= 0:
         try:
             os.write(_TRACE_FD, line.encode())
@@ -70,6 +92,8 @@ def _pushed_borrowed(frame):
     """1 if the first argument of the call `frame` is making was pushed borrowed, else 0."""
     if sys.version_info < (3, 14):
         return 0
+    import dis
+
     code = frame.f_code
     if code not in _instructions:
         # Only names and numbers are kept: an Instruction also holds the constants it loads,
@@ -177,15 +201,20 @@ def watch(obj, name):
 def show_ref_counts(an_object, times_to_call=1, show_referrers=False, _depth=1):
     """Call itself `times_to_call` times deep, recording the refcount at each depth.
 
-    The outer calls' frames count as holders: each holds `an_object` in a local variable,
-    as a new reference (one more per depth) or, on 3.14+, possibly a borrowed one (none).
-    `show_referrers` also lists the types of the objects that refer to it.
+    The talk's helper. The outer calls' frames count as holders: each holds `an_object` in
+    a local variable, as a new reference (on 3.10 also on its evaluation stack) or, on 3.14+,
+    possibly as a borrowed one, which is not counted. Each depth also reports what the talk
+    printed, `len(gc.get_referrers(an_object))`, which does not see frames at all (3.7+);
+    `show_referrers` adds the referrers' types.
     """
     rc = _refs(an_object)
     _send(_counted({"ev": "refcount", "label": "depth %d" % _depth}, an_object, "an_object", rc))
+    found = gc.get_referrers(an_object)
+    text = "depth %d: gc.get_referrers finds %d" % (_depth, len(found))
     if show_referrers:
-        kinds = sorted(type(r).__name__ for r in gc.get_referrers(an_object))
-        _send({"ev": "say", "text": "referrers at depth %d: %s" % (_depth, ", ".join(kinds))})
+        text += ": " + ", ".join(sorted(type(referrer).__name__ for referrer in found))
+    del found
+    _send({"ev": "say", "text": text})
     if times_to_call > 1:
         show_ref_counts(an_object, times_to_call - 1, show_referrers, _depth + 1)
 
@@ -217,7 +246,6 @@ def _run_main():
     `python script.py`, the report waits for exit, when the code is gone.)
     """
     import __main__
-    import traceback
 
     path = sys.argv[1]
     sys.argv = sys.argv[1:]
@@ -230,6 +258,8 @@ def _run_main():
     except SystemExit:
         raise
     except BaseException as error:
+        import traceback
+
         # Print the traceback from the script's own frames down, as `python script.py` does.
         traceback.print_exception(type(error), error, error.__traceback__.tb_next)
         raise SystemExit(1)

@@ -51,6 +51,15 @@ pub struct FaultInfo {
     pub site: &'static str,
     pub expected: Expected,
     pub summary: &'static str,
+    /// The same site as a C extension would write it: what learners will type.
+    pub c: CSite,
+}
+
+/// A fault site's two variants in C.
+#[derive(Debug)]
+pub struct CSite {
+    pub correct: &'static str,
+    pub faulty: &'static str,
 }
 
 pub const CATALOGUE: &[FaultInfo] = &[
@@ -61,6 +70,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::Crash,
         summary: "set() returns self without Py_INCREF: each call hands the caller a \
                   reference it never took, and the table is freed while still in use",
+        c: CSite {
+            correct: "Py_INCREF(self);\nreturn (PyObject *)self;",
+            faulty: "return (PyObject *)self;",
+        },
     },
     FaultInfo {
         fault: Fault::DeallocMissingDecref,
@@ -69,6 +82,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::Leak,
         summary: "dealloc forgets Py_XDECREF(hash_func): every table ever made keeps \
                   its hash function alive forever",
+        c: CSite {
+            correct: "Py_CLEAR(self->hash_func);",
+            faulty: "/* self->hash_func is never released */",
+        },
     },
     FaultInfo {
         fault: Fault::HashResultLeak,
@@ -77,6 +94,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::Leak,
         summary: "the new reference returned by calling hash_func is never released: \
                   every hash leaks the int it returned",
+        c: CSite {
+            correct: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL) return -1;\nPy_hash_t hash = PyObject_Hash(result);\nPy_DECREF(result);",
+            faulty: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL) return -1;\nPy_hash_t hash = PyObject_Hash(result);\n/* result is never released */",
+        },
     },
     FaultInfo {
         fault: Fault::GetBorrowedReturn,
@@ -85,6 +106,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::Crash,
         summary: "get() hands out the table's own reference as if it were new: the caller \
                   releases it, and the value dies while the table still holds it",
+        c: CSite {
+            correct: "Py_INCREF(value);\nreturn value;",
+            faulty: "return value;  /* the table's own reference */",
+        },
     },
     FaultInfo {
         fault: Fault::RemoveDoubleDecref,
@@ -93,6 +118,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::Crash,
         summary: "the removed value is released and also handed to the caller: one \
                   reference released twice, the value freed while still in use",
+        c: CSite {
+            correct: "return value;  /* the table's reference moves to the caller */",
+            faulty: "Py_DECREF(value);\nreturn value;",
+        },
     },
     FaultInfo {
         fault: Fault::SetMissingKeyIncref,
@@ -101,6 +130,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::Crash,
         summary: "new keys are stored without a reference of the table's own: when the \
                   caller lets go, the table holds a key that was freed",
+        c: CSite {
+            correct: "Py_INCREF(key);\nentry->key = key;",
+            faulty: "entry->key = key;",
+        },
     },
     FaultInfo {
         fault: Fault::ErrorPathLeak,
@@ -109,6 +142,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::Leak,
         summary: "the reference taken for the value is not given back when hashing the \
                   key fails: a leak on the error path only",
+        c: CSite {
+            correct: "Py_INCREF(value);\nPy_hash_t hash = call_hash_func(self, key);\nif (hash == -1 && PyErr_Occurred()) {\n    Py_DECREF(value);\n    return -1;\n}",
+            faulty: "Py_INCREF(value);\nPy_hash_t hash = call_hash_func(self, key);\nif (hash == -1 && PyErr_Occurred()) {\n    return -1;\n}",
+        },
     },
     FaultInfo {
         fault: Fault::ItemsStealsBorrowed,
@@ -117,6 +154,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::Crash,
         summary: "PyTuple_SetItem steals a reference, and items() gives it the table's: \
                   every pair built takes one reference the table still relies on",
+        c: CSite {
+            correct: "PyTuple_SetItem(pair, 0, Py_NewRef(entry->key));\nPyTuple_SetItem(pair, 1, Py_NewRef(entry->value));",
+            faulty: "PyTuple_SetItem(pair, 0, entry->key);\nPyTuple_SetItem(pair, 1, entry->value);",
+        },
     },
     FaultInfo {
         fault: Fault::UpdateUsesReleasedPair,
@@ -125,6 +166,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::Crash,
         summary: "key and value are borrowed from the pair, and the pair is released \
                   before they are used: a borrowed reference outlives its owner",
+        c: CSite {
+            correct: "PyObject *key = PyTuple_GetItem(pair, 0);    /* borrowed */\nPyObject *value = PyTuple_GetItem(pair, 1);  /* borrowed */\nint err = hashtable_insert(self, key, value);\nPy_DECREF(pair);",
+            faulty: "PyObject *key = PyTuple_GetItem(pair, 0);    /* borrowed */\nPyObject *value = PyTuple_GetItem(pair, 1);  /* borrowed */\nPy_DECREF(pair);\nint err = hashtable_insert(self, key, value);",
+        },
     },
     FaultInfo {
         fault: Fault::ClearReturnsBorrowedNone,
@@ -133,6 +178,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::CrashBefore3_12,
         summary: "clear() returns None without Py_RETURN_NONE: harmless where None is \
                   immortal (3.12+), a slow countdown to a fatal error before",
+        c: CSite {
+            correct: "return Py_NewRef(Py_None);",
+            faulty: "return Py_None;",
+        },
     },
     FaultInfo {
         fault: Fault::NoTraverse,
@@ -141,8 +190,20 @@ pub const CATALOGUE: &[FaultInfo] = &[
         expected: Expected::Leak,
         summary: "tp_traverse hides the table's references from the garbage collector: \
                   a table that contains itself is never collected",
+        c: CSite {
+            correct: "Py_VISIT(Py_TYPE(self));\nPy_VISIT(self->hash_func);\nfor (Py_ssize_t i = 0; i < self->load; i++) {\n    Py_VISIT(self->entries[i].key);\n    Py_VISIT(self->entries[i].value);\n}\nreturn 0;",
+            faulty: "Py_VISIT(Py_TYPE(self));\nreturn 0;  /* hash_func, keys and values never visited */",
+        },
     },
 ];
+
+/// The catalogue row of `fault`.
+pub fn info(fault: Fault) -> &'static FaultInfo {
+    CATALOGUE
+        .iter()
+        .find(|info| info.fault == fault)
+        .expect("every fault has a catalogue row")
+}
 
 impl Fault {
     /// The CLI spelling, e.g. `set-missing-incref`.
@@ -192,6 +253,16 @@ impl std::error::Error for UnknownFault {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_fault_has_both_c_variants_and_they_differ() {
+        for info in CATALOGUE {
+            let name = info.fault.name();
+            assert!(!info.c.correct.trim().is_empty(), "{name}: no correct C");
+            assert!(!info.c.faulty.trim().is_empty(), "{name}: no faulty C");
+            assert_ne!(info.c.correct, info.c.faulty, "{name}");
+        }
+    }
 
     #[test]
     fn names_round_trip_and_unknown_names_list_the_valid_ones() {

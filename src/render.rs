@@ -4,7 +4,7 @@
 //! never`, `NO_COLOR`, or not a terminal) is stable across runs and Python versions: no
 //! addresses, no timings, refcounts of watched objects as deltas from their baseline.
 
-use crate::faults::{Expected, Fault, CATALOGUE};
+use crate::faults::{self, Expected, Fault, CATALOGUE};
 use crate::lessons::Lesson;
 use crate::outcome::{Leak, Outcome};
 use crate::runner::{Run, TraceLine};
@@ -297,6 +297,16 @@ pub fn site(p: Painter, fault: Fault) -> String {
     ] {
         let _ = writeln!(out, "  {label}, line {}:", branch.first_line);
         for line in &branch.lines {
+            let _ = writeln!(out, "    {}", p.paint(style, line));
+        }
+    }
+    let c = &faults::info(fault).c;
+    for (label, code, style) in [
+        ("in C, correct:", c.correct, Style::Good),
+        ("in C, faulty:", c.faulty, Style::Bad),
+    ] {
+        let _ = writeln!(out, "  {label}");
+        for line in code.lines() {
             let _ = writeln!(out, "    {}", p.paint(style, line));
         }
     }

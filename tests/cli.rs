@@ -59,16 +59,20 @@ fn python_version() -> (u32, u32) {
     (numbers.next().unwrap(), numbers.next().unwrap())
 }
 
-/// Snapshot settings for lesson `number`, with a suffix where CPython versions differ:
-/// lesson 2's call-depth counts (a call holds its argument twice on 3.10), lesson 14's
-/// chains (str hashes changed from SipHash-2-4 to SipHash-1-3 in 3.11), and lesson 12's
-/// faulty run (None is mortal before 3.12, and each version words its fatal error).
+/// Snapshot settings for lesson `number`, with a suffix where CPython versions differ (each
+/// lesson says why in its text): lesson 2's call-depth counts (a call holds its argument
+/// twice on 3.10, and on 3.14+ may borrow it), lesson 4's absolute `sys.getrefcount(hash)`
+/// (start-up objects hold `hash` on 3.10 and 3.11), lesson 12's faulty run (None is mortal
+/// before 3.12, and each version words its fatal error), lesson 14's chains (str hashes
+/// changed from SipHash-2-4 to SipHash-1-3 in 3.11) and lesson 15 (borrowed stack
+/// references, 3.14+).
 fn lesson_settings(number: u32) -> insta::Settings {
     let mut settings = settings();
     let (major, minor) = python_version();
     match number {
-        2 | 14 if minor < 11 => settings.set_snapshot_suffix("py310"),
-        12 if minor < 12 => settings.set_snapshot_suffix(format!("py{major}.{minor}")),
+        2 | 4 | 14 if minor < 11 => settings.set_snapshot_suffix("py310"),
+        2 | 15 if minor >= 14 => settings.set_snapshot_suffix("py314+"),
+        4 | 12 if minor < 12 => settings.set_snapshot_suffix(format!("py{major}.{minor}")),
         _ => {}
     }
     settings

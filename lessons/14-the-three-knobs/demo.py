@@ -4,7 +4,8 @@ import statistics
 import hashtable
 import lab
 
-# 2000 made-up words, 3 to 9 letters long: the same keys for every table.
+# 2000 made-up words, 3 to 9 letters and then a number: 4 to 13 characters long, the same
+# keys for every table.
 letters = "etaoinshrdlucmfwypvbgkqjxz"
 words = ["".join(letters[(i * 7 + j * 3) % 26] for j in range(3 + i % 7)) + str(i) for i in range(2000)]
 

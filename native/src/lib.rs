@@ -47,8 +47,10 @@ struct ModuleState {
     table_type: *mut PyObject,
     /// The iterator type behind `iter(table)` (owned).
     iter_type: *mut PyObject,
-    /// `builtins.hash`, the default `hash_func` (owned).
-    builtin_hash: *mut PyObject,
+    /// The `builtins` module (owned). Each table looks up `builtins.hash` when it is made,
+    /// so the module holds no reference to `hash` itself and `sys.getrefcount(hash)` counts
+    /// exactly what the talk counted: the builtins namespace and the tables.
+    builtins: *mut PyObject,
     /// The interned string `"keys"` (owned). Attribute names built afresh on every call
     /// would each take a slot in CPython's type attribute cache, which holds on to them.
     keys_name: *mut PyObject,
@@ -168,13 +170,8 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
             return -1;
         }
         (*state).iter_type = iter_type; // the module state owns the iterator type
-        let builtins = PyImport_ImportModule(c"builtins".as_ptr());
-        if builtins.is_null() {
-            return -1;
-        }
-        (*state).builtin_hash = PyObject_GetAttrString(builtins, c"hash".as_ptr()); // owned
-        Py_DECREF(builtins); // we only needed the module long enough to read `hash`
-        if (*state).builtin_hash.is_null() {
+        (*state).builtins = PyImport_ImportModule(c"builtins".as_ptr()); // owned
+        if (*state).builtins.is_null() {
             return -1;
         }
         (*state).keys_name = PyUnicode_InternFromString(c"keys".as_ptr()); // owned
@@ -206,7 +203,7 @@ unsafe extern "C" fn module_traverse(
         for field in [
             (*state).table_type,
             (*state).iter_type,
-            (*state).builtin_hash,
+            (*state).builtins,
             (*state).keys_name,
         ] {
             if !field.is_null() {
@@ -228,7 +225,7 @@ unsafe extern "C" fn module_clear(module: *mut PyObject) -> c_int {
         if !state.is_null() {
             Py_CLEAR(&raw mut (*state).table_type);
             Py_CLEAR(&raw mut (*state).iter_type);
-            Py_CLEAR(&raw mut (*state).builtin_hash);
+            Py_CLEAR(&raw mut (*state).builtins);
             Py_CLEAR(&raw mut (*state).keys_name);
         }
         0

@@ -328,9 +328,16 @@ unsafe extern "C" fn table_new(
             return null_mut();
         }
         let state = state_of(subtype);
-        if hash_func.is_null() {
-            hash_func = (*state).builtin_hash;
+        let builtin_hash = PyObject_GetAttrString((*state).builtins, c"hash".as_ptr());
+        // `builtin_hash` is a new reference: ours until released below
+        if builtin_hash.is_null() {
+            return null_mut();
         }
+        if hash_func.is_null() {
+            hash_func = builtin_hash; // the default (we still hold the reference above)
+        }
+        let is_builtin_hash = hash_func == builtin_hash;
+        Py_DECREF(builtin_hash); // only its identity was needed; `builtins` keeps it alive
         if PyCallable_Check(hash_func) == 0 {
             let name = type_name(hash_func); // a new reference, for the message
             if !name.is_null() {
@@ -352,7 +359,7 @@ unsafe extern "C" fn table_new(
         std::ptr::write(&raw mut (*slf).table, Table::new(size as usize, max_load));
         Py_INCREF(hash_func); // the table owns a reference to its hash function
         (*slf).hash_func = hash_func;
-        (*slf).builtin_hash = hash_func == (*state).builtin_hash;
+        (*slf).builtin_hash = is_builtin_hash;
         (*state).next_trace_id += 1;
         (*slf).trace_id = (*state).next_trace_id;
         trace::alloc(TYPE_NAME, (*slf).trace_id);
@@ -372,21 +379,21 @@ unsafe extern "C" fn table_traverse(
         // fault-site: no-traverse
         if faults::is_on("no-traverse") {
             // Forgotten: hash_func, keys and values are never shown to the GC.
-            return visit(Py_TYPE(slf.cast()).cast(), arg);
+            visit(Py_TYPE(slf.cast()).cast(), arg)
         } else {
-            // The GC can only find cycles through the references it is shown.
-        }
-        let owned = [Py_TYPE(slf.cast()).cast(), (*slf).hash_func];
-        let stored = (*slf).table.entries().flat_map(|e| [e.key, e.value]);
-        for object in owned.into_iter().chain(stored) {
-            if !object.is_null() {
-                let result = visit(object, arg);
-                if result != 0 {
-                    return result;
+            // Py_VISIT every reference the table owns: its type, hash_func, keys and values.
+            let owned = [Py_TYPE(slf.cast()).cast(), (*slf).hash_func];
+            let stored = (*slf).table.entries().flat_map(|e| [e.key, e.value]);
+            for object in owned.into_iter().chain(stored) {
+                if !object.is_null() {
+                    let result = visit(object, arg);
+                    if result != 0 {
+                        return result;
+                    }
                 }
             }
+            0
         }
-        0
     }
 }
 
