@@ -46,10 +46,20 @@ fn build_native() {
         .env_remove("CLIPPY_ARGS")
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo to build native/: {e}"));
-    assert!(status.success(), "building the native module (native/) failed");
+    assert!(
+        status.success(),
+        "building the native module (native/) failed"
+    );
     let library = target_dir.join("release").join("libhashtable.so");
-    assert!(library.is_file(), "no {} after the build", library.display());
-    println!("cargo:rustc-env=REFCOUNT_LAB_NATIVE_MODULE={}", library.display());
+    assert!(
+        library.is_file(),
+        "no {} after the build",
+        library.display()
+    );
+    println!(
+        "cargo:rustc-env=REFCOUNT_LAB_NATIVE_MODULE={}",
+        library.display()
+    );
 }
 
 /// Writes `$OUT_DIR/lessons.rs`: one `EmbeddedLesson` per folder of `lessons/`, in order.

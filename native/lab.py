@@ -137,7 +137,7 @@ def _refs(obj):
     here allocates and could reuse that memory.
     """
     raw = sys.getrefcount(obj)
-    if raw & _DEAD_COUNT == _DEAD_COUNT:
+    if raw & 0xFFFFFFFF == _DEAD_COUNT:
         return -1
     borrowed = _pushed_borrowed(sys._getframe(1)) + _pushed_borrowed(sys._getframe(2))
     return raw - _OVERHEAD + borrowed

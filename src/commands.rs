@@ -4,8 +4,8 @@
 use crate::cli::{Format, Variant};
 use crate::faults::Fault;
 use crate::outcome::{self, Outcome};
-use crate::render::{self, show, Painter};
 use crate::python::Python;
+use crate::render::{self, show, Painter};
 use crate::{bench, hunt, lessons, runner};
 use anyhow::{bail, Context, Result};
 use std::path::Path;

@@ -68,8 +68,8 @@ fn main() -> ExitCode {
                 painter,
                 &python,
                 cli.lessons_dir.as_deref(),
-            number,
-            variant,
+                number,
+                variant,
                 faults,
                 Duration::from_secs(timeout),
             )

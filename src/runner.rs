@@ -99,12 +99,7 @@ pub fn run(job: &Job) -> Result<Run> {
     let faults: Vec<&str> = job.faults.iter().map(|fault| fault.name()).collect();
     let mut command = job.python.command(&faults);
     command
-        .args([
-            "-X",
-            "faulthandler",
-            "-c",
-            "import lab; lab._run_main()",
-        ])
+        .args(["-X", "faulthandler", "-c", "import lab; lab._run_main()"])
         .arg(job.script)
         .args(job.args)
         .current_dir(job.dir)

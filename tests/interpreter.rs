@@ -6,11 +6,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The binary, with the interpreter chosen the default way: `$REFCOUNT_LAB_PYTHON` (the CI
+/// matrix sets it), else `python3`. A virtual environment the tests run in is ignored.
 fn lab() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_refcount-lab"));
-    command
-        .env_remove("REFCOUNT_LAB_PYTHON")
-        .env_remove("VIRTUAL_ENV");
+    command.env_remove("VIRTUAL_ENV");
     command
 }
 
@@ -33,7 +33,9 @@ fn python3() -> PathBuf {
 }
 
 fn fake(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/interpreters").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/interpreters")
+        .join(name)
 }
 
 #[test]
@@ -76,7 +78,11 @@ fn a_raised_sigsegv_kills_python_and_is_reported_by_run() {
 
     let dir = std::env::temp_dir().join(format!("refcount-lab-sigsegv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("raise.py"), "import faulthandler\nfaulthandler._sigsegv()\n").unwrap();
+    std::fs::write(
+        dir.join("raise.py"),
+        "import faulthandler\nfaulthandler._sigsegv()\n",
+    )
+    .unwrap();
     let output = lab()
         .args(["run", "raise.py", "--color=never"])
         .current_dir(&dir)
@@ -92,13 +98,14 @@ fn a_raised_sigsegv_kills_python_and_is_reported_by_run() {
 fn an_active_virtual_environment_is_the_interpreter() {
     let venv = std::env::temp_dir().join(format!("refcount-lab-venv-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&venv);
-    let made = Command::new("python3")
+    let made = Command::new(python3())
         .args(["-m", "venv", "--without-pip"])
         .arg(&venv)
         .status()
         .unwrap();
     assert!(made.success());
     let output = lab()
+        .env_remove("REFCOUNT_LAB_PYTHON")
         .env("VIRTUAL_ENV", &venv)
         .args(["python", "-c", "import sys, hashtable; print(sys.prefix)"])
         .output()
@@ -117,7 +124,12 @@ fn the_header_names_version_and_build() {
         .unwrap();
     let facts = stdout(&facts);
     let (version, build) = facts.trim().split_once(' ').unwrap();
-    let lesson = stdout(&lab().args(["lesson", "1", "--color=never"]).output().unwrap());
+    let lesson = stdout(
+        &lab()
+            .args(["lesson", "1", "--color=never"])
+            .output()
+            .unwrap(),
+    );
     let expected = format!("in CPython {version}, {build} build");
     assert_eq!(lesson.lines().nth(2), Some(expected.as_str()));
 }
@@ -133,7 +145,10 @@ fn interpreters_it_cannot_use() {
     );
     settings.bind(|| {
         for name in ["python3.9", "pypy3", "python3.14t", "not-python"] {
-            assert_cmd_snapshot!(name, lab().arg("--python").arg(fake(name)).args(["lesson", "3"]));
+            assert_cmd_snapshot!(
+                name,
+                lab().arg("--python").arg(fake(name)).args(["lesson", "3"])
+            );
         }
         assert_cmd_snapshot!(
             "not_on_path",

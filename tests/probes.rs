@@ -16,7 +16,10 @@ fn every_probe_reads_the_count_its_label_expects() {
     assert!(output.status.success(), "{text}");
     let mut checked = 0;
     let mut mismatches = Vec::new();
-    for line in text.lines().filter(|l| l.trim_start().starts_with("refcount")) {
+    for line in text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("refcount"))
+    {
         // `  refcount  NAME = COUNT      EXPECTED context...`
         let (_, after) = line.split_once(" = ").expect("a count");
         let mut words = after.split_whitespace();

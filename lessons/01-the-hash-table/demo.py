@@ -29,6 +29,7 @@ signed = hashtable.HashTable(size=4, max_load=1.0, hash_func=lambda key: key)
 signed[-4] = "minus four"
 signed[-1] = "minus one"
 lab.say(
-    "Negative hashes: -4 belongs in bucket 0 and -1 in bucket 3 (the talk's C code computed "
-    "-4 % 4 + 4 = 4, one past the end):\n" + repr(signed)
+    "Negative hashes: -4 belongs in bucket 0, and -1 in bucket 2: like dict, the table passes "
+    "hash_func's result through hash(), and hash(-1) is -2, since -1 means 'error' in C. "
+    "(The talk's C code computed -4 % 4 + 4 = 4, one past the end.)\n" + repr(signed)
 )

@@ -77,7 +77,7 @@ unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isiz
             }
             return Ok(hash);
         }
-        // (`PyObject_CallOneArg` is not in the limited API of 3.10; this is its portable form.)
+        // (`PyObject_CallOneArg` is not part of the limited API; this is the portable form.)
         let result = PyObject_CallFunctionObjArgs(hash_func, key, null_mut::<PyObject>());
         // `result` is a new reference: ours to release
         if result.is_null() {

@@ -38,12 +38,16 @@ fn emit(line: &str) {
 
 /// A native object was created: `type_name` is a plain identifier.
 pub fn alloc(type_name: &str, id: u64) {
-    emit(&format!(r#"{{"ev":"alloc","type":"{type_name}","id":{id}}}"#));
+    emit(&format!(
+        r#"{{"ev":"alloc","type":"{type_name}","id":{id}}}"#
+    ));
 }
 
 /// A native object was destroyed.
 pub fn free(type_name: &str, id: u64) {
-    emit(&format!(r#"{{"ev":"free","type":"{type_name}","id":{id}}}"#));
+    emit(&format!(
+        r#"{{"ev":"free","type":"{type_name}","id":{id}}}"#
+    ));
 }
 
 /// The interpreter finished: registered with `Py_AtExit`, so it runs at the very end of
