@@ -94,7 +94,7 @@ fn every_lesson_both_variants() {
 
 #[test]
 fn one_variant_at_a_time() {
-    settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "4", "--variant", "faulty"])));
+    lesson_settings(4).bind(|| assert_cmd_snapshot!(lab(&["lesson", "4", "--variant", "faulty"])));
 }
 
 #[test]
