@@ -2,8 +2,9 @@
 //!
 //! On the HashTable test-suite (`tests/py`), in one run: the hunt's own account (time running
 //! the target vs time measuring after it, per repetition), and wall time of a whole hunt per
-//! repetition against one bare `refcount-lab python -m unittest …` (which also pays
-//! interpreter start-up, so that ratio flatters the hunt less than it seems). Goal: ≤ 3×.
+//! repetition against one bare `refcount-lab python -m unittest …` (the chosen interpreter
+//! itself, which also pays start-up, so that ratio flatters the hunt less than it seems).
+//! Goal: ≤ 3×.
 //! Run with `cargo bench --bench hunt_overhead`.
 
 use std::path::Path;

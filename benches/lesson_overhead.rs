@@ -3,19 +3,20 @@
 //! For every lesson, in interleaved rounds within one run (the machine is shared and noisy):
 //! - `lesson`: `refcount-lab lesson N --color never` (child per variant, debug allocator,
 //!   trace pipe, rendering);
-//! - `bare`: the same demo run per variant with `refcount-lab python [--fault …] demo.py`,
-//!   output discarded;
-//! - `pass`: `python3 -c pass` with the interpreter refcount-lab embeds (its real binary,
-//!   not a pyenv shim, whose own start-up would flatter the ratio), start-up alone.
+//! - `bare`: the same demo run per variant by the interpreter itself, `python demo.py` with the
+//!   module importable and the variant's faults switched on, output discarded;
+//! - `pass`: `python -c pass` with the same interpreter (its real binary, not a pyenv shim,
+//!   whose own start-up would flatter the ratio), start-up alone.
 //!
-//! Prints medians, lesson / bare, and lesson / (pass + bare), the figure issue #3 sets at ≤ 2×.
-//! Run with `cargo bench --bench lesson_overhead`.
+//! The interpreter is the one refcount-lab chooses: `REFCOUNT_LAB_PYTHON=… cargo bench
+//! --bench lesson_overhead` measures another. Prints medians, lesson / bare, and
+//! lesson / (pass + bare), the figure issue #10 sets at ≤ 1.5×.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ROUNDS: usize = 15;
+const ROUNDS: usize = 9;
 const BIN: &str = env!("CARGO_BIN_EXE_refcount-lab");
 
 fn time(command: &mut Command) -> Duration {
@@ -58,18 +59,26 @@ fn lesson(number: u32) -> (PathBuf, Vec<String>) {
     (dir, faults)
 }
 
-/// The executable of the interpreter this build embeds.
-fn embedded_python() -> String {
+/// The chosen interpreter's executable, version, and the folder its module is installed in.
+fn chosen_python() -> (String, String, String) {
     let output = Command::new(BIN)
-        .args(["python", "-c", "import sys; print(sys.executable)"])
+        .args([
+            "python",
+            "-c",
+            "import sys, os, hashtable; print(sys.executable); print(sys.version.split()[0]); \
+             print(os.path.dirname(hashtable.__file__))",
+        ])
         .output()
         .expect("refcount-lab python runs");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut lines = text.lines().map(str::to_owned);
+    let mut next = || lines.next().expect("three lines");
+    (next(), next(), next())
 }
 
 fn main() {
-    let python = embedded_python();
-    println!("python3 = {python}; medians of {ROUNDS} interleaved rounds");
+    let (python, version, module_dir) = chosen_python();
+    println!("CPython {version} ({python}); medians of {ROUNDS} interleaved rounds");
     println!("lesson   lesson ms   bare ms   pass ms   lesson/bare   lesson/(pass+bare)");
     let count = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons"))
         .expect("lessons/ exists")
@@ -92,12 +101,13 @@ fn main() {
                 variants
                     .iter()
                     .map(|faults| {
-                        let mut command = Command::new(BIN);
-                        command.arg("python").current_dir(&dir);
-                        for fault in faults {
-                            command.args(["--fault", fault]);
-                        }
-                        time(command.args(["--", "demo.py"]))
+                        time(
+                            Command::new(&python)
+                                .arg("demo.py")
+                                .current_dir(&dir)
+                                .env("PYTHONPATH", &module_dir)
+                                .env("REFCOUNT_LAB_FAULTS", faults.join(",")),
+                        )
                     })
                     .sum(),
             );
