@@ -116,7 +116,10 @@ fn without_harness_frames(stderr: &str) -> String {
     let mut skipping = false;
     for line in stderr.lines() {
         if line.starts_with("  File ") {
-            skipping = line.contains("hunt.py\"") || line.contains("<frozen runpy>");
+            // runpy is frozen from 3.11 on, a file before.
+            skipping = line.contains("hunt.py\"")
+                || line.contains("<frozen runpy>")
+                || line.contains("/runpy.py\"");
         } else if !line.starts_with("    ") {
             skipping = false;
         }

@@ -51,9 +51,11 @@ struct ModuleState {
     /// so the module holds no reference to `hash` itself and `sys.getrefcount(hash)` counts
     /// exactly what the talk counted: the builtins namespace and the tables.
     builtins: *mut PyObject,
-    /// The interned string `"keys"` (owned). Attribute names built afresh on every call
-    /// would each take a slot in CPython's type attribute cache, which holds on to them.
+    /// The interned strings `"keys"` and `"hash"` (owned). Attribute names built afresh on
+    /// every call would each take a slot in CPython's type attribute cache, which holds on
+    /// to them.
     keys_name: *mut PyObject,
+    hash_name: *mut PyObject,
     /// The id the next table gets in trace events.
     next_trace_id: u64,
 }
@@ -178,6 +180,10 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
         if (*state).keys_name.is_null() {
             return -1;
         }
+        (*state).hash_name = PyUnicode_InternFromString(c"hash".as_ptr()); // owned
+        if (*state).hash_name.is_null() {
+            return -1;
+        }
         faults::install_from_env();
         if trace::is_traced() {
             AT_EXIT.call_once(|| {
@@ -205,6 +211,7 @@ unsafe extern "C" fn module_traverse(
             (*state).iter_type,
             (*state).builtins,
             (*state).keys_name,
+            (*state).hash_name,
         ] {
             if !field.is_null() {
                 let result = visit(field, arg);
@@ -227,6 +234,7 @@ unsafe extern "C" fn module_clear(module: *mut PyObject) -> c_int {
             Py_CLEAR(&raw mut (*state).iter_type);
             Py_CLEAR(&raw mut (*state).builtins);
             Py_CLEAR(&raw mut (*state).keys_name);
+            Py_CLEAR(&raw mut (*state).hash_name);
         }
         0
     }

@@ -328,7 +328,7 @@ unsafe extern "C" fn table_new(
             return null_mut();
         }
         let state = state_of(subtype);
-        let builtin_hash = PyObject_GetAttrString((*state).builtins, c"hash".as_ptr());
+        let builtin_hash = PyObject_GetAttr((*state).builtins, (*state).hash_name);
         // `builtin_hash` is a new reference: ours until released below
         if builtin_hash.is_null() {
             return null_mut();
