@@ -13,8 +13,8 @@ try:
 except ImportError:
     sys.exit(
         "this CPython (%s) was installed without its own test package (test.mapping_tests): "
-        "Debian splits it into libpython3.X-testsuite. Install that, or build refcount-lab "
-        "against another interpreter with PYO3_PYTHON." % sys.executable
+        "Debian splits it into libpython3.X-testsuite. Install that, or run the tests with "
+        "another interpreter (REFCOUNT_LAB_PYTHON=/path/to/python cargo test)." % sys.executable
     )
 
 from hashtable import HashTable
