@@ -34,11 +34,11 @@ fn hashes() -> Vec<isize> {
         .collect()
 }
 
-fn fake(n: usize) -> *mut pyo3_ffi::PyObject {
+fn fake(n: usize) -> *mut u8 {
     std::ptr::without_provenance_mut((n + 1) * 16)
 }
 
-fn find(table: &Table, hash: isize) -> Option<usize> {
+fn find(table: &Table<*mut u8>, hash: isize) -> Option<usize> {
     let mut next = table.first_in_chain(table.bucket_of(hash));
     while let Some(slot) = next {
         if table.get(slot)?.hash == hash {

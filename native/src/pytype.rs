@@ -11,13 +11,17 @@
 //! table is held across a call into Python, positions are re-read afterwards, and lookups
 //! and iterators check `Table::version` to notice that their chain moved.
 
-use super::table::{Entry, Slot, Table, MAX_SIZE};
+use super::table::{self, Slot, MAX_SIZE};
 use super::{alloc_instance, free_instance, iter, state_of, type_name, Raised};
 use crate::{faults, trace};
 use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr::null_mut;
+
+/// The chained table of `table.rs`, storing pointers to Python objects.
+type Table = table::Table<*mut PyObject>;
+type Entry = table::Entry<*mut PyObject>;
 
 /// The instance layout: the object header first, as every Python object starts.
 #[repr(C)]

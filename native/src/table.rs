@@ -1,23 +1,22 @@
 //! The chained hash table itself, in plain Rust: buckets, chains, load and resizing.
 //!
-//! It stores `*mut PyObject` pointers but never touches a reference count and never calls
-//! into Python: who owns those pointers is decided one layer up, in `pytype.rs`, where every
-//! `Py_INCREF`/`Py_DECREF` is written out. Keeping the two apart makes the refcounting easy
-//! to read and lets this file be tested without an interpreter.
+//! It stores pointers (`P`: `*mut PyObject` in `pytype.rs`) but never dereferences them,
+//! never touches a reference count and never calls into Python: who owns those pointers is
+//! decided one layer up, in `pytype.rs`, where every `Py_INCREF`/`Py_DECREF` is written out.
+//! Keeping the two apart makes the refcounting easy to read and lets this file be tested
+//! without an interpreter (or even pyo3).
 //!
 //! Layout: separate chaining with the chains' links stored as indices. Entries live in one
 //! array; each bucket holds the index of the first entry of its chain, and each entry the
 //! index of the next. The same linked lists as in the talk's C code, without one allocation
 //! per entry, and resizing only relinks indices.
 
-use pyo3_ffi::PyObject;
-
 /// One key/value pair and the hash it was filed under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<P> {
     pub hash: isize,
-    pub key: *mut PyObject,
-    pub value: *mut PyObject,
+    pub key: P,
+    pub value: P,
 }
 
 /// Where an entry lives: its index in the entry array. Valid until the next change to the
@@ -31,17 +30,17 @@ const END: u32 = u32::MAX;
 pub const MAX_SIZE: usize = 1 << 30;
 
 #[derive(Clone, Copy, Debug)]
-struct Node {
-    entry: Entry,
+struct Node<P> {
+    entry: Entry<P>,
     /// The next entry in the same chain, or [`END`].
     next: u32,
 }
 
 #[derive(Debug)]
-pub struct Table {
+pub struct Table<P> {
     /// For each bucket, the first entry of its chain, or [`END`].
     heads: Vec<u32>,
-    nodes: Vec<Node>,
+    nodes: Vec<Node<P>>,
     max_load: f64,
     resizes: usize,
     /// Bumped by every change to the set of keys, so iterators and lookups that ran Python
@@ -49,10 +48,10 @@ pub struct Table {
     version: u64,
 }
 
-impl Table {
+impl<P: Copy> Table<P> {
     /// A table of `size` empty buckets. Callers validate `0 < size <= MAX_SIZE` and
     /// `0 < max_load <= 1`.
-    pub fn new(size: usize, max_load: f64) -> Table {
+    pub fn new(size: usize, max_load: f64) -> Table<P> {
         Table {
             heads: vec![END; size],
             nodes: Vec::new(),
@@ -99,7 +98,7 @@ impl Table {
         link(self.nodes[slot].next)
     }
 
-    pub fn get(&self, slot: Slot) -> Option<Entry> {
+    pub fn get(&self, slot: Slot) -> Option<Entry<P>> {
         self.nodes.get(slot).map(|node| node.entry)
     }
 
@@ -111,7 +110,7 @@ impl Table {
     /// Files a new entry (its key must not be in the table yet, and the table must not be
     /// full), doubling the table first when one more entry would push the load factor past
     /// `max_load`.
-    pub fn insert_new(&mut self, entry: Entry) {
+    pub fn insert_new(&mut self, entry: Entry<P>) {
         debug_assert!(!self.is_full(), "callers check is_full first");
         if (self.load() + 1) as f64 / self.size() as f64 > self.max_load && self.size() < MAX_SIZE {
             self.grow();
@@ -127,12 +126,12 @@ impl Table {
     }
 
     /// Puts `value` in place of the value at `slot` and hands back the old one.
-    pub fn replace_value(&mut self, slot: Slot, value: *mut PyObject) -> *mut PyObject {
+    pub fn replace_value(&mut self, slot: Slot, value: P) -> P {
         std::mem::replace(&mut self.nodes[slot].entry.value, value)
     }
 
     /// Unlinks the entry at `slot` and hands it back. The last entry moves into its place.
-    pub fn remove(&mut self, slot: Slot) -> Entry {
+    pub fn remove(&mut self, slot: Slot) -> Entry<P> {
         let removed_next = self.nodes[slot].next;
         *self.link_to(slot) = removed_next;
         let last = self.nodes.len() - 1;
@@ -149,12 +148,12 @@ impl Table {
     }
 
     /// Every entry, in the order they are stored.
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+    pub fn entries(&self) -> impl Iterator<Item = &Entry<P>> {
         self.nodes.iter().map(|node| &node.entry)
     }
 
     /// Empties the table (keeping its size) and hands back what it held.
-    pub fn take_all(&mut self) -> Vec<Entry> {
+    pub fn take_all(&mut self) -> Vec<Entry<P>> {
         self.heads.fill(END);
         self.version += 1;
         self.nodes.drain(..).map(|node| node.entry).collect()
@@ -171,7 +170,7 @@ impl Table {
 
     /// Bytes of heap memory the buckets and entries occupy (capacity, not just length).
     pub fn heap_bytes(&self) -> usize {
-        self.heads.capacity() * size_of::<u32>() + self.nodes.capacity() * size_of::<Node>()
+        self.heads.capacity() * size_of::<u32>() + self.nodes.capacity() * size_of::<Node<P>>()
     }
 
     /// The link (a bucket head or an entry's `next`) that points at `slot`.
@@ -208,11 +207,11 @@ mod tests {
     use super::*;
 
     /// A distinct fake pointer: the table never dereferences what it stores.
-    fn fake(n: usize) -> *mut PyObject {
+    fn fake(n: usize) -> *mut u8 {
         std::ptr::without_provenance_mut(n * 16)
     }
 
-    fn entry(hash: isize) -> Entry {
+    fn entry(hash: isize) -> Entry<*mut u8> {
         Entry {
             hash,
             key: fake(hash.unsigned_abs() + 1),
@@ -220,7 +219,7 @@ mod tests {
         }
     }
 
-    fn chain(table: &Table, bucket: usize) -> Vec<isize> {
+    fn chain(table: &Table<*mut u8>, bucket: usize) -> Vec<isize> {
         let mut hashes = Vec::new();
         let mut next = table.first_in_chain(bucket);
         while let Some(slot) = next {
@@ -232,7 +231,7 @@ mod tests {
 
     #[test]
     fn negative_hashes_land_in_range() {
-        let table = Table::new(4, 0.5);
+        let table: Table<*mut u8> = Table::new(4, 0.5);
         assert_eq!(table.bucket_of(-4), 0);
         assert_eq!(table.bucket_of(-1), 3);
         assert_eq!(table.bucket_of(isize::MIN), 0);
