@@ -133,9 +133,18 @@ unsafe fn find(
                 return Ok(Some(slot));
             }
             if entry.hash == hash {
-                Py_INCREF(entry.key); // keep the stored key alive while its __eq__ runs
+                // Comparing two exact strs or two exact ints runs no Python code, so the
+                // table's borrowed key cannot go away meanwhile; any other `==` might.
+                let runs_python = !(PyUnicode_CheckExact(entry.key) != 0
+                    && PyUnicode_CheckExact(key) != 0
+                    || PyLong_CheckExact(entry.key) != 0 && PyLong_CheckExact(key) != 0);
+                if runs_python {
+                    Py_INCREF(entry.key); // keep the stored key alive while its __eq__ runs
+                }
                 let equal = PyObject_RichCompareBool(entry.key, key, Py_EQ);
-                Py_DECREF(entry.key); // done comparing: release our temporary reference
+                if runs_python {
+                    Py_DECREF(entry.key); // done comparing: release our temporary reference
+                }
                 if equal < 0 {
                     return Err(Raised);
                 }
