@@ -102,7 +102,9 @@ fn failure(run: &Run, completed: usize, expected: usize) -> String {
     let how = match run.ending {
         Ending::Exited(code) => format!("exited with status {code}"),
         Ending::Signaled(signal) => format!("crashed (signal {signal})"),
-        Ending::TimedOut => format!("was stopped after {} s", run.timeout.as_secs()),
+        Ending::TimedOut | Ending::LeftRunning => {
+            format!("was stopped after {} s", run.timeout.as_secs())
+        }
     };
     format!(
         "the hunted target {how} after {completed} of {expected} runs\n{}",

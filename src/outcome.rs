@@ -31,6 +31,8 @@ pub enum Outcome {
     },
     Timeout {
         seconds: u64,
+        /// The script itself had ended; processes it started were still running.
+        script_ended: bool,
     },
 }
 
@@ -49,8 +51,9 @@ impl Outcome {
 
 pub fn classify(run: &Run) -> Outcome {
     match run.ending {
-        Ending::TimedOut => Outcome::Timeout {
+        Ending::TimedOut | Ending::LeftRunning => Outcome::Timeout {
             seconds: run.timeout.as_secs(),
+            script_ended: run.ending == Ending::LeftRunning,
         },
         Ending::Signaled(signal) => Outcome::Crashed {
             signal,
@@ -161,6 +164,7 @@ mod tests {
                 text: stderr.into(),
                 dropped: 0,
             },
+            leftovers: Vec::new(),
         }
     }
 
@@ -250,6 +254,12 @@ mod tests {
         let early_exit = classify(&run(Ending::Exited(0), vec![], ""));
         assert_eq!(early_exit.kind(), "error");
         let hang = classify(&run(Ending::TimedOut, vec![], ""));
-        assert_eq!(hang, Outcome::Timeout { seconds: 10 });
+        assert_eq!(
+            hang,
+            Outcome::Timeout {
+                seconds: 10,
+                script_ended: false
+            }
+        );
     }
 }

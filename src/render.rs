@@ -93,6 +93,14 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
     trace(p, &mut out, run);
     script_output(p, &mut out, run);
     outcome_block(p, &mut out, outcome);
+    if !run.leftovers.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {} {} (left running by the script, stopped by refcount-lab)",
+            p.paint(Style::Dim, "stopped: "),
+            run.leftovers.join(", ")
+        );
+    }
     out
 }
 
@@ -264,9 +272,23 @@ fn outcome_block(p: Painter, out: &mut String, outcome: &Outcome) {
             format!("error (exit status {exit_code})"),
             report.clone(),
         ),
-        Outcome::Timeout { seconds } => (
+        Outcome::Timeout {
+            seconds,
+            script_ended: false,
+        } => (
             Style::Bad,
             format!("timeout: still running after {seconds} s, stopped"),
+            vec![],
+        ),
+        Outcome::Timeout {
+            seconds,
+            script_ended: true,
+        } => (
+            Style::Bad,
+            format!(
+                "timeout: the script ended, but what it started was still running after \
+                 {seconds} s; stopped"
+            ),
             vec![],
         ),
     };

@@ -8,6 +8,13 @@
 //! are captured up to a cap (the rest is counted, not kept), and trace events arrive on a
 //! dedicated pipe (fd 3). A crash, a hang, a flood of output or a closed pipe ends the
 //! child, never the parent. Classifying what happened is `outcome.rs`'s job.
+//!
+//! A run is the script's process and everything it starts. This process is made the
+//! "child subreaper" of its descendants (`PR_SET_CHILD_SUBREAPER`), so a process the script
+//! leaves behind, even one that left the process group and session (`setsid`, a double
+//! fork), is re-parented here instead of to init, and is found in `/proc`. When the script
+//! ends normally the run waits for those processes too, up to the timeout; then, and after
+//! any other ending, every process left is killed and reaped, and the run says which.
 
 use crate::faults::Fault;
 use crate::python::Python;
@@ -20,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes of stdout and of stderr kept; the rest is counted.
 const OUTPUT_CAP: usize = 256 * 1024;
@@ -51,7 +58,10 @@ pub struct Job<'a> {
 pub enum Ending {
     Exited(i32),
     Signaled(i32),
+    /// The script was still running at the timeout.
     TimedOut,
+    /// The script ended, but processes it started were still running at the timeout.
+    LeftRunning,
 }
 
 /// Output captured from one stream.
@@ -79,6 +89,8 @@ pub struct Run {
     pub dropped_trace_lines: usize,
     pub stdout: Captured,
     pub stderr: Captured,
+    /// Names of the processes the script left running, which the runner stopped.
+    pub leftovers: Vec<String>,
 }
 
 impl Run {
@@ -93,6 +105,7 @@ impl Run {
 
 /// Runs `job` to its end, whatever that end is.
 pub fn run(job: &Job) -> Result<Run> {
+    processes::become_subreaper();
     let (trace_reader, trace_writer) = std::io::pipe().context("cannot create the trace pipe")?;
     let writer_fd = trace_writer.as_raw_fd();
 
@@ -145,6 +158,7 @@ pub fn run(job: &Job) -> Result<Run> {
     let trace = thread::spawn(move || read_trace(trace_reader));
 
     let pid = child.id() as i32;
+    let deadline = Instant::now() + job.timeout;
     let (exited_tx, exited_rx) = mpsc::channel();
     let waiter = thread::spawn(move || {
         // Wait for the exit without reaping, so the process group stays ours to signal.
@@ -159,25 +173,26 @@ pub fn run(job: &Job) -> Result<Run> {
                 libc::WEXITED | libc::WNOWAIT,
             )
         };
-        let _ = exited_tx.send(());
+        // SAFETY: waitid filled `info` for an exited child.
+        let ended_well = info.si_code == libc::CLD_EXITED && unsafe { info.si_status() } == 0;
+        let _ = exited_tx.send(ended_well);
     });
-    let timed_out = exited_rx.recv_timeout(job.timeout).is_err();
-    // The script may have started processes of its own that hold our pipes open: end the
-    // whole group (the child itself too, when it timed out).
-    // SAFETY: the group leader is our unreaped child, so the group id is still ours.
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let mut ending = match exited_rx.recv_timeout(job.timeout) {
+        Err(_) => Some(Ending::TimedOut),
+        // A script that ended well may have left work running: it is part of the run.
+        Ok(true) if !processes::wait_for_descendants(pid, deadline) => Some(Ending::LeftRunning),
+        Ok(_) => None,
+    };
+    let leftovers = processes::stop_all(pid);
     let status = child
         .wait()
         .context("cannot collect the child's exit status")?;
     let _ = waiter.join();
 
-    let ending = if timed_out {
-        Ending::TimedOut
-    } else if let Some(signal) = status.signal() {
-        Ending::Signaled(signal)
-    } else {
-        Ending::Exited(status.code().unwrap_or(-1))
-    };
+    let ending = ending.take().unwrap_or_else(|| match status.signal() {
+        Some(signal) => Ending::Signaled(signal),
+        None => Ending::Exited(status.code().unwrap_or(-1)),
+    });
     let (trace, dropped_trace_lines) = trace.join().expect("trace reader does not panic");
     let mut stderr = stderr.join().expect("stderr reader does not panic");
     // Tracebacks name the script and `lab.py` by absolute path: show them relative to the
@@ -194,7 +209,142 @@ pub fn run(job: &Job) -> Result<Run> {
         dropped_trace_lines,
         stdout: stdout.join().expect("stdout reader does not panic"),
         stderr,
+        leftovers,
     })
+}
+
+/// The runner's own descendants, from `/proc`; this process is their subreaper.
+mod processes {
+    use std::collections::HashMap;
+    use std::sync::Once;
+    use std::time::{Duration, Instant};
+
+    /// Makes orphans of this process's descendants its own children (once per process).
+    pub fn become_subreaper() {
+        static ONCE: Once = Once::new();
+        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+        ONCE.call_once(|| unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        });
+    }
+
+    /// A process: its parent, its state letter (`Z` for a zombie) and its name.
+    struct Process {
+        ppid: i32,
+        state: char,
+        name: String,
+    }
+
+    fn table() -> HashMap<i32, Process> {
+        let mut table = HashMap::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return table;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // `pid (name) state ppid …`; the name may hold spaces and parentheses.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let mut fields = stat[close + 1..].split_whitespace();
+            let state = fields.next().and_then(|f| f.chars().next()).unwrap_or('?');
+            let ppid = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+            let name = stat[open + 1..close].to_owned();
+            table.insert(pid, Process { ppid, state, name });
+        }
+        table
+    }
+
+    /// This process's descendants but `script` (the run's own child, not yet reaped).
+    fn descendants(script: i32) -> Vec<(i32, Process)> {
+        let mut table = table();
+        let mut found = Vec::new();
+        let mut parents = vec![std::process::id() as i32];
+        while let Some(parent) = parents.pop() {
+            let children: Vec<i32> = table
+                .iter()
+                .filter(|(pid, process)| process.ppid == parent && **pid != script)
+                .map(|(pid, _)| *pid)
+                .collect();
+            for pid in children {
+                parents.push(pid);
+                found.push((pid, table.remove(&pid).expect("listed above")));
+            }
+        }
+        // The script's own children, before they are re-parented here.
+        parents.push(script);
+        while let Some(parent) = parents.pop() {
+            let children: Vec<i32> = table
+                .iter()
+                .filter(|(_, process)| process.ppid == parent)
+                .map(|(pid, _)| *pid)
+                .collect();
+            for pid in children {
+                parents.push(pid);
+                found.push((pid, table.remove(&pid).expect("listed above")));
+            }
+        }
+        found
+    }
+
+    /// Waits until no descendant but zombies is left; false if `deadline` came first.
+    pub fn wait_for_descendants(script: i32, deadline: Instant) -> bool {
+        loop {
+            if descendants(script).iter().all(|(_, p)| p.state == 'Z') {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the script's process group (the script itself too, if it still runs), then
+    /// every other descendant, and reaps the ones re-parented here. Returns the names of the
+    /// processes besides the script that were still running.
+    pub fn stop_all(script: i32) -> Vec<String> {
+        let me = std::process::id() as i32;
+        let mut stopped: Vec<(i32, String)> = descendants(script)
+            .into_iter()
+            .filter(|(_, process)| process.state != 'Z')
+            .map(|(pid, process)| (pid, process.name))
+            .collect();
+        // SAFETY: the group leader is our unreaped child, so the group id is still ours.
+        unsafe { libc::kill(-script, libc::SIGKILL) };
+        // A few rounds: a dying process's children are re-parented here, then killed too.
+        for _ in 0..100 {
+            let left = descendants(script);
+            if left.is_empty() {
+                break;
+            }
+            for (pid, process) in left {
+                if process.state == 'Z' {
+                    if process.ppid == me {
+                        // SAFETY: reaping a zombie child of ours; WNOHANG never blocks.
+                        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+                    }
+                    continue;
+                }
+                if !stopped.iter().any(|(seen, _)| *seen == pid) {
+                    stopped.push((pid, process.name));
+                }
+                // SAFETY: killing a descendant of this process.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stopped.into_iter().map(|(_, name)| name).collect()
+    }
 }
 
 /// Reads a stream to its end, keeping the first [`OUTPUT_CAP`] bytes.

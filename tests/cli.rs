@@ -24,6 +24,8 @@ fn settings() -> insta::Settings {
     );
     // The same snapshots hold for every interpreter; `header_names_the_interpreter` checks
     // this line against the interpreter itself.
+    // A leftover interpreter is named after its executable (python3, python3.14, …).
+    settings.add_filter(r"stopped:  python[0-9.d]*", "stopped:  python");
     settings.add_filter(
         r"in CPython \S+, (release|debug) build",
         "in CPython [version], [release or debug] build",
@@ -175,12 +177,35 @@ fn script_that_segfaults_without_a_fault() {
 #[test]
 fn script_that_leaves_a_process_holding_the_pipes() {
     let started = std::time::Instant::now();
-    settings().bind(|| assert_cmd_snapshot!(run_fixture("leaves_a_sleeper.py", &[])));
-    // The sleeper would hold stdout for 60 s; the runner ends its process group instead.
+    settings()
+        .bind(|| assert_cmd_snapshot!(run_fixture("leaves_a_sleeper.py", &["--timeout", "2"])));
+    // The sleeper would hold stdout for 60 s; the run waits only up to its timeout.
     assert!(
         started.elapsed().as_secs() < 30,
         "the parent waited for the sleeper"
     );
+}
+
+/// A daemon that left the process group and the session (double fork, `setsid`) is still
+/// part of the run: the timeout holds, and nothing of the run outlives it.
+#[test]
+fn a_daemon_that_left_the_session_is_found_and_stopped() {
+    let started = std::time::Instant::now();
+    settings()
+        .bind(|| assert_cmd_snapshot!(run_fixture("starts_a_daemon.py", &["--timeout", "1"])));
+    assert!(
+        started.elapsed().as_secs_f64() < 3.0,
+        "took {:?}",
+        started.elapsed()
+    );
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains("starts_a_daemon.py"))
+        .collect();
+    assert!(left.is_empty(), "still running: {left:?}");
 }
 
 #[test]
