@@ -62,8 +62,9 @@ pub fn classify(run: &Run) -> Outcome {
         Ending::Exited(0) if !run.events().any(|e| *e == Event::Done) => Outcome::Error {
             exit_code: 0,
             report: vec![
-                "the script ended the process without shutting the interpreter down \
-                 (os._exit?), so nothing after that point was checked"
+                "the trace ended before the interpreter shut down: the script ended the \
+                 process without shutting down (os._exit?) or closed refcount-lab's trace \
+                 pipe, so nothing after that point was checked"
                     .into(),
             ],
         },

@@ -120,6 +120,11 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
     for line in &run.trace {
         let (tag, body, note) = match line {
             TraceLine::Unreadable(text) => ("???", text.clone(), String::new()),
+            TraceLine::Forged(text) => (
+                "forged",
+                text.clone(),
+                "not from lab or hashtable: ignored".into(),
+            ),
             TraceLine::Event(event) => match event {
                 Event::Say { text } => ("say", text.clone(), String::new()),
                 Event::Refcount {

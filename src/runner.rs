@@ -18,7 +18,7 @@
 
 use crate::faults::Fault;
 use crate::python::Python;
-use crate::trace::{Event, TRACE_FD, TRACE_FD_ENV};
+use crate::trace::{self, Checked, Event, Key, KEY_FD, KEY_FD_ENV, TRACE_FD, TRACE_FD_ENV};
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -34,7 +34,9 @@ const OUTPUT_CAP: usize = 256 * 1024;
 /// Trace events kept; later ones are counted.
 const EVENT_CAP: usize = 100_000;
 /// Longest trace line read as an event; longer ones are kept as (cut) text.
-const LINE_CAP: usize = 64 * 1024;
+const LINE_CAP: usize = 1024 * 1024;
+/// Characters shown of a line that is not an event.
+const SHOWN_CAP: usize = 60;
 
 /// What to run.
 pub struct Job<'a> {
@@ -76,7 +78,10 @@ pub struct Captured {
 #[derive(Debug, PartialEq)]
 pub enum TraceLine {
     Event(Event),
+    /// Signed by the native module but not an event (or cut at [`LINE_CAP`]).
     Unreadable(String),
+    /// Not signed by the native module: written by the script (or anything else) itself.
+    Forged(String),
 }
 
 /// Everything a run left behind.
@@ -98,7 +103,7 @@ impl Run {
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.trace.iter().filter_map(|line| match line {
             TraceLine::Event(event) => Some(event),
-            TraceLine::Unreadable(_) => None,
+            TraceLine::Unreadable(_) | TraceLine::Forged(_) => None,
         })
     }
 }
@@ -108,6 +113,14 @@ pub fn run(job: &Job) -> Result<Run> {
     processes::become_subreaper();
     let (trace_reader, trace_writer) = std::io::pipe().context("cannot create the trace pipe")?;
     let writer_fd = trace_writer.as_raw_fd();
+    // The run's key goes down a pipe of its own, which the module empties and closes
+    // before the script starts.
+    let key = Key::random().context("cannot read /dev/urandom for the run's key")?;
+    let (key_reader, mut key_writer) = std::io::pipe().context("cannot create the key pipe")?;
+    std::io::Write::write_all(&mut key_writer, key.hex().as_bytes())
+        .context("cannot write the run's key")?;
+    drop(key_writer);
+    let key_fd = key_reader.as_raw_fd();
 
     let faults: Vec<&str> = job.faults.iter().map(|fault| fault.name()).collect();
     let mut command = job.python.command(&faults);
@@ -119,6 +132,7 @@ pub fn run(job: &Job) -> Result<Run> {
         // The same dict and set orders in every run, so the same trace.
         .env("PYTHONHASHSEED", "0")
         .env(TRACE_FD_ENV, TRACE_FD.to_string())
+        .env(KEY_FD_ENV, KEY_FD.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -126,16 +140,18 @@ pub fn run(job: &Job) -> Result<Run> {
     if job.debug_allocator {
         command.env("PYTHONMALLOC", "debug");
     }
-    // SAFETY: only async-signal-safe calls (dup2, fcntl) run between fork and exec.
+    // SAFETY: only async-signal-safe calls (fcntl, dup2) run between fork and exec.
     unsafe {
         command.pre_exec(move || {
-            let status = if writer_fd == TRACE_FD {
-                // Already in place: just let it survive exec.
-                libc::fcntl(TRACE_FD, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(writer_fd, TRACE_FD)
-            };
-            if status == -1 {
+            // Out of the way first (either may sit on 3 or 4), then into place; dup2's
+            // copies survive exec.
+            let trace = libc::fcntl(writer_fd, libc::F_DUPFD_CLOEXEC, 10);
+            let key = libc::fcntl(key_fd, libc::F_DUPFD_CLOEXEC, 10);
+            if trace == -1
+                || key == -1
+                || libc::dup2(trace, TRACE_FD) == -1
+                || libc::dup2(key, KEY_FD) == -1
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -149,13 +165,14 @@ pub fn run(job: &Job) -> Result<Run> {
     })?;
     // Our copy of the write end must close, or the trace pipe never reaches end-of-file.
     drop(trace_writer);
+    drop(key_reader);
     drop(command);
 
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let stdout = thread::spawn(move || capture(stdout));
     let stderr = thread::spawn(move || capture(stderr));
-    let trace = thread::spawn(move || read_trace(trace_reader));
+    let trace = thread::spawn(move || read_trace(trace_reader, key));
 
     let pid = child.id() as i32;
     let deadline = Instant::now() + job.timeout;
@@ -369,22 +386,36 @@ fn capture(mut stream: impl Read) -> Captured {
 }
 
 /// Reads trace lines to the end of the pipe; returns them and how many were dropped.
-fn read_trace(mut pipe: impl Read) -> (Vec<TraceLine>, usize) {
+fn read_trace(mut pipe: impl Read, key: Key) -> (Vec<TraceLine>, usize) {
     let mut lines = Vec::new();
     let mut dropped = 0;
     let mut current = Vec::new();
     let mut overlong = false;
     let mut buffer = [0u8; 64 * 1024];
     let mut finish = |line: &[u8], overlong: bool, lines: &mut Vec<TraceLine>| {
+        if line.is_empty() {
+            return; // the separator the module writes before each event
+        }
         let text = String::from_utf8_lossy(line);
-        let line = match Event::parse(&text) {
-            Ok(event) if !overlong => TraceLine::Event(event),
-            _ => TraceLine::Unreadable(text.into_owned()),
+        let shown = || match text.char_indices().nth(SHOWN_CAP) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.to_string(),
+        };
+        let line = match trace::check(&text, key) {
+            Checked::Event(_, event) if !overlong => TraceLine::Event(event),
+            Checked::Event(..) | Checked::Unreadable => TraceLine::Unreadable(shown()),
+            Checked::Forged => TraceLine::Forged(shown()),
         };
         // Past the cap, only the events the outcome is decided by are kept.
         let decisive = matches!(
             line,
-            TraceLine::Event(Event::Done | Event::Final { .. } | Event::Repetition(_))
+            TraceLine::Event(
+                Event::Done
+                    | Event::Final { .. }
+                    | Event::Repetition(_)
+                    | Event::Alloc { .. }
+                    | Event::Free { .. }
+            )
         );
         if lines.len() < EVENT_CAP || decisive {
             lines.push(line);
@@ -458,22 +489,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trace_reader_keeps_events_and_marks_junk() {
-        let input = b"{\"ev\":\"done\"}\nnot json\n\xff\xfe\n{\"ev\":\"say\",\"text\":\"cut";
-        let (lines, dropped) = read_trace(&input[..]);
+    fn trace_reader_keeps_signed_events_and_marks_the_rest() {
+        let key = Key(3, 4);
+        let done = trace::signed(key, 1, r#"{"ev":"done"}"#);
+        let say = trace::signed(key, 2, r#"{"ev":"say","text":"cut"#);
+        let input = format!("\n{done}\nnot json\n{{\"ev\":\"done\"}}\n\n{say}");
+        let (lines, dropped) = read_trace(input.as_bytes(), key);
         assert_eq!(dropped, 0);
         assert_eq!(lines[0], TraceLine::Event(Event::Done));
-        assert_eq!(lines[1], TraceLine::Unreadable("not json".into()));
-        assert!(matches!(&lines[2], TraceLine::Unreadable(_)));
+        assert_eq!(lines[1], TraceLine::Forged("not json".into()));
+        assert_eq!(lines[2], TraceLine::Forged(r#"{"ev":"done"}"#.into()));
         assert!(matches!(&lines[3], TraceLine::Unreadable(text) if text.ends_with("cut")));
+        assert_eq!(lines.len(), 4);
     }
 
     #[test]
-    fn trace_reader_bounds_line_length() {
+    fn a_line_left_open_cannot_swallow_the_next_event() {
+        let key = Key(5, 6);
         let mut input = vec![b'x'; LINE_CAP * 3];
-        input.extend_from_slice(b"\n{\"ev\":\"done\"}\n");
-        let (lines, _) = read_trace(&input[..]);
-        assert!(matches!(&lines[0], TraceLine::Unreadable(text) if text.len() == LINE_CAP));
+        input.extend_from_slice(
+            format!("\n{}\n", trace::signed(key, 1, r#"{"ev":"done"}"#)).as_bytes(),
+        );
+        let (lines, _) = read_trace(&input[..], key);
+        assert!(
+            matches!(&lines[0], TraceLine::Forged(text) if text.chars().count() == SHOWN_CAP + 1)
+        );
         assert_eq!(lines[1], TraceLine::Event(Event::Done));
     }
 

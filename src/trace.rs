@@ -1,19 +1,116 @@
 //! The trace protocol: events a child sends its parent, one JSON object per line.
 //!
-//! This is the parent's side: the types it reads. The child writes each event with a single
+//! This is the parent's side: the types it reads, and the check of each line's signature.
+//! The child's native module (`native/src/trace.rs`) writes each event with a single
 //! unbuffered `write` on a dedicated pipe (fd [`TRACE_FD`], named in [`TRACE_FD_ENV`]), so
-//! every event written before a crash has already left the process. Objects are named by
-//! labels the lesson script chooses, or by per-run ids, never by address. Python-side events
-//! come from the `lab` probes (`native/lab.py`); `alloc`, `free` and `done` from the native
-//! module's emitter (`native/src/trace.rs`).
+//! every event written before a crash has already left the process. Each line carries its
+//! number and a tag: SipHash-2-4, keyed with a secret of this run ([`Key`], passed on fd
+//! [`KEY_FD`] and read by the module before the script runs), of the number and the event's
+//! text. A line without a valid tag was written by something else, such as the script
+//! itself, and counts for nothing ([`check`]).
+//!
+//! What a script can still do: call `lab`'s probes (that is their purpose), send `lab`'s
+//! kinds of event through `hashtable._emit` (the same as calling the probes), read the
+//! environment (which names the faults of the run), or read the module's memory with
+//! `ctypes`. None of that happens by accident, and a learner who does it is solving another
+//! puzzle; what cannot happen is a stray or deliberate `os.write` passing for an event.
+//!
+//! Objects are named by labels the lesson script chooses, or by per-run ids, never by
+//! address. Python-side events come from the `lab` probes (`native/lab.py`); `alloc`,
+//! `free` and `done` only from native code.
 
 use serde::{Deserialize, Serialize};
+use siphasher::sip::SipHasher24;
 use std::collections::BTreeMap;
+use std::hash::Hasher;
 
 /// The file descriptor the child writes trace events to.
 pub const TRACE_FD: i32 = 3;
 /// Environment variable telling the child where to write trace events.
 pub const TRACE_FD_ENV: &str = "REFCOUNT_LAB_TRACE_FD";
+/// The file descriptor the child reads the run's key from, once.
+pub const KEY_FD: i32 = 4;
+/// Environment variable telling the child where to read the key.
+pub const KEY_FD_ENV: &str = "REFCOUNT_LAB_KEY_FD";
+
+/// The secret a run's events are signed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key(pub u64, pub u64);
+
+impl Key {
+    /// A fresh key from the kernel's random source.
+    pub fn random() -> std::io::Result<Key> {
+        use std::io::Read;
+        let mut bytes = [0u8; 16];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        let (a, b) = bytes.split_at(8);
+        Ok(Key(
+            u64::from_le_bytes(a.try_into().expect("8 bytes")),
+            u64::from_le_bytes(b.try_into().expect("8 bytes")),
+        ))
+    }
+
+    /// As the child reads it: 32 hex digits.
+    pub fn hex(self) -> String {
+        format!("{:016x}{:016x}", self.0, self.1)
+    }
+
+    /// The tag of event number `seq` with text `body` (the same computation as the child's).
+    fn tag(self, seq: u64, body: &str) -> u64 {
+        let mut hasher = SipHasher24::new_with_keys(self.0, self.1);
+        hasher.write_u64(seq);
+        hasher.write(body.as_bytes());
+        hasher.finish()
+    }
+}
+
+/// A line as the child's native module signs it (for tests of the reading side).
+#[cfg(test)]
+pub fn signed(key: Key, seq: u64, body: &str) -> String {
+    format!(
+        "{{\"seq\":{seq},\"tag\":\"{:016x}\",{}",
+        key.tag(seq, body),
+        &body[1..]
+    )
+}
+
+/// What one line of the trace pipe is.
+#[derive(Debug, PartialEq)]
+pub enum Checked {
+    /// A signed event, with its number.
+    Event(u64, Event),
+    /// Signed, but not an event this parent knows.
+    Unreadable,
+    /// No valid signature: not written by the native module.
+    Forged,
+}
+
+/// Checks one line: `{"seq":N,"tag":"16 hex digits",` then the rest of the event's object.
+pub fn check(line: &str, key: Key) -> Checked {
+    let signed = (|| {
+        let rest = line.strip_prefix(r#"{"seq":"#)?;
+        let (seq, rest) = rest.split_once(',')?;
+        let rest = rest.strip_prefix(r#""tag":""#)?;
+        let (tag, rest) = rest.split_at_checked(16)?;
+        let rest = rest.strip_prefix(r#"","#)?;
+        Some((
+            seq.parse::<u64>().ok()?,
+            u64::from_str_radix(tag, 16).ok()?,
+            rest,
+        ))
+    })();
+    let Some((seq, tag, rest)) = signed else {
+        return Checked::Forged;
+    };
+    let body = format!("{{{rest}");
+    if key.tag(seq, &body) != tag {
+        return Checked::Forged;
+    }
+    match Event::parse(&body) {
+        Ok(event) => Checked::Event(seq, event),
+        Err(_) => Checked::Unreadable,
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
@@ -114,5 +211,24 @@ mod tests {
             }
         );
         assert_eq!(Event::parse("not json").unwrap_err(), "not json");
+    }
+
+    #[test]
+    fn only_lines_signed_with_the_runs_key_are_events() {
+        let key = Key(1, 2);
+        let done = r#"{"ev":"done"}"#;
+        assert_eq!(
+            check(&signed(key, 7, done), key),
+            Checked::Event(7, Event::Done)
+        );
+        assert_eq!(check(done, key), Checked::Forged);
+        assert_eq!(check(&signed(Key(1, 3), 7, done), key), Checked::Forged);
+        let replayed = signed(key, 7, done).replace("\"seq\":7", "\"seq\":8");
+        assert_eq!(check(&replayed, key), Checked::Forged);
+        let duplicate_kind = r#"{"ev": "say", "ev": "done"}"#;
+        assert_eq!(
+            check(&signed(key, 1, duplicate_kind), key),
+            Checked::Unreadable
+        );
     }
 }

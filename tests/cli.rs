@@ -186,6 +186,20 @@ fn script_that_leaves_a_process_holding_the_pipes() {
     );
 }
 
+/// Lines a script writes to the trace pipe itself carry no valid signature: shown as
+/// forged, counted for nothing, and unable to swallow or stop the real trace.
+#[test]
+fn forged_trace_lines_count_for_nothing() {
+    for script in [
+        "forges_done.py",
+        "forges_a_free.py",
+        "forges_a_baseline.py",
+        "jams_the_trace.py",
+    ] {
+        settings().bind(|| assert_cmd_snapshot!(script, run_fixture(script, &[])));
+    }
+}
+
 /// A daemon that left the process group and the session (double fork, `setsid`) is still
 /// part of the run: the timeout holds, and nothing of the run outlives it.
 #[test]

@@ -185,6 +185,7 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
             return -1;
         }
         faults::install_from_env();
+        trace::install();
         if trace::is_traced() {
             AT_EXIT.call_once(|| {
                 Py_AtExit(Some(trace::done));
@@ -248,7 +249,7 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     }
 }
 
-static mut MODULE_METHODS: [PyMethodDef; 2] = [
+static mut MODULE_METHODS: [PyMethodDef; 3] = [
     PyMethodDef {
         ml_name: c"terrible_hash".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -256,6 +257,15 @@ static mut MODULE_METHODS: [PyMethodDef; 2] = [
         },
         ml_flags: METH_O,
         ml_doc: c"terrible_hash(key) -> int: int -> itself, float -> floor, str -> length, else 0"
+            .as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_emit".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: trace::emit_python,
+        },
+        ml_flags: METH_O,
+        ml_doc: c"_emit(line) -> bool: refcount-lab's trace, for the lab probes (not the table's)"
             .as_ptr(),
     },
     PyMethodDef::zeroed(),

@@ -1,39 +1,92 @@
-//! The trace emitter: the module's own events for `refcount-lab`, one JSON line each.
+//! The trace emitter: events for `refcount-lab`, one signed JSON line each.
 //!
-//! When `refcount-lab` runs a child, it opens a pipe and names its file descriptor in
-//! `REFCOUNT_LAB_TRACE_FD`. Each event is one `write(2)` of one line, unbuffered, so every
-//! event written before a crash has already left the process. Outside `refcount-lab` there
-//! is no such descriptor and nothing is written. The `lab` probes (`lab.py`) write to the
-//! same pipe; the parent's reader is `src/trace.rs` of the CLI.
+//! When `refcount-lab` runs a child, it opens a pipe for events and names its descriptor in
+//! `REFCOUNT_LAB_TRACE_FD`, and passes a per-run secret key through a second pipe named in
+//! `REFCOUNT_LAB_KEY_FD`. The first import of the module ([`install`], before the script
+//! runs) reads and closes the key pipe and moves the event pipe to a private descriptor, so
+//! the script can neither read the key nor lose the trace by closing fd 3. Every event is
+//! numbered and tagged with a keyed hash (SipHash-2-4) of its number and text, and goes out
+//! in one unbuffered `write(2)`, so every event written before a crash has already left the
+//! process. A line a script writes itself cannot carry a valid tag: the parent shows it as
+//! forged and counts nothing from it (`src/trace.rs` of the CLI checks the tags).
+//!
+//! `alloc`, `free` and `done` come only from native code. The `lab` probes (`lab.py`) send
+//! theirs through [`emit_python`] (`hashtable._emit`), which accepts only the kinds `lab`
+//! sends. Outside `refcount-lab` there is no pipe and nothing is written.
 
+use pyo3_ffi::*;
+use siphasher::sip::SipHasher24;
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-/// The environment variable naming the trace pipe's file descriptor.
-const TRACE_FD_ENV: &str = "REFCOUNT_LAB_TRACE_FD";
+/// Where events go, and the key that signs them.
+struct Sink {
+    fd: i32,
+    key: (u64, u64),
+}
 
-static SINK: OnceLock<Option<i32>> = OnceLock::new();
+static SINK: OnceLock<Option<Sink>> = OnceLock::new();
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-fn sink() -> Option<i32> {
-    *SINK.get_or_init(|| {
-        let fd: i32 = std::env::var(TRACE_FD_ENV).ok()?.parse().ok()?;
-        // SAFETY: fcntl(F_GETFD) only asks whether the descriptor is open.
-        (unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1).then_some(fd)
-    })
+/// The event kinds `lab.py` may send through `hashtable._emit`.
+const PYTHON_KINDS: [&str; 5] = ["say", "refcount", "watch", "final", "repetition"];
+
+/// Takes over the trace and key pipes the parent passed, if any. Once per process.
+pub fn install() {
+    SINK.get_or_init(|| {
+        let trace_fd: i32 = std::env::var("REFCOUNT_LAB_TRACE_FD").ok()?.parse().ok()?;
+        let key_fd: i32 = std::env::var("REFCOUNT_LAB_KEY_FD").ok()?.parse().ok()?;
+        let mut hex = [0u8; 32];
+        // SAFETY: the parent opened both descriptors for this process; `hex` is ours; the
+        // key pipe is closed right after reading, whatever came of it.
+        let read = unsafe {
+            let read = libc::read(key_fd, hex.as_mut_ptr().cast(), hex.len());
+            libc::close(key_fd);
+            read
+        };
+        let hex = std::str::from_utf8(&hex[..usize::try_from(read).ok()?]).ok()?;
+        let key = (
+            u64::from_str_radix(hex.get(..16)?, 16).ok()?,
+            u64::from_str_radix(hex.get(16..)?, 16).ok()?,
+        );
+        // A private, close-on-exec copy above the descriptors scripts use; fd 3 stays open
+        // (a script writing to it only writes forged lines).
+        // SAFETY: duplicating a descriptor the parent opened for us.
+        let fd = unsafe { libc::fcntl(trace_fd, libc::F_DUPFD_CLOEXEC, 100) };
+        (fd >= 0).then_some(Sink { fd, key })
+    });
 }
 
 /// Is this process a child of `refcount-lab` with a trace pipe?
 pub fn is_traced() -> bool {
-    sink().is_some()
+    SINK.get().is_some_and(Option::is_some)
 }
 
-/// Writes one line; never fails the caller (a script that closed the pipe loses its trace,
-/// not its run).
-fn emit(line: &str) {
-    if let Some(fd) = sink() {
-        let line = format!("{line}\n");
-        // SAFETY: writing our own buffer to a descriptor the parent opened for us.
-        unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
-    }
+/// The tag of event number `seq` with text `body`: both sides compute it the same way.
+pub fn tag(key: (u64, u64), seq: u64, body: &str) -> u64 {
+    let mut hasher = SipHasher24::new_with_keys(key.0, key.1);
+    hasher.write_u64(seq);
+    hasher.write(body.as_bytes());
+    hasher.finish()
+}
+
+/// Sends `body` (a JSON object) as the next event. Never fails the caller: a script that
+/// broke the pipe loses its trace, not its run. The leading newline ends any partial line a
+/// script left on the pipe, so it cannot swallow this event.
+fn emit(body: &str) -> bool {
+    let Some(Some(sink)) = SINK.get() else {
+        return false;
+    };
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1;
+    let line = format!(
+        "\n{{\"seq\":{seq},\"tag\":\"{:016x}\",{}\n",
+        tag(sink.key, seq, body),
+        &body[1..]
+    );
+    // SAFETY: writing our own buffer to the descriptor we own.
+    unsafe { libc::write(sink.fd, line.as_ptr().cast(), line.len()) };
+    true
 }
 
 /// A native object was created: `type_name` is a plain identifier.
@@ -54,4 +107,32 @@ pub fn free(type_name: &str, id: u64) {
 /// finalisation, after module globals were cleared (and their tables freed).
 pub extern "C" fn done() {
     emit(r#"{"ev":"done"}"#);
+}
+
+/// `hashtable._emit(line)`: sends one of `lab`'s events; `False` when not traced.
+///
+/// # Safety
+/// Called by CPython with the GIL held and a live `line` argument.
+pub unsafe extern "C" fn emit_python(_module: *mut PyObject, line: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `line` is a live object borrowed from the caller; every call is checked.
+    unsafe {
+        let mut size: Py_ssize_t = 0;
+        let text = PyUnicode_AsUTF8AndSize(line, &mut size);
+        if text.is_null() {
+            return std::ptr::null_mut();
+        }
+        let bytes = std::slice::from_raw_parts(text.cast::<u8>(), size as usize);
+        let body = std::str::from_utf8(bytes).unwrap_or("");
+        let kind_ok = PYTHON_KINDS
+            .iter()
+            .any(|kind| body.starts_with(&format!(r#"{{"ev": "{kind}""#)));
+        if !kind_ok {
+            PyErr_SetString(
+                PyExc_ValueError,
+                c"_emit takes one of lab's events: a JSON object starting with its \"ev\"".as_ptr(),
+            );
+            return std::ptr::null_mut();
+        }
+        PyBool_FromLong(emit(body).into())
+    }
 }
