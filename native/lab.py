@@ -232,6 +232,19 @@ def _report_watched():
         del obj
 
 
+@atexit.register
+def _report_threads():
+    """Daemon threads still running at shutdown: CPython does not wait for them, and does
+    not free what they can still reach (their frames keep module globals alive)."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return
+    names = [thread.name for thread in threading.enumerate()
+             if thread is not threading.main_thread() and thread.is_alive()]
+    if names:
+        _send({"ev": "threads", "names": names})
+
+
 def _run_main():
     """Run the script named by sys.argv[1] as __main__, then report watched objects.
 

@@ -6,7 +6,7 @@
 
 use crate::faults::{self, Expected, Fault, CATALOGUE};
 use crate::lessons::Lesson;
-use crate::outcome::{Leak, Outcome};
+use crate::outcome::{self, Leak, Outcome};
 use crate::runner::{Run, TraceLine};
 use crate::sites;
 use crate::trace::Event;
@@ -93,6 +93,18 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
     trace(p, &mut out, run);
     script_output(p, &mut out, run);
     outcome_block(p, &mut out, outcome);
+    if let Some(names) = outcome::threads_at_exit(run) {
+        let note = format!(
+            "{} daemon thread{} still running at exit: CPython does not wait for daemon \
+             threads, and does not free what their code can still reach (their frames keep \
+             module globals alive), so native objects not freed at exit are not counted as \
+             leaks. Stop or join the threads before the script ends to check them.",
+            names.len(),
+            if names.len() == 1 { " was" } else { "s were" }
+        );
+        let note = wrap(&note, 84).join("\n            ");
+        let _ = writeln!(out, "  {} {note}", p.paint(Style::Dim, "note:    "));
+    }
     if !run.leftovers.is_empty() {
         let _ = writeln!(
             out,
@@ -171,6 +183,11 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                 Event::Repetition(r) => {
                     ("measured", format!("repetition {}", r.index), String::new())
                 }
+                Event::Threads { names } => (
+                    "threads",
+                    format!("still running at exit: {}", names.join(", ")),
+                    String::new(),
+                ),
                 Event::Done => ("end", "the interpreter shut down".into(), String::new()),
             },
         };

@@ -153,6 +153,9 @@ pub enum Event {
     },
     /// `refcount-lab hunt`: the measurements after one run of the target (see `hunt.py`).
     Repetition(Box<Repetition>),
+    /// Threads other than the main one still running when the interpreter began to shut
+    /// down (daemon threads: CPython does not wait for them).
+    Threads { names: Vec<String> },
     /// The script ran to its end.
     Done,
 }

@@ -200,6 +200,12 @@ fn forged_trace_lines_count_for_nothing() {
     }
 }
 
+/// Daemon threads alive at shutdown keep what they reach: said, and not counted as a leak.
+#[test]
+fn daemon_threads_at_exit_are_explained() {
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("daemon_threads.py", &[])));
+}
+
 /// A daemon that left the process group and the session (double fork, `setsid`) is still
 /// part of the run: the timeout holds, and nothing of the run outlives it.
 #[test]
