@@ -1,29 +1,44 @@
 //! The command line: every subcommand and flag, as clap derive types. Each variant's `///`
-//! doc is its `--help`. Parsing only; what the commands do lives in `commands.rs` and
-//! `workshop.rs`.
+//! doc is its `--help`; each option sits only on the subcommands that use it. Parsing only;
+//! what the commands do lives in `commands.rs` and `workshop.rs`.
 
 use crate::faults::Fault;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
-    /// When to use colours.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
-    pub color: ColorChoice,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which CPython runs the Python code.
+#[derive(Args, Clone, Default)]
+pub struct PythonChoice {
     /// The CPython to run (3.10+): a path, or a name on PATH such as `python3.14`.
     ///
     /// Default: $REFCOUNT_LAB_PYTHON, else the active virtual environment's python, else
     /// `python3` on PATH.
-    #[arg(long, value_name = "PATH_OR_NAME", global = true)]
+    #[arg(long, value_name = "PATH_OR_NAME")]
     pub python: Option<OsString>,
+}
+
+/// How the report looks.
+#[derive(Args, Clone, Copy)]
+pub struct Look {
+    /// When to use colours.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// Where the lessons come from.
+#[derive(Args, Clone, Default)]
+pub struct LessonSource {
     /// Load lessons from this folder instead of the built-in ones.
-    #[arg(long, value_name = "DIR", global = true)]
+    #[arg(long, value_name = "DIR")]
     pub lessons_dir: Option<PathBuf>,
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -36,7 +51,10 @@ pub enum ColorChoice {
 #[derive(Subcommand)]
 pub enum ExercisesAction {
     /// Copy the exercise files into DIR (new or empty) and work there.
-    Init { dir: PathBuf },
+    Init {
+        /// The folder to write the exercise files into.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,10 +69,23 @@ pub enum Variant {
     Faulty,
 }
 
+/// The shells `completions` writes a script for.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// List the lessons.
-    List,
+    List {
+        #[command(flatten)]
+        source: LessonSource,
+    },
     /// Run a lesson: the correct code and the faulty code, side by side.
     Lesson {
         /// The lesson number (see `refcount-lab list`).
@@ -65,9 +96,15 @@ pub enum Command {
         /// Switch on these faults in the faulty run instead of the lesson's own (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
         faults: Vec<Fault>,
-        /// Seconds a run may take before it is stopped.
-        #[arg(long, default_value_t = 10)]
+        /// Seconds a run may take before it is stopped (at least 1).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
+        #[command(flatten)]
+        source: LessonSource,
+        #[command(flatten)]
+        python: PythonChoice,
+        #[command(flatten)]
+        look: Look,
     },
     /// Run your own script in a child interpreter: its refcount trace and outcome.
     Run {
@@ -76,9 +113,14 @@ pub enum Command {
         /// Switch a fault on in the hashtable type (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
         faults: Vec<Fault>,
-        /// Seconds the script may take before it is stopped.
-        #[arg(long, default_value_t = 10)]
+        /// Seconds the script, and what it starts, may take before they are stopped (at
+        /// least 1).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
+        #[command(flatten)]
+        python: PythonChoice,
+        #[command(flatten)]
+        look: Look,
     },
     /// List the faults the hashtable type can be switched into.
     Faults,
@@ -91,14 +133,26 @@ pub enum Command {
         reset: bool,
     },
     /// Run exercise N on your file: its probe with the fault on and off, or its question.
-    Exercise { number: usize },
+    Exercise {
+        /// The exercise number (see `refcount-lab exercises`).
+        number: usize,
+        #[command(flatten)]
+        python: PythonChoice,
+        #[command(flatten)]
+        look: Look,
+    },
     /// A hint for exercise N.
-    Hint { number: usize },
+    Hint {
+        /// The exercise number (see `refcount-lab exercises`).
+        number: usize,
+    },
     /// Check the exercises in order, stopping at the first one not done.
     Verify {
         /// Check again whenever an exercise file changes (stop with Ctrl-C).
         #[arg(long)]
         watch: bool,
+        #[command(flatten)]
+        python: PythonChoice,
     },
     /// Find reference leaks on a release build of CPython: rerun a target, report what grows.
     ///
@@ -133,9 +187,11 @@ pub enum Command {
         /// Also draw the leaking metrics per run as an SVG plot.
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
-        /// Seconds the whole hunt may take before it is stopped.
-        #[arg(long, default_value_t = 600)]
+        /// Seconds the whole hunt may take before it is stopped (at least 1).
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
+        #[command(flatten)]
+        python: PythonChoice,
         /// The script (or SCRIPT::FUNCTION), or the module's or pytest's arguments (after
         /// `--` when they start with `-`).
         #[arg(value_name = "TARGET")]
@@ -154,9 +210,11 @@ pub enum Command {
         /// Also draw the sweep as SVG plots into this folder.
         #[arg(long, value_name = "DIR")]
         plot: Option<PathBuf>,
-        /// Seconds the measurements may take before they are stopped.
-        #[arg(long, default_value_t = 300)]
+        /// Seconds the measurements may take before they are stopped (at least 1).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
+        #[command(flatten)]
+        python: PythonChoice,
     },
     /// Run the chosen CPython (REPL, -c, -m, a script) with `hashtable` and `lab` importable.
     ///
@@ -166,10 +224,20 @@ pub enum Command {
         /// Switch a fault on in the hashtable type (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
         faults: Vec<Fault>,
+        #[command(flatten)]
+        python: PythonChoice,
         /// Arguments for Python.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Print a shell completion script, e.g. `refcount-lab completions bash > …`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff), e.g. `refcount-lab man | man -l -`.
+    Man,
 }
 
 impl ColorChoice {
@@ -184,5 +252,35 @@ impl ColorChoice {
                     && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_of_every_command_says_what_it_is() {
+        fn check(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "{path} {id} has no help text");
+            }
+            for sub in command.get_subcommands() {
+                assert!(
+                    sub.get_about().is_some(),
+                    "{path} {} has no help",
+                    sub.get_name()
+                );
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let command = Cli::command();
+        command.clone().debug_assert();
+        check(&command, "refcount-lab");
     }
 }

@@ -1,7 +1,7 @@
 //! What `lesson`, `run`, `bench` and `hunt` do with their validated arguments: run children,
 //! print reports, and answer whether everything went as expected (the exit status).
 
-use crate::cli::{Format, Variant};
+use crate::cli::{Format, Shell, Variant};
 use crate::faults::Fault;
 use crate::outcome::{self, Outcome};
 use crate::python::Python;
@@ -204,4 +204,24 @@ pub fn run_hunt(
         }
     }
     Ok(hunt.leaks.is_empty())
+}
+
+/// Writes the completion script for `shell` to stdout.
+pub fn completions(command: &mut clap::Command, shell: Shell) {
+    use clap_complete::Shell as Target;
+    let target = match shell {
+        Shell::Bash => Target::Bash,
+        Shell::Zsh => Target::Zsh,
+        Shell::Fish => Target::Fish,
+        Shell::Elvish => Target::Elvish,
+        Shell::Powershell => Target::PowerShell,
+    };
+    clap_complete::generate(target, command, "refcount-lab", &mut std::io::stdout());
+}
+
+/// Writes the manual page (roff) to stdout.
+pub fn man(command: clap::Command) -> Result<()> {
+    clap_mangen::Man::new(command)
+        .render(&mut std::io::stdout())
+        .context("cannot write the manual page")
 }

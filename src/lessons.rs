@@ -79,9 +79,17 @@ pub struct Lesson {
 const OUTCOME_KINDS: &[&str] = &["ok", "leaked", "crashed", "error", "timeout"];
 
 impl Lesson {
-    fn parse(dir: &str, toml_text: &str, prose: String, demo: Demo) -> Result<Lesson> {
+    /// `origin` is the folder as a learner would look for it (`lessons/03-…` for the
+    /// built-in lessons, the real path for `--lessons-dir`); `dir` its name.
+    fn parse(
+        origin: &str,
+        dir: &str,
+        toml_text: &str,
+        prose: String,
+        demo: Demo,
+    ) -> Result<Lesson> {
         let meta: Metadata =
-            toml::from_str(toml_text).with_context(|| format!("lessons/{dir}/lesson.toml"))?;
+            toml::from_str(toml_text).with_context(|| format!("{origin}/lesson.toml"))?;
         let prefix: u32 = dir
             .split('-')
             .next()
@@ -97,7 +105,7 @@ impl Lesson {
             .iter()
             .map(|name| Fault::from_name(name))
             .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("lessons/{dir}/lesson.toml"))?;
+            .with_context(|| format!("{origin}/lesson.toml"))?;
         let expected = [
             Some(&meta.expect.correct),
             meta.expect.faulty.as_ref(),
@@ -106,24 +114,24 @@ impl Lesson {
         for kind in expected.into_iter().flatten() {
             ensure!(
                 OUTCOME_KINDS.contains(&kind.as_str()),
-                "lessons/{dir}/lesson.toml expects outcome '{kind}'; valid: {}",
+                "{origin}/lesson.toml expects outcome '{kind}'; valid: {}",
                 OUTCOME_KINDS.join(", ")
             );
         }
         ensure!(
             faults.is_empty() == meta.expect.faulty.is_none(),
-            "lessons/{dir}/lesson.toml: a lesson with faults says what its faulty run \
+            "{origin}/lesson.toml: a lesson with faults says what its faulty run \
              ends with (expect.faulty), and only such a lesson"
         );
         Ok(Lesson {
             number: meta.number,
             dir: dir.to_owned(),
-            title: meta.title,
+            title: printable(&meta.title),
             faults,
             expect: meta.expect,
-            rule: meta.rule,
-            explanation: meta.explanation.trim().to_owned(),
-            prose,
+            rule: printable(&meta.rule),
+            explanation: printable(meta.explanation.trim()),
+            prose: printable(&prose),
             demo,
         })
     }
@@ -162,7 +170,11 @@ pub fn load(dir: Option<&Path>) -> Result<Vec<Lesson>> {
     let mut lessons = match dir {
         None => EMBEDDED
             .iter()
-            .map(|l| Lesson::parse(l.dir, l.toml, l.readme.to_owned(), Demo::Embedded(l.demo)))
+            .map(|l| {
+                let origin = format!("lessons/{}", l.dir);
+                let prose = l.readme.to_owned();
+                Lesson::parse(&origin, l.dir, l.toml, prose, Demo::Embedded(l.demo))
+            })
             .collect::<Result<Vec<_>>>()?,
         Some(root) => load_dir(root)?,
     };
@@ -188,11 +200,7 @@ fn load_dir(root: &Path) -> Result<Vec<Lesson>> {
         if !path.join("lesson.toml").is_file() {
             continue;
         }
-        let read = |file: &str| {
-            let file = path.join(file);
-            std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))
-        };
+        let read = |file: &str| read_text(&path.join(file));
         let name = path
             .file_name()
             .unwrap_or_default()
@@ -201,6 +209,7 @@ fn load_dir(root: &Path) -> Result<Vec<Lesson>> {
         let demo = path.join("demo.py");
         ensure!(demo.is_file(), "lesson {} has no demo.py", path.display());
         lessons.push(Lesson::parse(
+            &path.display().to_string(),
             &name,
             &read("lesson.toml")?,
             read("README.md")?,
@@ -214,6 +223,47 @@ fn load_dir(root: &Path) -> Result<Vec<Lesson>> {
         );
     }
     Ok(lessons)
+}
+
+/// The largest lesson file read (a README is a few kilobytes).
+const FILE_CAP: u64 = 1024 * 1024;
+
+/// A lesson file: a regular file of at most [`FILE_CAP`] bytes (not a FIFO, a device such
+/// as `/dev/zero`, or anything else that never ends), as UTF-8.
+fn read_text(file: &Path) -> Result<String> {
+    use std::io::Read;
+    let meta =
+        std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    ensure!(
+        meta.is_file(),
+        "{} is not a regular file: a lesson's files are plain text files",
+        file.display()
+    );
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(FILE_CAP + 1).read_to_string(&mut text))
+        .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?;
+    ensure!(
+        text.len() as u64 <= FILE_CAP,
+        "{} is larger than {} KiB: too big for a lesson file",
+        file.display(),
+        FILE_CAP / 1024
+    );
+    Ok(text)
+}
+
+/// `text` with control characters (a terminal's escape sequences) shown as `\x1b` and so
+/// on, instead of being sent to the terminal; newlines and tabs stay.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                format!("\\x{:02x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The lesson numbered `number`, or an error that lists the valid numbers.
@@ -270,6 +320,53 @@ mod tests {
             plain.expect.faulty_on((3, 9)),
             plain.expect.faulty_on((3, 13))
         );
+    }
+
+    /// A lessons folder in a scratch place, with one lesson whose files are `toml` and `readme`.
+    fn one_lesson(toml: &str, readme: &str) -> ScratchDir {
+        let scratch = ScratchDir::new().unwrap();
+        let dir = scratch.path().join("03-x");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("lesson.toml"), toml).unwrap();
+        std::fs::write(dir.join("README.md"), readme).unwrap();
+        std::fs::write(dir.join("demo.py"), "").unwrap();
+        scratch
+    }
+
+    const MINIMAL: &str = "number = 3\ntitle = \"T\"\nexpect = { correct = \"ok\" }\n\
+                           rule = \"R\"\nexplanation = \"E\"\n";
+
+    #[test]
+    fn a_broken_lesson_toml_is_named_by_its_real_path() {
+        let scratch = one_lesson("number = ", "prose");
+        let message = format!("{:#}", load(Some(scratch.path())).err().unwrap());
+        let real = scratch.path().join("03-x/lesson.toml");
+        assert!(message.contains(&real.display().to_string()), "{message}");
+    }
+
+    #[test]
+    fn terminal_escapes_in_lesson_text_are_shown_not_sent() {
+        let toml = MINIMAL.replace("title = \"T\"", "title = \"T\\u001b[2J\"");
+        let scratch = one_lesson(&toml, "clear\x1b[2Jscreen\n\tindented");
+        let lessons = load(Some(scratch.path())).unwrap();
+        assert_eq!(lessons[0].title, "T\\x1b[2J");
+        assert_eq!(lessons[0].prose, "clear\\x1b[2Jscreen\n\tindented");
+    }
+
+    #[test]
+    fn a_readme_that_never_ends_is_refused() {
+        let scratch = one_lesson(MINIMAL, "");
+        let readme = scratch.path().join("03-x/README.md");
+        std::fs::remove_file(&readme).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &readme).unwrap();
+        let message = format!("{:#}", load(Some(scratch.path())).err().unwrap());
+        assert!(message.contains("not a regular file"), "{message}");
+        std::fs::remove_file(&readme).unwrap();
+        let path = std::ffi::CString::new(readme.display().to_string()).unwrap();
+        // SAFETY: mkfifo with a valid path; the FIFO is never opened here.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let message = format!("{:#}", load(Some(scratch.path())).err().unwrap());
+        assert!(message.contains("not a regular file"), "{message}");
     }
 
     #[test]

@@ -28,8 +28,8 @@ mod sites;
 mod trace;
 mod workshop;
 
-use clap::Parser;
-use cli::{Cli, Command};
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command, Look, PythonChoice};
 use python::Python;
 use render::{show, Painter};
 use std::os::unix::process::CommandExt;
@@ -38,19 +38,23 @@ use std::time::Duration;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let painter = Painter {
-        color: cli.color.enabled(),
+    let painter = |look: Look| Painter {
+        color: look.color.enabled(),
     };
-    let python = || Python::choose(cli.python.as_deref());
+    let python = |choice: &PythonChoice| Python::choose(choice.python.as_deref());
     let result = match cli.command {
-        Command::Python { faults, args } => python().map(|python| {
+        Command::Python {
+            faults,
+            python: choice,
+            args,
+        } => python(&choice).map(|python| {
             let names: Vec<&str> = faults.iter().map(|fault| fault.name()).collect();
             // Becomes the interpreter: its exit code and signals are the command's own.
             let error = python.command(&names).args(&args).exec();
             eprintln!("error: cannot run {}: {error}", python.executable.display());
             false
         }),
-        Command::List => lessons::load(cli.lessons_dir.as_deref()).map(|lessons| {
+        Command::List { source } => lessons::load(source.lessons_dir.as_deref()).map(|lessons| {
             show(&render::lesson_list(&lessons));
             true
         }),
@@ -63,11 +67,14 @@ fn main() -> ExitCode {
             variant,
             faults,
             timeout,
-        } => python().and_then(|python| {
+            source,
+            python: choice,
+            look,
+        } => python(&choice).and_then(|python| {
             commands::run_lesson(
-                painter,
+                painter(look),
                 &python,
-                cli.lessons_dir.as_deref(),
+                source.lessons_dir.as_deref(),
                 number,
                 variant,
                 faults,
@@ -78,9 +85,11 @@ fn main() -> ExitCode {
             script,
             faults,
             timeout,
-        } => python().and_then(|python| {
+            python: choice,
+            look,
+        } => python(&choice).and_then(|python| {
             commands::run_script(
-                painter,
+                painter(look),
                 &python,
                 &script,
                 &faults,
@@ -88,13 +97,17 @@ fn main() -> ExitCode {
             )
         }),
         Command::Exercises { action, reset } => workshop::exercises_command(action, reset),
-        Command::Exercise { number } => {
-            python().and_then(|python| workshop::exercise_command(painter, &python, number))
-        }
+        Command::Exercise {
+            number,
+            python: choice,
+            look,
+        } => python(&choice)
+            .and_then(|python| workshop::exercise_command(painter(look), &python, number)),
         Command::Hint { number } => workshop::hint_command(number),
-        Command::Verify { watch } => {
-            python().and_then(|python| workshop::verify_command(&python, watch))
-        }
+        Command::Verify {
+            watch,
+            python: choice,
+        } => python(&choice).and_then(|python| workshop::verify_command(&python, watch)),
         Command::Hunt {
             module,
             pytest,
@@ -105,11 +118,12 @@ fn main() -> ExitCode {
             format,
             plot,
             timeout,
+            python: choice,
             target,
         } => commands::hunt_config(module, pytest, target, warmup, repeat as usize, watch)
             .and_then(|config| {
                 commands::run_hunt(
-                    &python()?,
+                    &python(&choice)?,
                     config,
                     &faults,
                     format,
@@ -122,7 +136,8 @@ fn main() -> ExitCode {
             csv,
             plot,
             timeout,
-        } => python().and_then(|python| {
+            python: choice,
+        } => python(&choice).and_then(|python| {
             commands::run_bench(
                 &python,
                 quick,
@@ -131,6 +146,11 @@ fn main() -> ExitCode {
                 Duration::from_secs(timeout),
             )
         }),
+        Command::Completions { shell } => {
+            commands::completions(&mut Cli::command(), shell);
+            Ok(true)
+        }
+        Command::Man => commands::man(Cli::command()).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@
 use crate::faults::{self, Expected, Fault, CATALOGUE};
 use crate::lessons::Lesson;
 use crate::outcome::{self, Leak, Outcome};
-use crate::runner::{Run, TraceLine};
+use crate::runner::{Captured, Run, TraceLine};
 use crate::sites;
 use crate::trace::Event;
 use std::collections::BTreeMap;
@@ -15,6 +15,8 @@ use std::fmt::Write as _;
 
 /// Lines of a script's own output shown before the rest is summarised.
 const OUTPUT_LINES_SHOWN: usize = 40;
+/// Characters shown of one line of output; the rest is counted.
+const OUTPUT_LINE_CHARS: usize = 200;
 /// Trace lines shown from the start and from the end of a very long trace (the end matters
 /// most after a crash).
 const TRACE_HEAD: usize = 300;
@@ -59,7 +61,8 @@ impl Painter {
     }
 
     fn section(self, out: &mut String, title: &str) {
-        let rule = "─".repeat(60usize.saturating_sub(title.chars().count() + 4));
+        // Padded to 60 columns; a longer title still gets a short rule after it.
+        let rule = "─".repeat(60usize.saturating_sub(title.chars().count() + 4).max(3));
         let _ = writeln!(
             out,
             "\n{}",
@@ -91,7 +94,7 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
     let mut out = String::new();
     p.section(&mut out, heading);
     trace(p, &mut out, run);
-    script_output(p, &mut out, run);
+    script_output(p, &mut out, run, outcome);
     outcome_block(p, &mut out, outcome);
     if let Some(names) = outcome::threads_at_exit(run) {
         let note = format!(
@@ -236,22 +239,43 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-fn script_output(p: Painter, out: &mut String, run: &Run) {
-    let lines: Vec<&str> = run.stdout.text.lines().collect();
+/// What the script printed: its stdout, and its stderr when the outcome did not already
+/// quote it (a crash or an error report does).
+fn script_output(p: Painter, out: &mut String, run: &Run, outcome: &Outcome) {
+    captured(p, out, "output:", &run.stdout);
+    if !matches!(outcome, Outcome::Crashed { .. } | Outcome::Error { .. }) {
+        captured(p, out, "stderr:", &run.stderr);
+    }
+}
+
+fn captured(p: Painter, out: &mut String, title: &str, stream: &Captured) {
+    let lines: Vec<&str> = stream.text.lines().collect();
     if lines.is_empty() {
         return;
     }
-    let _ = writeln!(out, "  {}", p.paint(Style::Dim, "output:"));
+    let _ = writeln!(out, "  {}", p.paint(Style::Dim, title));
     for line in lines.iter().take(OUTPUT_LINES_SHOWN) {
-        let _ = writeln!(out, "    │ {line}");
+        match line.char_indices().nth(OUTPUT_LINE_CHARS) {
+            Some((cut, _)) => {
+                let rest = line.len() - cut;
+                let _ = writeln!(out, "    │ {}… ({rest} more bytes)", &line[..cut]);
+            }
+            None => {
+                let _ = writeln!(out, "    │ {line}");
+            }
+        }
     }
     let hidden_lines = lines.len().saturating_sub(OUTPUT_LINES_SHOWN);
-    if hidden_lines > 0 || run.stdout.dropped > 0 {
-        let _ = writeln!(
-            out,
-            "    … {hidden_lines} more lines not shown, {} more bytes not kept",
-            run.stdout.dropped
-        );
+    let mut hidden = Vec::new();
+    if hidden_lines > 0 {
+        let plural = if hidden_lines == 1 { "" } else { "s" };
+        hidden.push(format!("{hidden_lines} more line{plural} not shown"));
+    }
+    if stream.dropped > 0 {
+        hidden.push(format!("{} more bytes not kept", stream.dropped));
+    }
+    if !hidden.is_empty() {
+        let _ = writeln!(out, "    … {}", hidden.join(", "));
     }
 }
 
@@ -263,6 +287,11 @@ fn signal_name(signal: i32) -> String {
         libc::SIGFPE => "SIGFPE (arithmetic error)".into(),
         libc::SIGILL => "SIGILL (illegal instruction)".into(),
         libc::SIGKILL => "SIGKILL (killed)".into(),
+        libc::SIGTERM => "SIGTERM (terminated)".into(),
+        libc::SIGINT => "SIGINT (interrupted)".into(),
+        libc::SIGPIPE => "SIGPIPE (broken pipe)".into(),
+        libc::SIGXCPU => "SIGXCPU (CPU time limit)".into(),
+        libc::SIGSYS => "SIGSYS (bad system call)".into(),
         other => format!("signal {other}"),
     }
 }
@@ -331,10 +360,8 @@ pub fn site(p: Painter, fault: Fault) -> String {
     let Some(site) = sites::find(fault) else {
         return out;
     };
-    p.section(
-        &mut out,
-        &format!("the fault site: {} ({})", fault.name(), site.file),
-    );
+    p.section(&mut out, &format!("the fault site: {}", fault.name()));
+    let _ = writeln!(out, "  in {}", site.file);
     for (label, branch, style) in [
         ("correct", &site.correct, Style::Good),
         ("faulty", &site.faulty, Style::Bad),

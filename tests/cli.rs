@@ -33,12 +33,13 @@ fn settings() -> insta::Settings {
     settings
 }
 
+/// `refcount-lab ARGS…`, plain (`--color=never` on the commands that colour their report).
 fn lab(args: &[&str]) -> Command {
     let mut command = Command::new(get_cargo_bin("refcount-lab"));
-    command
-        .args(args)
-        .arg("--color=never")
-        .env_remove("NO_COLOR");
+    command.args(args).env_remove("NO_COLOR");
+    if matches!(args.first(), Some(&("lesson" | "run" | "exercise"))) {
+        command.arg("--color=never");
+    }
     command
 }
 
@@ -200,6 +201,38 @@ fn forged_trace_lines_count_for_nothing() {
     }
 }
 
+/// Output a learner should see, whole or summed up: one very long line is cut with its
+/// length said, and stderr is shown for a run that ends well; signals have their names.
+#[test]
+fn long_lines_stderr_and_signal_names() {
+    for script in ["one_long_line.py", "killed_by_sigterm.py"] {
+        settings().bind(|| assert_cmd_snapshot!(script, run_fixture(script, &[])));
+    }
+}
+
+/// Options are where they are used; a zero timeout is refused; completions and the
+/// manual page are generated.
+#[test]
+fn command_line_conventions() {
+    let refused = |args: &[&str]| {
+        let output = lab(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(refused(&["run", "x.py", "--timeout", "0"]).contains("0 is not in 1.."));
+    assert!(refused(&["faults", "--lessons-dir", "x"]).contains("unexpected argument"));
+    assert!(refused(&["hint", "1", "--python", "python3"]).contains("unexpected argument"));
+    let generated = |args: &[&str], needle: &str| {
+        let output = lab(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains(needle), "{args:?}: {needle} not in {text}");
+    };
+    generated(&["completions", "bash"], "refcount-lab");
+    generated(&["completions", "zsh"], "#compdef refcount-lab");
+    generated(&["man"], ".TH refcount-lab");
+}
+
 /// Daemon threads alive at shutdown keep what they reach: said, and not counted as a leak.
 #[test]
 fn daemon_threads_at_exit_are_explained() {
@@ -238,7 +271,7 @@ fn run_with_a_fault() {
 fn lessons_from_another_folder() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lessons");
     let dir = dir.to_str().unwrap();
-    settings().bind(|| assert_cmd_snapshot!(lab(&["--lessons-dir", dir, "lesson", "1"])));
+    settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "1", "--lessons-dir", dir])));
 }
 
 #[test]

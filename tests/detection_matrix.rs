@@ -9,12 +9,12 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_refcount-lab");
 
 fn lab(args: &[&str], dir: &Path) -> String {
-    let output = Command::new(BIN)
-        .args(args)
-        .args(["--color", "never"])
-        .current_dir(dir)
-        .output()
-        .expect("refcount-lab runs");
+    let mut command = Command::new(BIN);
+    command.args(args).current_dir(dir);
+    if args.first() == Some(&"run") {
+        command.args(["--color", "never"]);
+    }
+    let output = command.output().expect("refcount-lab runs");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

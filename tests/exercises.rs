@@ -27,8 +27,10 @@ impl Workshop {
         let mut command = Command::new(get_cargo_bin("refcount-lab"));
         command
             .args(args)
-            .arg("--color=never")
             .env("REFCOUNT_LAB_STATE_DIR", self.root.join("state"));
+        if args.first() == Some(&"exercise") {
+            command.arg("--color=never");
+        }
         command
     }
 

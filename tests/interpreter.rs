@@ -52,9 +52,9 @@ fn the_binary_links_no_libpython() {
 fn python_is_the_chosen_interpreter_with_argv_and_the_module() {
     let chosen = python3();
     let output = lab()
-        .arg("--python")
+        .args(["python", "--python"])
         .arg(&chosen)
-        .args(["python", "-c"])
+        .arg("-c")
         .arg("import sys, hashtable, lab; print(sys.executable, sys.argv[1:], hashtable.HashTable().size)")
         .args(["first", "second"])
         .current_dir("/")
@@ -147,12 +147,12 @@ fn interpreters_it_cannot_use() {
         for name in ["python3.9", "pypy3", "python3.14t", "not-python"] {
             assert_cmd_snapshot!(
                 name,
-                lab().arg("--python").arg(fake(name)).args(["lesson", "3"])
+                lab().args(["lesson", "3", "--python"]).arg(fake(name))
             );
         }
         assert_cmd_snapshot!(
             "not_on_path",
-            lab().args(["--python", "python2.1", "lesson", "3"])
+            lab().args(["lesson", "3", "--python", "python2.1"])
         );
         assert_cmd_snapshot!(
             "from_the_environment",
