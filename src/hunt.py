@@ -96,12 +96,18 @@ def open_fds():
         return -1
 
 
+# The exit status that says a --watch name never resolved (the target itself was fine).
+WATCH_NOT_FOUND = 3
+
+
 def main():
     config = json.loads(sys.argv[1])
     sys.argv = sys.argv[:1]
     sys.path.insert(0, os.getcwd())
     target = make_target(config)
-    watched = {name: resolve(name) for name in config["watch"]}
+    # A watched name may only exist once the target has run (an attribute it sets, a module
+    # it imports): look again after each run until the warm-up is over.
+    watched = {}
     total = getattr(sys, "gettotalrefcount", None)
     for index in range(config["warmup"] + config["repeat"]):
         started = time.perf_counter()
@@ -110,6 +116,19 @@ def main():
         clear_caches()
         for _ in range(3):  # objects freed by one pass can free more in the next
             gc.collect()
+        for name in config["watch"]:
+            if name not in watched:
+                try:
+                    watched[name] = resolve(name)
+                except (LookupError, AttributeError):
+                    if index + 1 >= max(config["warmup"], 1):
+                        sys.stderr.write(
+                            "--watch %s: there is no object by that name, before the target "
+                            "ran or after %d runs of it. Name a builtin (hash) or a dotted "
+                            "name in an importable module (json.dumps, mymodule.CACHE).\n"
+                            % (name, index + 1)
+                        )
+                        sys.exit(WATCH_NOT_FOUND)
         event = {
             "ev": "repetition",
             "index": index,

@@ -18,6 +18,8 @@ use std::path::Path;
 use std::time::Duration;
 
 const SCRIPT: &str = include_str!("hunt.py");
+/// `hunt.py`'s exit status when a `--watch` name never resolved.
+const WATCH_NOT_FOUND: i32 = 3;
 
 /// What to hunt in, and how.
 #[derive(Debug, Serialize)]
@@ -86,6 +88,9 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
         }
     }
     let expected = config.warmup + config.repeat;
+    if run.ending == Ending::Exited(WATCH_NOT_FOUND) {
+        bail!("{}", run.stderr.text.trim());
+    }
     if run.ending != Ending::Exited(0) || repetitions.len() != expected {
         bail!("{}", failure(&run, repetitions.len(), expected));
     }
