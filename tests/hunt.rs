@@ -120,14 +120,23 @@ fn nothing_to_hunt_in_is_an_error() {
 
 #[test]
 fn a_watched_name_the_target_creates_is_found_after_it_runs() {
-    let output = hunt("fixtures/hunt", &["sets_a_cache.py", "--watch", "json.hunt_cache"]);
+    let output = hunt(
+        "fixtures/hunt",
+        &["sets_a_cache.py", "--watch", "json.hunt_cache"],
+    );
     let text = report(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("LEAK allocated blocks"), "{text}");
 
-    let output = hunt("fixtures/hunt", &["sets_a_cache.py", "--watch", "json.not_there"]);
+    let output = hunt(
+        "fixtures/hunt",
+        &["sets_a_cache.py", "--watch", "json.not_there"],
+    );
     let text = report(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    assert!(text.contains("--watch json.not_there: there is no object"), "{text}");
+    assert!(
+        text.contains("--watch json.not_there: there is no object"),
+        "{text}"
+    );
     assert!(!text.contains("hunted target"), "{text}");
 }

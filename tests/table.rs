@@ -1,7 +1,110 @@
-//! The pure chained table's own unit tests (`native/src/table.rs`), run here because the
-//! native crate is a cdylib for the stable ABI: a test binary of it would need libpython.
-//! The table never touches Python (not even its types), so it compiles in on its own.
+//! The pure chained table (`native/src/table.rs`): its own unit tests, and a property test
+//! against `std::collections::HashMap`. They run here because the native crate is a cdylib
+//! for the stable ABI (a test binary of it would need libpython); the table never touches
+//! Python, not even its types, so it compiles in on its own.
 
 #[allow(dead_code)]
 #[path = "../native/src/table.rs"]
 mod table;
+
+use proptest::prelude::*;
+use std::collections::HashMap;
+use table::{Entry, Slot, Table};
+
+/// Keys are small numbers; the table stores them as fake pointers it never dereferences.
+fn pointer(n: usize) -> *mut u8 {
+    std::ptr::without_provenance_mut(n * 16 + 16)
+}
+
+/// A hash with many collisions, negative ones too, as a bad `hash_func` would give.
+fn hash_of(key: usize) -> isize {
+    (key % 7) as isize - 3
+}
+
+/// Where `key` is stored: the chain walk `pytype.rs` does, comparing by identity.
+fn find(table: &Table<*mut u8>, key: usize) -> Option<Slot> {
+    let mut next = table.first_in_chain(table.bucket_of(hash_of(key)));
+    while let Some(slot) = next {
+        if table.get(slot)?.key == pointer(key) {
+            return Some(slot);
+        }
+        next = table.next_in_chain(slot);
+    }
+    None
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Set(usize, usize),
+    Remove(usize),
+    Clear,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..40usize, 0..1000usize).prop_map(|(k, v)| Op::Set(k, v)),
+        3 => (0..40usize).prop_map(Op::Remove),
+        1 => Just(Op::Clear),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// After every operation the table holds exactly what a HashMap holds, every entry is
+    /// found under its stored hash, and it grows exactly by the talk's rule.
+    #[test]
+    fn behaves_like_a_hashmap(
+        size in 1..9usize,
+        max_load in prop_oneof![Just(0.25), Just(0.5), Just(0.75), Just(1.0)],
+        ops in proptest::collection::vec(op(), 1..200),
+    ) {
+        let mut table: Table<*mut u8> = Table::new(size, max_load);
+        let mut model: HashMap<usize, usize> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Set(key, value) => {
+                    match find(&table, key) {
+                        Some(slot) => {
+                            let old = table.replace_value(slot, pointer(value));
+                            prop_assert_eq!(Some(old), model.get(&key).map(|v| pointer(*v)));
+                        }
+                        None => {
+                            // The talk's rule: double once when one more would pass max_load.
+                            let (load, size) = (table.load(), table.size());
+                            table.insert_new(Entry {
+                                hash: hash_of(key),
+                                key: pointer(key),
+                                value: pointer(value),
+                            });
+                            let grows = (load + 1) as f64 / size as f64 > max_load;
+                            prop_assert_eq!(table.size(), if grows { 2 * size } else { size });
+                        }
+                    }
+                    model.insert(key, value);
+                }
+                Op::Remove(key) => {
+                    let removed = find(&table, key).map(|slot| table.remove(slot));
+                    prop_assert_eq!(
+                        removed.map(|entry| entry.value),
+                        model.remove(&key).map(pointer)
+                    );
+                }
+                Op::Clear => {
+                    prop_assert_eq!(table.take_all().len(), model.len());
+                    model.clear();
+                }
+            }
+            prop_assert_eq!(table.load(), model.len());
+            prop_assert_eq!(table.size(), size << table.resizes());
+            prop_assert_eq!(table.chain_lengths().iter().sum::<usize>(), model.len());
+            for key in 0..40 {
+                let stored = find(&table, key).and_then(|slot| table.get(slot));
+                prop_assert_eq!(stored.map(|e| e.value), model.get(&key).map(|v| pointer(*v)));
+                if let Some(entry) = stored {
+                    prop_assert_eq!(entry.hash, hash_of(key));
+                }
+            }
+        }
+    }
+}

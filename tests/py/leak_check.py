@@ -21,6 +21,7 @@ import test_mapping_protocol
 import test_model
 
 WARMUP, MEASURED = 5, 5
+test_model.STEPS = 3_000  # the whole model test is 200,000 operations: too many, ten times
 
 
 def live_tables():

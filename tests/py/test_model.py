@@ -2,6 +2,9 @@
 
 Every step compares the result (or the exception type) and the length; every 100 steps the
 whole contents. Keys collide on purpose (small key space, weak hash functions, mixed types).
+A last test uses keys whose `__eq__`, `__hash__` and `__del__` change the very table they are
+used with, where dict is no model: the table must keep itself consistent and never crash.
+200,000 operations in all (leak_check.py runs fewer, many times over).
 """
 
 import random
@@ -9,7 +12,7 @@ import unittest
 
 from hashtable import HashTable, terrible_hash
 
-STEPS = 12_000
+STEPS = 40_000
 KEYS = list(range(-20, 20)) + ["a", "bb", "cc", "ddd", 1.5, -2.5, (1, 2), None, True]
 
 
@@ -68,6 +71,66 @@ class Model(unittest.TestCase):
 
     def test_three_buckets_worth_of_hashes(self):
         self.run_model(hash_mod_3, seed=3)
+
+    def test_keys_that_change_the_table_they_are_in(self):
+        rng = random.Random(4)
+        table = HashTable(size=2, max_load=0.5)
+        meddling = [True]
+
+        def meddle():
+            if meddling[0] and rng.random() < 0.05:
+                meddling[0] = False  # no meddling inside meddling
+                try:
+                    if rng.random() < 0.5:
+                        table[rng.randrange(10)] = Meddler(rng.randrange(30))
+                    else:
+                        table.pop(rng.randrange(10), None)
+                finally:
+                    meddling[0] = True
+
+        class Meddler:
+            def __init__(self, n):
+                self.n = n
+
+            def __hash__(self):
+                meddle()
+                return self.n % 5
+
+            def __eq__(self, other):
+                meddle()
+                return isinstance(other, Meddler) and other.n == self.n
+
+            def __del__(self):
+                meddle()
+
+        for step in range(STEPS * 2):
+            key = Meddler(rng.randrange(30)) if rng.random() < 0.7 else rng.randrange(10)
+            op = rng.choice(["set", "get", "pop", "in", "iter", "update"])
+            try:
+                if op == "set":
+                    table[key] = Meddler(rng.randrange(30))
+                elif op == "get":
+                    table.get(key)
+                elif op == "pop":
+                    table.pop(key, None)
+                elif op == "in":
+                    key in table
+                elif op == "iter":
+                    list(table)
+                else:
+                    table.update([(key, step)])
+            except RuntimeError:
+                pass  # the table changed under the operation, and said so
+            del key
+            if step % 50 == 0:
+                meddling[0] = False
+                keys = list(table)
+                self.assertEqual(len(keys), len(table), step)
+                for stored in keys:
+                    self.assertIn(stored, table, step)
+                meddling[0] = True
+        meddling[0] = False
+        table.clear()
 
 
 if __name__ == "__main__":
