@@ -49,7 +49,7 @@ impl Python {
         } else if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
             (
                 Path::new(&venv).join("bin/python").into_os_string(),
-                "the active virtual environment (VIRTUAL_ENV)",
+                "active virtual environment (VIRTUAL_ENV)",
             )
         } else {
             (OsString::from("python3"), "default")
