@@ -21,7 +21,7 @@ const OLDEST: (u32, u32) = (3, 10);
 const PROBE: &str = "import sys
 print(sys.implementation.name, sys.version.split()[0], *sys.version_info[:2],
       int(hasattr(sys, 'gettotalrefcount')), int('t' in getattr(sys, 'abiflags', '')),
-      sep='\\n')";
+      sys.executable, sep='\\n')";
 
 /// A CPython the module loads into, ready to run.
 #[derive(Debug)]
@@ -128,7 +128,8 @@ fn probe(executable: &Path) -> Result<Python> {
         .context("it does not run")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let fields: Vec<&str> = stdout.lines().collect();
-    let [implementation, full_version, major, minor, debug, free_threaded] = fields[..] else {
+    let [implementation, full_version, major, minor, debug, free_threaded, real] = fields[..]
+    else {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let said = match stderr.lines().chain(stdout.lines()).next() {
             Some(line) => format!("it said {line:?}"),
@@ -164,7 +165,11 @@ fn probe(executable: &Path) -> Result<Python> {
         );
     }
     Ok(Python {
-        executable: executable.to_owned(),
+        // What the interpreter calls itself: a pyenv shim (a shell script that would run
+        // before every child) resolves to the real binary; a venv's python stays the venv's.
+        executable: Some(PathBuf::from(real))
+            .filter(|real| real.is_absolute() && is_executable(real))
+            .unwrap_or_else(|| executable.to_owned()),
         version,
         full_version: full_version.to_owned(),
         debug: debug == "1",
