@@ -30,6 +30,8 @@ pub enum Fault {
     ClearReturnsBorrowedNone,
     /// `tp_traverse` shows the GC nothing the table holds.
     NoTraverse,
+    /// `merge()` uses its argument as a HashTable without checking its type.
+    TrustsArgumentType,
 }
 
 /// What a fault does to a run when a demo exercises it.
@@ -195,6 +197,18 @@ pub const CATALOGUE: &[FaultInfo] = &[
             faulty: "Py_VISIT(Py_TYPE(self));\nreturn 0;  /* hash_func, keys and values never visited */",
         },
     },
+    FaultInfo {
+        fault: Fault::TrustsArgumentType,
+        lesson: 16,
+        site: "HashTable.merge",
+        expected: Expected::Crash,
+        summary: "merge() casts its argument to a HashTable without checking its type: \
+                  given a dict, it reads the dict's memory as a table's and crashes",
+        c: CSite {
+            correct: "if (!PyObject_TypeCheck(other, state->table_type)) {\n    PyErr_Format(PyExc_TypeError, \"merge() takes a HashTable, not %s\",\n                 Py_TYPE(other)->tp_name);\n    return NULL;\n}\nHashTableObject *source = (HashTableObject *)other;",
+            faulty: "HashTableObject *source = (HashTableObject *)other;  /* never checked */",
+        },
+    },
 ];
 
 /// The catalogue row of `fault`.
@@ -220,6 +234,7 @@ impl Fault {
             Fault::UpdateUsesReleasedPair => "update-uses-released-pair",
             Fault::ClearReturnsBorrowedNone => "clear-returns-borrowed-none",
             Fault::NoTraverse => "no-traverse",
+            Fault::TrustsArgumentType => "trusts-argument-type",
         }
     }
 

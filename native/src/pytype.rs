@@ -27,9 +27,9 @@ type Entry = table::Entry<*mut PyObject>;
 #[repr(C)]
 pub struct HashTableObject {
     ob_base: PyObject,
-    table: Table,
     /// Called on every key to get its hash (owned).
     hash_func: *mut PyObject,
+    table: Table,
     /// `hash_func` is the built-in `hash`, which the fast path calls directly.
     builtin_hash: bool,
     /// Names this table in trace events.
@@ -185,6 +185,21 @@ unsafe fn insert(
                 return Err(raised);
             }
         };
+        store(slf, key, hash, value)
+    }
+}
+
+/// Files `value` under `key`, whose hash is known; takes over the reference to `value` the
+/// caller took for the table, in every case (stored, or released on failure).
+unsafe fn store(
+    slf: *mut HashTableObject,
+    key: *mut PyObject,
+    hash: isize,
+    value: *mut PyObject,
+) -> Result<(), Raised> {
+    // SAFETY: `slf` is a live table, `key` a live borrowed object, `value` a live object
+    // the caller holds a reference to for us.
+    unsafe {
         let found = match find(slf, key, hash) {
             Ok(found) => found,
             Err(raised) => {
@@ -1104,6 +1119,65 @@ unsafe extern "C" fn table_update(
     }
 }
 
+/// `merge(other)`: stores every pair of another HashTable, read straight from its entries
+/// (no Python-level iteration, which is why `other` must really be a HashTable).
+unsafe extern "C" fn table_merge(slf: *mut PyObject, other: *mut PyObject) -> *mut PyObject {
+    // SAFETY: `slf` is a live table and `other` a live object borrowed from the caller; the
+    // pairs are held by references of our own while `insert` runs Python code.
+    unsafe {
+        let slf = slf as *mut HashTableObject;
+        // fault-site: trusts-argument-type
+        if faults::is_on("trusts-argument-type") {
+            // Forgotten: `other` is used as a HashTable without checking that it is one.
+        } else {
+            // Only a HashTable (or a subclass) has a HashTable's memory layout.
+            let checked = is_table(slf, other);
+            if !checked {
+                let name = type_name(other); // a new reference, for the message
+                if !name.is_null() {
+                    PyErr_Format(
+                        PyExc_TypeError,
+                        c"merge() takes a HashTable, not %U".as_ptr(),
+                        name,
+                    );
+                    Py_DECREF(name); // the message holds what it needs
+                }
+                return null_mut();
+            }
+        }
+        let source = other as *mut HashTableObject;
+        // Held while Python code runs below (__eq__ may set off the GC, which clears tables).
+        let source_hash = Py_XNewRef((*source).hash_func);
+        // Pairs filed by the same hash function keep their hash: no hash_func call needed.
+        let same_hash = !source_hash.is_null() && source_hash == (*slf).hash_func;
+        // Our own references to every pair first: storing runs Python code (hash_func,
+        // __eq__) that may change either table.
+        let pairs: Vec<(*mut PyObject, isize, *mut PyObject)> = (*source)
+            .table
+            .entries()
+            .map(|entry| (Py_NewRef(entry.key), entry.hash, Py_NewRef(entry.value)))
+            .collect();
+        let mut result = Ok(());
+        for (key, hash, value) in pairs {
+            if result.is_ok() {
+                result = if same_hash {
+                    Py_INCREF(value); // the reference `store` takes over for the table
+                    store(slf, key, hash, value)
+                } else {
+                    insert(slf, key, value) // insert takes references of its own
+                };
+            }
+            Py_DECREF(key); // ours, taken above
+            Py_DECREF(value);
+        }
+        Py_XDECREF(source_hash); // done with the source's hash function
+        match result {
+            Ok(()) => Py_NewRef(Py_None()), // a new reference to None
+            Err(Raised) => null_mut(),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Read-only attributes.
 // ---------------------------------------------------------------------------------------------
@@ -1172,7 +1246,7 @@ const fn method(
     }
 }
 
-static mut METHODS: [PyMethodDef; 15] = [
+static mut METHODS: [PyMethodDef; 16] = [
     fast_method(
         c"set",
         table_set,
@@ -1226,6 +1300,12 @@ static mut METHODS: [PyMethodDef; 15] = [
         ml_flags: METH_VARARGS | METH_KEYWORDS,
         ml_doc: c"update([other], **kwargs): store every pair of a mapping or iterable".as_ptr(),
     },
+    method(
+        c"merge",
+        table_merge,
+        METH_O,
+        c"merge(other: HashTable): store every pair of another HashTable",
+    ),
     method(
         c"copy",
         table_copy,

@@ -144,6 +144,23 @@ class Methods(unittest.TestCase):
         with self.assertRaises(TypeError):
             h.update(42)
 
+    def test_merge(self):
+        h = HashTable(hash_func=hash)
+        h["a"] = 1
+        other = HashTable(size=64)
+        other.update({"b": 2, "a": 10, (1, 2): None})
+        self.assertIsNone(h.merge(other))  # same hash function: stored hashes reused
+        self.assertEqual(h, {"a": 10, "b": 2, (1, 2): None})
+        h.merge(h)
+        self.assertEqual(len(h), 3)
+        lengths = HashTable(hash_func=len)  # another hash function: every key hashed anew
+        lengths.merge(h)
+        self.assertEqual(lengths, {"a": 10, "b": 2, (1, 2): None})
+        for not_a_table in ({"c": 3}, None, 4, [("c", 3)]):
+            with self.assertRaisesRegex(TypeError, "merge\\(\\) takes a HashTable, not"):
+                h.merge(not_a_table)
+        self.assertEqual(len(h), 3)
+
     def test_equality(self):
         a, b = HashTable(), HashTable(size=64)
         for k in range(10):
