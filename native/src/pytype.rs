@@ -12,7 +12,7 @@
 //! and iterators check `Table::version` to notice that their chain moved.
 
 use super::table::{self, Slot, MAX_SIZE};
-use super::{alloc_instance, free_instance, iter, state_of, type_name, Raised};
+use super::{alloc_instance, free_instance, iter, state_of, type_attribute, type_name, Raised};
 use crate::{faults, trace};
 use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
@@ -879,7 +879,7 @@ unsafe extern "C" fn table_sizeof(slf: *mut PyObject, _unused: *mut PyObject) ->
     unsafe {
         // The instance size of this object's type (a subclass's is larger); the limited API
         // has no `tp_basicsize` field to read, but the type tells it as `__basicsize__`.
-        let basicsize = PyObject_GetAttrString(Py_TYPE(slf).cast(), c"__basicsize__".as_ptr());
+        let basicsize = type_attribute(Py_TYPE(slf).cast(), c"__basicsize__");
         if basicsize.is_null() {
             return null_mut();
         }

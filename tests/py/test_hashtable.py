@@ -157,8 +157,11 @@ class Methods(unittest.TestCase):
         lengths.merge(h)
         self.assertEqual(lengths, {"a": 10, "b": 2, (1, 2): None})
         for not_a_table in ({"c": 3}, None, 4, [("c", 3)]):
-            with self.assertRaisesRegex(TypeError, "merge\\(\\) takes a HashTable, not"):
+            # (assertRaisesRegex compiles a pattern each time: a cache that hunt would see
+            # filling on 3.10, which is not what this suite is about.)
+            with self.assertRaises(TypeError) as caught:
                 h.merge(not_a_table)
+            self.assertIn("merge() takes a HashTable, not", str(caught.exception))
         self.assertEqual(len(h), 3)
 
     def test_equality(self):
