@@ -4,14 +4,16 @@
     lab.refcount(obj, "name", "when")   record obj's reference count at this point
     lab.watch(obj, "name")              baseline now; at exit, report the change or that obj died
     lab.show_ref_counts(obj, times, show_referrers)
-                                        the talk's helper: how each nested call adds a reference
+                                        the talk's helper: nested calls holding obj, and what
+                                        gc.get_referrers sees at each depth
 
 Reference counts are reported without the probe's own references: the number of references
 held by everything else (names, containers, attributes, closure cells, other frames), so a
 fresh object bound to one name reads 1, on every CPython from 3.10 to 3.15 and from any
 context. Objects whose count cannot move (immortal objects, 3.12+) are reported as such
-instead of a number. Each probe sends one JSON line to refcount-lab (written straight to the
-trace pipe, so nothing is lost if the interpreter crashes a moment later); outside
+instead of a number. Each probe sends one JSON line to refcount-lab through the `hashtable`
+module's trace emitter (`hashtable._emit`), which signs it and writes it straight to the
+trace pipe, so nothing is lost if the interpreter crashes a moment later; outside
 refcount-lab the lines go to stderr.
 
 How the probe's own references are taken out. `sys.getrefcount(obj)` also counts the
