@@ -1,0 +1,15 @@
+"""Exercise 13 (diagnose).
+
+`refcount-lab exercise 13` runs this file with one fault of the catalogue switched on, and
+does not say which. Write a probe below (the lab module: lab.refcount, lab.watch, lab.say)
+that makes the fault show, then name it: set FAULT to its name as `refcount-lab faults`
+lists it. `refcount-lab verify` checks both: the name, and that this file ends differently
+with the fault on than with correct code. Stuck? `refcount-lab hint 13`.
+"""
+import hashtable
+import lab
+
+FAULT = ...  # e.g. "set-missing-incref"
+
+h = hashtable.HashTable()
+# Your probe here.
