@@ -26,7 +26,8 @@ print(sys.implementation.name, sys.version.split()[0], *sys.version_info[:2],
 /// A CPython the module loads into, ready to run.
 #[derive(Debug)]
 pub struct Python {
-    /// As chosen (a venv's `bin/python` stays that, so the venv is what runs).
+    /// What the interpreter calls itself (`sys.executable`): a venv's `bin/python` stays
+    /// that, so the venv is what runs; a pyenv shim becomes the binary behind it.
     pub executable: PathBuf,
     /// `(major, minor)`, e.g. `(3, 14)`.
     pub version: (u32, u32),

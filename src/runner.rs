@@ -284,21 +284,11 @@ mod processes {
     /// This process's descendants but `script` (the run's own child, not yet reaped).
     fn descendants(script: i32) -> Vec<(i32, Process)> {
         let mut table = table();
+        table.remove(&script);
         let mut found = Vec::new();
-        let mut parents = vec![std::process::id() as i32];
-        while let Some(parent) = parents.pop() {
-            let children: Vec<i32> = table
-                .iter()
-                .filter(|(pid, process)| process.ppid == parent && **pid != script)
-                .map(|(pid, _)| *pid)
-                .collect();
-            for pid in children {
-                parents.push(pid);
-                found.push((pid, table.remove(&pid).expect("listed above")));
-            }
-        }
-        // The script's own children, before they are re-parented here.
-        parents.push(script);
+        // Below this process, and below the script: its children are re-parented here only
+        // once it has been reaped.
+        let mut parents = vec![std::process::id() as i32, script];
         while let Some(parent) = parents.pop() {
             let children: Vec<i32> = table
                 .iter()
