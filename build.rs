@@ -60,6 +60,15 @@ fn build_native() {
         "cargo:rustc-env=REFCOUNT_LAB_NATIVE_MODULE={}",
         library.display()
     );
+    // FNV-1a over the module and lab.py, once here rather than at every command: it names
+    // the cache folder, so binaries carrying other modules never share one.
+    let fingerprint = [library, native.join("lab.py")]
+        .iter()
+        .flat_map(|file| std::fs::read(file).expect("the module's files are readable"))
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    println!("cargo:rustc-env=REFCOUNT_LAB_NATIVE_FINGERPRINT={fingerprint:016x}");
 }
 
 /// Writes `$OUT_DIR/lessons.rs`: one `EmbeddedLesson` per folder of `lessons/`, in order.

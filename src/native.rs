@@ -19,6 +19,9 @@ const LAB: &[u8] = include_bytes!("../native/lab.py");
 /// The files of the module folder: name and contents. `.abi3.so` is the suffix every CPython
 /// (but free-threaded ones) accepts for a stable-ABI extension.
 const FILES: [(&str, &[u8]); 2] = [("hashtable.abi3.so", HASHTABLE), ("lab.py", LAB)];
+/// A hash of both (computed by build.rs): names the folder, so binaries carrying other
+/// modules never share one.
+const FINGERPRINT: &str = env!("REFCOUNT_LAB_NATIVE_FINGERPRINT");
 
 /// The module folder, ready: created if needed, every file checked against this binary's.
 pub fn install() -> Result<PathBuf> {
@@ -29,7 +32,7 @@ pub fn install() -> Result<PathBuf> {
 fn install_into(cache: &Path) -> Result<PathBuf> {
     let base = cache.join("refcount-lab");
     private_dir(&base)?;
-    let dir = base.join(format!("module-{:016x}", fingerprint()));
+    let dir = base.join(format!("module-{FINGERPRINT}"));
     private_dir(&dir)?;
     for (name, contents) in FILES {
         let path = dir.join(name);
@@ -85,16 +88,6 @@ fn private_dir(dir: &Path) -> Result<()> {
             .with_context(|| format!("cannot make {} private (chmod 700)", dir.display()))?;
     }
     Ok(())
-}
-
-/// FNV-1a over the files: names the folder, so binaries carrying other modules never share it.
-fn fingerprint() -> u64 {
-    FILES
-        .iter()
-        .flat_map(|(name, contents)| name.as_bytes().iter().chain(contents.iter()))
-        .fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        })
 }
 
 #[cfg(test)]
