@@ -132,7 +132,21 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
         }
     };
     let mut shown = Vec::new();
-    for line in &run.trace {
+    let mut lines = run.trace.iter().enumerate();
+    while let Some((at, line)) = lines.next() {
+        // A loop that makes and drops objects one by one reads as one line, not thousands.
+        let churned = churn(&run.trace[at..]);
+        if churned >= CHURN_MIN {
+            if let TraceLine::Event(Event::Alloc { type_name, id }) = line {
+                let last = id + churned as u64 - 1;
+                let tag = p.paint(Style::Dim, "new/freed");
+                shown.push(format!(
+                    "  {tag} {type_name}#{id} to #{last}: {churned} made, each freed at once"
+                ));
+            }
+            lines.nth(2 * churned - 2);
+            continue;
+        }
         let (tag, body, note) = match line {
             TraceLine::Unreadable(text) => ("???", text.clone(), String::new()),
             TraceLine::Forged(text) => (
@@ -218,6 +232,33 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
             "  … {} more trace lines not kept",
             run.dropped_trace_lines
         );
+    }
+}
+
+/// Runs of at least this many objects made and freed at once are shown as one line.
+const CHURN_MIN: usize = 4;
+
+/// How many objects in a row `trace` starts by making and freeing at once, each right after
+/// the one before (`new T#n`, `freed T#n`, `new T#n+1`, `freed T#n+1`, ...).
+fn churn(trace: &[TraceLine]) -> usize {
+    let mut pairs = trace.chunks_exact(2).map(made_and_freed);
+    let Some(Some((type_name, first))) = pairs.next() else {
+        return 0;
+    };
+    1 + pairs
+        .zip(first + 1..)
+        .take_while(|(pair, next)| *pair == Some((type_name, *next)))
+        .count()
+}
+
+/// `new T#n` directly followed by `freed T#n`: (T, n).
+fn made_and_freed(pair: &[TraceLine]) -> Option<(&str, u64)> {
+    match pair {
+        [TraceLine::Event(Event::Alloc { type_name, id }), TraceLine::Event(Event::Free {
+            type_name: freed,
+            id: freed_id,
+        })] if type_name == freed && id == freed_id => Some((type_name.as_str(), *id)),
+        _ => None,
     }
 }
 
@@ -463,5 +504,28 @@ mod tests {
         assert_eq!(wrap("aa bb cc", 5), vec!["aa bb", "cc"]);
         assert_eq!(wrap("[]\n[]*", 76), vec!["[]", "[]*"]);
         assert!(wrap("", 10).is_empty());
+    }
+
+    #[test]
+    fn churn_counts_objects_made_and_freed_one_after_another() {
+        let alloc = |id| {
+            TraceLine::Event(Event::Alloc {
+                type_name: "HashTable".into(),
+                id,
+            })
+        };
+        let free = |id| {
+            TraceLine::Event(Event::Free {
+                type_name: "HashTable".into(),
+                id,
+            })
+        };
+        let say = TraceLine::Event(Event::Say { text: "x".into() });
+        let run = [alloc(6), free(6), alloc(7), free(7), alloc(8), free(8), say];
+        assert_eq!(churn(&run), 3);
+        // A table still alive, or a gap in the ids, ends the run.
+        assert_eq!(churn(&[alloc(6), free(6), alloc(7), alloc(8)]), 1);
+        assert_eq!(churn(&[alloc(6), free(6), alloc(8), free(8)]), 1);
+        assert_eq!(churn(&[alloc(6), alloc(7), free(6)]), 0);
     }
 }
