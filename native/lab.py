@@ -35,6 +35,11 @@ import os
 import sys
 import weakref
 
+if sys.version_info >= (3, 14):
+    # Read by every probe on 3.14+. Imported before `hashtable`, so that the allocations of
+    # the import happen before the module's init, not between it and the script.
+    import dis
+
 import hashtable  # its trace emitter signs lab's events; its import registers "done"
 
 _watched = []
@@ -89,8 +94,6 @@ def _pushed_borrowed(frame):
     """1 if the first argument of the call `frame` is making was pushed borrowed, else 0."""
     if sys.version_info < (3, 14):
         return 0
-    import dis
-
     code = frame.f_code
     if code not in _instructions:
         # Only names and numbers are kept: an Instruction also holds the constants it loads,

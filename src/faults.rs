@@ -32,6 +32,12 @@ pub enum Fault {
     NoTraverse,
     /// `merge()` uses its argument as a HashTable without checking its type.
     TrustsArgumentType,
+    /// Module init releases `__version__` after `PyModule_AddObject` already took it.
+    ModuleAddObject,
+    /// A table made with the default hash releases the borrowed builtins namespace.
+    ReleasesBorrowedBuiltins,
+    /// When `hash_func` fails or returns a non-int, its result leaks and its error is replaced.
+    HashErrorLeak,
 }
 
 /// What a fault does to a run when a demo exercises it.
@@ -209,6 +215,42 @@ pub const CATALOGUE: &[FaultInfo] = &[
             faulty: "HashTableObject *source = (HashTableObject *)other;  /* never checked */",
         },
     },
+    FaultInfo {
+        fault: Fault::ModuleAddObject,
+        lesson: 17,
+        site: "module init (hashtable.__version__)",
+        expected: Expected::Crash,
+        summary: "PyModule_AddObject steals the reference only when it succeeds; module init \
+                  releases it anyway, and __version__ is freed while the module still holds it",
+        c: CSite {
+            correct: "PyObject *version = PyUnicode_FromString(VERSION);\nif (version == NULL) {\n    return -1;\n}\nint added = PyModule_AddObjectRef(module, \"__version__\", version);  /* takes its own */\nPy_DECREF(version);  /* ours, added or not */\nreturn added;  /* 3.13+, all in one: return PyModule_Add(module, \"__version__\", version); */",
+            faulty: "PyObject *version = PyUnicode_FromString(VERSION);\nif (version == NULL) {\n    return -1;\n}\nif (PyModule_AddObject(module, \"__version__\", version) < 0) {\n    return -1;  /* leaks version: only a success steals it */\n}\nPy_DECREF(version);  /* releases the reference AddObject took */\nreturn 0;",
+        },
+    },
+    FaultInfo {
+        fault: Fault::ReleasesBorrowedBuiltins,
+        lesson: 18,
+        site: "HashTable() with the default hash",
+        expected: Expected::Crash,
+        summary: "the talk's default hash lookup releases the builtins namespace it only \
+                  borrowed: one reference fewer per table, until the namespace is freed",
+        c: CSite {
+            correct: "PyObject *builtins = PyEval_GetBuiltins();  /* borrowed */\nPyObject *hash = PyDict_GetItemWithError(builtins, hash_name);  /* borrowed */\n/* nothing to release */",
+            faulty: "PyObject *builtins = PyEval_GetBuiltins();  /* borrowed */\nPyObject *hash = PyDict_GetItemWithError(builtins, hash_name);  /* borrowed */\nPy_DECREF(builtins);  /* never ours to release */",
+        },
+    },
+    FaultInfo {
+        fault: Fault::HashErrorLeak,
+        lesson: 18,
+        site: "calling hash_func (set, get, pop, in, ...)",
+        expected: Expected::Leak,
+        summary: "when hash_func returns something other than an int, the talk's error path \
+                  leaks it; when hash_func raises, it replaces the exception with its own",
+        c: CSite {
+            correct: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL) {\n    return -1;  /* the call's own exception goes up */\n}\nif (!PyLong_Check(result)) {\n    PyErr_Format(PyExc_TypeError, \"hash_func must return an int, not %s\",\n                 Py_TYPE(result)->tp_name);\n    Py_DECREF(result);\n    return -1;\n}",
+            faulty: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL || !PyLong_Check(result)) {\n    PyErr_SetString(PyExc_TypeError, \"hash_func did not return an int\");\n    return -1;  /* result leaks; a raised error is replaced */\n}",
+        },
+    },
 ];
 
 /// The catalogue row of `fault`.
@@ -235,6 +277,9 @@ impl Fault {
             Fault::ClearReturnsBorrowedNone => "clear-returns-borrowed-none",
             Fault::NoTraverse => "no-traverse",
             Fault::TrustsArgumentType => "trusts-argument-type",
+            Fault::ModuleAddObject => "module-add-object",
+            Fault::ReleasesBorrowedBuiltins => "releases-borrowed-builtins",
+            Fault::HashErrorLeak => "hash-error-leak",
         }
     }
 

@@ -8,10 +8,13 @@
 use crate::faults::Fault;
 
 /// The source files that hold fault sites, as compiled.
-const SOURCES: &[(&str, &str)] = &[(
-    "native/src/pytype.rs",
-    include_str!("../native/src/pytype.rs"),
-)];
+const SOURCES: &[(&str, &str)] = &[
+    (
+        "native/src/pytype.rs",
+        include_str!("../native/src/pytype.rs"),
+    ),
+    ("native/src/lib.rs", include_str!("../native/src/lib.rs")),
+];
 
 /// Lines of one branch of a site: the 1-based number of the first, and the text.
 #[derive(Debug, PartialEq, Eq)]

@@ -47,13 +47,11 @@ struct ModuleState {
     table_type: *mut PyObject,
     /// The iterator type behind `iter(table)` (owned).
     iter_type: *mut PyObject,
-    /// The `builtins` module (owned). Each table looks up `builtins.hash` when it is made,
-    /// so the module holds no reference to `hash` itself and `sys.getrefcount(hash)` counts
-    /// exactly what the talk counted: the builtins namespace and the tables.
-    builtins: *mut PyObject,
     /// The interned strings `"keys"` and `"hash"` (owned). Attribute names built afresh on
     /// every call would each take a slot in CPython's type attribute cache, which holds on
-    /// to them.
+    /// to them. Each table looks `hash` up in the builtins when it is made, so the module
+    /// holds no reference to `hash` itself and `sys.getrefcount(hash)` counts exactly what
+    /// the talk counted: the builtins namespace and the tables.
     keys_name: *mut PyObject,
     hash_name: *mut PyObject,
     /// The id the next table gets in trace events.
@@ -192,10 +190,6 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
             return -1;
         }
         (*state).iter_type = iter_type; // the module state owns the iterator type
-        (*state).builtins = PyImport_ImportModule(c"builtins".as_ptr()); // owned
-        if (*state).builtins.is_null() {
-            return -1;
-        }
         (*state).keys_name = PyUnicode_InternFromString(c"keys".as_ptr()); // owned
         if (*state).keys_name.is_null() {
             return -1;
@@ -211,9 +205,47 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
                 Py_AtExit(Some(trace::done));
             });
         }
-        PyModule_AddObjectRef(module, c"HashTable".as_ptr(), table_type)
+        if PyModule_AddObjectRef(module, c"HashTable".as_ptr(), table_type) < 0 {
+            return -1;
+        }
+        add_version(module)
     }
 }
+
+/// `hashtable.__version__`: a module attribute made from a new reference, the classic place
+/// for `PyModule_AddObject`'s trap (it steals the reference only when it succeeds).
+///
+/// # Safety
+/// `module` must be the module being initialised; the GIL must be held.
+unsafe fn add_version(module: *mut PyObject) -> c_int {
+    // SAFETY: every call is checked; `version` is ours until it is given away or released.
+    unsafe {
+        let version = PyUnicode_FromString(VERSION.as_ptr()); // a new reference: ours
+        if version.is_null() {
+            return -1;
+        }
+        // fault-site: module-add-object
+        if faults::is_on("module-add-object") {
+            if PyModule_AddObject(module, c"__version__".as_ptr(), version) < 0 {
+                return -1; // `version` leaks here: AddObject steals only when it succeeds
+            }
+            Py_DECREF(version); // wrong: AddObject took ours; this releases the dict's
+            0
+        } else {
+            let added = PyModule_AddObjectRef(module, c"__version__".as_ptr(), version); // the module takes its own
+            Py_DECREF(version); // ours, released whether the add worked or not
+            added
+        }
+    }
+}
+
+/// The module's version, the crate's.
+const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+) {
+    Ok(version) => version,
+    Err(_) => panic!("the crate version has no NUL byte"),
+};
 
 // traverse: visit every reference the module state owns.
 unsafe extern "C" fn module_traverse(
@@ -230,7 +262,6 @@ unsafe extern "C" fn module_traverse(
         for field in [
             (*state).table_type,
             (*state).iter_type,
-            (*state).builtins,
             (*state).keys_name,
             (*state).hash_name,
         ] {
@@ -253,7 +284,6 @@ unsafe extern "C" fn module_clear(module: *mut PyObject) -> c_int {
         if !state.is_null() {
             Py_CLEAR(&raw mut (*state).table_type);
             Py_CLEAR(&raw mut (*state).iter_type);
-            Py_CLEAR(&raw mut (*state).builtins);
             Py_CLEAR(&raw mut (*state).keys_name);
             Py_CLEAR(&raw mut (*state).hash_name);
         }

@@ -83,23 +83,32 @@ unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isiz
         }
         // (`PyObject_CallOneArg` is not part of the limited API; this is the portable form.)
         let result = PyObject_CallFunctionObjArgs(hash_func, key, null_mut::<PyObject>());
-        // `result` is a new reference: ours to release
-        if result.is_null() {
-            return Err(Raised);
-        }
-        if PyLong_Check(result) == 0 {
-            let name = type_name(result); // a new reference, for the message
-            if !name.is_null() {
-                PyErr_Format(
-                    PyExc_TypeError,
-                    c"hash_func must return an int, but it returned %U for key %R".as_ptr(),
-                    name,
-                    key,
-                );
-                Py_DECREF(name); // the message holds what it needs
+        // `result` is a new reference (ours to release), or NULL with the call's exception set
+        // fault-site: hash-error-leak
+        if faults::is_on("hash-error-leak") {
+            if result.is_null() || PyLong_Check(result) == 0 {
+                // Wrong twice: replaces the exception the call raised, and never releases
+                // `result`, a new reference, when it is not an int.
+                return Err(raise(PyExc_TypeError, c"hash_func did not return an int"));
             }
-            Py_DECREF(result); // the result of the call is ours, even when it is wrong
-            return Err(Raised);
+        } else {
+            if result.is_null() {
+                return Err(Raised); // the call's own exception goes up unchanged
+            }
+            if PyLong_Check(result) == 0 {
+                let name = type_name(result); // a new reference, for the message
+                if !name.is_null() {
+                    PyErr_Format(
+                        PyExc_TypeError,
+                        c"hash_func must return an int, but it returned %U for key %R".as_ptr(),
+                        name,
+                        key,
+                    );
+                    Py_DECREF(name); // the message holds what it needs
+                }
+                Py_DECREF(result); // the result of the call is ours, even when it is wrong
+                return Err(Raised);
+            }
         }
         let hash = PyObject_Hash(result);
         // fault-site: hash-result-leak
@@ -356,16 +365,24 @@ unsafe extern "C" fn table_new(
             return null_mut();
         }
         let state = state_of(subtype);
-        let builtin_hash = PyObject_GetAttr((*state).builtins, (*state).hash_name);
-        // `builtin_hash` is a new reference: ours until released below
+        let builtins = PyEval_GetBuiltins(); // borrowed: the running frame owns its builtins
+        let builtin_hash = PyDict_GetItemWithError(builtins, (*state).hash_name); // borrowed
         if builtin_hash.is_null() {
+            if PyErr_Occurred().is_null() {
+                raise(PyExc_RuntimeError, c"the builtins namespace has no hash");
+            }
             return null_mut();
         }
         if hash_func.is_null() {
-            hash_func = builtin_hash; // the default (we still hold the reference above)
+            hash_func = builtin_hash; // the default, borrowed until the table takes its own
+                                      // fault-site: releases-borrowed-builtins
+            if faults::is_on("releases-borrowed-builtins") {
+                Py_DECREF(builtins); // wrong: PyEval_GetBuiltins lent it; this is the frame's
+            } else {
+                // Nothing to release: `builtins` and `hash` are both borrowed.
+            }
         }
         let is_builtin_hash = hash_func == builtin_hash;
-        Py_DECREF(builtin_hash); // only its identity was needed; `builtins` keeps it alive
         if PyCallable_Check(hash_func) == 0 {
             let name = type_name(hash_func); // a new reference, for the message
             if !name.is_null() {
