@@ -147,16 +147,23 @@ pub fn find(exercises: &[Exercise], number: usize) -> Result<&Exercise> {
         })
 }
 
-/// Writes every starting file into `dir` (new or empty: nothing is overwritten).
+/// Writes every starting file into `dir`. Nothing is overwritten: if any file is there
+/// already, none is written.
 pub fn init(dir: &Path, exercises: &[Exercise]) -> Result<()> {
+    let taken: Vec<String> = exercises
+        .iter()
+        .map(|exercise| exercise.file_name())
+        .filter(|name| std::fs::symlink_metadata(dir.join(name)).is_ok())
+        .collect();
+    ensure!(
+        taken.is_empty(),
+        "{} already has {}: nothing was written. Pick a new folder, or keep working in this one",
+        dir.display(),
+        taken.join(", ")
+    );
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for exercise in exercises {
         let path = dir.join(exercise.file_name());
-        ensure!(
-            !path.exists(),
-            "{} already exists: pick a new folder, or keep working in this one",
-            path.display()
-        );
         std::fs::write(&path, exercise.starter)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }

@@ -186,3 +186,107 @@ fn unfinished_and_wrong_answers_say_what_to_do() {
         assert_cmd_snapshot!("unknown_exercise", shop.lab(&["exercise", "99"]));
     });
 }
+
+#[test]
+fn a_damaged_or_misplaced_progress_file_is_moved_aside_by_reset() {
+    let shop = Workshop::new("damaged");
+    let state = shop.root.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("progress.json"), "{ not json").unwrap();
+    let (code, _) = shop.stdout(&["exercises"]);
+    assert_ne!(code, Some(0));
+    let stderr = String::from_utf8(shop.lab(&["exercises"]).output().unwrap().stderr).unwrap();
+    assert!(stderr.contains("exercises --reset"), "{stderr}");
+
+    let (code, stdout) = shop.stdout(&["exercises", "--reset"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("could not be read; moved it to"),
+        "{stdout}"
+    );
+    let aside = std::fs::read_to_string(state.join("progress.json.damaged")).unwrap();
+    assert_eq!(aside, "{ not json", "the damaged file is kept, not deleted");
+    let (code, stdout) = shop.stdout(&["exercises"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("0 of 13 done"), "{stdout}");
+
+    // A folder in the file's place: --reset moves it aside too, and init works again.
+    std::fs::create_dir_all(state.join("progress.json/inside")).unwrap();
+    let (_, stdout) = shop.stdout(&["exercises", "--reset"]);
+    assert!(stdout.contains("was a folder; moved it to"), "{stdout}");
+    assert!(state.join("progress.json.damaged.2/inside").is_dir());
+    let work = shop.work();
+    let (code, stdout) = shop.stdout(&["exercises", "init", work.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}");
+}
+
+#[test]
+fn init_writes_nothing_when_any_file_is_taken() {
+    let shop = Workshop::new("taken");
+    let work = shop.work();
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("05-predict-hash-calls.py"), "mine").unwrap();
+    let output = shop
+        .lab(&["exercises", "init", work.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("05-predict-hash-calls.py"), "{stderr}");
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    let files: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
+    assert_eq!(files.len(), 1, "only the learner's own file");
+    assert_eq!(
+        std::fs::read_to_string(work.join("05-predict-hash-calls.py")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn verify_shows_its_results_even_when_progress_cannot_be_saved() {
+    let shop = Workshop::new("unsaved");
+    let work = shop.work();
+    shop.lab(&["exercises", "init", work.to_str().unwrap()])
+        .output()
+        .unwrap();
+    shop.solve("01-predict-buckets.py");
+    // The temporary file every save writes first cannot be created: a folder is in its way.
+    std::fs::create_dir_all(shop.root.join("state/progress.json.tmp/blocker")).unwrap();
+    let output = shop.lab(&["verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.contains("1 of 13 exercises done"), "{stdout}");
+    assert!(stderr.contains("your progress was not saved"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "exercise 2 is still to do");
+}
+
+#[test]
+fn progress_is_never_read_half_written() {
+    let shop = Workshop::new("atomic");
+    let work = shop.work();
+    shop.lab(&["exercises", "init", work.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let state = shop.root.join("state");
+    let writer = {
+        let lab = shop.lab(&["exercises", "--reset"]);
+        let program = lab.get_program().to_owned();
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                Command::new(&program)
+                    .args(["exercises", "--reset"])
+                    .env("REFCOUNT_LAB_STATE_DIR", &state)
+                    .output()
+                    .unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let (code, stdout) = shop.stdout(&["exercises"]);
+        assert_eq!(code, Some(0), "read a half-written file:\n{stdout}");
+        reads += 1;
+    }
+    writer.join().unwrap();
+    assert!(reads > 0);
+}
