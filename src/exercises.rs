@@ -62,6 +62,10 @@ struct Entry {
     /// `delta:OBJECT`, `stdout:KEY`).
     #[serde(default)]
     answers: BTreeMap<String, String>,
+    /// For predict: the learner's name → a one-line nudge for a wrong prediction, aimed at
+    /// the usual misconception (not the answer).
+    #[serde(default)]
+    feedback: BTreeMap<String, String>,
     fault: Option<String>,
     hint: String,
 }
@@ -80,6 +84,7 @@ pub struct Exercise {
     /// The fault a diagnose or probe exercise is about; a predict exercise's check fault.
     pub fault: Option<Fault>,
     answers: BTreeMap<String, String>,
+    feedback: BTreeMap<String, String>,
     check: Option<Check>,
     /// The file the learner starts from.
     pub starter: &'static str,
@@ -109,8 +114,10 @@ pub fn catalogue() -> Result<Vec<Exercise>> {
         let fault = fault_name.map(|name| Fault::from_name(name)).transpose()?;
         match entry.kind {
             Kind::Predict => ensure!(
-                entry.check.is_some() && !entry.answers.is_empty(),
-                "predict exercise {} needs a check and answers",
+                entry.check.is_some()
+                    && !entry.answers.is_empty()
+                    && entry.answers.keys().eq(entry.feedback.keys()),
+                "predict exercise {} needs a check, answers and feedback for each answer",
                 entry.name
             ),
             Kind::Diagnose | Kind::Probe => ensure!(
@@ -127,6 +134,7 @@ pub fn catalogue() -> Result<Vec<Exercise>> {
             hint: entry.hint,
             fault,
             answers: entry.answers,
+            feedback: entry.feedback,
             check: entry.check,
             starter,
         });
@@ -320,15 +328,19 @@ pub fn read_answers(source: &str) -> BTreeMap<String, Answer> {
             continue;
         }
         let value = value.split('#').next().unwrap_or("").trim();
+        let quoted = value.len() >= 2
+            && (value.starts_with('"') && value.ends_with('"')
+                || value.starts_with('\'') && value.ends_with('\''));
         let answer = if value == "..." {
             Answer::Missing
         } else if let Ok(number) = value.parse() {
             Answer::Number(number)
-        } else if value.len() >= 2
-            && (value.starts_with('"') && value.ends_with('"')
-                || value.starts_with('\'') && value.ends_with('\''))
-        {
-            Answer::Text(value[1..value.len() - 1].to_owned())
+        } else if quoted {
+            let text = value[1..value.len() - 1].trim();
+            // "8" means 8: a number in quotes is still the number.
+            text.parse()
+                .map(Answer::Number)
+                .unwrap_or_else(|_| Answer::Text(text.to_owned()))
         } else {
             Answer::Unreadable(value.to_owned())
         };
@@ -371,12 +383,21 @@ fn check_predictions(
                 exercise.name
             )
         })?;
-        if answers[name] != actual {
-            return Ok(Verdict::NotYet(format!(
-                "{name} = {}: not what happens. Watch it happen with `refcount-lab lesson {}`.",
-                answers[name], exercise.lesson
-            )));
+        let given = &answers[name];
+        if *given == actual {
+            continue;
         }
+        let is_outcome_word =
+            matches!(given, Answer::Text(word) if OUTCOME_WORDS.contains(&word.as_str()));
+        let why = if source == "outcome" && !is_outcome_word {
+            let words = OUTCOME_WORDS.map(|word| format!("\"{word}\""));
+            format!("not an outcome: write one of {}.", words.join(", "))
+        } else if matches!((given, &actual), (Answer::Text(_), Answer::Number(_))) {
+            "not a number: write one, such as 2.".to_owned()
+        } else {
+            format!("not what happens. {}", exercise.feedback[name])
+        };
+        return Ok(Verdict::NotYet(format!("{name} = {given}: {why}")));
     }
     Ok(Verdict::Done)
 }
@@ -409,6 +430,9 @@ fn run_check(python: &Python, exercise: &Exercise) -> Result<Run> {
     let scratch = ScratchDir::with_file(script, source)?;
     run(python, scratch.path(), Path::new(script), &faults)
 }
+
+/// The words an outcome prediction may use, as `Outcome::kind` spells them.
+const OUTCOME_WORDS: [&str; 5] = ["ok", "leaked", "crashed", "error", "timeout"];
 
 /// The value a run shows at `source` (see `Entry::answers`).
 fn observe(run: &Run, source: &str) -> Option<Answer> {
@@ -498,6 +522,7 @@ mod tests {
         assert_eq!(answers["B"], Answer::Text("crashed".into()));
         assert_eq!(answers["C"], Answer::Missing);
         assert_eq!(answers["D"], Answer::Unreadable("1 + 1".into()));
+        assert_eq!(read_answers("E = \"8\"\n")["E"], Answer::Number(8));
         assert!(!answers.contains_key("lower"));
     }
 }

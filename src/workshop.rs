@@ -87,7 +87,7 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
     else {
         show(&format!(
             "\nReplace each ... in the file with your prediction, then run `refcount-lab verify`.\n\
-             To watch the lesson first: `refcount-lab lesson {}`.\n",
+             Once it passes, `refcount-lab lesson {}` shows it happen.\n",
             exercise.lesson
         ));
         return Ok(true);

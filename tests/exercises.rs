@@ -131,11 +131,21 @@ fn unfinished_and_wrong_answers_say_what_to_do() {
     for file in &solutions()[..5] {
         shop.solve(file);
     }
-    let cases: [(&str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str); 8] = [
         (
             "wrong_prediction",
             "01-predict-buckets.py",
             "BUCKET_OF_5 = 3\nSIZE_AFTER_THREE_KEYS = 8\n",
+        ),
+        (
+            "wrong_count_gets_a_nudge_not_the_answer",
+            "02-predict-refcounts.py",
+            "AFTER_A_SECOND_NAME = \"2\"\nIN_A_LIST_TWICE = 3\n",
+        ),
+        (
+            "an_outcome_that_is_not_an_outcome_word",
+            "03-predict-the-crash.py",
+            "REFCOUNT_AFTER_FIRST_SET = '1'\nFAULTY_OUTCOME = \"segfault\"\n",
         ),
         (
             "unreadable_prediction",
