@@ -7,7 +7,7 @@
 //! learner writes a script that makes a named fault show. Nothing is compared against values
 //! kept by hand: every check runs the real type.
 
-use crate::faults::Fault;
+use crate::faults::{self, Fault, SHOW_IN_EVERY_SCRIPT};
 use crate::lessons::{self, Lesson};
 use crate::outcome::{self, Outcome};
 use crate::python::Python;
@@ -225,34 +225,85 @@ pub fn check(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<Ver
     let answers = read_answers(&source);
     match exercise.kind {
         Kind::Predict => check_predictions(python, exercise, &answers),
-        Kind::Diagnose => {
-            let fault = exercise.fault.expect("diagnose exercises have a fault");
-            let named = match answers.get("FAULT") {
-                Some(Answer::Text(name)) => name.clone(),
-                _ => {
-                    return Ok(Verdict::NotYet(
-                        "name the fault: set FAULT to a name from `refcount-lab faults`".into(),
-                    ))
-                }
-            };
-            if named != fault.name() {
-                return Ok(Verdict::NotYet(format!(
-                    "FAULT = {named:?} is not the fault at work here; probe further"
-                )));
-            }
-            check_probe(
-                python,
-                exercise,
-                workdir,
-                fault,
-                "FAULT is right. Now make your probe show it: ",
-            )
-        }
+        Kind::Diagnose => check_diagnosis(python, exercise, workdir, answers.get("FAULT")),
         Kind::Probe => {
             let fault = exercise.fault.expect("probe exercises have a fault");
             check_probe(python, exercise, workdir, fault, "")
         }
     }
+}
+
+/// How many other faults a diagnose probe may also end badly under and still single the
+/// hidden fault out (faults near each other in the code can share a symptom).
+const MAX_ALSO_SHOWN: usize = 2;
+
+/// A diagnosis needs evidence first: the probe ends `ok` on correct code, not `ok` with the
+/// hidden fault, and `ok` under nearly every other fault. Then the name must be right.
+/// Neither the lesson nor any candidate fault is named before the exercise is solved.
+fn check_diagnosis(
+    python: &Python,
+    exercise: &Exercise,
+    workdir: &Path,
+    named: Option<&Answer>,
+) -> Result<Verdict> {
+    let fault = exercise.fault.expect("diagnose exercises have a fault");
+    let named = match named {
+        Some(Answer::Text(name)) => Some(name.as_str()),
+        _ => None,
+    };
+    if let Some(name) = named.filter(|name| Fault::from_name(name).is_err()) {
+        return Ok(Verdict::NotYet(format!(
+            "FAULT = {name:?}: there is no fault by that name; `refcount-lab faults` lists them"
+        )));
+    }
+    if let Verdict::NotYet(why) = check_probe(python, exercise, workdir, fault, "")? {
+        return Ok(Verdict::NotYet(why));
+    }
+    let others: Vec<Fault> = faults::CATALOGUE
+        .iter()
+        .map(|info| info.fault)
+        .filter(|other| *other != fault && !SHOW_IN_EVERY_SCRIPT.contains(other))
+        .collect();
+    let also_shown = others_shown(python, workdir, exercise, &others)?;
+    if also_shown > MAX_ALSO_SHOWN {
+        return Ok(Verdict::NotYet(format!(
+            "Your probe shows the hidden fault, but it also ends badly under {also_shown} of \
+             the {} other faults: it shows that something is wrong, not what. Narrow it down \
+             to the one operation you suspect.",
+            others.len()
+        )));
+    }
+    Ok(match named {
+        None => Verdict::NotYet(
+            "Your probe singles the fault out. Now name it: set FAULT to a name from \
+             `refcount-lab faults`."
+                .into(),
+        ),
+        Some(name) if name != fault.name() => Verdict::NotYet(format!(
+            "FAULT = {name:?} is not the fault at work here. Your probe singles the hidden \
+             one out: what does it do, and which fault breaks that?"
+        )),
+        Some(_) => Verdict::Done,
+    })
+}
+
+/// Under how many of `faults` the learner's file ends other than `ok`.
+///
+/// One run at a time: the runner reaps whatever child of this process ends, so two runs at
+/// once would take each other's exit status.
+fn others_shown(
+    python: &Python,
+    workdir: &Path,
+    exercise: &Exercise,
+    faults: &[Fault],
+) -> Result<usize> {
+    let file = PathBuf::from(exercise.file_name());
+    let mut shown = 0;
+    for fault in faults {
+        let run = run(python, workdir, &file, std::slice::from_ref(fault))?;
+        shown += usize::from(outcome::classify(&run) != Outcome::Ok);
+    }
+    Ok(shown)
 }
 
 /// The probe must end `ok` on correct code and otherwise with the fault on.

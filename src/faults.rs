@@ -253,6 +253,12 @@ pub const CATALOGUE: &[FaultInfo] = &[
     },
 ];
 
+/// Faults that show in any script at all, whatever it does: module init (`module-add-object`)
+/// and the default hash of every new table (`releases-borrowed-builtins`) crash the
+/// interpreter by its exit at the latest. A probe ending badly under them tells nothing.
+pub const SHOW_IN_EVERY_SCRIPT: [Fault; 2] =
+    [Fault::ModuleAddObject, Fault::ReleasesBorrowedBuiltins];
+
 /// The catalogue row of `fault`.
 pub fn info(fault: Fault) -> &'static FaultInfo {
     CATALOGUE

@@ -51,9 +51,10 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
             "    "
         };
         let kind = exercise.kind.name();
+        let lesson = lesson_shown(exercise, &progress).map_or("  ".into(), |n| format!("{n:>2}"));
         out.push_str(&format!(
-            "  {mark}  {:>2}  {kind:<8}  lesson {:>2}  {}\n",
-            exercise.number, exercise.lesson, exercise.name
+            "  {mark}  {:>2}  {kind:<8}  lesson {lesson}  {}\n",
+            exercise.number, exercise.name
         ));
     }
     let done = all
@@ -69,16 +70,28 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
     Ok(true)
 }
 
+/// The lesson an exercise belongs to, as far as the learner may know it: a diagnose
+/// exercise keeps its lesson (and so its fault) to itself until it is solved.
+fn lesson_shown(exercise: &exercises::Exercise, progress: &progress::Progress) -> Option<u32> {
+    let hidden =
+        exercise.kind == exercises::Kind::Diagnose && !progress.done.contains(&exercise.name);
+    (!hidden).then_some(exercise.lesson)
+}
+
 /// `exercise N`: what to do, and the learner's script run with the fault on and off.
 pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Result<bool> {
     let all = exercises::catalogue()?;
     let exercise = exercises::find(&all, number)?;
-    let workdir = exercises::workdir(progress::Progress::load()?.workdir.as_deref())?;
+    let progress = progress::Progress::load()?;
+    let workdir = exercises::workdir(progress.workdir.as_deref())?;
     let kind = exercise.kind.name();
+    let about = match lesson_shown(exercise, &progress) {
+        Some(lesson) => format!("{kind}, lesson {lesson}"),
+        None => kind.to_owned(),
+    };
     show(&format!(
-        "Exercise {number} · {} ({kind}, lesson {})\nYour file: {}\n",
+        "Exercise {number} · {} ({about})\nYour file: {}\n",
         exercise.name,
-        exercise.lesson,
         workdir.join(exercise.file_name()).display()
     ));
     let Some(fault) = exercise

@@ -128,14 +128,17 @@ fn unfinished_and_wrong_answers_say_what_to_do() {
     shop.lab(&["exercises", "init", work.to_str().unwrap()])
         .output()
         .unwrap();
-    for file in &solutions()[..5] {
-        shop.solve(file);
-    }
-    let cases: [(&str, &str, &str); 8] = [
+    let solutions = solutions();
+    let cases: [(&str, &str, &str); 4] = [
         (
             "wrong_prediction",
             "01-predict-buckets.py",
             "BUCKET_OF_5 = 3\nSIZE_AFTER_THREE_KEYS = 8\n",
+        ),
+        (
+            "unreadable_prediction",
+            "01-predict-buckets.py",
+            "BUCKET_OF_5 = 5 % 4\nSIZE_AFTER_THREE_KEYS = 8\n",
         ),
         (
             "wrong_count_gets_a_nudge_not_the_answer",
@@ -147,54 +150,114 @@ fn unfinished_and_wrong_answers_say_what_to_do() {
             "03-predict-the-crash.py",
             "REFCOUNT_AFTER_FIRST_SET = '1'\nFAULTY_OUTCOME = \"segfault\"\n",
         ),
+    ];
+    check_cases(&shop, &solutions[..5], &cases);
+    shop.write(
+        "06-probe-hash-results.py",
+        "import hashtable\nhashtable.HashTable()[1] = 2\n",
+    );
+    shop.settings().bind(|| {
+        assert_cmd_snapshot!("probe_that_does_not_show_the_fault", shop.lab(&["verify"]));
+        assert_cmd_snapshot!("hint", shop.lab(&["hint", "6"]));
+        assert_cmd_snapshot!(
+            "exercise_runs_the_probe_both_ways",
+            shop.lab(&["exercise", "6"])
+        );
+        assert_cmd_snapshot!("unknown_exercise", shop.lab(&["exercise", "99"]));
+    });
+    let probe = "class Box:\n    pass\n\n\nh = hashtable.HashTable()\nh['box'] = Box()\nfound = h.get('box')\ndel found\nh['box']\n";
+    let named = |name: &str| format!("import hashtable\nFAULT = {name}\n{probe}");
+    let cases: [(&str, &str, &str); 6] = [
+        ("fault_not_named", "09-diagnose-reading.py", &named("...")),
         (
-            "unreadable_prediction",
-            "01-predict-buckets.py",
-            "BUCKET_OF_5 = 5 % 4\nSIZE_AFTER_THREE_KEYS = 8\n",
-        ),
-        (
-            "fault_not_named",
-            "06-diagnose-reading.py",
-            "import hashtable\nFAULT = ...\n",
+            "unknown_fault_named",
+            "09-diagnose-reading.py",
+            &named("\"get-missing-incref\""),
         ),
         (
             "wrong_fault_named",
-            "06-diagnose-reading.py",
-            "FAULT = \"no-traverse\"\n",
+            "09-diagnose-reading.py",
+            &named("\"no-traverse\""),
         ),
         (
             "right_fault_but_no_probe",
-            "06-diagnose-reading.py",
+            "09-diagnose-reading.py",
             "FAULT = \"get-borrowed-return\"\n",
         ),
         (
             "probe_that_fails_on_correct_code",
-            "06-diagnose-reading.py",
+            "09-diagnose-reading.py",
             "FAULT = \"get-borrowed-return\"\nraise SystemExit(3)\n",
         ),
+        (
+            "a_probe_that_breaks_under_every_fault_proves_nothing",
+            "09-diagnose-reading.py",
+            &universal_probe("get-borrowed-return"),
+        ),
     ];
+    check_cases(&shop, &solutions[..8], &cases);
+    // The diagnose exercise keeps its lesson to itself until it is solved.
+    let (_, listing) = shop.stdout(&["exercises"]);
+    let line = listing.lines().find(|l| l.contains("09-diagnose")).unwrap();
+    assert!(!line.contains("lesson  6"), "{line}");
+    shop.solve("09-diagnose-reading.py");
+    shop.lab(&["verify"]).output().unwrap();
+    let (_, listing) = shop.stdout(&["exercises"]);
+    let line = listing.lines().find(|l| l.contains("09-diagnose")).unwrap();
+    assert!(line.contains("lesson  6"), "{line}");
+}
+
+/// With `solved` in place, each case's text in its file gets the snapshot named after it.
+fn check_cases(shop: &Workshop, solved: &[String], cases: &[(&str, &str, &str)]) {
+    for file in solved {
+        shop.solve(file);
+    }
     for (name, file, text) in cases {
         shop.write(file, text);
         shop.settings()
-            .bind(|| assert_cmd_snapshot!(name, shop.lab(&["verify"])));
+            .bind(|| assert_cmd_snapshot!(*name, shop.lab(&["verify"])));
         shop.solve(file);
     }
-    shop.write(
-        "10-probe-hash-results.py",
-        "import hashtable\nhashtable.HashTable()[1] = 2\n",
-    );
-    for file in &solutions()[5..9] {
+}
+
+/// `fixtures/exercise-probes/universal.py`, naming `fault`: a probe that calls every method.
+fn universal_probe(fault: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/exercise-probes/universal.py");
+    let text = std::fs::read_to_string(path).unwrap();
+    format!("FAULT = {fault:?}\n{text}")
+}
+
+#[test]
+fn the_universal_probe_passes_no_diagnose_exercise() {
+    let shop = Workshop::new("universal");
+    let work = shop.work();
+    shop.lab(&["exercises", "init", work.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let solutions = solutions();
+    for file in &solutions[..8] {
         shop.solve(file);
     }
-    shop.settings().bind(|| {
-        assert_cmd_snapshot!("probe_that_does_not_show_the_fault", shop.lab(&["verify"]));
-        assert_cmd_snapshot!("hint", shop.lab(&["hint", "10"]));
-        assert_cmd_snapshot!(
-            "exercise_runs_the_probe_both_ways",
-            shop.lab(&["exercise", "10"])
+    for (i, file) in solutions[8..].iter().enumerate() {
+        let answer = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/exercise-solutions")
+                .join(file),
+        )
+        .unwrap();
+        let fault = answer
+            .lines()
+            .find_map(|line| line.strip_prefix("FAULT = "))
+            .unwrap()
+            .trim_matches('"');
+        shop.write(file, &universal_probe(fault));
+        let (_, stdout) = shop.stdout(&["verify"]);
+        assert!(
+            stdout.contains(&format!("{} of 13 exercises done", 8 + i)),
+            "{file} passed with the universal probe:\n{stdout}"
         );
-        assert_cmd_snapshot!("unknown_exercise", shop.lab(&["exercise", "99"]));
-    });
+        shop.solve(file);
+    }
 }
 
 #[test]
