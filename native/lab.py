@@ -11,10 +11,10 @@ Reference counts are reported without the probe's own references: the number of 
 held by everything else (names, containers, attributes, closure cells, other frames), so a
 fresh object bound to one name reads 1, on every CPython from 3.10 to 3.15 and from any
 context. Objects whose count cannot move (immortal objects, 3.12+) are reported as such
-instead of a number. Each probe sends one JSON line to refcount-lab through the `hashtable`
-module's trace emitter (`hashtable._emit`), which signs it and writes it straight to the
-trace pipe, so nothing is lost if the interpreter crashes a moment later; outside
-refcount-lab the lines go to stderr.
+instead of a number. Each probe sends one JSON line to refcount-lab through the native
+trace emitter (`_labtrace._emit`, from the `hashtable` library), which signs it and writes
+it straight to the trace pipe, so nothing is lost if the interpreter crashes a moment
+later; outside refcount-lab the lines go to stderr.
 
 How the probe's own references are taken out. `sys.getrefcount(obj)` also counts the
 references the probe call itself holds: one per call on the way from the caller to
@@ -35,12 +35,10 @@ import os
 import sys
 import weakref
 
-if sys.version_info >= (3, 14):
-    # Read by every probe on 3.14+. Imported before `hashtable`, so that the allocations of
-    # the import happen before the module's init, not between it and the script.
-    import dis
+import _labtrace  # refcount-lab's trace emitter: signs lab's events, registers "done"
 
-import hashtable  # its trace emitter signs lab's events; its import registers "done"
+if sys.version_info >= (3, 14):
+    import dis  # read by every probe: imported now, not in the middle of a script
 
 _watched = []
 _reported = False
@@ -86,7 +84,7 @@ def _json(value):
 def _send(event):
     """To refcount-lab's trace (signed by the native module), or to stderr outside it."""
     line = _json(event)
-    if not hashtable._emit(line):
+    if not _labtrace._emit(line):
         sys.stderr.write("lab: " + line + "\n")
 
 
@@ -195,7 +193,29 @@ def watch(obj, name):
     _watched.append((name, isinstance(handle, weakref.ref), handle))
     del handle  # only the entry in _watched may count, here and at exit alike
     rc = _refs(obj)
-    _send(_counted({"ev": "watch"}, obj, name, rc))
+    event = _counted({"ev": "watch"}, obj, name, rc)
+    event["globals"] = _held_by_globals(obj)
+    _send(event)
+
+
+def _held_by_globals(obj):
+    """The script's global names that hold obj, with how many references each holds.
+
+    A name bound to obj holds one; a name bound to a container (a table, a list, a dict, an
+    instance) holds one for each of its slots that holds obj. At exit, references from
+    globals that were not there at the watch explain a higher count: the script still
+    holds obj, which is not a leak. (Called after the count is read: the loop's own
+    temporaries must not be counted.)
+    """
+    main = sys.modules.get("__main__")
+    held = {}
+    for name, value in list(vars(main).items()) if main else ():
+        if name.startswith("__") and name.endswith("__"):
+            continue
+        count = 1 if value is obj else sum(1 for slot in gc.get_referents(value) if slot is obj)
+        if count:
+            held[name] = count
+    return held
 
 
 def show_ref_counts(an_object, times_to_call=1, show_referrers=False, _depth=1):
@@ -233,7 +253,9 @@ def _report_watched():
             continue
         # -1: the local name `obj` is ours, not the script's.
         rc = _probe(obj) - 1
-        _send(_counted({"ev": "final", "freed": False}, obj, name, rc))
+        event = _counted({"ev": "final", "freed": False}, obj, name, rc)
+        event["globals"] = _held_by_globals(obj)
+        _send(event)
         del obj
 
 
@@ -266,6 +288,7 @@ def _run_main():
     with open(path, "rb") as source:
         code = compile(source.read(), path, "exec")
     __main__.__file__ = path
+    gc.enable()  # refcount-lab's launcher turned it off until the script starts
     try:
         exec(code, __main__.__dict__)
     except SystemExit:

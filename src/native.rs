@@ -1,7 +1,7 @@
 //! The native module the CLI carries, made importable for the interpreter it runs.
 //!
 //! `hashtable` (the raw-FFI type, the fault switchboard, the trace emitter: `native/`, built
-//! by build.rs for CPython's stable ABI) and the `lab` probes (`native/lab.py`) are compiled
+//! by build.rs for CPython's stable ABI, also importable as `_labtrace`) and the `lab` probes (`native/lab.py`) are compiled
 //! into this binary as bytes. [`install`] writes them once into a folder of the user's own
 //! cache (`$XDG_CACHE_HOME/refcount-lab/module-HASH/`, mode 0700, never a shared place such
 //! as `/tmp`, where another local user could plant a library) and, before every use, checks
@@ -19,6 +19,9 @@ const LAB: &[u8] = include_bytes!("../native/lab.py");
 /// The files of the module folder: name and contents. `.abi3.so` is the suffix every CPython
 /// (but free-threaded ones) accepts for a stable-ABI extension.
 const FILES: [(&str, &[u8]); 2] = [("hashtable.abi3.so", HASHTABLE), ("lab.py", LAB)];
+/// `_labtrace` (the lab probes' trace emitter) is the same library under a second name: a
+/// symbolic link, so that both modules live in one loaded copy and share one trace sink.
+const LAB_TRACE_LINK: (&str, &str) = ("_labtrace.abi3.so", "hashtable.abi3.so");
 /// A hash of both (computed by build.rs): names the folder, so binaries carrying other
 /// modules never share one.
 const FINGERPRINT: &str = env!("REFCOUNT_LAB_NATIVE_FINGERPRINT");
@@ -46,6 +49,15 @@ fn install_into(cache: &Path) -> Result<PathBuf> {
             .with_context(|| format!("cannot write {}", partial.display()))?;
         fs::rename(&partial, &path)
             .with_context(|| format!("cannot move {} into place", path.display()))?;
+    }
+    let (name, target) = LAB_TRACE_LINK;
+    let link = dir.join(name);
+    if fs::read_link(&link).ok().as_deref() != Some(Path::new(target)) {
+        let partial = dir.join(format!(".{name}.{}", std::process::id()));
+        let _ = fs::remove_file(&partial);
+        std::os::unix::fs::symlink(target, &partial)
+            .and_then(|()| fs::rename(&partial, &link))
+            .with_context(|| format!("cannot link {} to {target}", link.display()))?;
     }
     Ok(dir)
 }
@@ -104,8 +116,12 @@ mod tests {
         assert_eq!(mode, 0o700);
         let library = dir.join("hashtable.abi3.so");
         fs::write(&library, b"planted").unwrap();
+        let link = dir.join(LAB_TRACE_LINK.0);
+        fs::remove_file(&link).unwrap();
+        fs::write(&link, b"planted").unwrap();
         install_into(&home).unwrap();
         assert_eq!(fs::read(&library).unwrap(), HASHTABLE);
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new(LAB_TRACE_LINK.1));
         fs::remove_dir_all(&home).unwrap();
     }
 }

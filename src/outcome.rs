@@ -83,10 +83,24 @@ pub fn classify(run: &Run) -> Outcome {
     }
 }
 
-/// Native objects never freed, then watched objects that ended above their baseline.
+/// The global names holding more references to a watched object at exit than at its watch,
+/// and how many more: references the script itself still holds, which are not leaks.
+pub fn held_since_watch(
+    then: &BTreeMap<String, i64>,
+    now: &BTreeMap<String, i64>,
+) -> BTreeMap<String, i64> {
+    now.iter()
+        .map(|(name, count)| (name, count - then.get(name).copied().unwrap_or(0)))
+        .filter(|(_, more)| *more > 0)
+        .map(|(name, more)| (name.clone(), more))
+        .collect()
+}
+
+/// Native objects never freed, then watched objects that ended above their baseline by
+/// more than the script's globals account for.
 fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
     let mut alive: BTreeMap<(String, u64), ()> = BTreeMap::new();
-    let mut baselines: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut baselines: BTreeMap<&str, (i64, &BTreeMap<String, i64>)> = BTreeMap::new();
     let mut references = Vec::new();
     let mut daemon_threads = false;
     for event in events {
@@ -98,8 +112,10 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
             Event::Free { type_name, id } => {
                 alive.remove(&(type_name.clone(), *id));
             }
-            Event::Watch { obj, rc, .. } => {
-                baselines.insert(obj, *rc);
+            Event::Watch {
+                obj, rc, globals, ..
+            } => {
+                baselines.insert(obj, (*rc, globals));
             }
             // An immortal object's count cannot move, so it cannot leak.
             Event::Final {
@@ -107,8 +123,15 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
                 rc: Some(rc),
                 freed: false,
                 pinned: None,
+                globals,
             } => {
-                let delta = rc - baselines.get(obj.as_str()).copied().unwrap_or(*rc);
+                let (baseline, held_then) = baselines
+                    .get(obj.as_str())
+                    .copied()
+                    .unwrap_or((*rc, globals));
+                // References the script's globals took since the watch are the script's own.
+                let held_since: i64 = held_since_watch(held_then, globals).values().sum();
+                let delta = rc - baseline - held_since;
                 if delta > 0 {
                     references.push(Leak::References {
                         obj: obj.clone(),
@@ -204,33 +227,45 @@ mod tests {
         assert_eq!(classify(&run(Ending::Exited(0), events, "")), Outcome::Ok);
     }
 
+    fn watch(obj: &str, rc: i64, globals: &[(&str, i64)]) -> Event {
+        Event::Watch {
+            obj: obj.into(),
+            rc,
+            pinned: None,
+            globals: globals.iter().map(|(n, c)| (n.to_string(), *c)).collect(),
+        }
+    }
+
+    fn last(obj: &str, rc: i64, globals: &[(&str, i64)]) -> Event {
+        Event::Final {
+            obj: obj.into(),
+            rc: Some(rc),
+            freed: false,
+            pinned: None,
+            globals: globals.iter().map(|(n, c)| (n.to_string(), *c)).collect(),
+        }
+    }
+
     #[test]
     fn unfreed_objects_and_grown_refcounts_are_leaks() {
         let events = vec![
-            Event::Watch {
-                obj: "hash".into(),
-                rc: 5,
-                pinned: None,
-            },
+            watch("hash", 5, &[]),
             alloc(1),
             alloc(2),
             free(1),
-            Event::Final {
-                obj: "hash".into(),
-                rc: Some(8),
-                freed: false,
-                pinned: None,
-            },
+            last("hash", 8, &[]),
             Event::Watch {
                 obj: "None".into(),
                 rc: 0,
                 pinned: Some("immortal".into()),
+                globals: BTreeMap::new(),
             },
             Event::Final {
                 obj: "None".into(),
                 rc: Some(0),
                 freed: false,
                 pinned: Some("immortal".into()),
+                globals: BTreeMap::new(),
             },
             Event::Done,
         ];
@@ -245,6 +280,31 @@ mod tests {
             },
         ]);
         assert_eq!(classify(&run(Ending::Exited(0), events, "")), expected);
+    }
+
+    #[test]
+    fn references_the_scripts_globals_took_since_the_watch_are_not_leaks() {
+        // `key` was bound to one global name at its watch; at exit a global table holds it
+        // too, and a global list twice: 3 more, all the script's own.
+        let held = vec![
+            watch("key", 1, &[("key", 1)]),
+            last("key", 4, &[("key", 1), ("h", 1), ("pairs", 2)]),
+            Event::Done,
+        ];
+        assert_eq!(classify(&run(Ending::Exited(0), held, "")), Outcome::Ok);
+        // What the globals do not account for is still a leak.
+        let leaked = vec![
+            watch("key", 1, &[("key", 1)]),
+            last("key", 6, &[("key", 1), ("h", 1)]),
+            Event::Done,
+        ];
+        assert_eq!(
+            classify(&run(Ending::Exited(0), leaked, "")),
+            Outcome::Leaked(vec![Leak::References {
+                obj: "key".into(),
+                delta: 4
+            }])
+        );
     }
 
     #[test]

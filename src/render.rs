@@ -121,6 +121,7 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
 
 fn trace(p: Painter, out: &mut String, run: &Run) {
     let mut baselines: BTreeMap<String, i64> = BTreeMap::new();
+    let mut held_at_watch: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     let relative = |baselines: &BTreeMap<String, i64>, obj: &str, rc: i64| {
         if !(0..=PLAUSIBLE_REFCOUNT).contains(&rc) {
             // Read from memory that was freed (and filled with 0xDD by the debug allocator).
@@ -168,11 +169,17 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                     };
                     ("refcount", body, label.clone())
                 }
-                Event::Watch { obj, rc, pinned } => {
+                Event::Watch {
+                    obj,
+                    rc,
+                    pinned,
+                    globals,
+                } => {
                     let body = match pinned {
                         Some(why) => format!("{obj} is {why}: its count never moves"),
                         None => {
                             baselines.insert(obj.clone(), *rc);
+                            held_at_watch.insert(obj.clone(), globals.clone());
                             format!("{obj} = baseline")
                         }
                     };
@@ -183,13 +190,27 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                     rc,
                     freed,
                     pinned,
+                    globals,
                 } => {
                     let body = match (rc, pinned) {
                         (_, Some(why)) => format!("{obj} is {why}: nothing to compare"),
                         (Some(rc), None) if !freed => relative(&baselines, obj, *rc),
                         _ => format!("{obj} was freed"),
                     };
-                    ("at exit", body, String::new())
+                    let then = held_at_watch.get(obj).cloned().unwrap_or_default();
+                    let names: Vec<String> = outcome::held_since_watch(&then, globals)
+                        .into_iter()
+                        .map(|(name, more)| match more {
+                            1 => name,
+                            more => format!("{name} (x{more})"),
+                        })
+                        .collect();
+                    let note = match names.len() {
+                        0 => String::new(),
+                        1 => format!("still held by the global {}", names[0]),
+                        _ => format!("still held by the globals {}", names.join(", ")),
+                    };
+                    ("at exit", body, note)
                 }
                 Event::Alloc { type_name, id } => {
                     ("new", format!("{type_name}#{id}"), String::new())

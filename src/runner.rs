@@ -1,11 +1,11 @@
 //! The child-process runner: runs one Python script in a fresh child interpreter and
 //! collects everything it left behind, whatever way it ended.
 //!
-//! The child is the chosen interpreter itself (`python -X faulthandler -c "import lab;
-//! lab._run_main()" SCRIPT`: see `lab._run_main` in `native/lab.py`), with the module
-//! importable and the faults of this run switched on (`python.rs`), under the debug
-//! allocator and a fixed hash seed, in its own process group, with stdin closed. Its stdout and stderr
-//! are captured up to a cap (the rest is counted, not kept), and trace events arrive on a
+//! The child is the chosen interpreter itself (`python -X faulthandler -c LAUNCHER SCRIPT`,
+//! where `LAUNCHER` imports `lab` and calls `lab._run_main` in `native/lab.py`), with the
+//! module importable and the faults of this run switched on (`python.rs`), under the debug
+//! allocator and a fixed hash seed, in its own process group, with stdin closed. Its stdout
+//! and stderr are captured up to a cap (the rest is counted, not kept), and trace events arrive on a
 //! dedicated pipe (fd 3). A crash, a hang, a flood of output or a closed pipe ends the
 //! child, never the parent. Classifying what happened is `outcome.rs`'s job.
 //!
@@ -28,6 +28,12 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// What the child runs before the script. The collector stays off until the script starts
+/// (`lab._run_main` turns it on), so the first collection happens in the script, at a
+/// point that does not move when lab's own code changes: a dangling pointer that a
+/// collection would trip over (lesson 17) trips where the learner can see it.
+const LAUNCHER: &str = "import gc; gc.disable(); import lab; lab._run_main()";
 
 /// Bytes of stdout and of stderr kept; the rest is counted.
 const OUTPUT_CAP: usize = 256 * 1024;
@@ -125,7 +131,7 @@ pub fn run(job: &Job) -> Result<Run> {
     let faults: Vec<&str> = job.faults.iter().map(|fault| fault.name()).collect();
     let mut command = job.python.command(&faults);
     command
-        .args(["-X", "faulthandler", "-c", "import lab; lab._run_main()"])
+        .args(["-X", "faulthandler", "-c", LAUNCHER])
         .arg(job.script)
         .args(job.args)
         .current_dir(job.dir)

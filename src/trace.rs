@@ -10,7 +10,7 @@
 //! itself, and counts for nothing ([`check`]).
 //!
 //! What a script can still do: call `lab`'s probes (that is their purpose), send `lab`'s
-//! kinds of event through `hashtable._emit` (the same as calling the probes), read the
+//! kinds of event through `_labtrace._emit` (the same as calling the probes), read the
 //! environment (which names the faults of the run), or read the module's memory with
 //! `ctypes`. None of that happens by accident, and a learner who does it is solving another
 //! puzzle; what cannot happen is a stray or deliberate `os.write` passing for an event.
@@ -131,6 +131,9 @@ pub enum Event {
         rc: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pinned: Option<String>,
+        /// The script's global names holding `obj`, and how many references each holds.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        globals: BTreeMap<String, i64>,
     },
     /// A watched object at interpreter exit: its refcount, or that it was freed.
     Final {
@@ -139,6 +142,9 @@ pub enum Event {
         freed: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pinned: Option<String>,
+        /// As for `Watch`, at exit (the script's globals are still alive then).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        globals: BTreeMap<String, i64>,
     },
     /// A native object was created or destroyed.
     Alloc {

@@ -139,6 +139,11 @@ fn missing_script_is_refused() {
 }
 
 #[test]
+fn a_watched_object_still_held_by_globals_is_not_a_leak() {
+    settings().bind(|| assert_cmd_snapshot!(run_fixture("watched_key_held_by_a_global.py", &[])));
+}
+
+#[test]
 fn script_that_runs_clean() {
     settings().bind(|| assert_cmd_snapshot!(run_fixture("clean.py", &[])));
 }

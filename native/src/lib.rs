@@ -199,12 +199,6 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
             return -1;
         }
         faults::install_from_env();
-        trace::install();
-        if trace::is_traced() {
-            AT_EXIT.call_once(|| {
-                Py_AtExit(Some(trace::done));
-            });
-        }
         if PyModule_AddObjectRef(module, c"HashTable".as_ptr(), table_type) < 0 {
             return -1;
         }
@@ -299,7 +293,7 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
     }
 }
 
-static mut MODULE_METHODS: [PyMethodDef; 3] = [
+static mut MODULE_METHODS: [PyMethodDef; 2] = [
     PyMethodDef {
         ml_name: c"terrible_hash".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -307,15 +301,6 @@ static mut MODULE_METHODS: [PyMethodDef; 3] = [
         },
         ml_flags: METH_O,
         ml_doc: c"terrible_hash(key) -> int: int -> itself, float -> floor, str -> length, else 0"
-            .as_ptr(),
-    },
-    PyMethodDef {
-        ml_name: c"_emit".as_ptr(),
-        ml_meth: PyMethodDefPointer {
-            PyCFunction: trace::emit_python,
-        },
-        ml_flags: METH_O,
-        ml_doc: c"_emit(line) -> bool: refcount-lab's trace, for the lab probes (not the table's)"
             .as_ptr(),
     },
     PyMethodDef::zeroed(),
@@ -344,13 +329,75 @@ static mut MODULE_DEF: PyModuleDef = PyModuleDef {
     m_free: Some(module_free),
 };
 
-/// Registers the trace's `done` event once per process, however often the module is imported.
-static AT_EXIT: std::sync::Once = std::sync::Once::new();
-
 /// The module's init function, found by name when Python imports `hashtable`.
 #[no_mangle]
 pub extern "C" fn PyInit_hashtable() -> *mut PyObject {
     // SAFETY: MODULE_DEF is a static that lives for the whole process; multi-phase init only
     // reads it.
     unsafe { PyModuleDef_Init(&raw mut MODULE_DEF) }
+}
+
+// `_labtrace`: refcount-lab's plumbing, kept out of the module being taught. `lab` imports
+// it before the script runs, so the trace pipes are taken over (and "done" registered)
+// before any script code, and `hashtable` is first imported, and initialised, by the
+// script itself. It lives in the same library (installed under a second name that links to
+// it), so both modules share one trace sink.
+
+/// Runs when `_labtrace` is imported: takes over the trace pipes, registers "done".
+unsafe extern "C" fn lab_trace_exec(_module: *mut PyObject) -> c_int {
+    trace::install();
+    if trace::is_traced() {
+        AT_EXIT.call_once(|| {
+            // SAFETY: registering a plain function pointer, once per process.
+            unsafe { Py_AtExit(Some(trace::done)) };
+        });
+    }
+    0
+}
+
+static mut LAB_TRACE_METHODS: [PyMethodDef; 2] = [
+    PyMethodDef {
+        ml_name: c"_emit".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: trace::emit_python,
+        },
+        ml_flags: METH_O,
+        ml_doc: c"_emit(line) -> bool: refcount-lab's trace, for the lab probes (not the table's)"
+            .as_ptr(),
+    },
+    PyMethodDef::zeroed(),
+];
+
+static mut LAB_TRACE_SLOTS: [PyModuleDef_Slot; 2] = [
+    PyModuleDef_Slot {
+        slot: Py_mod_exec,
+        value: lab_trace_exec as *mut c_void,
+    },
+    PyModuleDef_Slot {
+        slot: 0,
+        value: null_mut(),
+    },
+];
+
+static mut LAB_TRACE_DEF: PyModuleDef = PyModuleDef {
+    m_base: PyModuleDef_HEAD_INIT,
+    m_name: c"_labtrace".as_ptr(),
+    m_doc: c"refcount-lab's signed trace emitter, for the lab probes.".as_ptr(),
+    m_size: 0,
+    m_methods: &raw mut LAB_TRACE_METHODS as *mut PyMethodDef,
+    m_slots: &raw mut LAB_TRACE_SLOTS as *mut PyModuleDef_Slot,
+    m_traverse: None,
+    m_clear: None,
+    m_free: None,
+};
+
+/// Registers the trace's `done` event once per process, however often the module is imported.
+static AT_EXIT: std::sync::Once = std::sync::Once::new();
+
+/// `_labtrace`'s init function, found by name when Python imports `_labtrace`.
+#[no_mangle]
+pub extern "C" fn PyInit__labtrace() -> *mut PyObject {
+    // SAFETY: LAB_TRACE_DEF is a static that lives for the whole process; multi-phase init
+    // only reads it.
+    unsafe { PyModuleDef_Init(&raw mut LAB_TRACE_DEF) }
 }

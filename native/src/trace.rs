@@ -2,7 +2,7 @@
 //!
 //! When `refcount-lab` runs a child, it opens a pipe for events and names its descriptor in
 //! `REFCOUNT_LAB_TRACE_FD`, and passes a per-run secret key through a second pipe named in
-//! `REFCOUNT_LAB_KEY_FD`. The first import of the module ([`install`], before the script
+//! `REFCOUNT_LAB_KEY_FD`. The import of `_labtrace` ([`install`], by `lab`, before the script
 //! runs) reads and closes the key pipe and moves the event pipe to a private descriptor, so
 //! the script can neither read the key nor lose the trace by closing fd 3. Every event is
 //! numbered and tagged with a keyed hash (SipHash-2-4) of its number and text, and goes out
@@ -11,7 +11,7 @@
 //! forged and counts nothing from it (`src/trace.rs` of the CLI checks the tags).
 //!
 //! `alloc`, `free` and `done` come only from native code. The `lab` probes (`lab.py`) send
-//! theirs through [`emit_python`] (`hashtable._emit`), which accepts only the kinds `lab`
+//! theirs through [`emit_python`] (`_labtrace._emit`), which accepts only the kinds `lab`
 //! sends. Outside `refcount-lab` there is no pipe and nothing is written.
 
 use pyo3_ffi::*;
@@ -29,7 +29,7 @@ struct Sink {
 static SINK: OnceLock<Option<Sink>> = OnceLock::new();
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-/// The event kinds `lab.py` may send through `hashtable._emit`.
+/// The event kinds `lab.py` may send through `_labtrace._emit`.
 const PYTHON_KINDS: [&str; 6] = ["say", "refcount", "watch", "final", "repetition", "threads"];
 
 /// Takes over the trace and key pipes the parent passed, if any. Once per process.
@@ -109,7 +109,7 @@ pub extern "C" fn done() {
     emit(r#"{"ev":"done"}"#);
 }
 
-/// `hashtable._emit(line)`: sends one of `lab`'s events; `False` when not traced.
+/// `_labtrace._emit(line)`: sends one of `lab`'s events; `False` when not traced.
 ///
 /// # Safety
 /// Called by CPython with the GIL held and a live `line` argument.
