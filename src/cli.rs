@@ -31,6 +31,33 @@ pub struct Look {
     /// When to use colours.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Wrap prose and trace lines to this many columns (default: the terminal's width, or 80
+    /// when the output is not a terminal).
+    #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..))]
+    pub width: Option<u16>,
+}
+
+impl Look {
+    /// The columns to wrap to.
+    pub fn width(&self) -> usize {
+        self.width
+            .map(usize::from)
+            .or_else(terminal_width)
+            .unwrap_or(80)
+    }
+}
+
+/// The width of the terminal on stdout, if stdout is one.
+fn terminal_width() -> Option<usize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize struct it is given, and fails on a non-terminal.
+    let found = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (found && size.ws_col >= 40).then_some(usize::from(size.ws_col))
 }
 
 /// Where the lessons come from.

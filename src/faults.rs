@@ -223,7 +223,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
         summary: "PyModule_AddObject steals the reference only when it succeeds; module init \
                   releases it anyway, and __version__ is freed while the module still holds it",
         c: CSite {
-            correct: "PyObject *version = PyUnicode_FromString(VERSION);\nif (version == NULL) {\n    return -1;\n}\nint added = PyModule_AddObjectRef(module, \"__version__\", version);  /* takes its own */\nPy_DECREF(version);  /* ours, added or not */\nreturn added;  /* 3.13+, all in one: return PyModule_Add(module, \"__version__\", version); */",
+            correct: "PyObject *version = PyUnicode_FromString(VERSION);\nif (version == NULL) {\n    return -1;\n}\n/* The module takes its own reference. */\nint added = PyModule_AddObjectRef(module, \"__version__\", version);\nPy_DECREF(version);  /* ours, added or not */\nreturn added;\n/* 3.13+, all of this in one call:\n   return PyModule_Add(module, \"__version__\", version); */",
             faulty: "PyObject *version = PyUnicode_FromString(VERSION);\nif (version == NULL) {\n    return -1;\n}\nif (PyModule_AddObject(module, \"__version__\", version) < 0) {\n    return -1;  /* leaks version: only a success steals it */\n}\nPy_DECREF(version);  /* releases the reference AddObject took */\nreturn 0;",
         },
     },
@@ -235,8 +235,8 @@ pub const CATALOGUE: &[FaultInfo] = &[
         summary: "the talk's default hash lookup releases the builtins namespace it only \
                   borrowed: one reference fewer per table, until the namespace is freed",
         c: CSite {
-            correct: "PyObject *builtins = PyEval_GetBuiltins();  /* borrowed */\nPyObject *hash = PyDict_GetItemWithError(builtins, hash_name);  /* borrowed */\n/* nothing to release */",
-            faulty: "PyObject *builtins = PyEval_GetBuiltins();  /* borrowed */\nPyObject *hash = PyDict_GetItemWithError(builtins, hash_name);  /* borrowed */\nPy_DECREF(builtins);  /* never ours to release */",
+            correct: "PyObject *builtins = PyEval_GetBuiltins();  /* borrowed */\nPyObject *hash = PyDict_GetItemWithError(builtins, name); /* borrowed */\n/* nothing to release */",
+            faulty: "PyObject *builtins = PyEval_GetBuiltins();  /* borrowed */\nPyObject *hash = PyDict_GetItemWithError(builtins, name); /* borrowed */\nPy_DECREF(builtins);  /* never ours to release */",
         },
     },
     FaultInfo {

@@ -5,7 +5,7 @@
 //! type with its switchboard, trace emitter and `lab` probes, is the crate in `native/`),
 //! `sites` their source lines, `native` the module carried in this binary, `python` the
 //! interpreter it runs in, `trace` the child → parent protocol, `runner` the child process, `outcome` what a run
-//! adds up to, `lessons` the catalogue, `render` the text, `commands` and `workshop` what
+//! adds up to, `lessons` the catalogue, `render` the text (`markdown` the lessons' prose), `commands` and `workshop` what
 //! each subcommand does, `bench`, `hunt`, `exercises` and `progress` their subjects.
 //!
 //! Exit status: 0 when all went as expected, 1 when a run did not (a crash, leak or error
@@ -18,6 +18,7 @@ mod exercises;
 mod faults;
 mod hunt;
 mod lessons;
+mod markdown;
 mod native;
 mod outcome;
 mod progress;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let painter = |look: Look| Painter {
         color: look.color.enabled(),
+        width: look.width(),
     };
     let python = |choice: &PythonChoice| Python::choose(choice.python.as_deref());
     let result = match cli.command {

@@ -6,6 +6,7 @@
 
 use crate::faults::{self, Expected, Fault, CATALOGUE};
 use crate::lessons::Lesson;
+use crate::markdown;
 use crate::outcome::{self, Leak, Outcome};
 use crate::runner::{Captured, Run, TraceLine};
 use crate::sites;
@@ -30,10 +31,12 @@ pub fn show(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-/// Applies ANSI styles, or nothing when colour is off.
+/// Applies ANSI styles (or nothing when colour is off) and knows how wide the text may be.
 #[derive(Clone, Copy)]
 pub struct Painter {
     pub color: bool,
+    /// Columns for prose and wrapped trace lines: the terminal's, else 80, or `--width`.
+    pub width: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -80,7 +83,7 @@ pub fn lesson_intro(p: Painter, lesson: &Lesson, python: &str) -> String {
         p.paint(Style::Heading, &title),
         p.paint(Style::Heading, &underline),
         interpreter(p, python),
-        lesson.prose.trim_end()
+        markdown::render(&lesson.prose, p.width, p.color).trim_end()
     )
 }
 
@@ -105,7 +108,7 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
             names.len(),
             if names.len() == 1 { " was" } else { "s were" }
         );
-        let note = wrap(&note, 84).join("\n            ");
+        let note = wrap(&note, p.width.saturating_sub(12)).join("\n            ");
         let _ = writeln!(out, "  {} {note}", p.paint(Style::Dim, "note:    "));
     }
     if !run.leftovers.is_empty() {
@@ -230,12 +233,22 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
             },
         };
         let tag = p.paint(Style::Dim, &format!("{tag:<9}"));
-        // Long lines wrap, and continuation lines (a repr, say) line up under the first.
-        let body = wrap(&body, 76).join("\n            ");
+        // Long lines wrap, and continuation lines (a repr, say) line up under the first; a
+        // note that does not fit beside its line goes on a line of its own below it.
+        let room = p.width.saturating_sub(12).max(20);
+        let body = wrap(&body, room);
+        let last = body.last().map_or(0, |line| line.chars().count());
+        let body_text = body.join("\n            ");
         shown.push(if note.is_empty() {
-            format!("  {tag} {body}")
+            format!("  {tag} {body_text}")
+        } else if body.len() == 1 && last.max(28) + 2 + note.chars().count() <= room {
+            format!("  {tag} {body_text:<28}  {}", p.paint(Style::Dim, &note))
         } else {
-            format!("  {tag} {body:<28}  {}", p.paint(Style::Dim, &note))
+            let note = wrap(&note, room).join("\n            ");
+            format!(
+                "  {tag} {body_text}\n            {}",
+                p.paint(Style::Dim, &note)
+            )
         });
     }
     let hidden = shown.len().saturating_sub(TRACE_HEAD + TRACE_TAIL);
@@ -412,6 +425,7 @@ fn outcome_block(p: Painter, out: &mut String, outcome: &Outcome) {
         p.paint(style, &headline)
     );
     for line in details {
+        let line = wrap(&line, p.width.saturating_sub(4).max(20)).join("\n      ");
         let _ = writeln!(out, "    {line}");
     }
 }
@@ -450,10 +464,9 @@ pub fn site(p: Painter, fault: Fault) -> String {
 pub fn explanation(p: Painter, lesson: &Lesson) -> String {
     let mut out = String::new();
     p.section(&mut out, "what happened");
-    let _ = writeln!(out, "{}", lesson.explanation);
-    let rule = wrap(&format!("The rule: {}", lesson.rule), 92).join("\n");
-    let rule = rule.replacen("The rule:", &p.paint(Style::Heading, "The rule:"), 1);
-    let _ = writeln!(out, "\n{rule}");
+    out.push_str(&markdown::render(&lesson.explanation, p.width, p.color));
+    let rule = markdown::render(&format!("**The rule:** {}", lesson.rule), p.width, p.color);
+    let _ = write!(out, "\n{rule}");
     out
 }
 

@@ -1,5 +1,6 @@
 //! Every lesson prints the same thing run after run, crash faults under the debug allocator
-//! included. (The snapshots pin one run; this checks that one run stands for all.)
+//! included, in lines of at most 80 columns. (The snapshots pin one run; this checks that one
+//! run stands for all.)
 
 use std::path::Path;
 use std::process::Command;
@@ -29,6 +30,13 @@ fn twenty_runs_of_every_lesson_are_identical() {
             scope.spawn(move || {
                 for number in (first..=count).step_by(2) {
                     let reference = lesson_output(number);
+                    // Not a terminal: 80 columns, for a projector or a printout.
+                    for line in reference.lines() {
+                        assert!(
+                            line.chars().count() <= 80,
+                            "lesson {number}: a line over 80 columns:\n{line}"
+                        );
+                    }
                     for run in 2..=RUNS {
                         let output = lesson_output(number);
                         assert_eq!(output, reference, "lesson {number}, run {run} differs");

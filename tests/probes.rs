@@ -8,7 +8,7 @@ use std::process::Command;
 #[test]
 fn every_probe_reads_the_count_its_label_expects() {
     let output = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
-        .args(["run", "probe_counts.py", "--color=never"])
+        .args(["run", "probe_counts.py", "--color=never", "--width=200"])
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py"))
         .output()
         .expect("refcount-lab runs");

@@ -221,12 +221,13 @@ unsafe fn add_version(module: *mut PyObject) -> c_int {
         // fault-site: module-add-object
         if faults::is_on("module-add-object") {
             if PyModule_AddObject(module, c"__version__".as_ptr(), version) < 0 {
-                return -1; // `version` leaks here: AddObject steals only when it succeeds
+                return -1; // `version` leaks: only a success steals it
             }
             Py_DECREF(version); // wrong: AddObject took ours; this releases the dict's
             0
         } else {
-            let added = PyModule_AddObjectRef(module, c"__version__".as_ptr(), version); // the module takes its own
+            // The module takes a reference of its own.
+            let added = PyModule_AddObjectRef(module, c"__version__".as_ptr(), version);
             Py_DECREF(version); // ours, released whether the add worked or not
             added
         }

@@ -61,6 +61,23 @@ unsafe fn raise_key_error(key: *mut PyObject) -> Raised {
     Raised
 }
 
+/// `TypeError`: `hash_func` returned `result`, which is not an int, for `key`.
+unsafe fn raise_not_an_int(result: *mut PyObject, key: *mut PyObject) {
+    // SAFETY: both are live objects borrowed from the caller; every call is checked.
+    unsafe {
+        let name = type_name(result); // a new reference, for the message
+        if !name.is_null() {
+            PyErr_Format(
+                PyExc_TypeError,
+                c"hash_func must return an int, but it returned %U for key %R".as_ptr(),
+                name,
+                key,
+            );
+            Py_DECREF(name); // the message holds what it needs
+        }
+    }
+}
+
 /// Calls `hash_func(key)` and folds the int it returns into a hash, as `hash()` folds the
 /// int returned by a `__hash__` method, so negative and huge results are fine.
 unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isize, Raised> {
@@ -87,8 +104,8 @@ unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isiz
         // fault-site: hash-error-leak
         if faults::is_on("hash-error-leak") {
             if result.is_null() || PyLong_Check(result) == 0 {
-                // Wrong twice: replaces the exception the call raised, and never releases
-                // `result`, a new reference, when it is not an int.
+                // Wrong twice: replaces the exception the call raised, and
+                // never releases `result` (a new reference) when it is no int.
                 return Err(raise(PyExc_TypeError, c"hash_func did not return an int"));
             }
         } else {
@@ -96,24 +113,15 @@ unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isiz
                 return Err(Raised); // the call's own exception goes up unchanged
             }
             if PyLong_Check(result) == 0 {
-                let name = type_name(result); // a new reference, for the message
-                if !name.is_null() {
-                    PyErr_Format(
-                        PyExc_TypeError,
-                        c"hash_func must return an int, but it returned %U for key %R".as_ptr(),
-                        name,
-                        key,
-                    );
-                    Py_DECREF(name); // the message holds what it needs
-                }
-                Py_DECREF(result); // the result of the call is ours, even when it is wrong
+                raise_not_an_int(result, key);
+                Py_DECREF(result); // ours, even when it is wrong
                 return Err(Raised);
             }
         }
         let hash = PyObject_Hash(result);
         // fault-site: hash-result-leak
         if faults::is_on("hash-result-leak") {
-            // Forgotten: the call's result is a new reference, and it is never released.
+            // Forgotten: the call's result, a new reference, is never released.
         } else {
             Py_DECREF(result); // we have the number we needed; the int object goes
         }
@@ -270,9 +278,9 @@ unsafe fn remove(
         Py_DECREF(entry.key); // the table's reference to the key is released
                               // fault-site: remove-double-decref
         if faults::is_on("remove-double-decref") {
-            Py_DECREF(entry.value); // Wrong: this reference is handed to the caller below.
+            Py_DECREF(entry.value); // Wrong: this reference goes to the caller below.
         } else {
-            // Nothing to release: the table's reference to the value moves to the caller.
+            // Nothing to release: the table's reference moves to the caller.
         }
         Ok(Some(entry.value))
     }
@@ -377,7 +385,7 @@ unsafe extern "C" fn table_new(
             hash_func = builtin_hash; // the default, borrowed until the table takes its own
                                       // fault-site: releases-borrowed-builtins
             if faults::is_on("releases-borrowed-builtins") {
-                Py_DECREF(builtins); // wrong: PyEval_GetBuiltins lent it; this is the frame's
+                Py_DECREF(builtins); // wrong: lent by PyEval_GetBuiltins
             } else {
                 // Nothing to release: `builtins` and `hash` are both borrowed.
             }
@@ -426,7 +434,7 @@ unsafe extern "C" fn table_traverse(
             // Forgotten: hash_func, keys and values are never shown to the GC.
             visit(Py_TYPE(slf.cast()).cast(), arg)
         } else {
-            // Py_VISIT every reference the table owns: its type, hash_func, keys and values.
+            // Py_VISIT every reference the table owns: type, hash_func, keys, values.
             let owned = [Py_TYPE(slf.cast()).cast(), (*slf).hash_func];
             let stored = (*slf).table.entries().flat_map(|e| [e.key, e.value]);
             for object in owned.into_iter().chain(stored) {
@@ -467,7 +475,7 @@ unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
             // Forgotten: the table's reference to hash_func is never released.
             (*table).hash_func = null_mut();
         } else {
-            Py_CLEAR(&raw mut (*table).hash_func); // the table's reference to its hash function
+            Py_CLEAR(&raw mut (*table).hash_func); // the table's own reference
         }
         std::ptr::drop_in_place(&raw mut (*table).table);
         free_instance(slf);
@@ -819,7 +827,7 @@ unsafe extern "C" fn table_clear_method(
         release((*(slf as *mut HashTableObject)).table.take_all());
         // fault-site: clear-returns-borrowed-none
         if faults::is_on("clear-returns-borrowed-none") {
-            Py_None() // Forgotten: None returned without a reference (no Py_RETURN_NONE).
+            Py_None() // Forgotten: no reference for None (no Py_RETURN_NONE).
         } else {
             Py_NewRef(Py_None()) // a new reference to None, as Py_RETURN_NONE makes
         }
@@ -953,10 +961,10 @@ unsafe fn new_pair(entry: &Entry) -> *mut PyObject {
         // PyTuple_SetItem *steals* a reference: it must be given one that is ours to give.
         // fault-site: items-steals-borrowed
         if faults::is_on("items-steals-borrowed") {
-            PyTuple_SetItem(pair, 0, entry.key); // Wrong: these references are the table's.
+            PyTuple_SetItem(pair, 0, entry.key); // Wrong: the table's references.
             PyTuple_SetItem(pair, 1, entry.value);
         } else {
-            PyTuple_SetItem(pair, 0, Py_NewRef(entry.key)); // a new reference for the tuple
+            PyTuple_SetItem(pair, 0, Py_NewRef(entry.key)); // the tuple's own
             PyTuple_SetItem(pair, 1, Py_NewRef(entry.value)); // to steal, for each item
         }
         pair
@@ -1145,7 +1153,7 @@ unsafe extern "C" fn table_merge(slf: *mut PyObject, other: *mut PyObject) -> *m
         let slf = slf as *mut HashTableObject;
         // fault-site: trusts-argument-type
         if faults::is_on("trusts-argument-type") {
-            // Forgotten: `other` is used as a HashTable without checking that it is one.
+            // Forgotten: `other` is used as a HashTable, never checked to be one.
         } else {
             // Only a HashTable (or a subclass) has a HashTable's memory layout.
             let checked = is_table(slf, other);
