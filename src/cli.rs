@@ -151,6 +151,14 @@ pub enum Command {
     },
     /// List the faults the hashtable type can be switched into.
     Faults,
+    /// Print the ownership rules the lessons teach: a one-page handout.
+    Rules {
+        /// Print the handout as Markdown (to edit, or to convert with pandoc) instead of text.
+        #[arg(long)]
+        markdown: bool,
+        #[command(flatten)]
+        look: Look,
+    },
     /// Workshop exercises: list them with your progress (`exercises init DIR` to start).
     Exercises {
         #[command(subcommand)]

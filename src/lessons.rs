@@ -29,6 +29,9 @@ struct Metadata {
     #[serde(default)]
     faults: Vec<String>,
     expect: Expectations,
+    /// Where the rule goes on the handout (`refcount-lab rules`); none for lessons about
+    /// the table itself.
+    topic: Option<Topic>,
     /// The reference-counting rule the lesson teaches, in one sentence.
     rule: String,
     /// What happened and why: shown after the runs.
@@ -55,6 +58,19 @@ impl Expectations {
     }
 }
 
+/// The kinds of rule on the handout, in its order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topic {
+    Counting,
+    New,
+    Borrowed,
+    Stolen,
+    Immortal,
+    Cycles,
+    Types,
+}
+
 /// Where a lesson's demo script is.
 pub enum Demo {
     Embedded(&'static str),
@@ -69,6 +85,7 @@ pub struct Lesson {
     /// Switched on in the faulty run; empty for lessons about correct code only.
     pub faults: Vec<Fault>,
     pub expect: Expectations,
+    pub topic: Option<Topic>,
     pub rule: String,
     pub explanation: String,
     /// The learner-facing prose (`README.md`).
@@ -129,6 +146,7 @@ impl Lesson {
             title: printable(&meta.title),
             faults,
             expect: meta.expect,
+            topic: meta.topic,
             rule: printable(&meta.rule),
             explanation: printable(meta.explanation.trim()),
             prose: printable(&prose),

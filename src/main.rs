@@ -64,6 +64,16 @@ fn main() -> ExitCode {
             show(&render::fault_list());
             Ok(true)
         }
+        Command::Rules { markdown, look } => lessons::load(None).map(|lessons| {
+            let handout = render::rules_markdown(&lessons);
+            if markdown {
+                show(&handout);
+            } else {
+                let painter = painter(look);
+                show(&markdown::render(&handout, painter.width, painter.color));
+            }
+            true
+        }),
         Command::Lesson {
             number,
             variant,

@@ -1,8 +1,8 @@
 //! Lesson prose as terminal text: the small Markdown subset the lessons are written in.
 //!
-//! Blocks are separated by blank lines: a paragraph (its lines are joined and wrapped again
-//! to the width) or a list (items start with `- `; their wrapped lines line up under the
-//! item's text). Inline, `**strong**`, `*emphasis*` and `` `code` ``: with colour, strong is
+//! Blocks are separated by blank lines: a heading (`# ` or `## `), a paragraph (its lines
+//! are joined and wrapped again to the width) or a list (items start with `- `; their
+//! wrapped lines line up under the item's text). Inline, `**strong**`, `*emphasis*` and `` `code` ``: with colour, strong is
 //! bold, emphasis italic and code cyan, marks dropped; without colour, strong and emphasis
 //! lose their marks and code keeps its backticks (plain text's own way to set code apart).
 //! Nothing else is Markdown here: a `*` or `` ` `` without its partner is kept as written.
@@ -25,7 +25,9 @@ pub fn render(text: &str, width: usize, color: bool) -> String {
             out.push(String::new());
         }
         let lines: Vec<&str> = block.lines().collect();
-        if lines[0].starts_with("- ") {
+        if let Some((level, title)) = heading(lines[0]) {
+            out.extend(render_heading(level, title, width, color));
+        } else if lines[0].starts_with("- ") {
             for item in list_items(&lines) {
                 out.extend(wrap_words(&words(&item, color), width, "- ", "  ", color));
             }
@@ -42,6 +44,29 @@ pub fn render(text: &str, width: usize, color: bool) -> String {
     let mut text = out.join("\n");
     text.push('\n');
     text
+}
+
+/// `# Title` → (1, "Title"), `## Title` → (2, "Title").
+fn heading(line: &str) -> Option<(usize, &str)> {
+    let level = line.chars().take_while(|&c| c == '#').count();
+    let title = line[level..].strip_prefix(' ')?;
+    (1..=2).contains(&level).then_some((level, title.trim()))
+}
+
+/// A heading: bold with colour; underlined with `=` (level 1) or `-` without.
+fn render_heading(level: usize, title: &str, width: usize, color: bool) -> Vec<String> {
+    let lines: Vec<String> = wrap_words(&words(title, false), width, "", "", false);
+    if color {
+        return lines
+            .into_iter()
+            .map(|line| format!("\x1b[1m{line}\x1b[0m"))
+            .collect();
+    }
+    let underline = if level == 1 { "=" } else { "-" };
+    let longest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let mut lines = lines;
+    lines.push(underline.repeat(longest));
+    lines
 }
 
 /// The items of a list block, each as one line of text.
@@ -63,15 +88,18 @@ fn list_items(lines: &[&str]) -> Vec<String> {
 }
 
 /// The words of `text` with their marks, the marks themselves removed (but for code in
-/// plain text, which keeps its backticks around the whole span). A word may be made of
-/// several pieces (`(*new*)` is three).
+/// plain text, which keeps its backticks). A code span is one word, spaces and all; a word
+/// may be made of several pieces (`(*new*)` is three).
 fn words(text: &str, color: bool) -> Vec<Vec<(Mark, String)>> {
     let mut words: Vec<Vec<(Mark, String)>> = vec![Vec::new()];
     for (mark, piece) in pieces(text) {
-        let (mark, piece) = match mark {
-            Mark::Code if !color => (Mark::Plain, format!("`{piece}`")),
-            mark => (mark, piece),
-        };
+        if mark == Mark::Code {
+            // A code span is never broken across lines.
+            let piece = if color { piece } else { format!("`{piece}`") };
+            let mark = if color { Mark::Code } else { Mark::Plain };
+            words.last_mut().expect("never empty").push((mark, piece));
+            continue;
+        }
         for (i, part) in piece.split(' ').enumerate() {
             if i > 0 && !words.last().is_some_and(Vec::is_empty) {
                 words.push(Vec::new());
@@ -192,6 +220,15 @@ mod tests {
     }
 
     #[test]
+    fn headings_are_underlined_in_plain_text() {
+        assert_eq!(
+            render("# Rules\n\n## New", 80, false),
+            "Rules\n=====\n\nNew\n---\n"
+        );
+        assert_eq!(render("#hashtag", 80, false), "#hashtag\n");
+    }
+
+    #[test]
     fn list_items_hang_under_their_text() {
         let text = "- one two three\n  four\n- five";
         assert_eq!(render(text, 12, false), "- one two\n  three four\n- five\n");
@@ -205,10 +242,7 @@ mod tests {
         );
         assert_eq!(render("after `a = b`?", 80, false), "after `a = b`?\n");
         assert_eq!(render("(*new*)", 80, true), "(\x1b[3mnew\x1b[0m)\n");
-        assert_eq!(
-            render("a `b c` d", 80, true),
-            "a \x1b[36mb\x1b[0m \x1b[36mc\x1b[0m d\n"
-        );
+        assert_eq!(render("a `b c` d", 80, true), "a \x1b[36mb c\x1b[0m d\n");
     }
 
     #[test]

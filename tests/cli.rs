@@ -113,6 +113,14 @@ fn another_fault_on_a_lesson_demo() {
 }
 
 #[test]
+fn the_rules_handout_as_text_and_as_markdown() {
+    settings().bind(|| {
+        assert_cmd_snapshot!(lab(&["rules", "--color=never"]));
+        assert_cmd_snapshot!(lab(&["rules", "--markdown"]));
+    });
+}
+
+#[test]
 fn list_and_faults() {
     settings().bind(|| assert_cmd_snapshot!(lab(&["list"])));
     settings().bind(|| assert_cmd_snapshot!(lab(&["faults"])));
