@@ -1,12 +1,14 @@
 //! Workshop exercises: the catalogue (`exercises/`, compiled in), the learner's working
 //! folder, and the checks `verify` runs.
 //!
-//! Three kinds. *predict*: the learner writes the values they expect into their file, and
-//! the check runs a real demo and compares. *diagnose*: the learner's probe runs with a
-//! fault they are not told; they name it, and their probe must make it show. *probe*: the
-//! learner writes a script that makes a named fault show. Nothing is compared against values
-//! kept by hand: every check runs the real type.
+//! Four kinds. *predict*: the learner writes the values they expect into their file, and
+//! the check runs a real demo and compares. *probe*: the learner writes a script that makes
+//! a named fault show. *diagnose*: the learner's probe runs with a fault they are not told;
+//! it must single the fault out, and then they name it. *fix the C*: the learner repairs a
+//! small C extension; the check compiles it (`cbuild.rs`) and runs a probe against it.
+//! Nothing is compared against values kept by hand: every check runs real code.
 
+use crate::cbuild::{self, Built};
 use crate::faults::{self, Fault, SHOW_IN_EVERY_SCRIPT};
 use crate::lessons::{self, Lesson};
 use crate::outcome::{self, Outcome};
@@ -24,11 +26,12 @@ include!(concat!(env!("OUT_DIR"), "/exercises.rs"));
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
     Predict,
     Diagnose,
     Probe,
+    FixC,
 }
 
 impl Kind {
@@ -38,6 +41,7 @@ impl Kind {
             Kind::Predict => "predict",
             Kind::Diagnose => "diagnose",
             Kind::Probe => "probe",
+            Kind::FixC => "fix-c",
         }
     }
 }
@@ -67,6 +71,8 @@ struct Entry {
     #[serde(default)]
     feedback: BTreeMap<String, String>,
     fault: Option<String>,
+    /// For fix-c: the name of the C extension module the file defines.
+    module: Option<String>,
     hint: String,
 }
 
@@ -86,13 +92,23 @@ pub struct Exercise {
     answers: BTreeMap<String, String>,
     feedback: BTreeMap<String, String>,
     check: Option<Check>,
+    /// For fix-c: the module the C file defines.
+    module: Option<String>,
     /// The file the learner starts from.
     pub starter: &'static str,
 }
 
 impl Exercise {
     pub fn file_name(&self) -> String {
-        format!("{}.py", self.name)
+        file_name(&self.name, self.kind)
+    }
+}
+
+/// The learner's file of the exercise `name`: C for fix-c, Python otherwise.
+fn file_name(name: &str, kind: Kind) -> String {
+    match kind {
+        Kind::FixC => format!("{name}.c"),
+        _ => format!("{name}.py"),
     }
 }
 
@@ -101,7 +117,7 @@ pub fn catalogue() -> Result<Vec<Exercise>> {
     let catalogue: Catalogue = toml::from_str(CATALOGUE).context("exercises/exercises.toml")?;
     let mut exercises = Vec::new();
     for (i, entry) in catalogue.exercise.into_iter().enumerate() {
-        let file = format!("{}.py", entry.name);
+        let file = file_name(&entry.name, entry.kind);
         let starter = FILES
             .iter()
             .find(|(name, _)| *name == file)
@@ -125,6 +141,12 @@ pub fn catalogue() -> Result<Vec<Exercise>> {
                 "exercise {} needs the fault it is about",
                 entry.name
             ),
+            Kind::FixC => ensure!(
+                entry.module.is_some() && probe_of(&entry.name).is_some(),
+                "fix-c exercise {} needs its module and exercises/checks/{}.py",
+                entry.name,
+                entry.name
+            ),
         }
         exercises.push(Exercise {
             number: i + 1,
@@ -136,6 +158,7 @@ pub fn catalogue() -> Result<Vec<Exercise>> {
             answers: entry.answers,
             feedback: entry.feedback,
             check: entry.check,
+            module: entry.module,
             starter,
         });
     }
@@ -229,6 +252,126 @@ pub fn check(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<Ver
         Kind::Probe => {
             let fault = exercise.fault.expect("probe exercises have a fault");
             check_probe(python, exercise, workdir, fault, "")
+        }
+        Kind::FixC => check_c(python, exercise, workdir),
+    }
+}
+
+/// The probe script `exercises/checks/NAME.py` of a fix-c exercise.
+fn probe_of(name: &str) -> Option<&'static str> {
+    let file = format!("{name}.py");
+    CHECKS
+        .iter()
+        .find(|(found, _)| *found == file)
+        .map(|(_, text)| *text)
+}
+
+/// What became of a fix-c exercise's C file.
+pub enum CAttempt {
+    /// The compiler's messages.
+    Rejected(String),
+    /// The probe's run against the compiled module.
+    Ran(Run),
+}
+
+/// Compiles the learner's C file and runs the exercise's probe against it, in a scratch
+/// folder that holds both (the probe imports the module from its own folder).
+pub fn try_c(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<CAttempt> {
+    let module = exercise
+        .module
+        .as_deref()
+        .expect("fix-c exercises name their module");
+    let probe = probe_of(&exercise.name).expect("checked by catalogue()");
+    let probe_file = format!("{}.py", exercise.name);
+    let scratch = ScratchDir::with_file(&probe_file, probe)?;
+    let source = workdir.join(exercise.file_name());
+    ensure!(
+        source.is_file(),
+        "cannot read {}: `refcount-lab exercises init DIR` makes the files",
+        source.display()
+    );
+    Ok(
+        match cbuild::build(python, &source, module, scratch.path())? {
+            Built::Rejected(messages) => CAttempt::Rejected(messages),
+            Built::Compiled => {
+                CAttempt::Ran(run(python, scratch.path(), Path::new(&probe_file), &[])?)
+            }
+        },
+    )
+}
+
+/// Done when the module compiles and the probe ends `ok`: no crash, no leak, no problem
+/// found.
+fn check_c(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<Verdict> {
+    let number = exercise.number;
+    let run = match try_c(python, exercise, workdir)? {
+        CAttempt::Rejected(messages) => {
+            let shown: Vec<&str> = messages.lines().take(20).collect();
+            return Ok(Verdict::NotYet(format!(
+                "Your C does not compile yet:\n{}",
+                shown.join("\n")
+            )));
+        }
+        CAttempt::Ran(run) => run,
+    };
+    Ok(match outcome::classify(&run) {
+        Outcome::Ok => Verdict::Done,
+        Outcome::Crashed { report, .. } => {
+            let probe = probe_of(&exercise.name).expect("checked by catalogue()");
+            let mut why = "The probe crashed the interpreter with your module".to_owned();
+            if let Some(line) = crash_line(&report, &exercise.name, probe) {
+                why.push_str(&format!(", at this line of the probe: `{line}`"));
+            }
+            if let Some(said) = run
+                .events()
+                .filter_map(|event| match event {
+                    Event::Say { text } => Some(text),
+                    _ => None,
+                })
+                .last()
+            {
+                why.push_str(&format!(". It last said: {said}"));
+            }
+            Verdict::NotYet(format!(
+                "{why}\n`refcount-lab exercise {number}` shows the whole run."
+            ))
+        }
+        Outcome::Leaked(leaks) => Verdict::NotYet(format!(
+            "Your module leaks: {}.",
+            leaks
+                .iter()
+                .map(describe_leak)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        Outcome::Error { report, .. } => Verdict::NotYet(format!(
+            "The probe found a problem: {}",
+            report
+                .last()
+                .map_or("it ended with an error", String::as_str)
+        )),
+        Outcome::Timeout { seconds, .. } => Verdict::NotYet(format!(
+            "The probe was still running after {seconds} s; `refcount-lab exercise {number}` \
+             shows where it was."
+        )),
+    })
+}
+
+/// The probe's source line a crash report points at (`File ".../NAME.py", line N`).
+fn crash_line<'a>(report: &[String], name: &str, probe: &'a str) -> Option<&'a str> {
+    let marker = format!("{name}.py\", line ");
+    let number: usize = report.iter().find_map(|line| {
+        let after = &line[line.find(&marker)? + marker.len()..];
+        after.split_whitespace().next()?.parse().ok()
+    })?;
+    probe.lines().nth(number.checked_sub(1)?).map(str::trim)
+}
+
+fn describe_leak(leak: &outcome::Leak) -> String {
+    match leak {
+        outcome::Leak::Object { type_name, id } => format!("{type_name}#{id} was never freed"),
+        outcome::Leak::References { obj, delta } => {
+            format!("{obj} ended {delta} reference(s) above its baseline")
         }
     }
 }

@@ -6,12 +6,13 @@
 //! `sites` their source lines, `native` the module carried in this binary, `python` the
 //! interpreter it runs in, `trace` the child → parent protocol, `runner` the child process, `outcome` what a run
 //! adds up to, `lessons` the catalogue, `render` the text (`markdown` the lessons' prose), `commands` and `workshop` what
-//! each subcommand does, `bench`, `hunt`, `exercises` and `progress` their subjects.
+//! each subcommand does, `bench`, `hunt`, `exercises` (with `cbuild` for the C ones) and `progress` their subjects.
 //!
 //! Exit status: 0 when all went as expected, 1 when a run did not (a crash, leak or error
 //! that was not the lesson's point), 2 when the command itself failed (bad input).
 
 mod bench;
+mod cbuild;
 mod cli;
 mod commands;
 mod exercises;

@@ -94,6 +94,23 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
         exercise.name,
         workdir.join(exercise.file_name()).display()
     ));
+    if exercise.kind == exercises::Kind::FixC {
+        match exercises::try_c(python, exercise, &workdir)? {
+            exercises::CAttempt::Rejected(messages) => {
+                show(&format!("\nYour C does not compile yet:\n{messages}\n"));
+            }
+            exercises::CAttempt::Ran(run) => {
+                let heading = "the probe, against your module";
+                show(&render::run(
+                    painter,
+                    heading,
+                    &run,
+                    &outcome::classify(&run),
+                ));
+            }
+        }
+        return Ok(true);
+    }
     let Some(fault) = exercise
         .fault
         .filter(|_| exercise.kind != exercises::Kind::Predict)

@@ -101,15 +101,15 @@ fn a_newcomer_goes_from_init_to_every_exercise_done() {
         assert_cmd_snapshot!("first_verify", shop.lab(&["verify"]));
     });
     let files = solutions();
-    assert_eq!(files.len(), 13, "one reference solution per exercise");
+    assert_eq!(files.len(), 17, "one reference solution per exercise");
     for (i, file) in files.iter().enumerate() {
         shop.solve(file);
         let (code, stdout) = shop.stdout(&["verify"]);
         assert!(
-            stdout.contains(&format!("{} of 13 exercises done", i + 1)),
+            stdout.contains(&format!("{} of 17 exercises done", i + 1)),
             "{file}:\n{stdout}"
         );
-        assert_eq!(code, Some(if i + 1 == 13 { 0 } else { 1 }), "{stdout}");
+        assert_eq!(code, Some(if i + 1 == 17 { 0 } else { 1 }), "{stdout}");
     }
     shop.settings().bind(|| {
         assert_cmd_snapshot!("all_done", shop.lab(&["verify"]));
@@ -118,7 +118,7 @@ fn a_newcomer_goes_from_init_to_every_exercise_done() {
     let (_, stdout) = shop.stdout(&["exercises", "--reset"]);
     assert!(stdout.contains("Progress reset"));
     let (_, stdout) = shop.stdout(&["exercises"]);
-    assert!(stdout.contains("0 of 13 done"), "{stdout}");
+    assert!(stdout.contains("0 of 17 done"), "{stdout}");
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn the_universal_probe_passes_no_diagnose_exercise() {
     for file in &solutions[..8] {
         shop.solve(file);
     }
-    for (i, file) in solutions[8..].iter().enumerate() {
+    for (i, file) in solutions[8..13].iter().enumerate() {
         let answer = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("fixtures/exercise-solutions")
@@ -253,7 +253,7 @@ fn the_universal_probe_passes_no_diagnose_exercise() {
         shop.write(file, &universal_probe(fault));
         let (_, stdout) = shop.stdout(&["verify"]);
         assert!(
-            stdout.contains(&format!("{} of 13 exercises done", 8 + i)),
+            stdout.contains(&format!("{} of 17 exercises done", 8 + i)),
             "{file} passed with the universal probe:\n{stdout}"
         );
         shop.solve(file);
@@ -281,7 +281,7 @@ fn a_damaged_or_misplaced_progress_file_is_moved_aside_by_reset() {
     assert_eq!(aside, "{ not json", "the damaged file is kept, not deleted");
     let (code, stdout) = shop.stdout(&["exercises"]);
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("0 of 13 done"), "{stdout}");
+    assert!(stdout.contains("0 of 17 done"), "{stdout}");
 
     // A folder in the file's place: --reset moves it aside too, and init works again.
     std::fs::create_dir_all(state.join("progress.json/inside")).unwrap();
@@ -328,7 +328,7 @@ fn verify_shows_its_results_even_when_progress_cannot_be_saved() {
     let output = shop.lab(&["verify"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stdout.contains("1 of 13 exercises done"), "{stdout}");
+    assert!(stdout.contains("1 of 17 exercises done"), "{stdout}");
     assert!(stderr.contains("your progress was not saved"), "{stderr}");
     assert_eq!(output.status.code(), Some(1), "exercise 2 is still to do");
 }
@@ -362,4 +362,43 @@ fn progress_is_never_read_half_written() {
     }
     writer.join().unwrap();
     assert!(reads > 0);
+}
+
+#[test]
+fn each_c_exercise_fails_as_given_and_passes_with_its_fix() {
+    let shop = Workshop::new("fix-c");
+    let work = shop.work();
+    shop.lab(&["exercises", "init", work.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let solutions = solutions();
+    for file in &solutions[..13] {
+        shop.solve(file);
+    }
+    for (i, file) in solutions[13..].iter().enumerate() {
+        let name = file.trim_end_matches(".c");
+        shop.settings()
+            .bind(|| assert_cmd_snapshot!(format!("as_given_{name}"), shop.lab(&["verify"])));
+        shop.solve(file);
+        let (_, stdout) = shop.stdout(&["verify"]);
+        assert!(
+            stdout.contains(&format!("{} of 17 exercises done", 14 + i)),
+            "{file}:\n{stdout}"
+        );
+    }
+    // A C file that does not compile gets the compiler's own words.
+    shop.write("17-fix-c-error-path.c", "this is not C\n");
+    let (_, stdout) = shop.stdout(&["verify"]);
+    assert!(stdout.contains("Your C does not compile yet"), "{stdout}");
+    assert!(stdout.contains("error"), "{stdout}");
+    // No compiler: say what to install.
+    let output = shop
+        .lab(&["verify"])
+        .env("CC", "no-such-compiler")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no C compiler found"), "{stderr}");
+    assert!(stderr.contains("apt install gcc"), "{stderr}");
 }

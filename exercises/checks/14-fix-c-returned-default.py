@@ -1,0 +1,24 @@
+"""The probe of exercise 14: does default_value() give its caller a reference of its own?"""
+import sys
+
+import fixc_default
+import lab
+
+
+class Default:
+    pass
+
+
+default = Default()
+fixc_default.set_default(default)
+lab.refcount(default, "default", "held by the name default and by the module")
+before = sys.getrefcount(default)
+fixc_default.default_value()  # the result is dropped at once
+after = sys.getrefcount(default)
+lab.refcount(default, "default", "after one call, its result dropped")
+if after != before:
+    raise SystemExit(
+        "default_value() returned a reference it never took: one call, its result dropped, "
+        "and the default has %d reference%s fewer" % (before - after, "" if before - after == 1 else "s")
+    )
+lab.say("default_value() hands out references of its own: the count is back where it was")

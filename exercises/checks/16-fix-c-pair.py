@@ -1,0 +1,31 @@
+"""The probe of exercise 16: does pair() give the tuple references of its own?"""
+import sys
+
+import fixc_pair
+import lab
+
+
+class Part:
+    pass
+
+
+a, b = Part(), Part()
+lab.refcount(a, "a", "held by the name a")
+before = sys.getrefcount(a), sys.getrefcount(b)
+made = fixc_pair.pair(a, b)
+lab.refcount(a, "a", "held by the name a and by the tuple")
+if made != (a, b):
+    raise SystemExit("pair(a, b) returned %r, not (a, b)" % (made,))
+if sys.getrefcount(a) != before[0] + 1:
+    lab.say("The tuple holds a, but a's count did not grow: pair() gave the tuple a "
+            "reference it never took. Dropping the tuple will release it anyway.")
+del made  # dropping the tuple releases its references to a and b
+after = sys.getrefcount(a), sys.getrefcount(b)
+lab.refcount(a, "a", "after the tuple is dropped")
+if after != before:
+    raise SystemExit(
+        "pair() let PyTuple_SetItem steal references it did not own: one pair made and "
+        "dropped, and a and b have %d and %d references fewer"
+        % (before[0] - after[0], before[1] - after[1])
+    )
+lab.say("pair() gives the tuple references of its own: the counts are back where they were")
