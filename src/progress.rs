@@ -8,7 +8,7 @@
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -17,6 +17,10 @@ pub struct Progress {
     pub workdir: Option<PathBuf>,
     /// Names of the exercises `verify` has seen done.
     pub done: BTreeSet<String>,
+    /// Per exercise done, the stamp of what passed (file, interpreter, build): unchanged,
+    /// it is not checked again.
+    #[serde(default)]
+    pub passed: BTreeMap<String, String>,
 }
 
 const RESET_ADVICE: &str = "`refcount-lab exercises --reset` moves it aside and starts over";
@@ -77,6 +81,7 @@ impl Progress {
         if metadata.is_file() {
             if let Ok(mut progress) = Progress::load() {
                 progress.done.clear();
+                progress.passed.clear();
                 progress.save()?;
                 return Ok("Progress reset: every exercise is to do again.".into());
             }

@@ -41,6 +41,7 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
         ));
         progress.workdir = Some(dir);
         progress.done.clear();
+        progress.passed.clear();
         return progress.save().map(|()| true);
     }
     let mut out = String::new();
@@ -142,7 +143,8 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
     let mut progress = progress::Progress::load()?;
     let workdir = exercises::workdir(progress.workdir.as_deref())?;
     loop {
-        let (done, stuck) = exercises::verify_all(python, &all, &workdir)?;
+        let (done, stuck, passed) =
+            exercises::verify_all(python, &all, &workdir, &progress.passed)?;
         let mut out = String::new();
         for exercise in &all[..done] {
             out.push_str(&format!(
@@ -151,6 +153,7 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
             ));
         }
         progress.done = all[..done].iter().map(|e| e.name.clone()).collect();
+        progress.passed = passed;
         // The results stand even when they cannot be remembered.
         let unsaved = progress.save().err();
         if let Some((number, why)) = &stuck {

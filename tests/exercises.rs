@@ -115,6 +115,14 @@ fn a_newcomer_goes_from_init_to_every_exercise_done() {
         assert_cmd_snapshot!("all_done", shop.lab(&["verify"]));
         assert_cmd_snapshot!("list_when_done", shop.lab(&["exercises"]));
     });
+    // A done exercise is checked again once its file changes.
+    shop.write(
+        "01-predict-buckets.py",
+        "BUCKET_OF_5 = 3\nSIZE_AFTER_THREE_KEYS = 8\n",
+    );
+    let (_, stdout) = shop.stdout(&["verify"]);
+    assert!(stdout.contains("to do  1"), "{stdout}");
+    shop.solve("01-predict-buckets.py");
     let (_, stdout) = shop.stdout(&["exercises", "--reset"]);
     assert!(stdout.contains("Progress reset"));
     let (_, stdout) = shop.stdout(&["exercises"]);
