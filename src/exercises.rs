@@ -671,7 +671,7 @@ pub fn verify_all(
     exercises: &[Exercise],
     workdir: &Path,
     passed: &BTreeMap<String, String>,
-) -> Result<(usize, Option<(usize, String)>, BTreeMap<String, String>)> {
+) -> Result<Verified> {
     let mut stamps = BTreeMap::new();
     for (done, exercise) in exercises.iter().enumerate() {
         let stamp = stamp(python, &workdir.join(exercise.file_name()));
@@ -685,10 +685,30 @@ pub fn verify_all(
             Verdict::Done => {
                 stamps.extend(stamp.map(|stamp| (exercise.name.clone(), stamp)));
             }
-            Verdict::NotYet(why) => return Ok((done, Some((exercise.number, why)), stamps)),
+            Verdict::NotYet(why) => {
+                return Ok(Verified {
+                    done,
+                    stuck: Some((exercise.number, why)),
+                    passed: stamps,
+                })
+            }
         }
     }
-    Ok((exercises.len(), None, stamps))
+    Ok(Verified {
+        done: exercises.len(),
+        stuck: None,
+        passed: stamps,
+    })
+}
+
+/// Where `verify` got to.
+pub struct Verified {
+    /// How many exercises, from the first, are done.
+    pub done: usize,
+    /// The first exercise not done, and why.
+    pub stuck: Option<(usize, String)>,
+    /// The stamps of the exercises done (see `verify_all`).
+    pub passed: BTreeMap<String, String>,
 }
 
 /// What a check's verdict depends on: the learner's file, the interpreter, and this build

@@ -143,8 +143,11 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
     let mut progress = progress::Progress::load()?;
     let workdir = exercises::workdir(progress.workdir.as_deref())?;
     loop {
-        let (done, stuck, passed) =
-            exercises::verify_all(python, &all, &workdir, &progress.passed)?;
+        let exercises::Verified {
+            done,
+            stuck,
+            passed,
+        } = exercises::verify_all(python, &all, &workdir, &progress.passed)?;
         let mut out = String::new();
         for exercise in &all[..done] {
             out.push_str(&format!(
