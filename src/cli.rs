@@ -47,6 +47,13 @@ impl Look {
     }
 }
 
+/// Whether to ask for predictions before a lesson runs: on a terminal (both ways), unless
+/// `--no-predict`.
+pub fn interactive(no_predict: bool) -> bool {
+    use std::io::IsTerminal;
+    !no_predict && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
 /// The width of the terminal on stdout, if stdout is one.
 fn terminal_width() -> Option<usize> {
     let mut size = libc::winsize {
@@ -126,6 +133,10 @@ pub enum Command {
         /// Seconds a run may take before it is stopped (at least 1).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
+        /// Do not stop for predictions: show the questions and run at once (the default when
+        /// not on a terminal).
+        #[arg(long)]
+        no_predict: bool,
         #[command(flatten)]
         source: LessonSource,
         #[command(flatten)]

@@ -17,10 +17,14 @@ pub fn run_lesson(
     python: &Python,
     lessons_dir: Option<&Path>,
     number: u32,
-    variant: Option<Variant>,
-    chosen_faults: Vec<Fault>,
-    timeout: Duration,
+    options: LessonOptions,
 ) -> Result<bool> {
+    let LessonOptions {
+        variant,
+        faults: chosen_faults,
+        timeout,
+        predict,
+    } = options;
     let catalogue = lessons::load(lessons_dir)?;
     let lesson = lessons::find(&catalogue, number)?;
     let own_faults = chosen_faults.is_empty();
@@ -48,8 +52,20 @@ pub fn run_lesson(
     }
 
     let demo = lesson.demo_on_disk()?;
-    show(&render::lesson_intro(painter, lesson, &python.describe()));
+    let predict = predict && !lesson.questions.is_empty();
+    show(&render::lesson_intro(
+        painter,
+        lesson,
+        &python.describe(),
+        !predict,
+    ));
+    let answers = if predict {
+        ask(painter, &lesson.questions)?
+    } else {
+        Vec::new()
+    };
     let mut results: Vec<(&str, Outcome, Option<&str>)> = Vec::new();
+    let mut runs = Vec::new();
     for (name, faults, expected) in variants {
         let job = runner::Job {
             python,
@@ -73,9 +89,23 @@ pub fn run_lesson(
         };
         show(&render::run(painter, &heading, &run, &outcome));
         results.push((name, outcome, expected));
+        runs.push(run);
     }
     for fault in &faults {
         show(&render::site(painter, *fault));
+    }
+    if predict {
+        let seen: Vec<(&str, &runner::Run, &Outcome)> = results
+            .iter()
+            .zip(&runs)
+            .map(|((name, outcome, _), run)| (*name, run, outcome))
+            .collect();
+        show(&render::predictions(
+            painter,
+            &lesson.questions,
+            &answers,
+            &seen,
+        ));
     }
     show(&render::explanation(painter, lesson));
     let summary: Vec<(&str, &Outcome, Option<&str>)> =
@@ -84,6 +114,35 @@ pub fn run_lesson(
     Ok(results
         .iter()
         .all(|(_, outcome, expected)| expected.is_none_or(|kind| kind == outcome.kind())))
+}
+
+/// How `lesson` runs: which variants, with which faults, how long, and whether to ask for
+/// predictions first.
+pub struct LessonOptions {
+    pub variant: Option<Variant>,
+    /// Instead of the lesson's own faults (none: the lesson's).
+    pub faults: Vec<Fault>,
+    pub timeout: Duration,
+    pub predict: bool,
+}
+
+/// Asks each question on the terminal and reads one line of answer (empty: skipped).
+fn ask(painter: Painter, questions: &[lessons::Question]) -> Result<Vec<String>> {
+    use std::io::BufRead;
+    show("\nPredict first: answer each question (Enter skips one), then the runs begin.\n");
+    let mut answers = Vec::new();
+    let mut stdin = std::io::stdin().lock();
+    for (i, question) in questions.iter().enumerate() {
+        show(&format!("\n{}", render::question(painter, i + 1, question)));
+        show("    your answer: ");
+        std::io::Write::flush(&mut std::io::stdout())?;
+        let mut line = String::new();
+        stdin
+            .read_line(&mut line)
+            .context("cannot read your answer")?;
+        answers.push(line.trim_end().to_owned());
+    }
+    Ok(answers)
 }
 
 /// Runs a learner's script; true when it ended `ok`.

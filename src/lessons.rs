@@ -36,6 +36,71 @@ struct Metadata {
     rule: String,
     /// What happened and why: shown after the runs.
     explanation: String,
+    /// What the learner is asked to predict before the runs.
+    #[serde(default, rename = "question")]
+    questions: Vec<QuestionMetadata>,
+}
+
+/// A `[[question]]` of `lesson.toml`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuestionMetadata {
+    ask: String,
+    /// Where the runs show the answer: `VARIANT outcome`, `VARIANT refcount LABEL`,
+    /// `VARIANT say TEXT`, `VARIANT exit OBJECT` (VARIANT: correct or faulty; LABEL and TEXT
+    /// match the start of the event's). Empty when the explanation answers it.
+    #[serde(default)]
+    shows: Vec<String>,
+}
+
+/// A question the lesson asks before its runs.
+pub struct Question {
+    pub ask: String,
+    pub shows: Vec<Observation>,
+}
+
+/// One place in a run that answers a question.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// `correct` or `faulty`.
+    pub variant: String,
+    pub what: Shown,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shown {
+    Outcome,
+    /// The first refcount event whose label starts with this.
+    Refcount(String),
+    /// The first `say` whose text starts with this.
+    Say(String),
+    /// The at-exit report of this watched object.
+    Exit(String),
+}
+
+impl Observation {
+    fn parse(spec: &str) -> Result<Observation> {
+        let (variant, rest) = spec.split_once(' ').unwrap_or((spec, ""));
+        ensure!(
+            matches!(variant, "correct" | "faulty"),
+            "'{spec}': an observation starts with correct or faulty"
+        );
+        let (kind, arg) = rest.split_once(' ').unwrap_or((rest, ""));
+        let what = match kind {
+            "outcome" if arg.is_empty() => Shown::Outcome,
+            "refcount" if !arg.is_empty() => Shown::Refcount(arg.to_owned()),
+            "say" if !arg.is_empty() => Shown::Say(arg.to_owned()),
+            "exit" if !arg.is_empty() => Shown::Exit(arg.to_owned()),
+            _ => bail!(
+                "'{spec}': expected `outcome`, `refcount LABEL`, `say TEXT` or `exit OBJECT` \
+                 after the variant"
+            ),
+        };
+        Ok(Observation {
+            variant: variant.to_owned(),
+            what,
+        })
+    }
 }
 
 /// The outcome kind (`ok`, `leaked`, `crashed`, …) each variant is meant to end with.
@@ -90,6 +155,7 @@ pub struct Lesson {
     pub explanation: String,
     /// The learner-facing prose (`README.md`).
     pub prose: String,
+    pub questions: Vec<Question>,
     pub demo: Demo,
 }
 
@@ -140,7 +206,20 @@ impl Lesson {
             "{origin}/lesson.toml: a lesson with faults says what its faulty run \
              ends with (expect.faulty), and only such a lesson"
         );
+        let questions = meta
+            .questions
+            .into_iter()
+            .map(|q| {
+                let shows: Result<Vec<_>> = q.shows.iter().map(|s| Observation::parse(s)).collect();
+                shows.map(|shows| Question {
+                    ask: printable(&q.ask),
+                    shows,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("{origin}/lesson.toml"))?;
         Ok(Lesson {
+            questions,
             number: meta.number,
             dir: dir.to_owned(),
             title: printable(&meta.title),

@@ -80,18 +80,23 @@ fn main() -> ExitCode {
             variant,
             faults,
             timeout,
+            no_predict,
             source,
             python: choice,
             look,
         } => python(&choice).and_then(|python| {
+            let options = commands::LessonOptions {
+                variant,
+                faults,
+                timeout: Duration::from_secs(timeout),
+                predict: cli::interactive(no_predict),
+            };
             commands::run_lesson(
                 painter(look),
                 &python,
                 source.lessons_dir.as_deref(),
                 number,
-                variant,
-                faults,
-                Duration::from_secs(timeout),
+                options,
             )
         }),
         Command::Run {

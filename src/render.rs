@@ -5,7 +5,7 @@
 //! addresses, no timings, refcounts of watched objects as deltas from their baseline.
 
 use crate::faults::{self, Expected, Fault, CATALOGUE};
-use crate::lessons::{Lesson, Topic};
+use crate::lessons::{Lesson, Observation, Question, Shown, Topic};
 use crate::markdown;
 use crate::outcome::{self, Leak, Outcome};
 use crate::runner::{Captured, Run, TraceLine};
@@ -74,17 +74,134 @@ impl Painter {
     }
 }
 
-/// The lesson's title, the interpreter it runs in, and its prose.
-pub fn lesson_intro(p: Painter, lesson: &Lesson, python: &str) -> String {
+/// The lesson's title, the interpreter it runs in, its prose, and (unless the learner is
+/// about to answer them one by one) its questions.
+pub fn lesson_intro(p: Painter, lesson: &Lesson, python: &str, with_questions: bool) -> String {
     let title = format!("Lesson {} · {}", lesson.number, lesson.title);
     let underline = "═".repeat(title.chars().count());
+    let mut text = lesson.prose.trim_end().to_owned();
+    if with_questions && !lesson.questions.is_empty() {
+        text.push_str("\n\n");
+        for question in &lesson.questions {
+            let _ = writeln!(text, "- {}", question.ask);
+        }
+    }
     format!(
         "{}\n{}\n{}\n{}\n",
         p.paint(Style::Heading, &title),
         p.paint(Style::Heading, &underline),
         interpreter(p, python),
-        markdown::render(&lesson.prose, p.width, p.color).trim_end()
+        markdown::render(&text, p.width, p.color).trim_end()
     )
+}
+
+/// Question `number` (from 1) as it is asked before the runs, its lines hanging under the
+/// first.
+pub fn question(p: Painter, number: usize, question: &Question) -> String {
+    let text = markdown::render(&question.ask, p.width.saturating_sub(4), p.color);
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let lead = if i == 0 {
+            format!("{number:>2}. ")
+        } else {
+            "    ".to_owned()
+        };
+        let _ = writeln!(out, "{lead}{line}");
+    }
+    out
+}
+
+/// The learner's predictions next to what the runs showed.
+pub fn predictions(
+    p: Painter,
+    questions: &[Question],
+    answers: &[String],
+    runs: &[(&str, &Run, &Outcome)],
+) -> String {
+    let mut out = String::new();
+    p.section(&mut out, "your predictions");
+    for (i, (question, answer)) in questions.iter().zip(answers).enumerate() {
+        out.push_str(&self::question(p, i + 1, question));
+        let answer = if answer.trim().is_empty() {
+            "(skipped)"
+        } else {
+            answer.trim()
+        };
+        let _ = writeln!(out, "    {} {answer}", p.paint(Style::Dim, "you said:"));
+        let seen: Vec<String> = question
+            .shows
+            .iter()
+            .filter_map(|observation| observe(observation, runs))
+            .collect();
+        let seen = if seen.is_empty() {
+            "the explanation below answers this".to_owned()
+        } else {
+            seen.join("; ")
+        };
+        let seen = wrap(&seen, p.width.saturating_sub(14).max(20)).join("\n              ");
+        let _ = writeln!(out, "    {} {seen}", p.paint(Style::Dim, "the runs:"));
+    }
+    out
+}
+
+/// What `observation` points at in the runs, as one short phrase; `None` if its variant
+/// did not run.
+fn observe(observation: &Observation, runs: &[(&str, &Run, &Outcome)]) -> Option<String> {
+    let (variant, run, outcome) = runs
+        .iter()
+        .find(|(name, ..)| *name == observation.variant)?;
+    let mut baselines: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut found = None;
+    for event in run.events() {
+        match (event, &observation.what) {
+            (Event::Watch { obj, rc, .. }, _) => {
+                baselines.insert(obj, *rc);
+            }
+            (
+                Event::Refcount {
+                    label,
+                    obj,
+                    rc,
+                    pinned,
+                },
+                Shown::Refcount(wanted),
+            ) if label.starts_with(wanted.as_str()) => {
+                found = Some(match (pinned, baselines.get(obj.as_str())) {
+                    (Some(why), _) => format!("{obj} is {why}"),
+                    (None, _) if !(0..=PLAUSIBLE_REFCOUNT).contains(rc) => {
+                        format!("{obj} was already freed")
+                    }
+                    (None, Some(base)) => format!("{obj} = baseline{:+}", rc - base),
+                    (None, None) => format!("{obj} = {rc}"),
+                });
+            }
+            (Event::Say { text }, Shown::Say(wanted))
+                if text.trim_start().starts_with(wanted.as_str()) =>
+            {
+                found = Some(text.trim().replace('\n', " "));
+            }
+            (Event::Final { obj, rc, freed, .. }, Shown::Exit(wanted)) if obj == wanted => {
+                found = Some(match (rc, baselines.get(obj.as_str())) {
+                    (Some(rc), Some(base)) if !freed => {
+                        format!("{obj} at exit = baseline{:+}", rc - base)
+                    }
+                    _ => format!("{obj} was freed by exit"),
+                });
+            }
+            _ => {}
+        }
+        if found.is_some() {
+            break;
+        }
+    }
+    let text = match &observation.what {
+        Shown::Outcome => match outcome {
+            Outcome::Crashed { signal, .. } => format!("crashed: {}", signal_name(*signal)),
+            other => other.kind().to_owned(),
+        },
+        _ => found.unwrap_or_else(|| "not reached: the run ended first".to_owned()),
+    };
+    Some(format!("{variant}: {text}"))
 }
 
 /// The one line naming the interpreter the runs below use.

@@ -312,3 +312,40 @@ fn colour_only_when_asked_or_on_a_terminal() {
     assert!(!ansi(&["lesson", "1", "--color", "never"], false));
     assert!(!ansi(&["lesson", "1", "--color", "auto"], true));
 }
+
+/// On a terminal, `lesson` asks its questions first, reads the answers, runs, and puts
+/// each answer next to what the runs showed. Driven through a pseudo-terminal (`script`,
+/// from util-linux).
+#[test]
+fn on_a_terminal_a_learner_predicts_then_sees() {
+    use std::io::Write;
+    let command = format!(
+        "{} lesson 3 --color never --width 80",
+        get_cargo_bin("refcount-lab").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) runs");
+    child.stdin.take().unwrap().write_all(b"2\n\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
+    let asked = text
+        .find(" 1. Before you run it")
+        .expect("the question is asked");
+    let ran = text.find("── correct run").expect("the lesson runs");
+    assert!(asked < ran, "asked after the run:\n{text}");
+    let predictions = &text[text.find("── your predictions").expect("a comparison")..];
+    assert!(predictions.contains("you said: 2\n"), "{predictions}");
+    assert!(
+        predictions.contains("the runs: correct: h = 2; faulty: h = 1"),
+        "{predictions}"
+    );
+    assert!(predictions.contains("you said: (skipped)"), "{predictions}");
+    assert!(
+        predictions.contains("the runs: faulty: crashed: SIG"),
+        "{predictions}"
+    );
+}
