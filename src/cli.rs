@@ -171,12 +171,24 @@ pub enum Command {
         look: Look,
     },
     /// Workshop exercises: list them with your progress (`exercises init DIR` to start).
+    #[command(args_conflicts_with_subcommands = true)]
     Exercises {
         #[command(subcommand)]
         action: Option<ExercisesAction>,
         /// Forget which exercises are done (your files stay as they are).
         #[arg(long)]
         reset: bool,
+        /// Write your progress to FILE, a small file to hand to your teacher.
+        #[arg(long, value_name = "FILE", conflicts_with = "reset")]
+        export: Option<PathBuf>,
+        /// Your name in the exported file (default: your login name).
+        #[arg(long, requires = "export")]
+        name: Option<String>,
+    },
+    /// For teachers: a class's progress, from a folder of files made with `exercises --export`.
+    Class {
+        /// The folder holding the learners' exported files.
+        dir: PathBuf,
     },
     /// Run exercise N on your file: its probe with the fault on and off, or its question.
     Exercise {

@@ -114,7 +114,14 @@ fn main() -> ExitCode {
                 Duration::from_secs(timeout),
             )
         }),
-        Command::Exercises { action, reset } => workshop::exercises_command(action, reset),
+        Command::Exercises {
+            action,
+            reset,
+            export: Some(file),
+            name,
+        } if action.is_none() && !reset => workshop::export_command(&file, name),
+        Command::Exercises { action, reset, .. } => workshop::exercises_command(action, reset),
+        Command::Class { dir } => workshop::class_command(&dir),
         Command::Exercise {
             number,
             python: choice,

@@ -1,6 +1,6 @@
-//! The workshop commands: `exercises` (list, `init DIR`, `--reset`), `exercise N`, `hint N`
-//! and `verify [--watch]`, on top of the catalogue and checks (`exercises.rs`) and the
-//! progress file (`progress.rs`).
+//! The workshop commands: `exercises` (list, `init DIR`, `--reset`, `--export FILE`),
+//! `exercise N`, `hint N`, `verify [--watch]`, and the teacher's `class DIR`, on top of the
+//! catalogue and checks (`exercises.rs`) and the progress file (`progress.rs`).
 
 use crate::cli::ExercisesAction;
 use crate::python::Python;
@@ -213,5 +213,124 @@ pub fn hint_command(number: usize) -> Result<bool> {
         "Hint for exercise {number} ({}): {}\n",
         exercise.name, exercise.hint
     ));
+    Ok(true)
+}
+
+/// What `exercises --export` writes and `class` reads: one learner's progress.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Exported {
+    /// Identifies the file's kind and version.
+    format: String,
+    learner: String,
+    /// Every exercise of the learner's refcount-lab, in order.
+    exercises: Vec<String>,
+    done: Vec<String>,
+}
+
+const EXPORT_FORMAT: &str = "refcount-lab progress 1";
+
+/// `exercises --export FILE [--name NAME]`.
+pub fn export_command(file: &Path, name: Option<String>) -> Result<bool> {
+    let all = exercises::catalogue()?;
+    let progress = progress::Progress::load()?;
+    let learner = name
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|name| !name.trim().is_empty())
+        .context("cannot tell your name: pass --name NAME")?;
+    let exported = Exported {
+        format: EXPORT_FORMAT.to_owned(),
+        learner,
+        exercises: all.iter().map(|e| e.name.clone()).collect(),
+        done: all
+            .iter()
+            .filter(|e| progress.done.contains(&e.name))
+            .map(|e| e.name.clone())
+            .collect(),
+    };
+    let text = serde_json::to_string_pretty(&exported)? + "\n";
+    std::fs::write(file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    show(&format!(
+        "Wrote {} ({} of {} done, as {}). Hand it to your teacher.\n",
+        file.display(),
+        exported.done.len(),
+        exported.exercises.len(),
+        exported.learner
+    ));
+    Ok(true)
+}
+
+/// `class DIR`: every learner's progress, and where the class is stuck.
+pub fn class_command(dir: &Path) -> Result<bool> {
+    let all = exercises::catalogue()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    let mut learners = Vec::new();
+    let mut skipped = Vec::new();
+    for path in files {
+        let read = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Exported>(&text).ok())
+            .filter(|exported| exported.format == EXPORT_FORMAT);
+        match read {
+            Some(exported) => learners.push(exported),
+            None => skipped.push(path),
+        }
+    }
+    learners.sort_by(|a, b| a.learner.cmp(&b.learner));
+    let mut out = String::new();
+    if learners.is_empty() {
+        out.push_str(&format!(
+            "No progress files in {}: each learner runs `refcount-lab exercises --export \
+             FILE` and hands FILE in.\n",
+            dir.display()
+        ));
+    } else {
+        out.push_str(&format!("{:<20} {:>5}  next\n", "learner", "done"));
+        let mut next_counts = vec![0usize; all.len()];
+        for learner in &learners {
+            let next = all.iter().position(|e| !learner.done.contains(&e.name));
+            let next_text = match next {
+                Some(i) => {
+                    next_counts[i] += 1;
+                    format!("{:>2}  {}", all[i].number, all[i].name)
+                }
+                None => "all done".to_owned(),
+            };
+            out.push_str(&format!(
+                "{:<20} {:>2}/{:<2}  {next_text}\n",
+                learner.learner,
+                learner.done.len(),
+                all.len()
+            ));
+        }
+        out.push_str("\nper exercise, learners done:\n");
+        for (i, exercise) in all.iter().enumerate() {
+            let done = learners
+                .iter()
+                .filter(|l| l.done.contains(&exercise.name))
+                .count();
+            let stuck = match next_counts[i] {
+                0 => String::new(),
+                n => format!("  ({n} working on it)"),
+            };
+            out.push_str(&format!(
+                "  {:>2}  {:<28} {done:>3}/{}{stuck}\n",
+                exercise.number,
+                exercise.name,
+                learners.len()
+            ));
+        }
+    }
+    for path in &skipped {
+        out.push_str(&format!(
+            "skipped {}: not a file from `refcount-lab exercises --export`\n",
+            path.display()
+        ));
+    }
+    show(&out);
     Ok(true)
 }

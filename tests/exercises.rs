@@ -410,3 +410,41 @@ fn each_c_exercise_fails_as_given_and_passes_with_its_fix() {
     assert!(stderr.contains("no C compiler found"), "{stderr}");
     assert!(stderr.contains("apt install gcc"), "{stderr}");
 }
+
+#[test]
+fn a_teacher_collects_exported_progress() {
+    let ada = Workshop::new("export-ada");
+    let work = ada.work();
+    ada.lab(&["exercises", "init", work.to_str().unwrap()])
+        .output()
+        .unwrap();
+    for file in &solutions()[..2] {
+        ada.solve(file);
+    }
+    ada.lab(&["verify"]).output().unwrap();
+    let class = ada.root.join("class");
+    std::fs::create_dir_all(&class).unwrap();
+    let exported = class.join("ada.json");
+    let (code, stdout) = ada.stdout(&[
+        "exercises",
+        "--export",
+        exported.to_str().unwrap(),
+        "--name",
+        "Ada",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("2 of 17 done, as Ada"), "{stdout}");
+    // A learner who has not started, and a stray file the summary skips.
+    let bob = Workshop::new("export-bob");
+    let (code, _) = bob.stdout(&[
+        "exercises",
+        "--export",
+        class.join("bob.json").to_str().unwrap(),
+        "--name",
+        "Bob",
+    ]);
+    assert_eq!(code, Some(0));
+    std::fs::write(class.join("notes.json"), "{}").unwrap();
+    ada.settings()
+        .bind(|| assert_cmd_snapshot!("class", ada.lab(&["class", class.to_str().unwrap()])));
+}
