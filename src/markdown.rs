@@ -87,18 +87,26 @@ fn list_items(lines: &[&str]) -> Vec<String> {
     items
 }
 
+/// Code spans up to this many columns are never broken across lines; longer ones (a whole
+/// command line) break at their spaces like text.
+const UNBROKEN_CODE: usize = 32;
+
 /// The words of `text` with their marks, the marks themselves removed (but for code in
-/// plain text, which keeps its backticks). A code span is one word, spaces and all; a word
-/// may be made of several pieces (`(*new*)` is three).
+/// plain text, which keeps its backticks). A short code span is one word, spaces and all;
+/// a word may be made of several pieces (`(*new*)` is three).
 fn words(text: &str, color: bool) -> Vec<Vec<(Mark, String)>> {
     let mut words: Vec<Vec<(Mark, String)>> = vec![Vec::new()];
     for (mark, piece) in pieces(text) {
-        if mark == Mark::Code {
-            // A code span is never broken across lines.
-            let piece = if color { piece } else { format!("`{piece}`") };
-            let mark = if color { Mark::Code } else { Mark::Plain };
-            words.last_mut().expect("never empty").push((mark, piece));
-            continue;
+        let (mark, piece) = match mark {
+            Mark::Code if !color => (Mark::Plain, format!("`{piece}`")),
+            mark => (mark, piece),
+        };
+        if piece.chars().count() <= UNBROKEN_CODE {
+            if mark == Mark::Code || piece.starts_with('`') {
+                // A short code span stays on one line.
+                words.last_mut().expect("never empty").push((mark, piece));
+                continue;
+            }
         }
         for (i, part) in piece.split(' ').enumerate() {
             if i > 0 && !words.last().is_some_and(Vec::is_empty) {
