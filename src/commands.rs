@@ -142,6 +142,7 @@ fn ask(painter: Painter, questions: &[lessons::Question]) -> Result<Vec<String>>
             .context("cannot read your answer")?;
         answers.push(line.trim_end().to_owned());
     }
+    show("\n");
     Ok(answers)
 }
 

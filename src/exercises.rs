@@ -266,6 +266,11 @@ fn probe_of(name: &str) -> Option<&'static str> {
         .map(|(_, text)| *text)
 }
 
+/// The probe a fix-c exercise runs against the learner's module.
+pub fn probe_source(exercise: &Exercise) -> &'static str {
+    probe_of(&exercise.name).unwrap_or_default()
+}
+
 /// What became of a fix-c exercise's C file.
 pub enum CAttempt {
     /// The compiler's messages.
@@ -674,8 +679,8 @@ pub fn verify_all(
 ) -> Result<Verified> {
     let mut stamps = BTreeMap::new();
     for (done, exercise) in exercises.iter().enumerate() {
-        let stamp = stamp(python, &workdir.join(exercise.file_name()));
-        let unchanged = stamp.is_some() && passed.get(&exercise.name) == stamp.as_ref();
+        let stamped = stamp(python, &workdir.join(exercise.file_name()));
+        let unchanged = stamped.is_some() && passed.get(&exercise.name) == stamped.as_ref();
         let verdict = if unchanged {
             Verdict::Done
         } else {
@@ -683,22 +688,57 @@ pub fn verify_all(
         };
         match verdict {
             Verdict::Done => {
-                stamps.extend(stamp.map(|stamp| (exercise.name.clone(), stamp)));
+                stamps.extend(stamped.map(|stamp| (exercise.name.clone(), stamp)));
             }
             Verdict::NotYet(why) => {
+                // Later exercises already passed (`exercise N` checks one out of order) stay
+                // done while their files are unchanged.
+                let later = &exercises[done + 1..];
+                let also_done: Vec<String> = later
+                    .iter()
+                    .filter_map(|later| {
+                        let stamp = stamp(python, &workdir.join(later.file_name()))?;
+                        (passed.get(&later.name) == Some(&stamp)).then(|| {
+                            stamps.insert(later.name.clone(), stamp);
+                            later.name.clone()
+                        })
+                    })
+                    .collect();
                 return Ok(Verified {
                     done,
                     stuck: Some((exercise.number, why)),
+                    also_done,
                     passed: stamps,
-                })
+                });
             }
         }
     }
     Ok(Verified {
         done: exercises.len(),
         stuck: None,
+        also_done: Vec::new(),
         passed: stamps,
     })
+}
+
+/// Checks one exercise, as `exercise N` does after its run; a pass is remembered in
+/// `passed` (see `verify_all`) so that `verify` counts it while the file stays unchanged.
+pub fn check_one(
+    python: &Python,
+    exercise: &Exercise,
+    workdir: &Path,
+    passed: &mut BTreeMap<String, String>,
+) -> Result<Verdict> {
+    let verdict = check(python, exercise, workdir)?;
+    match (&verdict, stamp(python, &workdir.join(exercise.file_name()))) {
+        (Verdict::Done, Some(stamp)) => {
+            passed.insert(exercise.name.clone(), stamp);
+        }
+        _ => {
+            passed.remove(&exercise.name);
+        }
+    }
+    Ok(verdict)
 }
 
 /// Where `verify` got to.
@@ -707,6 +747,8 @@ pub struct Verified {
     pub done: usize,
     /// The first exercise not done, and why.
     pub stuck: Option<(usize, String)>,
+    /// Exercises after it that passed before (out of order) and are unchanged since.
+    pub also_done: Vec<String>,
     /// The stamps of the exercises done (see `verify_all`).
     pub passed: BTreeMap<String, String>,
 }

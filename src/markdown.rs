@@ -101,12 +101,11 @@ fn words(text: &str, color: bool) -> Vec<Vec<(Mark, String)>> {
             Mark::Code if !color => (Mark::Plain, format!("`{piece}`")),
             mark => (mark, piece),
         };
-        if piece.chars().count() <= UNBROKEN_CODE {
-            if mark == Mark::Code || piece.starts_with('`') {
-                // A short code span stays on one line.
-                words.last_mut().expect("never empty").push((mark, piece));
-                continue;
-            }
+        let is_code = mark == Mark::Code || piece.starts_with('`');
+        if is_code && piece.chars().count() <= UNBROKEN_CODE {
+            // A short code span stays on one line.
+            words.last_mut().expect("never empty").push((mark, piece));
+            continue;
         }
         for (i, part) in piece.split(' ').enumerate() {
             if i > 0 && !words.last().is_some_and(Vec::is_empty) {

@@ -662,8 +662,9 @@ const HANDOUT_SECTIONS: [(Topic, &str, &str); 7] = [
     (
         Topic::Immortal,
         "Immortal objects",
-        "Since 3.12, `None`, `True`, small ints and interned strings are *immortal*: their \
-         count never moves. Count them as if they were not: older versions still free them.",
+        "Since 3.12, `None`, `True`, `False`, small ints and some other built-in objects are \
+         *immortal*: their count never moves. Count them as if they were not: older versions \
+         still free them.",
     ),
     (
         Topic::Cycles,

@@ -83,7 +83,7 @@ fn lesson_shown(exercise: &exercises::Exercise, progress: &progress::Progress) -
 pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Result<bool> {
     let all = exercises::catalogue()?;
     let exercise = exercises::find(&all, number)?;
-    let progress = progress::Progress::load()?;
+    let mut progress = progress::Progress::load()?;
     let workdir = exercises::workdir(progress.workdir.as_deref())?;
     let kind = exercise.kind.name();
     let about = match lesson_shown(exercise, &progress) {
@@ -98,43 +98,75 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
     if exercise.kind == exercises::Kind::FixC {
         match exercises::try_c(python, exercise, &workdir)? {
             exercises::CAttempt::Rejected(messages) => {
-                show(&format!("\nYour C does not compile yet:\n{messages}\n"));
+                show(&format!(
+                    "\nYour C does not compile yet:\n{messages}\n\nFix it, save, and run \
+                     `refcount-lab exercise {number}` again.\n"
+                ));
+                return Ok(false);
             }
             exercises::CAttempt::Ran(run) => {
                 let heading = "the probe, against your module";
-                show(&render::run(
-                    painter,
-                    heading,
-                    &run,
-                    &outcome::classify(&run),
-                ));
+                let outcome = outcome::classify(&run);
+                show(&render::run(painter, heading, &run, &outcome));
+                if outcome != outcome::Outcome::Ok {
+                    show(&probe_listing(exercise));
+                }
             }
         }
-        return Ok(true);
+    } else {
+        let Some(fault) = exercise
+            .fault
+            .filter(|_| exercise.kind != exercises::Kind::Predict)
+        else {
+            show(&format!(
+                "\nReplace each ... in the file with your prediction, then run `refcount-lab \
+                 verify`.\nOnce it passes, `refcount-lab lesson {}` shows it happen.\n",
+                exercise.lesson
+            ));
+            return Ok(true);
+        };
+        let (correct, faulty) = exercises::run_both_ways(python, &workdir, exercise, fault)?;
+        let faulty_heading = match exercise.kind {
+            exercises::Kind::Diagnose => "your script, with the hidden fault on".to_owned(),
+            _ => format!("your script, with --fault {}", fault.name()),
+        };
+        for (heading, run) in [
+            ("your script, on correct code", &correct),
+            (faulty_heading.as_str(), &faulty),
+        ] {
+            show(&render::run(painter, heading, run, &outcome::classify(run)));
+        }
     }
-    let Some(fault) = exercise
-        .fault
-        .filter(|_| exercise.kind != exercises::Kind::Predict)
-    else {
-        show(&format!(
-            "\nReplace each ... in the file with your prediction, then run `refcount-lab verify`.\n\
-             Once it passes, `refcount-lab lesson {}` shows it happen.\n",
-            exercise.lesson
-        ));
-        return Ok(true);
+    // The verdict `verify` would give, for this exercise alone.
+    let verdict = exercises::check_one(python, exercise, &workdir, &mut progress.passed)?;
+    let done = verdict == exercises::Verdict::Done;
+    let message = match verdict {
+        exercises::Verdict::Done => {
+            progress.done.insert(exercise.name.clone());
+            format!("\nDone: exercise {number} passes. `refcount-lab verify` counts it.\n")
+        }
+        exercises::Verdict::NotYet(why) => {
+            progress.done.remove(&exercise.name);
+            format!("\nNot yet: {why}\nA hint: `refcount-lab hint {number}`\n")
+        }
     };
-    let (correct, faulty) = exercises::run_both_ways(python, &workdir, exercise, fault)?;
-    let faulty_heading = match exercise.kind {
-        exercises::Kind::Diagnose => "your script, with the hidden fault on".to_owned(),
-        _ => format!("your script, with --fault {}", fault.name()),
-    };
-    for (heading, run) in [
-        ("your script, on correct code", &correct),
-        (faulty_heading.as_str(), &faulty),
-    ] {
-        show(&render::run(painter, heading, run, &outcome::classify(run)));
+    show(&message);
+    if let Err(error) = progress.save() {
+        eprintln!("refcount-lab: warning: your progress was not saved: {error:#}");
     }
-    Ok(true)
+    Ok(done)
+}
+
+/// A fix-c exercise's probe with line numbers, as its crash reports count them.
+fn probe_listing(exercise: &exercises::Exercise) -> String {
+    let mut out = format!(
+        "\nThe probe, {}.py (what verify runs against your module):\n",
+        exercise.name
+    );
+    for (i, line) in exercises::probe_source(exercise).lines().enumerate() {
+        out.push_str(&format!("  {:>3}  {line}\n", i + 1));
+    }
+    out
 }
 
 /// `verify`: check in order, record progress, stop at the first exercise not done.
@@ -146,6 +178,7 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
         let exercises::Verified {
             done,
             stuck,
+            also_done,
             passed,
         } = exercises::verify_all(python, &all, &workdir, &progress.passed)?;
         let mut out = String::new();
@@ -156,6 +189,7 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
             ));
         }
         progress.done = all[..done].iter().map(|e| e.name.clone()).collect();
+        progress.done.extend(also_done.iter().cloned());
         progress.passed = passed;
         // The results stand even when they cannot be remembered.
         let unsaved = progress.save().err();
@@ -167,6 +201,13 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
                 workdir.join(exercise.file_name()).display()
             ));
         }
+        if !also_done.is_empty() {
+            out.push_str(&format!(
+                "\nAlso done, out of order: {}\n",
+                also_done.join(", ")
+            ));
+        }
+        let done = done + also_done.len();
         out.push_str(&format!("\n{done} of {} exercises done.\n", all.len()));
         if stuck.is_none() {
             out.push_str("All done: every refcount accounted for.\n");

@@ -394,6 +394,33 @@ fn each_c_exercise_fails_as_given_and_passes_with_its_fix() {
             "{file}:\n{stdout}"
         );
     }
+    // Fixes that go too far fail too, and say which way.
+    let solution = |file: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/exercise-solutions")
+                .join(file),
+        )
+        .unwrap()
+    };
+    let too_many = solution("14-fix-c-returned-default.c").replace(
+        "    return Py_NewRef(the_default);",
+        "    Py_INCREF(the_default);\n    return Py_NewRef(the_default);",
+    );
+    shop.write("14-fix-c-returned-default.c", &too_many);
+    let (code, stdout) = shop.stdout(&["exercise", "14"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("takes a reference too many"), "{stdout}");
+    shop.solve("14-fix-c-returned-default.c");
+    let released_null = solution("17-fix-c-error-path.c").replacen(
+        "    if (head == NULL) {\n",
+        "    if (head == NULL) {\n        Py_DECREF(head);\n",
+        1,
+    );
+    shop.write("17-fix-c-error-path.c", &released_null);
+    let (_, stdout) = shop.stdout(&["verify"]);
+    assert!(stdout.contains("`fixc_split.split([])`"), "{stdout}");
+    shop.solve("17-fix-c-error-path.c");
     // A C file that does not compile gets the compiler's own words.
     shop.write("17-fix-c-error-path.c", "this is not C\n");
     let (_, stdout) = shop.stdout(&["verify"]);

@@ -28,4 +28,8 @@ if after != before:
         "split() keeps a reference to the first item when the second is missing: 3 failed "
         "calls, and head has %d references more" % (after - before)
     )
+try:
+    fixc_split.split([])
+except IndexError:
+    lab.say("split([]) raises IndexError too")
 lab.say("split() releases what it took on every way out")

@@ -3,7 +3,8 @@
    A tiny extension module, fixc_split, in plain C. split(seq) returns (seq[0], seq[1]) and
    raises IndexError when seq is too short. `refcount-lab verify` compiles this file against
    your Python's headers and runs a probe against it (`refcount-lab exercise 17` shows the
-   probe's run). As written, split() works, but each call that fails leaks a reference.
+   probe's run). As written, split() works, but each call that fails for want of a second
+   item leaks a reference.
 
    Fix the C in your editor, save, and run `refcount-lab verify`. */
 #define PY_SSIZE_T_CLEAN

@@ -4,5 +4,5 @@ import lab
 
 lab.say("hashtable's init made the string __version__ and added it to the module.")
 version = hashtable.__version__
-lab.refcount(version, "__version__", "held by the module's dict and the name version")
+lab.refcount(version, "__version__", "hashtable.__version__, bound to version")
 lab.say("hashtable.__version__ is %r" % version)
