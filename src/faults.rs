@@ -223,7 +223,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
         summary: "PyModule_AddObject steals the reference only when it succeeds; module init \
                   releases it anyway, and __version__ is freed while the module still holds it",
         c: CSite {
-            correct: "PyObject *version = PyUnicode_FromString(VERSION);\nif (version == NULL) {\n    return -1;\n}\n/* The module takes its own reference. */\nint added = PyModule_AddObjectRef(module, \"__version__\", version);\nPy_DECREF(version);  /* ours, added or not */\nreturn added;\n/* 3.13+: PyModule_Add takes the reference even when it fails, and\n   passes a NULL on, so this is all one line:\n   return PyModule_Add(module, \"__version__\", PyUnicode_FromString(VERSION)); */",
+            correct: "PyObject *version = PyUnicode_FromString(VERSION);\nif (version == NULL) {\n    return -1;\n}\n/* The module takes its own reference. */\nint added = PyModule_AddObjectRef(module, \"__version__\", version);\nPy_DECREF(version);  /* ours, added or not */\nreturn added;\n/* 3.13+: PyModule_Add takes the reference even when it fails, and a NULL\n   (a failed creation) just makes it fail, so all of this is one call:\n   return PyModule_Add(module, \"__version__\",\n                       PyUnicode_FromString(VERSION)); */",
             faulty: "PyObject *version = PyUnicode_FromString(VERSION);\nif (version == NULL) {\n    return -1;\n}\nif (PyModule_AddObject(module, \"__version__\", version) < 0) {\n    return -1;  /* leaks version: only a success steals it */\n}\nPy_DECREF(version);  /* releases the reference AddObject took */\nreturn 0;",
         },
     },
@@ -247,7 +247,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
         summary: "when hash_func returns something other than an int, the talk's error path \
                   leaks it; when hash_func raises, it replaces the exception with its own",
         c: CSite {
-            correct: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL) {\n    return -1;  /* the call's own exception goes up */\n}\nif (!PyLong_Check(result)) {\n    PyErr_Format(PyExc_TypeError,\n                 \"hash_func must return an int, but it returned %s for key %R\",\n                 Py_TYPE(result)->tp_name, key);\n    Py_DECREF(result);\n    return -1;\n}",
+            correct: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL) {\n    return -1;  /* the call's own exception goes up */\n}\nif (!PyLong_Check(result)) {\n    PyErr_Format(PyExc_TypeError,\n        \"hash_func must return an int, but it returned %s for key %R\",\n        Py_TYPE(result)->tp_name, key);\n    Py_DECREF(result);\n    return -1;\n}",
             faulty: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL || !PyLong_Check(result)) {\n    PyErr_SetString(PyExc_TypeError, \"hash_func did not return an int\");\n    return -1;  /* result leaks; a raised error is replaced */\n}",
         },
     },
