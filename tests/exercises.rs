@@ -23,6 +23,16 @@ impl Workshop {
         self.root.join("work")
     }
 
+    /// `exercises init` into `work()`.
+    fn init(&self) {
+        let work = self.work();
+        let output = self
+            .lab(&["exercises", "init", work.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+
     fn lab(&self, args: &[&str]) -> Command {
         let mut command = Command::new(get_cargo_bin("refcount-lab"));
         command
@@ -132,10 +142,7 @@ fn a_newcomer_goes_from_init_to_every_exercise_done() {
 #[test]
 fn unfinished_and_wrong_answers_say_what_to_do() {
     let shop = Workshop::new("wrong");
-    let work = shop.work();
-    shop.lab(&["exercises", "init", work.to_str().unwrap()])
-        .output()
-        .unwrap();
+    shop.init();
     let solutions = solutions();
     let cases: [(&str, &str, &str); 4] = [
         (
@@ -238,10 +245,7 @@ fn universal_probe(fault: &str) -> String {
 #[test]
 fn the_universal_probe_passes_no_diagnose_exercise() {
     let shop = Workshop::new("universal");
-    let work = shop.work();
-    shop.lab(&["exercises", "init", work.to_str().unwrap()])
-        .output()
-        .unwrap();
+    shop.init();
     let solutions = solutions();
     for file in &solutions[..8] {
         shop.solve(file);
@@ -326,10 +330,7 @@ fn init_writes_nothing_when_any_file_is_taken() {
 #[test]
 fn verify_shows_its_results_even_when_progress_cannot_be_saved() {
     let shop = Workshop::new("unsaved");
-    let work = shop.work();
-    shop.lab(&["exercises", "init", work.to_str().unwrap()])
-        .output()
-        .unwrap();
+    shop.init();
     shop.solve("01-predict-buckets.py");
     // The temporary file every save writes first cannot be created: a folder is in its way.
     std::fs::create_dir_all(shop.root.join("state/progress.json.tmp/blocker")).unwrap();
@@ -344,10 +345,7 @@ fn verify_shows_its_results_even_when_progress_cannot_be_saved() {
 #[test]
 fn progress_is_never_read_half_written() {
     let shop = Workshop::new("atomic");
-    let work = shop.work();
-    shop.lab(&["exercises", "init", work.to_str().unwrap()])
-        .output()
-        .unwrap();
+    shop.init();
     let state = shop.root.join("state");
     let writer = {
         let lab = shop.lab(&["exercises", "--reset"]);
@@ -375,10 +373,7 @@ fn progress_is_never_read_half_written() {
 #[test]
 fn each_c_exercise_fails_as_given_and_passes_with_its_fix() {
     let shop = Workshop::new("fix-c");
-    let work = shop.work();
-    shop.lab(&["exercises", "init", work.to_str().unwrap()])
-        .output()
-        .unwrap();
+    shop.init();
     let solutions = solutions();
     for file in &solutions[..13] {
         shop.solve(file);
@@ -441,10 +436,7 @@ fn each_c_exercise_fails_as_given_and_passes_with_its_fix() {
 #[test]
 fn a_teacher_collects_exported_progress() {
     let ada = Workshop::new("export-ada");
-    let work = ada.work();
-    ada.lab(&["exercises", "init", work.to_str().unwrap()])
-        .output()
-        .unwrap();
+    ada.init();
     for file in &solutions()[..2] {
         ada.solve(file);
     }
