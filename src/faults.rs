@@ -253,9 +253,11 @@ pub const CATALOGUE: &[FaultInfo] = &[
     },
 ];
 
-/// Faults that show in any script at all, whatever it does: module init (`module-add-object`)
-/// and the default hash of every new table (`releases-borrowed-builtins`) crash the
-/// interpreter by its exit at the latest. A probe ending badly under them tells nothing.
+/// Faults whose damage does not depend on what a script tests: module init
+/// (`module-add-object`) frees an attribute at import, and a script then crashes or not
+/// depending on what reuses that memory; the default hash of every new table
+/// (`releases-borrowed-builtins`) crashes any script that makes a few tables, by its exit.
+/// A probe ending badly under them tells nothing.
 pub const SHOW_IN_EVERY_SCRIPT: [Fault; 2] =
     [Fault::ModuleAddObject, Fault::ReleasesBorrowedBuiltins];
 
