@@ -178,56 +178,113 @@ pub fn csv(report: &Report) -> String {
 /// A number read off a row of the sweep, to plot.
 type Metric = fn(&SweepRow) -> f64;
 
-/// One panel per hash function: `metric` against max_load, one line per initial size.
+/// Line colours from Okabe and Ito's palette, told apart with every common colour vision
+/// deficiency (and none of them pale on white): blue, vermillion, bluish green, reddish
+/// purple.
+const SERIES_COLOURS: [RGBColor; 4] = [
+    RGBColor(0x00, 0x72, 0xB2),
+    RGBColor(0xD5, 0x5E, 0x00),
+    RGBColor(0x00, 0x9E, 0x73),
+    RGBColor(0xCC, 0x79, 0xA7),
+];
+
+/// Draws the marker of series `i` at each of `points` (data or pixel coordinates): a hollow
+/// circle, a triangle, a filled square, a cross, each smaller than the one before, so that
+/// lines lying on top of each other stay visible. `$draw` gets the markers as `$m`.
+macro_rules! draw_markers {
+    ($i:expr, $points:expr, $colour:expr, |$m:ident| $draw:expr) => {{
+        let (style, fill) = ($colour.stroke_width(2), $colour.filled());
+        match $i % 4 {
+            0 => {
+                let $m = $points.map(|at| Circle::new(at, 7, style));
+                $draw
+            }
+            1 => {
+                let $m = $points.map(|at| TriangleMarker::new(at, 6, fill));
+                $draw
+            }
+            2 => {
+                let $m = $points
+                    .map(|at| EmptyElement::at(at) + Rectangle::new([(-3, -3), (3, 3)], fill));
+                $draw
+            }
+            _ => {
+                let $m = $points.map(|at| Cross::new(at, 3, style));
+                $draw
+            }
+        }
+    }};
+}
+
+/// One panel per hash function: `metric` against max_load, one line per initial size. Each
+/// panel has its own scale (the longest chains of `hash` and of `terrible_hash` differ a
+/// hundredfold), and one legend below the panels keeps the data clear.
 fn plot_sweep(report: &Report, path: &Path, title: &str, metric: Metric) -> Result<()> {
     let mut hash_funcs: Vec<&str> = report.sweep.iter().map(|r| r.hash_func.as_str()).collect();
     hash_funcs.dedup();
     let mut sizes: Vec<usize> = report.sweep.iter().map(|r| r.size).collect();
     sizes.sort_unstable();
     sizes.dedup();
-    let top = report.sweep.iter().map(metric).fold(0.0, f64::max) * 1.1;
 
-    let root = SVGBackend::new(path, (360 * hash_funcs.len() as u32, 340)).into_drawing_area();
+    let root = SVGBackend::new(path, (360 * hash_funcs.len() as u32, 380)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 18))?;
-    for (panel, hash_func) in root
+    let (panels, legend) = root.split_vertically(310);
+    for (panel, hash_func) in panels
         .split_evenly((1, hash_funcs.len()))
         .iter()
         .zip(&hash_funcs)
     {
+        let rows = || report.sweep.iter().filter(|r| r.hash_func == *hash_func);
+        let top = rows().map(metric).fold(0.0, f64::max).max(1.0) * 1.15;
         let mut chart = ChartBuilder::on(panel)
             .caption(*hash_func, ("sans-serif", 15))
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(45)
             .build_cartesian_2d(0.2f64..1.05f64, 0.0..top)?;
-        chart.configure_mesh().x_desc("max_load").draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("max_load")
+            .y_label_formatter(&|y| tick(*y))
+            .draw()?;
         for (i, size) in sizes.iter().enumerate() {
-            let colour = Palette99::pick(i).to_rgba();
-            let points: Vec<(f64, f64)> = report
-                .sweep
-                .iter()
-                .filter(|r| r.hash_func == *hash_func && r.size == *size)
+            let colour = SERIES_COLOURS[i % SERIES_COLOURS.len()];
+            let points: Vec<(f64, f64)> = rows()
+                .filter(|r| r.size == *size)
                 .map(|r| (r.max_load, metric(r)))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
-                .label(format!("size {size}"))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour));
-            chart.draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, colour.filled())),
-            )?;
+            chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
+            draw_markers!(i, points.iter().copied(), colour, |markers| chart
+                .draw_series(markers)
+                .map(|_| ()))?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+    }
+    // The legend: a line and a marker per initial size, in a row under the panels.
+    for (i, size) in sizes.iter().enumerate() {
+        let colour = SERIES_COLOURS[i % SERIES_COLOURS.len()];
+        let x = 60 + 170 * i as i32;
+        legend.draw(&PathElement::new(
+            [(x, 20), (x + 30, 20)],
+            colour.stroke_width(2),
+        ))?;
+        draw_markers!(i, std::iter::once((x + 15, 20)), colour, |markers| markers
+            .into_iter()
+            .try_for_each(|m| legend.draw(&m)))?;
+        legend.draw(&Text::new(
+            format!("initial size {size}"),
+            (x + 40, 13),
+            ("sans-serif", 14),
+        ))?;
     }
     root.present()?;
     Ok(())
+}
+
+/// An axis label: at most two decimals, no trailing zeros (`0.6`, not `0.6000000000000001`).
+fn tick(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// Writes the sweep's plots into `dir`; returns their paths.
@@ -256,4 +313,17 @@ pub fn plot(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_labels_have_at_most_two_decimals() {
+        assert_eq!(tick(0.6000000000000001), "0.6");
+        assert_eq!(tick(35.0), "35");
+        assert_eq!(tick(1.25), "1.25");
+        assert_eq!(tick(0.0), "0");
+    }
 }
