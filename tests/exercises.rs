@@ -48,6 +48,9 @@ impl Workshop {
         let mut settings = insta::Settings::clone_current();
         let root = self.root.canonicalize().unwrap();
         settings.add_filter(&regex_escape(&root.display().to_string()), "[WORKSHOP]");
+        // How many other faults a probe also trips depends on the interpreter (None is
+        // mortal before 3.12, for one); the message around the number does not.
+        settings.add_filter(r"ends badly under \d+ of", "ends badly under [N] of");
         settings
     }
 
