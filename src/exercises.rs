@@ -308,18 +308,23 @@ pub fn try_c(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<CAt
 /// Done when the module compiles and the probe ends `ok`: no crash, no leak, no problem
 /// found.
 fn check_c(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<Verdict> {
+    Ok(c_verdict(exercise, &try_c(python, exercise, workdir)?))
+}
+
+/// The verdict on a fix-c attempt.
+pub fn c_verdict(exercise: &Exercise, attempt: &CAttempt) -> Verdict {
     let number = exercise.number;
-    let run = match try_c(python, exercise, workdir)? {
+    let run = match attempt {
         CAttempt::Rejected(messages) => {
             let shown: Vec<&str> = messages.lines().take(20).collect();
-            return Ok(Verdict::NotYet(format!(
+            return Verdict::NotYet(format!(
                 "Your C does not compile yet:\n{}",
                 shown.join("\n")
-            )));
+            ));
         }
         CAttempt::Ran(run) => run,
     };
-    Ok(match outcome::classify(&run) {
+    match outcome::classify(run) {
         Outcome::Ok => Verdict::Done,
         Outcome::Crashed { report, .. } => {
             let probe = probe_of(&exercise.name).expect("checked by catalogue()");
@@ -359,7 +364,7 @@ fn check_c(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<Verdi
             "The probe was still running after {seconds} s; `refcount-lab exercise {number}` \
              shows where it was."
         )),
-    })
+    }
 }
 
 /// The probe's source line a crash report points at (`File ".../NAME.py", line N`).
@@ -721,16 +726,17 @@ pub fn verify_all(
     })
 }
 
-/// Checks one exercise, as `exercise N` does after its run; a pass is remembered in
-/// `passed` (see `verify_all`) so that `verify` counts it while the file stays unchanged.
-pub fn check_one(
+/// Remembers `verdict` on one exercise, as `exercise N` gives it after its run: a pass goes
+/// into `passed` (see `verify_all`) so that `verify` counts it while the file stays
+/// unchanged.
+pub fn remember(
     python: &Python,
     exercise: &Exercise,
     workdir: &Path,
+    verdict: &Verdict,
     passed: &mut BTreeMap<String, String>,
-) -> Result<Verdict> {
-    let verdict = check(python, exercise, workdir)?;
-    match (&verdict, stamp(python, &workdir.join(exercise.file_name()))) {
+) {
+    match (verdict, stamp(python, &workdir.join(exercise.file_name()))) {
         (Verdict::Done, Some(stamp)) => {
             passed.insert(exercise.name.clone(), stamp);
         }
@@ -738,7 +744,6 @@ pub fn check_one(
             passed.remove(&exercise.name);
         }
     }
-    Ok(verdict)
 }
 
 /// Where `verify` got to.

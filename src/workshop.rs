@@ -95,8 +95,9 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
         exercise.name,
         workdir.join(exercise.file_name()).display()
     ));
-    if exercise.kind == exercises::Kind::FixC {
-        match exercises::try_c(python, exercise, &workdir)? {
+    let verdict = if exercise.kind == exercises::Kind::FixC {
+        let attempt = exercises::try_c(python, exercise, &workdir)?;
+        match &attempt {
             exercises::CAttempt::Rejected(messages) => {
                 show(&format!(
                     "\nYour C does not compile yet:\n{messages}\n\nFix it, save, and run \
@@ -106,13 +107,14 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
             }
             exercises::CAttempt::Ran(run) => {
                 let heading = "the probe, against your module";
-                let outcome = outcome::classify(&run);
-                show(&render::run(painter, heading, &run, &outcome));
+                let outcome = outcome::classify(run);
+                show(&render::run(painter, heading, run, &outcome));
                 if outcome != outcome::Outcome::Ok {
                     show(&probe_listing(exercise));
                 }
             }
         }
+        exercises::c_verdict(exercise, &attempt)
     } else {
         let Some(fault) = exercise
             .fault
@@ -136,9 +138,10 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
         ] {
             show(&render::run(painter, heading, run, &outcome::classify(run)));
         }
-    }
-    // The verdict `verify` would give, for this exercise alone.
-    let verdict = exercises::check_one(python, exercise, &workdir, &mut progress.passed)?;
+        // The verdict `verify` would give, for this exercise alone.
+        exercises::check(python, exercise, &workdir)?
+    };
+    exercises::remember(python, exercise, &workdir, &verdict, &mut progress.passed);
     let done = verdict == exercises::Verdict::Done;
     let message = match verdict {
         exercises::Verdict::Done => {
