@@ -120,15 +120,15 @@ pub fn predictions(
 ) -> String {
     let mut out = String::new();
     p.section(&mut out, "your predictions");
-    for (i, (question, answer)) in questions.iter().zip(answers).enumerate() {
-        out.push_str(&self::question(p, i + 1, question));
+    for (i, (asked, answer)) in questions.iter().zip(answers).enumerate() {
+        out.push_str(&question(p, i + 1, asked));
         let answer = if answer.trim().is_empty() {
             "(skipped)"
         } else {
             answer.trim()
         };
         let _ = writeln!(out, "    {} {answer}", p.paint(Style::Dim, "you said:"));
-        let seen: Vec<String> = question
+        let seen: Vec<String> = asked
             .shows
             .iter()
             .filter_map(|observation| observe(observation, runs))

@@ -12,6 +12,8 @@
 //!
 //! def terrible_hash(key):               # the talk's first hash function
 //!     ...                               # int -> itself, float -> floor, str -> len, else 0
+//!
+//! __version__ = "0.1.0"                 # added in module init (a fault site, lesson 17)
 //! ```
 //!
 //! It is an ordinary extension module built for CPython's stable ABI (`abi3`, Python 3.10 and
@@ -20,7 +22,9 @@
 //! model): heap types, module state, multi-phase init. `refcount-lab` carries it and puts it
 //! on the `PYTHONPATH` of the interpreter it runs. The module knows nothing about processes,
 //! lessons or rendering; it asks `faults::is_on` at its fault sites and sends `alloc`/`free`
-//! events through `trace`.
+//! events through `trace`. The same library also holds `_labtrace`, the `lab` probes' trace
+//! emitter (at the end of this file), kept apart so that a script's own `import hashtable`
+//! is what runs this module's init.
 //!
 //! Reading order: `table.rs` (the chained table in plain Rust), `pytype.rs` (the type, every
 //! `Py_INCREF`/`Py_DECREF`, the fault sites), `iter.rs` (its iterator), this file (the module).
