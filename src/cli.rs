@@ -84,7 +84,7 @@ pub enum ColorChoice {
 
 #[derive(Subcommand)]
 pub enum ExercisesAction {
-    /// Copy the exercise files into DIR (new or empty) and work there.
+    /// Copy the exercise files into DIR and work there (if any is there already, none is written).
     Init {
         /// The folder to write the exercise files into.
         dir: PathBuf,
@@ -162,7 +162,7 @@ pub enum Command {
     },
     /// List the faults the hashtable type can be switched into.
     Faults,
-    /// Print the ownership rules the lessons teach: a one-page handout.
+    /// Print the ownership rules the lessons teach, as a handout.
     Rules {
         /// Print the handout as Markdown (to edit, or to convert with pandoc) instead of text.
         #[arg(long)]
@@ -190,7 +190,8 @@ pub enum Command {
         /// The folder holding the learners' exported files.
         dir: PathBuf,
     },
-    /// Run exercise N on your file: its probe with the fault on and off, or its question.
+    /// Run exercise N on your file (your probe with the fault on and off, or your C module
+    /// against its probe) and say whether it passes.
     Exercise {
         /// The exercise number (see `refcount-lab exercises`).
         number: usize,

@@ -609,7 +609,7 @@ pub fn verdict(p: Painter, results: &[(&str, &Outcome, Option<&str>)]) -> String
 }
 
 /// `refcount-lab list`.
-/// The ownership rules the lessons teach, as a one-page handout in Markdown: each rule
+/// The ownership rules the lessons teach, as a handout in Markdown: each rule
 /// under its kind of reference, with the lesson that shows it.
 pub fn rules_markdown(lessons: &[Lesson]) -> String {
     let mut out = String::from(
