@@ -387,8 +387,9 @@ fn describe_leak(leak: &outcome::Leak) -> String {
 }
 
 /// How many other faults a diagnose probe may also end badly under and still single the
-/// hidden fault out (faults near each other in the code can share a symptom).
-const MAX_ALSO_SHOWN: usize = 2;
+/// hidden fault out: faults near each other in the code can share a symptom (the reference
+/// solution of exercise 12 also trips two), and a probe that calls every method trips ten.
+const MAX_ALSO_SHOWN: usize = 3;
 
 /// A diagnosis needs evidence first: the probe ends `ok` on correct code, not `ok` with the
 /// hidden fault, and `ok` under nearly every other fault. Then the name must be right.
