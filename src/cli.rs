@@ -88,6 +88,10 @@ pub enum ExercisesAction {
     Init {
         /// The folder to write the exercise files into.
         dir: PathBuf,
+        /// Keep the exercise files already in DIR (say, after `exercises --reset`) and write
+        /// only the missing ones.
+        #[arg(long)]
+        resume: bool,
     },
 }
 
@@ -184,6 +188,12 @@ pub enum Command {
         /// Your name in the exported file (default: your login name).
         #[arg(long, requires = "export")]
         name: Option<String>,
+        /// Check that C extensions build here (a compiler, and the chosen Python's headers),
+        /// as the fix-the-C exercises need: a set-up step.
+        #[arg(long, conflicts_with_all = ["reset", "export"])]
+        check_c: bool,
+        #[command(flatten)]
+        python: PythonChoice,
     },
     /// For teachers: a class's progress, from a folder of files made with `exercises --export`.
     Class {

@@ -179,26 +179,33 @@ pub fn find(exercises: &[Exercise], number: usize) -> Result<&Exercise> {
 }
 
 /// Writes every starting file into `dir`. Nothing is overwritten: if any file is there
-/// already, none is written.
-pub fn init(dir: &Path, exercises: &[Exercise]) -> Result<()> {
+/// already, none is written, unless `resume`, which keeps the files there and writes only
+/// the missing ones.
+/// Returns how many files it kept.
+pub fn init(dir: &Path, exercises: &[Exercise], resume: bool) -> Result<usize> {
     let taken: Vec<String> = exercises
         .iter()
         .map(|exercise| exercise.file_name())
         .filter(|name| std::fs::symlink_metadata(dir.join(name)).is_ok())
         .collect();
     ensure!(
-        taken.is_empty(),
-        "{} already has {}: nothing was written. Pick a new folder, or keep working in this one",
+        resume || taken.is_empty(),
+        "{} already has {}: nothing was written. Pick a new folder, or keep working in this \
+         one with `refcount-lab exercises init {} --resume`",
         dir.display(),
-        taken.join(", ")
+        taken.join(", "),
+        dir.display()
     );
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for exercise in exercises {
         let path = dir.join(exercise.file_name());
+        if taken.contains(&exercise.file_name()) {
+            continue;
+        }
         std::fs::write(&path, exercise.starter)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(())
+    Ok(taken.len())
 }
 
 /// Where an exercise stands.
@@ -422,8 +429,8 @@ fn check_diagnosis(
     if also_shown > MAX_ALSO_SHOWN {
         return Ok(Verdict::NotYet(format!(
             "Your probe shows the hidden fault, but it also ends badly under {also_shown} of \
-             the {} other faults: it shows that something is wrong, not what. Narrow it down \
-             to the one operation you suspect.",
+             the {} other faults it is compared with: it shows that something is wrong, not \
+             what. Narrow it down to the one operation you suspect.",
             others.len()
         )));
     }
@@ -581,6 +588,7 @@ fn check_predictions(
         }
     }
     let run = run_check(python, exercise)?;
+    let mut wrong = Vec::new();
     for (name, source) in &exercise.answers {
         let actual = observe(&run, source).with_context(|| {
             format!(
@@ -602,9 +610,13 @@ fn check_predictions(
         } else {
             format!("not what happens. {}", exercise.feedback[name])
         };
-        return Ok(Verdict::NotYet(format!("{name} = {given}: {why}")));
+        wrong.push(format!("{name} = {given}: {why}"));
     }
-    Ok(Verdict::Done)
+    Ok(if wrong.is_empty() {
+        Verdict::Done
+    } else {
+        Verdict::NotYet(wrong.join("\n"))
+    })
 }
 
 fn run_check(python: &Python, exercise: &Exercise) -> Result<Run> {
@@ -697,23 +709,38 @@ pub fn verify_all(
                 stamps.extend(stamped.map(|stamp| (exercise.name.clone(), stamp)));
             }
             Verdict::NotYet(why) => {
-                // Later exercises already passed (`exercise N` checks one out of order) stay
-                // done while their files are unchanged.
-                let later = &exercises[done + 1..];
-                let also_done: Vec<String> = later
-                    .iter()
-                    .filter_map(|later| {
-                        let stamp = stamp(python, &workdir.join(later.file_name()))?;
-                        (passed.get(&later.name) == Some(&stamp)).then(|| {
+                // Later exercises count too, for a class that takes them out of order: one
+                // that passed before and is unchanged is done; one the learner has changed
+                // from its starting file is checked now.
+                let mut also_done = Vec::new();
+                let mut started = Vec::new();
+                for later in &exercises[done + 1..] {
+                    let file = workdir.join(later.file_name());
+                    let Some(stamp) = stamp(python, &file) else {
+                        continue;
+                    };
+                    let untouched =
+                        std::fs::read_to_string(&file).is_ok_and(|text| text == later.starter);
+                    let verdict = if passed.get(&later.name) == Some(&stamp) {
+                        Verdict::Done
+                    } else if untouched {
+                        continue;
+                    } else {
+                        check(python, later, workdir)?
+                    };
+                    match verdict {
+                        Verdict::Done => {
                             stamps.insert(later.name.clone(), stamp);
-                            later.name.clone()
-                        })
-                    })
-                    .collect();
+                            also_done.push(later.name.clone());
+                        }
+                        Verdict::NotYet(_) => started.push(later.number),
+                    }
+                }
                 return Ok(Verified {
                     done,
                     stuck: Some((exercise.number, why)),
                     also_done,
+                    started,
                     passed: stamps,
                 });
             }
@@ -723,6 +750,7 @@ pub fn verify_all(
         done: exercises.len(),
         stuck: None,
         also_done: Vec::new(),
+        started: Vec::new(),
         passed: stamps,
     })
 }
@@ -753,8 +781,10 @@ pub struct Verified {
     pub done: usize,
     /// The first exercise not done, and why.
     pub stuck: Option<(usize, String)>,
-    /// Exercises after it that passed before (out of order) and are unchanged since.
+    /// Exercises after it that pass (taken out of order).
     pub also_done: Vec<String>,
+    /// Numbers of the exercises after it that the learner changed and that do not pass yet.
+    pub started: Vec<usize>,
     /// The stamps of the exercises done (see `verify_all`).
     pub passed: BTreeMap<String, String>,
 }

@@ -115,10 +115,16 @@ fn main() -> ExitCode {
             )
         }),
         Command::Exercises {
+            check_c: true,
+            python: choice,
+            ..
+        } => python(&choice).and_then(|python| workshop::check_c_command(&python)),
+        Command::Exercises {
             action,
             reset,
             export: Some(file),
             name,
+            ..
         } if action.is_none() && !reset => workshop::export_command(&file, name),
         Command::Exercises { action, reset, .. } => workshop::exercises_command(action, reset),
         Command::Class { dir } => workshop::class_command(&dir),

@@ -94,7 +94,8 @@ impl Progress {
         let aside = move_aside(&path)?;
         Ok(format!(
             "{} {what}; moved it to {}. No exercise is done, and no exercise folder is \
-             known: `refcount-lab exercises init DIR` makes one.",
+             known: `refcount-lab exercises init DIR --resume` picks up your folder again (or \
+             without --resume, makes a new one).",
             path.display(),
             aside.display()
         ))

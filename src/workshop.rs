@@ -28,14 +28,18 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
         return Ok(true);
     }
     let mut progress = progress::Progress::load()?;
-    if let Some(ExercisesAction::Init { dir }) = action {
-        exercises::init(&dir, &all)?;
+    if let Some(ExercisesAction::Init { dir, resume }) = action {
+        let kept = exercises::init(&dir, &all, resume)?;
         let dir = dir
             .canonicalize()
             .with_context(|| format!("cannot find {}", dir.display()))?;
+        let written = all.len() - kept;
+        let kept = match kept {
+            0 => String::new(),
+            n => format!(" (kept the {n} already there)"),
+        };
         show(&format!(
-            "Wrote {} exercises to {}.\n\n{FIRST_STEPS}\nThe first file: {}\n",
-            all.len(),
+            "Wrote {written} exercises to {}{kept}.\n\n{FIRST_STEPS}\nThe first file: {}\n",
             dir.display(),
             dir.join(all[0].file_name()).display()
         ));
@@ -182,6 +186,7 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
             done,
             stuck,
             also_done,
+            started,
             passed,
         } = exercises::verify_all(python, &all, &workdir, &progress.passed)?;
         let mut out = String::new();
@@ -208,6 +213,13 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
             out.push_str(&format!(
                 "\nAlso done, out of order: {}\n",
                 also_done.join(", ")
+            ));
+        }
+        if !started.is_empty() {
+            let numbers: Vec<String> = started.iter().map(usize::to_string).collect();
+            out.push_str(&format!(
+                "Started, not done yet: {} (`refcount-lab exercise N` says why)\n",
+                numbers.join(", ")
             ));
         }
         let done = done + also_done.len();
@@ -258,6 +270,32 @@ pub fn hint_command(number: usize) -> Result<bool> {
         exercise.name, exercise.hint
     ));
     Ok(true)
+}
+
+/// `exercises --check-c`: builds a one-line C extension the way the fix-the-C exercises are
+/// built, and says whether that works here.
+pub fn check_c_command(python: &Python) -> Result<bool> {
+    let source = "#include <Python.h>\n\
+                  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, \"refcount_lab_check\"};\n\
+                  PyMODINIT_FUNC PyInit_refcount_lab_check(void) { return PyModule_Create(&def); }\n";
+    let scratch = crate::runner::ScratchDir::with_file("refcount_lab_check.c", source)?;
+    let file = scratch.path().join("refcount_lab_check.c");
+    match crate::cbuild::build(python, &file, "refcount_lab_check", scratch.path())? {
+        crate::cbuild::Built::Compiled => {
+            show(&format!(
+                "C extensions build here, against {}: the fix-the-C exercises will work.\n",
+                python.describe()
+            ));
+            Ok(true)
+        }
+        crate::cbuild::Built::Rejected(messages) => {
+            show(&format!(
+                "A test extension did not compile against {}:\n{messages}\n",
+                python.describe()
+            ));
+            Ok(false)
+        }
+    }
 }
 
 /// What `exercises --export` writes and `class` reads: one learner's progress.

@@ -470,3 +470,50 @@ fn a_teacher_collects_exported_progress() {
     ada.settings()
         .bind(|| assert_cmd_snapshot!("class", ada.lab(&["class", class.to_str().unwrap()])));
 }
+
+#[test]
+fn a_class_that_takes_exercises_out_of_order_and_a_learner_who_resumes() {
+    let shop = Workshop::new("order");
+    shop.init();
+    let solutions = solutions();
+    for file in &solutions[..5] {
+        shop.solve(file);
+    }
+    shop.solve("09-diagnose-reading.py");
+    shop.write("10-diagnose-removing.py", "FAULT = ...\n");
+    shop.write(
+        "01-predict-buckets.py",
+        "BUCKET_OF_5 = 3\nSIZE_AFTER_THREE_KEYS = 4\n",
+    );
+    let (_, stdout) = shop.stdout(&["verify"]);
+    // Every wrong prediction is named, not only the first.
+    assert!(stdout.contains("BUCKET_OF_5 = 3"), "{stdout}");
+    assert!(stdout.contains("SIZE_AFTER_THREE_KEYS = 4"), "{stdout}");
+    shop.solve("01-predict-buckets.py");
+    let (_, stdout) = shop.stdout(&["verify"]);
+    assert!(stdout.contains("to do  6"), "{stdout}");
+    assert!(
+        stdout.contains("Also done, out of order: 09-diagnose-reading"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Started, not done yet: 10"), "{stdout}");
+
+    // A damaged progress file, reset, and the same folder picked up again.
+    std::fs::write(shop.root.join("state/progress.json"), "{").unwrap();
+    let (_, stdout) = shop.stdout(&["exercises", "--reset"]);
+    assert!(stdout.contains("--resume"), "{stdout}");
+    let work = shop.work();
+    let (code, stdout) = shop.stdout(&["exercises", "init", work.to_str().unwrap(), "--resume"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("kept the 17 already there"), "{stdout}");
+    let (_, stdout) = shop.stdout(&["verify"]);
+    assert!(
+        stdout.contains("5 of 17") || stdout.contains("6 of 17"),
+        "{stdout}"
+    );
+
+    // The set-up check for the C exercises.
+    let (code, stdout) = shop.stdout(&["exercises", "--check-c"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("C extensions build here"), "{stdout}");
+}
