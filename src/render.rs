@@ -649,8 +649,8 @@ const HANDOUT_SECTIONS: [(Topic, &str, &str); 7] = [
     (
         Topic::Borrowed,
         "Borrowed references: someone else's",
-        "A *borrowed* reference (an argument, `PyTuple_GetItem`, `PyDict_GetItem`, \
-         `PyEval_GetBuiltins`) is owned by someone else: use it while its owner holds it, \
+        "A *borrowed* reference (an argument, `PyTuple_GetItem`, `PyList_GetItem`, \
+         `PyDict_GetItem`, `PyEval_GetBuiltins`) is owned by someone else: use it while its owner holds it, \
          never release it, and take your own (`Py_NewRef`) to keep it.",
     ),
     (
