@@ -9,7 +9,7 @@
 //! Nothing is compared against values kept by hand: every check runs real code.
 
 use crate::cbuild::{self, Built};
-use crate::faults::{self, Fault, SHOW_IN_EVERY_SCRIPT};
+use crate::faults::{self, Fault, UNTARGETED_FAULTS};
 use crate::lessons::{self, Lesson};
 use crate::outcome::{self, Outcome};
 use crate::python::Python;
@@ -357,7 +357,7 @@ pub fn c_verdict(exercise: &Exercise, attempt: &CAttempt) -> Verdict {
             "Your module leaks: {}.",
             leaks
                 .iter()
-                .map(describe_leak)
+                .map(outcome::Leak::to_string)
                 .collect::<Vec<_>>()
                 .join("; ")
         )),
@@ -382,15 +382,6 @@ fn crash_line<'a>(report: &[String], name: &str, probe: &'a str) -> Option<&'a s
         after.split_whitespace().next()?.parse().ok()
     })?;
     probe.lines().nth(number.checked_sub(1)?).map(str::trim)
-}
-
-fn describe_leak(leak: &outcome::Leak) -> String {
-    match leak {
-        outcome::Leak::Object { type_name, id } => format!("{type_name}#{id} was never freed"),
-        outcome::Leak::References { obj, delta } => {
-            format!("{obj} ended {delta} reference(s) above its baseline")
-        }
-    }
 }
 
 /// How many other faults a diagnose probe may also end badly under and still single the
@@ -423,7 +414,7 @@ fn check_diagnosis(
     let others: Vec<Fault> = faults::CATALOGUE
         .iter()
         .map(|info| info.fault)
-        .filter(|other| *other != fault && !SHOW_IN_EVERY_SCRIPT.contains(other))
+        .filter(|other| *other != fault && !UNTARGETED_FAULTS.contains(other))
         .collect();
     let also_shown = others_shown(python, workdir, exercise, &others)?;
     if also_shown > MAX_ALSO_SHOWN {
@@ -697,13 +688,8 @@ pub fn verify_all(
 ) -> Result<Verified> {
     let mut stamps = BTreeMap::new();
     for (done, exercise) in exercises.iter().enumerate() {
-        let stamped = stamp(python, &workdir.join(exercise.file_name()));
-        let unchanged = stamped.is_some() && passed.get(&exercise.name) == stamped.as_ref();
-        let verdict = if unchanged {
-            Verdict::Done
-        } else {
-            check(python, exercise, workdir)?
-        };
+        let (verdict, stamped) = verdict_of(python, exercise, workdir, passed, false)?
+            .expect("only untouched files are skipped");
         match verdict {
             Verdict::Done => {
                 stamps.extend(stamped.map(|stamp| (exercise.name.clone(), stamp)));
@@ -715,25 +701,13 @@ pub fn verify_all(
                 let mut also_done = Vec::new();
                 let mut started = Vec::new();
                 for later in &exercises[done + 1..] {
-                    let file = workdir.join(later.file_name());
-                    let Some(stamp) = stamp(python, &file) else {
-                        continue;
-                    };
-                    let untouched =
-                        std::fs::read_to_string(&file).is_ok_and(|text| text == later.starter);
-                    let verdict = if passed.get(&later.name) == Some(&stamp) {
-                        Verdict::Done
-                    } else if untouched {
-                        continue;
-                    } else {
-                        check(python, later, workdir)?
-                    };
-                    match verdict {
-                        Verdict::Done => {
-                            stamps.insert(later.name.clone(), stamp);
+                    match verdict_of(python, later, workdir, passed, true)? {
+                        Some((Verdict::Done, stamped)) => {
+                            stamps.extend(stamped.map(|stamp| (later.name.clone(), stamp)));
                             also_done.push(later.name.clone());
                         }
-                        Verdict::NotYet(_) => started.push(later.number),
+                        Some((Verdict::NotYet(_), _)) => started.push(later.number),
+                        None => {}
                     }
                 }
                 return Ok(Verified {
@@ -755,6 +729,28 @@ pub fn verify_all(
     })
 }
 
+/// `exercise`'s verdict and the stamp of its file (`None` if it cannot be read). Done
+/// without a check when the stamp is the one that passed; with `skip_untouched`, `None` for
+/// a file that cannot be read or is still as it started.
+fn verdict_of(
+    python: &Python,
+    exercise: &Exercise,
+    workdir: &Path,
+    passed: &BTreeMap<String, String>,
+    skip_untouched: bool,
+) -> Result<Option<(Verdict, Option<String>)>> {
+    let contents = std::fs::read(workdir.join(exercise.file_name())).ok();
+    let stamped = contents.as_deref().map(|contents| stamp(python, contents));
+    if stamped.is_some() && passed.get(&exercise.name) == stamped.as_ref() {
+        return Ok(Some((Verdict::Done, stamped)));
+    }
+    let untouched = contents.is_none_or(|contents| contents == exercise.starter.as_bytes());
+    if skip_untouched && untouched {
+        return Ok(None);
+    }
+    Ok(Some((check(python, exercise, workdir)?, stamped)))
+}
+
 /// Remembers `verdict` on one exercise, as `exercise N` gives it after its run: a pass goes
 /// into `passed` (see `verify_all`) so that `verify` counts it while the file stays
 /// unchanged.
@@ -765,7 +761,8 @@ pub fn remember(
     verdict: &Verdict,
     passed: &mut BTreeMap<String, String>,
 ) {
-    match (verdict, stamp(python, &workdir.join(exercise.file_name()))) {
+    let contents = std::fs::read(workdir.join(exercise.file_name())).ok();
+    match (verdict, contents.map(|contents| stamp(python, &contents))) {
         (Verdict::Done, Some(stamp)) => {
             passed.insert(exercise.name.clone(), stamp);
         }
@@ -789,13 +786,12 @@ pub struct Verified {
     pub passed: BTreeMap<String, String>,
 }
 
-/// What a check's verdict depends on: the learner's file, the interpreter, and this build
-/// of refcount-lab (its checks and its module). `None` when the file cannot be read.
-fn stamp(python: &Python, file: &Path) -> Option<String> {
-    let contents = std::fs::read(file).ok()?;
+/// What a check's verdict depends on: the learner's file (`contents`), the interpreter, and
+/// this build of refcount-lab (its checks and its module).
+fn stamp(python: &Python, contents: &[u8]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
     let parts: [&[u8]; 4] = [
-        &contents,
+        contents,
         python.executable.as_os_str().as_encoded_bytes(),
         python.full_version.as_bytes(),
         env!("REFCOUNT_LAB_NATIVE_FINGERPRINT").as_bytes(),
@@ -805,7 +801,7 @@ fn stamp(python: &Python, file: &Path) -> Option<String> {
             hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
         }
     }
-    Some(format!("{hash:016x}-{}", env!("CARGO_PKG_VERSION")))
+    format!("{hash:016x}-{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The working folder, or an error saying how to make one.

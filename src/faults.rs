@@ -258,8 +258,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
 /// depending on what reuses that memory; the default hash of every new table
 /// (`releases-borrowed-builtins`) crashes any script that makes a few tables, by its exit.
 /// A probe ending badly under them tells nothing.
-pub const SHOW_IN_EVERY_SCRIPT: [Fault; 2] =
-    [Fault::ModuleAddObject, Fault::ReleasesBorrowedBuiltins];
+pub const UNTARGETED_FAULTS: [Fault; 2] = [Fault::ModuleAddObject, Fault::ReleasesBorrowedBuiltins];
 
 /// The catalogue row of `fault`.
 pub fn info(fault: Fault) -> &'static FaultInfo {

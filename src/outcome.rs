@@ -15,6 +15,19 @@ pub enum Leak {
     References { obj: String, delta: i64 },
 }
 
+impl std::fmt::Display for Leak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leak::Object { type_name, id } => write!(f, "{type_name}#{id} was never freed"),
+            Leak::References { obj, delta } => write!(
+                f,
+                "{obj} ended {delta} reference{} above its baseline",
+                if *delta == 1 { "" } else { "s" }
+            ),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Ok,

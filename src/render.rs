@@ -144,18 +144,30 @@ pub fn predictions(
     out
 }
 
+/// `obj = rc`, relative to its baseline when it is watched; a count read from freed memory
+/// (filled with 0xDD by the debug allocator) says so.
+fn relative(baselines: &BTreeMap<String, i64>, obj: &str, rc: i64) -> String {
+    if !(0..=PLAUSIBLE_REFCOUNT).contains(&rc) {
+        return format!("{obj} = garbage: its memory was freed");
+    }
+    match baselines.get(obj) {
+        Some(base) => format!("{obj} = baseline{:+}", rc - base),
+        None => format!("{obj} = {rc}"),
+    }
+}
+
 /// What `observation` points at in the runs, as one short phrase; `None` if its variant
 /// did not run.
 fn observe(observation: &Observation, runs: &[(&str, &Run, &Outcome)]) -> Option<String> {
     let (variant, run, outcome) = runs
         .iter()
         .find(|(name, ..)| *name == observation.variant)?;
-    let mut baselines: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut baselines: BTreeMap<String, i64> = BTreeMap::new();
     let mut found = None;
     for event in run.events() {
         match (event, &observation.what) {
             (Event::Watch { obj, rc, .. }, _) => {
-                baselines.insert(obj, *rc);
+                baselines.insert(obj.clone(), *rc);
             }
             (
                 Event::Refcount {
@@ -166,13 +178,9 @@ fn observe(observation: &Observation, runs: &[(&str, &Run, &Outcome)]) -> Option
                 },
                 Shown::Refcount(wanted),
             ) if label.starts_with(wanted.as_str()) => {
-                found = Some(match (pinned, baselines.get(obj.as_str())) {
-                    (Some(why), _) => format!("{obj} is {why}"),
-                    (None, _) if !(0..=PLAUSIBLE_REFCOUNT).contains(rc) => {
-                        format!("{obj} was already freed")
-                    }
-                    (None, Some(base)) => format!("{obj} = baseline{:+}", rc - base),
-                    (None, None) => format!("{obj} = {rc}"),
+                found = Some(match pinned {
+                    Some(why) => format!("{obj} is {why}"),
+                    None => relative(&baselines, obj, *rc),
                 });
             }
             (Event::Say { text }, Shown::Say(wanted))
@@ -181,10 +189,8 @@ fn observe(observation: &Observation, runs: &[(&str, &Run, &Outcome)]) -> Option
                 found = Some(text.trim().replace('\n', " "));
             }
             (Event::Final { obj, rc, freed, .. }, Shown::Exit(wanted)) if obj == wanted => {
-                found = Some(match (rc, baselines.get(obj.as_str())) {
-                    (Some(rc), Some(base)) if !freed => {
-                        format!("{obj} at exit = baseline{:+}", rc - base)
-                    }
+                found = Some(match rc {
+                    Some(rc) if !freed => format!("at exit, {}", relative(&baselines, obj, *rc)),
                     _ => format!("{obj} was freed by exit"),
                 });
             }
@@ -242,16 +248,6 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
 fn trace(p: Painter, out: &mut String, run: &Run) {
     let mut baselines: BTreeMap<String, i64> = BTreeMap::new();
     let mut held_at_watch: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    let relative = |baselines: &BTreeMap<String, i64>, obj: &str, rc: i64| {
-        if !(0..=PLAUSIBLE_REFCOUNT).contains(&rc) {
-            // Read from memory that was freed (and filled with 0xDD by the debug allocator).
-            return format!("{obj} = garbage: its memory was freed");
-        }
-        match baselines.get(obj) {
-            Some(base) => format!("{obj} = baseline{:+}", rc - base),
-            None => format!("{obj} = {rc}"),
-        }
-    };
     let mut shown = Vec::new();
     let mut lines = run.trace.iter().enumerate();
     while let Some((at, line)) = lines.next() {
@@ -494,16 +490,7 @@ fn outcome_block(p: Painter, out: &mut String, outcome: &Outcome) {
         Outcome::Leaked(leaks) => (
             Style::Warn,
             "leaked".into(),
-            leaks
-                .iter()
-                .map(|leak| match leak {
-                    Leak::Object { type_name, id } => format!("{type_name}#{id} was never freed"),
-                    Leak::References { obj, delta } => format!(
-                        "{obj} ended {delta} reference{} above its baseline",
-                        if *delta == 1 { "" } else { "s" }
-                    ),
-                })
-                .collect(),
+            leaks.iter().map(Leak::to_string).collect(),
         ),
         Outcome::Crashed { signal, report } => (
             Style::Bad,
