@@ -64,6 +64,13 @@ impl Progress {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
+    /// Saves, or says on stderr that it could not: results already shown stand either way.
+    pub fn save_or_warn(&self) {
+        if let Err(error) = self.save() {
+            eprintln!("refcount-lab: warning: your progress was not saved: {error:#}");
+        }
+    }
+
     /// Starts over: no exercise done. A readable file keeps its exercise folder; anything
     /// else in its place (a damaged file, a folder) is moved aside, not deleted. Says what
     /// it did.

@@ -158,9 +158,7 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
         }
     };
     show(&message);
-    if let Err(error) = progress.save() {
-        eprintln!("refcount-lab: warning: your progress was not saved: {error:#}");
-    }
+    progress.save_or_warn();
     Ok(done)
 }
 
@@ -199,8 +197,6 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
         progress.done = all[..done].iter().map(|e| e.name.clone()).collect();
         progress.done.extend(also_done.iter().cloned());
         progress.passed = passed;
-        // The results stand even when they cannot be remembered.
-        let unsaved = progress.save().err();
         if let Some((number, why)) = &stuck {
             let exercise = &all[number - 1];
             out.push_str(&format!(
@@ -228,9 +224,7 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
             out.push_str("All done: every refcount accounted for.\n");
         }
         show(&out);
-        if let Some(error) = unsaved {
-            eprintln!("refcount-lab: warning: your progress was not saved: {error:#}");
-        }
+        progress.save_or_warn();
         if !watch {
             return Ok(stuck.is_none());
         }
