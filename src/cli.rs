@@ -244,9 +244,17 @@ pub enum Command {
         /// Measured runs: a leak must grow in every one of them.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         repeat: u64,
+        /// Runs after a suspected leak, with tracemalloc on: a leak must grow in these too,
+        /// and they say where it was allocated.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..))]
+        confirm: u64,
         /// Follow the refcount of this object too, by dotted name (repeatable), e.g. `hash`.
         #[arg(long, value_name = "NAME")]
         watch: Vec<String>,
+        /// A known leak not to fail on (repeatable): a type name (`Record`), or a test id
+        /// (`test_mod.Case.test_name`, not run at all).
+        #[arg(long, value_name = "TYPE|TEST")]
+        accept: Vec<String>,
         /// Switch a fault on in the hashtable type (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
         faults: Vec<Fault>,

@@ -207,15 +207,13 @@ pub fn run_bench(
     Ok(true)
 }
 
-/// The hunt's target from the command line's three ways of naming one.
-pub fn hunt_config(
+/// The hunt's target from the command line's three ways of naming one: its kind, its name
+/// and its arguments.
+pub fn hunt_target(
     module: Option<String>,
     pytest: bool,
     mut target: Vec<String>,
-    warmup: usize,
-    repeat: usize,
-    watch: Vec<String>,
-) -> Result<hunt::Config> {
+) -> Result<(&'static str, String, Vec<String>)> {
     let (kind, name) = match (module, pytest) {
         (Some(module), _) => ("module", module),
         (None, true) => ("pytest", String::new()),
@@ -233,14 +231,7 @@ pub fn hunt_config(
             ("script", script)
         }
     };
-    Ok(hunt::Config {
-        kind,
-        target: name,
-        args: target,
-        warmup,
-        repeat,
-        watch,
-    })
+    Ok((kind, name, target))
 }
 
 /// Hunts and reports; true when nothing leaked.
@@ -263,7 +254,7 @@ pub fn run_hunt(
             show(&format!("  wrote {}\n", path.display()));
         }
     }
-    Ok(hunt.leaks.is_empty())
+    Ok(!hunt.failed())
 }
 
 /// Writes the completion script for `shell` to stdout.

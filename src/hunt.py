@@ -1,22 +1,44 @@
 """The child side of `refcount-lab hunt`: run a target again and again, measure after each run.
 
 Configuration comes as JSON in sys.argv[1]. After every run of the target (and clearing
-CPython's caches, and a full collection) one `repetition` event goes to the trace pipe: allocated blocks, open file
-descriptors, live objects per type (gc census), refcounts of watched objects, the total
-refcount on debug builds, and how long the run and the measuring took. Deciding what leaks
-is the parent's job.
+CPython's caches, and a full collection) one `repetition` event goes to the trace pipe:
+allocated blocks, open file descriptors, live objects per type (gc census), refcounts of
+watched objects, the total refcount on debug builds, and how long the run and the measuring
+took.
+
+Beside those totals it follows the reference count of every object it can reach (everything
+the collector tracks, and what those refer to), so a reference-only leak (an incref without
+its decref on a long-lived object) is seen on a release build. When anything grew in every
+measured run (regrtest's rule), it runs the target a few more times with tracemalloc on, to
+confirm the leak and to name it: which objects, where they were allocated, what holds them
+(or that nothing the collector can see does), and, for a test suite, which tests leak. That
+goes to the parent as one `findings` event. The parent decides and reports.
+
+What the hunt keeps from one run to the next is always the same number of objects (a few
+texts and one array, each replaced whole), since every object kept, small or large, counts
+as an allocated block.
 """
 
-import collections
+import array
 import gc
 import importlib
 import json
 import os
+import reprlib
 import runpy
 import sys
 import time
+import tracemalloc
 
 import lab
+
+# The exit status that says a --watch name never resolved (the target itself was fine).
+WATCH_NOT_FOUND = 3
+# Frames from these files are the harness, not the code under test.
+HARNESS = (__file__, lab.__file__)
+HARNESS_PACKAGES = ("unittest", "runpy.py", "importlib", "_pytest", "pytest", "pluggy", "tracemalloc.py")
+# Frames tracemalloc keeps per allocation: enough to get past a test runner's own frames.
+TRACE_FRAMES = 64
 
 
 def resolve(dotted):
@@ -37,25 +59,93 @@ def resolve(dotted):
     raise LookupError("cannot find %r" % dotted)
 
 
-def make_target(config):
-    """A function that runs the target once."""
-    kind, spec, args = config["kind"], config["target"], config["args"]
-    if kind == "script" and "::" in spec:
-        path, function = spec.rsplit("::", 1)
-        module = runpy.run_path(path, run_name="__hunted__")  # loaded once, called each run
-        return module[function]
-    if kind == "script":
-        return lambda: runpy.run_path(spec, run_name="__main__")
-    if kind == "module":
-        def run_module():
-            sys.argv = [spec] + args
-            try:
-                runpy.run_module(spec, run_name="__main__", alter_sys=True)
-            except SystemExit as exit:
-                if exit.code not in (0, None, False):
-                    raise
-        return run_module
-    if kind == "pytest":
+class Target:
+    """The code under test: `run` runs it once, or only the named tests of a suite."""
+
+    tests = None  # the names of its tests, for a suite
+
+    def roots(self):
+        """Namespaces the target holds outside sys.modules, by name."""
+        return {}
+
+
+class Script(Target):
+    """A script run again each time, or `path::function` imported once and called each time."""
+
+    def __init__(self, spec):
+        self.namespace = None
+        if "::" in spec:
+            path, function = spec.rsplit("::", 1)
+            self.name = os.path.splitext(os.path.basename(path))[0]
+            self.namespace = runpy.run_path(path, run_name="__hunted__")
+            self.call = self.namespace[function]
+        else:
+            self.call = lambda: runpy.run_path(spec, run_name="__main__")
+
+    def run(self, tests=None):
+        self.call()
+
+    def roots(self):
+        return {self.name: self.namespace} if self.namespace else {}
+
+
+class Module(Target):
+    """`python -m MODULE ARGS…`."""
+
+    def __init__(self, name, args):
+        self.name, self.args = name, args
+
+    def run(self, tests=None):
+        sys.argv = [self.name] + self.args
+        try:
+            runpy.run_module(self.name, run_name="__main__", alter_sys=True)
+        except SystemExit as exit:
+            if exit.code not in (0, None, False):
+                raise
+
+
+class Unittest(Target):
+    """`python -m unittest ARGS…`, loaded once; any subset of its tests can run on its own."""
+
+    def __init__(self, args):
+        import unittest
+
+        class Load(unittest.TestProgram):
+            def runTests(self):
+                pass  # only the loading: the hunt runs the tests
+
+        program = Load(module=None, argv=["python -m unittest"] + args, exit=False)
+        self.cases = list(flatten(program.test))
+        self.tests = [case.id() for case in self.cases]
+
+    def run(self, tests=None):
+        import unittest
+
+        wanted = set(self.tests if tests is None else tests)
+        suite = unittest.TestSuite(c for c in self.cases if c.id() in wanted)
+        result = unittest.TestResult()
+        result.startTestRun()
+        suite.run(result)
+        result.stopTestRun()
+        problems = result.errors + result.failures + [(t, "unexpected success\n") for t in result.unexpectedSuccesses]
+        if problems:
+            for test, text in problems:
+                sys.stderr.write("FAIL: %s\n%s\n" % (test.id(), text))
+            sys.exit("%d of %d tests failed" % (len(problems), result.testsRun))
+
+
+def flatten(suite):
+    for item in suite:
+        if hasattr(item, "_tests"):
+            yield from flatten(item)
+        else:
+            yield item
+
+
+class Pytest(Target):
+    """`pytest ARGS…`; a subset runs by deselecting the other collected tests."""
+
+    def __init__(self, args):
         try:
             import pytest
         except ImportError:
@@ -63,12 +153,42 @@ def make_target(config):
                 "pytest is not importable in refcount-lab's interpreter (%s). Install it there: "
                 "%s -m pip install pytest" % (sys.version.split()[0], sys.executable)
             )
+        self.pytest, self.args = pytest, args
+        collected = []
 
-        def run_pytest():
-            code = pytest.main(["-q", "-p", "no:cacheprovider"] + args)
-            if code not in (0, 5):  # 5: no tests collected
-                raise RuntimeError("pytest exited with status %d" % code)
-        return run_pytest
+        class Collect:
+            def pytest_collection_finish(self, session):
+                collected.extend(item.nodeid for item in session.items)
+
+        self.main(["--collect-only"], Collect())
+        self.tests = collected
+
+    def main(self, extra, plugin):
+        code = self.pytest.main(["-q", "-p", "no:cacheprovider"] + extra + self.args, plugins=[plugin])
+        if code not in (0, 5):  # 5: no tests collected
+            sys.exit("pytest exited with status %d" % code)
+
+    def run(self, tests=None):
+        wanted = None if tests is None else set(tests)
+
+        class Select:
+            def pytest_collection_modifyitems(self, config, items):
+                if wanted is not None:
+                    items[:] = [item for item in items if item.nodeid in wanted]
+
+        self.main([], Select())
+
+
+def make_target(config):
+    kind, spec, args = config["kind"], config["target"], config["args"]
+    if kind == "script":
+        return Script(spec)
+    if kind == "module" and spec == "unittest":
+        return Unittest(args)
+    if kind == "module":
+        return Module(spec, args)
+    if kind == "pytest":
+        return Pytest(args)
     raise ValueError(kind)
 
 
@@ -85,8 +205,10 @@ def clear_caches():
         re.purge()
 
 
-def census():
-    return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+def settle():
+    clear_caches()
+    for _ in range(3):  # objects freed by one pass can free more in the next
+        gc.collect()
 
 
 def open_fds():
@@ -96,32 +218,370 @@ def open_fds():
         return -1
 
 
-# The exit status that says a --watch name never resolved (the target itself was fine).
-WATCH_NOT_FOUND = 3
+def type_name(obj):
+    return type(obj).__qualname__
 
 
-def main():
-    config = json.loads(sys.argv[1])
-    sys.argv = sys.argv[:1]
-    sys.path.insert(0, os.getcwd())
-    target = make_target(config)
-    # A watched name may only exist once the target has run (an attribute it sets, a module
-    # it imports): look again after each run until the warm-up is over.
-    watched = {}
-    total = getattr(sys, "gettotalrefcount", None)
-    for index in range(config["warmup"] + config["repeat"]):
-        started = time.perf_counter()
-        target()
-        ran = time.perf_counter()
-        clear_caches()
-        for _ in range(3):  # objects freed by one pass can free more in the next
-            gc.collect()
-        for name in config["watch"]:
-            if name not in watched:
+def census():
+    counts = {}
+    for obj in gc.get_objects():
+        name = type_name(obj)
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+class Reachable:
+    """Every object the collector tracks and everything those refer to, by id, with the
+    number of references to each that objects show the collector (`seen`).
+
+    `excess(key)` is how many references to an object nothing shows the collector: those of
+    local variables of running code, and those of C code (an incref never released, or a C
+    object that owns a reference and does not visit it in tp_traverse). Callers pass ids, not
+    objects, so that their own references do not count. Use it in a `with` block: leaving it
+    lets go of every object at once (else a cycle through the tables would keep them all,
+    and their blocks, until the next collection).
+    """
+
+    def __init__(self):
+        self.objects, self.seen, self.tracked, self.offset = scan()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        self.objects.clear()
+        self.seen.clear()
+
+    def excess(self, key):
+        return unexplained(self.objects, self.seen, key) - self.offset[key in self.tracked]
+
+
+def ids_of_types(names):
+    """The ids of every live object of these types, kept in one array."""
+    names = set(names)
+    return array.array("q", [id(o) for o in gc.get_objects() if type_name(o) in names])
+
+
+def scanned(step):
+    """step(reachable), over a scan of every object that can be reached."""
+    with Reachable() as reachable:
+        step(reachable)
+
+
+def scan():
+    # Two probes that only the tables hold (the float also through a list the collector
+    # sees): what the tables add to a count.
+    probe = []
+    holder = [float(len(sys.argv)) + 0.5]
+    tracked = gc.get_objects()
+    objects = {id(o): o for o in tracked}
+    tracked_ids = set(objects)
+    seen = {}
+    own = {id(objects), id(seen), id(tracked)}  # reached through this frame on 3.10
+    get_referents = gc.get_referents
+    while tracked:
+        for referent in get_referents(tracked.pop()):
+            key = id(referent)
+            if key in own:
+                continue
+            seen[key] = seen.get(key, 0) + 1
+            if key not in objects:
+                objects[key] = referent
+                tracked.append(referent)
+        referent = None
+    probes = {True: id(probe), False: id(holder[0])}
+    del probe
+    offset = {tracked: unexplained(objects, seen, key) for tracked, key in probes.items()}
+    return objects, seen, tracked_ids, offset
+
+
+def unexplained(objects, seen, key):
+    return sys.getrefcount(objects[key]) - seen.get(key, 0)
+
+
+class GrowingCounts:
+    """Objects whose reference count grew in every run since `start` (same id, same type).
+
+    One array of integers: the number of rows, then six a row (id, type id, count at the
+    start, count now, and the same for the references the collector can see).
+    """
+
+    WIDTH = 6
+
+    def __init__(self):
+        self.table = array.array("q", [0])
+        self.held = {}
+
+    def start(self, reachable):
+        rows = []
+        for key in reachable.objects:  # not items(): its tuples would add to the counts
+            obj = reachable.objects[key]
+            count, seen = sys.getrefcount(obj), reachable.seen.get(key, 0)
+            if count < 1 << 40:  # immortal objects (3.12+) never move
+                rows.append((key, id(type(obj)), count, count, seen, seen))
+        obj = None
+        self.keep(rows)
+
+    def keep(self, rows):
+        table = array.array("q", [len(rows)])
+        for row in rows:
+            table.extend(row)
+        self.table = table
+
+    def rows(self):
+        table, width = self.table, self.WIDTH
+        for row in range(table[0]):
+            yield tuple(table[1 + row * width : 1 + (row + 1) * width])
+
+    def update(self, reachable):
+        self.update_from(reachable.objects.get)
+
+    def update_from(self, lookup):
+        kept = []
+        for key, type_id, first, last, first_seen, last_seen in self.rows():
+            obj = lookup(key)
+            if obj is None or id(type(obj)) != type_id:
+                continue
+            count = sys.getrefcount(obj)
+            if count > last:
+                kept.append((key, type_id, first, count, first_seen, last_seen))
+        obj = None
+        self.keep(kept)
+
+    def hold(self, reachable):
+        """Keeps the objects growing now, so later runs can be followed without a scan. The
+        hold adds the one reference the scan's table did, so counts stay comparable."""
+        self.held = {key: reachable.objects[key] for key, *_ in self.rows()}
+
+    def update_held(self):
+        self.update_from(self.held.get)
+
+    def release(self):
+        self.held = {}
+
+    def __len__(self):
+        return self.table[0]
+
+
+class Series:
+    """The totals after each run, kept as one JSON text replaced whole each run."""
+
+    def __init__(self):
+        self.text = json.dumps([])
+
+    def add(self, event):
+        values = {
+            "allocated blocks": event["blocks"],
+            "open file descriptors": event["fds"],
+        }
+        if event["total_refcount"] is not None:
+            values["total refcount"] = event["total_refcount"]
+        for name, count in event["census"].items():
+            values["objects: " + name] = count
+        for name, count in event["refcounts"].items():
+            values["refcount: " + name] = count
+        self.text = json.dumps(json.loads(self.text) + [values])
+
+    def leaking(self, start):
+        """The metrics that leak over the runs from `start` on by regrtest's rule: growth in
+        every run, or for file descriptors any change."""
+        runs = json.loads(self.text)[start:]
+        names = set(runs[0])
+        for values in runs:
+            names &= set(values)
+        found = set()
+        for name in names:
+            deltas = [after[name] - before[name] for before, after in zip(runs, runs[1:])]
+            if name == "open file descriptors" and any(deltas):
+                found.add(name)
+            elif deltas and all(delta > 0 for delta in deltas):
+                found.add(name)
+        return found
+
+
+class SiteCounts:
+    """Live blocks per allocation site that grew in every run since tracemalloc started.
+
+    One text (a header, then site, count at the first run, count now), replaced whole.
+    """
+
+    def __init__(self):
+        self.updates = 0
+        self.text = self.encode([])
+
+    @staticmethod
+    def encode(rows):
+        return "\n".join(["sites %d" % len(rows)] + ["%s\t%d\t%d" % row for row in rows])
+
+    def update(self):
+        now = {}
+        for statistic in tracemalloc.take_snapshot().statistics("traceback"):
+            site = user_frame(statistic.traceback)
+            if site is not None:
+                now[site] = now.get(site, 0) + statistic.count
+        if self.updates == 0:  # the baseline
+            rows = [(site, count, count) for site, count in now.items()]
+        elif self.updates == 1:  # a site can be new: it had no block at the baseline
+            before = {site: last for site, _, last in self.rows()}
+            rows = [(site, before.get(site, 0), count) for site, count in now.items() if count > before.get(site, 0)]
+        else:
+            rows = [(site, first, now[site]) for site, first, last in self.rows() if now.get(site, 0) > last]
+        self.updates += 1
+        self.text = self.encode(rows)
+
+    def rows(self):
+        for line in self.text.split("\n")[1:]:
+            site, first, last = line.rsplit("\t", 2)
+            yield site, int(first), int(last)
+
+
+_harness_files = {}
+
+
+def harness_file(filename):
+    known = _harness_files.get(filename)
+    if known is None:
+        known = _harness_files[filename] = is_harness_file(filename)
+    return known
+
+
+def is_harness_file(filename):
+    # <string>: refcount-lab's launcher (`python -c`).
+    if filename in HARNESS or filename == "<string>" or filename.startswith("<frozen"):
+        return True
+    parts = filename.replace("\\", "/").split("/")
+    return any(package in parts for package in HARNESS_PACKAGES)
+
+
+def user_frame(traceback):
+    """The innermost frame of the code under test, as `file:line`, or None."""
+    for frame in reversed(traceback):  # tracemalloc lists the oldest call first
+        if not harness_file(frame.filename):
+            return "%s:%d" % (relative(frame.filename), frame.lineno)
+    return None
+
+
+def relative(filename):
+    try:
+        path = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if path.startswith("..") else path
+
+
+def source_line(site):
+    import linecache
+
+    filename, _, lineno = site.rpartition(":")
+    for candidate in (filename, os.path.abspath(filename)):
+        line = linecache.getline(candidate, int(lineno)).strip()
+        if line:
+            return line
+    return ""
+
+
+SHORT = reprlib.Repr()
+SHORT.maxstring = SHORT.maxother = 60
+
+
+def short_repr(obj):
+    try:
+        text = SHORT.repr(obj)
+    except Exception as error:  # a broken __repr__ must not end the hunt
+        text = "<%s object (repr raised %s)>" % (type_name(obj), type(error).__name__)
+    return " ".join(text.split())[:80]
+
+
+def describe(obj):
+    """`type` plus a short repr, and for a function or class the name it goes by."""
+    return {"type": type_name(obj), "repr": short_repr(obj)}
+
+
+class Roots:
+    """Shortest chains of references from a module to each object (objgraph's back-reference
+    chains, found forward: one breadth-first walk from every module but the harness's, and
+    from the namespace of a script the hunt loaded)."""
+
+    def __init__(self, extra):
+        harness = {id(sys.modules.get("__main__")), id(lab), id(sys.modules.get("_labtrace"))}
+        self.parent = {}
+        level = []
+        for name, root in list(sys.modules.items()) + list(extra.items()):
+            if root is not None and id(root) not in harness and id(root) not in self.parent:
+                self.parent[id(root)] = (None, name)
+                level.append(root)
+        get_referents = gc.get_referents
+        while level:
+            following = []
+            for obj in level:
+                for referent in get_referents(obj):
+                    if id(referent) not in self.parent:
+                        self.parent[id(referent)] = (obj, None)
+                        following.append(referent)
+            level = following
+
+    def reaches(self, key):
+        return key in self.parent
+
+    def __contains__(self, obj):
+        return id(obj) in self.parent
+
+    def chain(self, obj):
+        path = [obj]
+        while True:
+            parent, name = self.parent[id(path[-1])]
+            if parent is None:
+                break
+            path.append(parent)
+        path.reverse()
+        text = self.parent[id(path[0])][1]
+        for parent, child in zip(path, path[1:]):
+            text += step(parent, child)
+        return text
+
+
+def step(parent, child):
+    """How `parent` refers to `child`, as Python would write it (`.name`, `[3]`, `['key']`)."""
+    if getattr(parent, "__dict__", None) is child:
+        return ""
+    if isinstance(parent, dict):
+        for key, value in parent.items():
+            if value is child:
+                return "." + key if isinstance(key, str) and key.isidentifier() else "[%s]" % short_repr(key)
+            if key is child:
+                return " (a key)"
+    if isinstance(parent, (list, tuple)):
+        for index, item in enumerate(parent):
+            if item is child:
+                return "[%d]" % index
+    if isinstance(parent, (set, frozenset)):
+        return " (in a set)"
+    return " -> %s" % type_name(child)
+
+
+class Hunt:
+    def __init__(self, config):
+        self.config = config
+        self.target = make_target(config)
+        self.accepted = set(config["accept"])
+        self.tests = self.target.tests
+        if self.tests is not None:
+            self.tests = [t for t in self.tests if t not in self.accepted]
+        self.watched = {}
+        self.total = getattr(sys, "gettotalrefcount", None)
+        self.growing = GrowingCounts()
+        self.existing = array.array("q")
+        self.sites = SiteCounts()
+
+    def watch(self, index):
+        # A watched name may only exist once the target has run (an attribute it sets, a
+        # module it imports): look again after each run until the warm-up is over.
+        for name in self.config["watch"]:
+            if name not in self.watched:
                 try:
-                    watched[name] = resolve(name)
+                    self.watched[name] = resolve(name)
                 except (LookupError, AttributeError):
-                    if index + 1 >= max(config["warmup"], 1):
+                    if index + 1 >= max(self.config["warmup"], 1):
                         sys.stderr.write(
                             "--watch %s: there is no object by that name, before the target "
                             "ran or after %d runs of it. Name a builtin (hash) or a dotted "
@@ -129,18 +589,195 @@ def main():
                             % (name, index + 1)
                         )
                         sys.exit(WATCH_NOT_FOUND)
+
+    def repetition(self, index, phase, series, tests=None, follow=None):
+        """Runs the target (or these tests of it) once, measures, adds the totals to `series`
+        and, but while attributing, sends them. `follow()` follows the growing objects.
+        Nothing made here outlives the call, but what `series` and `follow` keep."""
+        started = time.perf_counter()
+        self.target.run(self.tests if tests is None else tests)
+        ran = time.perf_counter()
+        settle()
+        self.watch(index)
+        # The totals first, before measuring allocates anything.
         event = {
             "ev": "repetition",
             "index": index,
+            "phase": phase,
             "blocks": sys.getallocatedblocks(),
             "fds": open_fds(),
-            "census": census(),
-            "refcounts": {name: sys.getrefcount(obj) for name, obj in watched.items()},
-            "total_refcount": total() if total else None,
-            "run_seconds": ran - started,
-            "measure_seconds": time.perf_counter() - ran,
+            "total_refcount": self.total() if self.total else None,
         }
-        lab._send(event)
+        event["census"] = census()
+        event["refcounts"] = {name: sys.getrefcount(obj) for name, obj in self.watched.items()}
+        if follow is not None:
+            follow()
+        event["objects_growing"] = len(self.growing)
+        if tracemalloc.is_tracing():
+            self.sites.update()
+        series.add(event)
+        if phase != "attributing":
+            event["run_seconds"] = ran - started
+            event["measure_seconds"] = time.perf_counter() - ran
+            lab._send(event)
+
+    def main(self):
+        warmup, repeat, confirm = self.config["warmup"], self.config["repeat"], self.config["confirm"]
+        baseline = max(warmup - 1, 0)
+        series = Series()
+        for index in range(warmup + repeat):
+            if index < baseline:
+                follow = None
+            else:
+                step = self.growing.start if index == baseline else self.growing.update
+                follow = lambda: scanned(step)  # noqa: E731
+            self.repetition(index, "warm-up" if index < warmup else "measured", series, follow=follow)
+        suspects = series.leaking(baseline)
+        if not suspects and not len(self.growing):
+            return
+        # Confirm with tracemalloc on, which also says where the leaked memory came from.
+        # The first traced run is a warm-up: code first run under tracing keeps a few blocks
+        # (and so does holding the growing objects).
+        scanned(self.growing.hold)
+        self.existing = ids_of_types(m[len("objects: "):] for m in suspects if m.startswith("objects: "))
+        tracemalloc.start(TRACE_FRAMES)
+        start = warmup + repeat
+        for index in range(start, start + 1 + confirm):
+            phase = "confirming" if index > start else "tracing warm-up"
+            self.repetition(index, phase, series, follow=self.growing.update_held)
+        confirmed = series.leaking(start) & suspects
+        findings = self.name(confirmed, confirm)
+        tracemalloc.stop()
+        if self.tests and len(self.tests) > 1 and (confirmed or findings["objects"]):
+            findings["tests"] = self.attribute(confirmed, findings)
+        lab._send(dict(ev="findings", **findings))
+
+    def name(self, confirmed, runs):
+        """The leaked objects and allocation sites behind the confirmed leaks."""
+        self.growing.release()
+        with Reachable() as reachable:
+            roots = Roots(self.target.roots())
+            existing = set(self.existing)
+            objects = self.references(reachable, roots, confirmed, existing, self.config["repeat"] + 1 + runs)
+            objects += self.new_objects(reachable, roots, confirmed, existing, 1 + runs)
+        sites = {site: (last - first) / runs for site, first, last in self.sites.rows()}
+        blocks = [
+            {"allocated": site, "source": source_line(site), "per_run": per_run}
+            for site, per_run in sorted(sites.items(), key=lambda item: -item[1])
+            if per_run >= 1
+        ][:5]
+        return {"objects": objects, "sites": blocks if "allocated blocks" in confirmed else []}
+
+    def references(self, reachable, roots, confirmed, existing, runs):
+        """Long-lived objects that gained references in every run, and who took them."""
+        objects = []
+        for key, _, first, last, first_seen, _ in self.growing.rows():
+            obj = reachable.objects.get(key)
+            if obj is None:
+                continue
+            found = describe(obj)
+            found.update(kind="references", per_run=(last - first) / runs)
+            if reachable.seen.get(key, 0) - first_seen >= last - first:
+                if any(
+                    id(r) in reachable.objects
+                    and id(r) not in existing
+                    and "objects: " + type_name(r) in confirmed
+                    for r in gc.get_referrers(obj)
+                ):
+                    continue  # new leaked objects took its references: they are named with them
+                found["verdict"] = "held"
+            else:
+                found["verdict"] = "over-counted"
+            if obj in roots:
+                found["chain"] = roots.chain(obj)
+            objects.append(found)
+            self.watched[found["repr"]] = obj  # followed while looking for the leaking tests
+        return objects
+
+    def new_objects(self, reachable, roots, confirmed, existing, runs):
+        """Objects of the types that leaked, made in the traced runs and still alive, at
+        least one a run: where they were made, how many, and what keeps them."""
+        leaking_types = {m[len("objects: "):] for m in confirmed if m.startswith("objects: ")}
+        groups = {}
+        for obj in gc.get_objects():
+            name = type_name(obj)
+            if name in leaking_types and id(obj) not in existing:
+                traceback = tracemalloc.get_object_traceback(obj)
+                site = traceback and user_frame(traceback)
+                groups.setdefault((name, site or ""), []).append(id(obj))
+        obj = None  # the loop's last object: not a reference to count
+        objects = []
+        for (name, site), keys in sorted(groups.items()):
+            if len(keys) < runs:
+                continue  # not one a run: what the last runs left, not a leak
+            verdict = unreachable(keys[-1], reachable, roots)
+            found = describe(reachable.objects[keys[-1]])
+            found.update(kind="new objects", per_run=len(keys) / runs, count=len(keys), **verdict)
+            if site:
+                found.update(allocated=site, source=source_line(site))
+            objects.append(found)
+        return objects
+
+    def attribute(self, confirmed, findings):
+        """Which tests leak: halve the suite until each leak is pinned to a test (or to a
+        group that leaks only together)."""
+        checks = {metric for metric in confirmed if metric != "open file descriptors"}
+        if not checks and findings["objects"]:
+            checks = {"allocated blocks"}
+        found = []
+        self.bisect(self.tests, checks, found)
+        return found
+
+    def bisect(self, tests, checks, found):
+        if len(tests) == 1:
+            found.append({"tests": tests, "metrics": sorted(checks)})
+            return
+        half = len(tests) // 2
+        before = len(found)
+        for part in (tests[:half], tests[half:]):
+            leaked = self.leaks_in(part, checks)
+            if leaked:
+                self.bisect(part, leaked, found)
+        if len(found) == before:
+            found.append({"tests": tests, "metrics": sorted(checks), "together": True})
+
+    def leaks_in(self, tests, checks):
+        warmup, repeat = self.config["warmup"], self.config["repeat"]
+        series = Series()
+        for index in range(warmup + repeat):
+            self.repetition(index, "attributing", series, tests)
+        return series.leaking(max(warmup - 1, 0)) & checks
+
+
+def unreachable(key, reachable, roots):
+    """What holds a leaked object: a chain from a module, or why nothing that can be reached
+    does and it is still alive."""
+    if roots.reaches(key):
+        return {"verdict": "held", "chain": roots.chain(reachable.objects[key])}
+    excess = reachable.excess(key)
+    if excess > 0:
+        return {"verdict": "over-counted", "excess": excess}
+    # Fully accounted for, yet the collector did not free it: something that refers to it
+    # (or to what refers to that) holds a reference the collector cannot see.
+    chain = [type_name(reachable.objects[key])]
+    for _ in range(8):
+        referrers = gc.get_referrers(reachable.objects[key])
+        keys = [id(r) for r in referrers if id(r) in reachable.objects]
+        del referrers
+        if not keys:
+            break
+        key = keys[0]
+        chain.append(type_name(reachable.objects[key]))
+        if reachable.excess(key) > 0:
+            break
+    return {"verdict": "unreachable", "kept_by": " <- ".join(chain)}
+
+
+def main():
+    config = json.loads(sys.argv[1])
+    sys.argv = sys.argv[:1]
+    sys.path.insert(0, os.getcwd())
+    Hunt(config).main()
 
 
 main()

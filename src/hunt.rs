@@ -8,7 +8,7 @@
 use crate::faults::Fault;
 use crate::python::Python;
 use crate::runner::{self, Ending, Job, Run, ScratchDir};
-use crate::trace::{Event, Repetition};
+use crate::trace::{Event, Findings, LeakKind, LeakedObject, Repetition, Verdict};
 use anyhow::{bail, Result};
 use plotters::prelude::*;
 use serde::Serialize;
@@ -31,11 +31,15 @@ pub struct Config {
     pub args: Vec<String>,
     pub warmup: usize,
     pub repeat: usize,
+    /// Extra runs, with tracemalloc on, when something grew in every measured run.
+    pub confirm: usize,
     /// Dotted names of objects whose refcount to follow, e.g. `hash`.
     pub watch: Vec<String>,
+    /// Known, accepted leaks: type names, or test ids (those tests are not run).
+    pub accept: Vec<String>,
 }
 
-/// A metric that grew in every measured run.
+/// A metric that grew in every measured run and every confirming one.
 #[derive(Debug, Serialize)]
 pub struct Leak {
     /// e.g. `allocated blocks`, `objects: HashTable`, `refcount: hash`.
@@ -44,12 +48,23 @@ pub struct Leak {
     pub values: Vec<i64>,
     /// Growth in each measured run.
     pub deltas: Vec<i64>,
+    /// Growth in each confirming run.
+    pub confirming: Vec<i64>,
 }
 
 impl Leak {
     pub fn per_run(&self) -> f64 {
-        self.deltas.iter().sum::<i64>() as f64 / self.deltas.len() as f64
+        let deltas = || self.deltas.iter().chain(&self.confirming);
+        deltas().sum::<i64>() as f64 / deltas().count() as f64
     }
+}
+
+/// A metric that moved without leaking by the rule, and why that is fine.
+#[derive(Debug, Serialize)]
+pub struct NotLeak {
+    pub metric: String,
+    pub deltas: Vec<i64>,
+    pub confirming: Vec<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +72,23 @@ pub struct Hunt {
     pub config: Config,
     pub repetitions: Vec<Repetition>,
     pub leaks: Vec<Leak>,
+    /// Leaks named by `--accept`: reported, but they do not fail the hunt.
+    pub accepted: Vec<String>,
+    pub not_leaks: Vec<NotLeak>,
+    /// What leaked, when a leak was suspected and confirmed.
+    pub findings: Option<Findings>,
+}
+
+impl Hunt {
+    /// Leaks the hunt fails on: metrics, and long-lived objects that gained references.
+    pub fn failed(&self) -> bool {
+        !self.leaks.is_empty() || self.reference_leaks().next().is_some()
+    }
+
+    fn reference_leaks(&self) -> impl Iterator<Item = &LeakedObject> {
+        let objects = self.findings.iter().flat_map(|f| &f.objects);
+        objects.filter(|o| o.kind == LeakKind::References)
+    }
 }
 
 /// Runs the hunt in a child interpreter.
@@ -76,6 +108,7 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
     // Between repetitions, the HashTable type reports every table it makes and frees.
     let mut tables_alive = 0;
     let mut repetitions: Vec<Repetition> = Vec::new();
+    let mut findings = None;
     for event in run.events() {
         match event {
             Event::Alloc { .. } => tables_alive += 1,
@@ -84,6 +117,7 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
                 tables_alive,
                 ..(**r).clone()
             }),
+            Event::Findings(found) => findings = Some((**found).clone()),
             _ => {}
         }
     }
@@ -91,15 +125,64 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
     if run.ending == Ending::Exited(WATCH_NOT_FOUND) {
         bail!("{}", run.stderr.text.trim());
     }
-    if run.ending != Ending::Exited(0) || repetitions.len() != expected {
+    if run.ending != Ending::Exited(0) || repetitions.len() < expected {
         bail!("{}", failure(&run, repetitions.len(), expected));
     }
-    let leaks = find_leaks(&repetitions, config.warmup);
-    Ok(Hunt {
+    let (leaks, not_leaks) = find_leaks(&repetitions, config.warmup, config.repeat);
+    let mut hunt = Hunt {
         config,
         repetitions,
         leaks,
-    })
+        accepted: Vec::new(),
+        not_leaks,
+        findings,
+    };
+    accept(&mut hunt);
+    Ok(hunt)
+}
+
+/// Moves the leaks `--accept` names (by type) out of the failing ones. Blocks, the total
+/// refcount and the tables alive go with them when nothing else leaked and every growing
+/// allocation site is one of the accepted objects'.
+fn accept(hunt: &mut Hunt) {
+    let accepted_types: BTreeSet<&str> = hunt.config.accept.iter().map(String::as_str).collect();
+    let mut accepted = Vec::new();
+    let mut accepted_sites = BTreeSet::new();
+    if let Some(findings) = &mut hunt.findings {
+        findings.objects.retain(|object| {
+            let keep = !accepted_types.contains(object.type_name.as_str());
+            if !keep {
+                accepted.push(format!("{} ({})", object.repr, object.type_name));
+                accepted_sites.extend(object.allocated.clone());
+            }
+            keep
+        });
+    }
+    hunt.leaks.retain(|leak| {
+        let keep = !leak
+            .metric
+            .strip_prefix("objects: ")
+            .is_some_and(|name| accepted_types.contains(name));
+        if !keep {
+            accepted.push(leak.metric.clone());
+        }
+        keep
+    });
+    let named =
+        |leak: &Leak| leak.metric.starts_with("objects: ") || leak.metric.starts_with("refcount: ");
+    let sites_accepted = hunt
+        .findings
+        .iter()
+        .flat_map(|f| &f.sites)
+        .all(|site| accepted_sites.contains(&site.allocated));
+    if !accepted.is_empty()
+        && !hunt.leaks.iter().any(named)
+        && hunt.reference_leaks().next().is_none()
+        && sites_accepted
+    {
+        accepted.extend(hunt.leaks.drain(..).map(|leak| leak.metric));
+    }
+    hunt.accepted = accepted;
 }
 
 /// Why a hunt did not complete, with what the target printed.
@@ -137,13 +220,32 @@ fn without_harness_frames(stderr: &str) -> String {
     kept.join("\n")
 }
 
-/// Every metric that grew in each run after the warm-up (regrtest's rule).
-pub fn find_leaks(repetitions: &[Repetition], warmup: usize) -> Vec<Leak> {
+/// regrtest's rule for one metric's growth per run: file descriptors leak on any change,
+/// everything else when it grew in every run.
+fn leaks_by_rule(metric: &str, deltas: &[i64]) -> bool {
+    if metric == FDS {
+        deltas.iter().any(|&d| d != 0)
+    } else {
+        !deltas.is_empty() && deltas.iter().all(|&d| d > 0)
+    }
+}
+
+const BLOCKS: &str = "allocated blocks";
+const FDS: &str = "open file descriptors";
+const TOTAL: &str = "total refcount";
+
+/// The metrics that leaked in the measured runs (`warmup` runs, then `repeat`) and, when the
+/// child ran more to confirm, in those too; and the ones that moved but are fine.
+pub fn find_leaks(
+    repetitions: &[Repetition],
+    warmup: usize,
+    repeat: usize,
+) -> (Vec<Leak>, Vec<NotLeak>) {
     type Read = Box<dyn Fn(&Repetition) -> Option<i64>>;
     let mut metrics: Vec<(String, Read)> = vec![
-        ("allocated blocks".into(), Box::new(|r| Some(r.blocks))),
-        ("open file descriptors".into(), Box::new(|r| Some(r.fds))),
-        ("total refcount".into(), Box::new(|r| r.total_refcount)),
+        (BLOCKS.into(), Box::new(|r| Some(r.blocks))),
+        (FDS.into(), Box::new(|r| Some(r.fds))),
+        (TOTAL.into(), Box::new(|r| r.total_refcount)),
         (
             "HashTables alive (the type's own alloc/free count)".into(),
             Box::new(|r| Some(r.tables_alive)),
@@ -168,21 +270,51 @@ pub fn find_leaks(repetitions: &[Repetition], warmup: usize) -> Vec<Leak> {
             Box::new(move |r| r.refcounts.get(&key).copied()),
         ));
     }
-    // The last warm-up run is the baseline of the first measured one.
+    // The last warm-up run is the baseline of the first measured one, the last measured run
+    // that of the first confirming one.
     let from = warmup.saturating_sub(1);
-    metrics
-        .into_iter()
-        .filter_map(|(metric, read)| {
-            let values: Vec<i64> = repetitions.iter().map(&read).collect::<Option<_>>()?;
-            let deltas: Vec<i64> = values[from..].windows(2).map(|w| w[1] - w[0]).collect();
-            let grew_every_time = !deltas.is_empty() && deltas.iter().all(|&d| d > 0);
-            grew_every_time.then_some(Leak {
+    let measured_end = (warmup + repeat).min(repetitions.len());
+    let confirm_from = repetitions
+        .iter()
+        .position(|r| r.phase == "confirming")
+        .map_or(repetitions.len(), |first| first - 1);
+    let mut leaks = Vec::new();
+    let mut not_leaks = Vec::new();
+    for (metric, read) in metrics {
+        let Some(values) = repetitions.iter().map(&read).collect::<Option<Vec<i64>>>() else {
+            continue;
+        };
+        let growth = |range: &[i64]| range.windows(2).map(|w| w[1] - w[0]).collect::<Vec<i64>>();
+        let deltas = growth(&values[from..measured_end]);
+        let confirming = growth(&values[confirm_from.min(values.len())..]);
+        let suspected = leaks_by_rule(&metric, &deltas);
+        let confirmed = confirming.is_empty() || leaks_by_rule(&metric, &confirming);
+        if suspected && confirmed {
+            leaks.push(Leak {
                 metric,
                 values,
                 deltas,
-            })
-        })
-        .collect()
+                confirming,
+            });
+        } else if suspected
+            || ([BLOCKS, FDS, TOTAL].contains(&metric.as_str()) && deltas.iter().any(|&d| d != 0))
+        {
+            not_leaks.push(NotLeak {
+                metric,
+                deltas,
+                confirming,
+            });
+        }
+    }
+    (leaks, not_leaks)
+}
+
+fn signed(deltas: &[i64]) -> String {
+    deltas
+        .iter()
+        .map(|d| format!("{d:+}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The short report.
@@ -192,11 +324,21 @@ pub fn render(hunt: &Hunt) -> String {
         .chain(std::iter::once(config.target.as_str()).filter(|t| !t.is_empty()))
         .chain(config.args.iter().map(String::as_str))
         .collect();
+    let confirming = hunt
+        .repetitions
+        .iter()
+        .filter(|r| r.phase == "confirming")
+        .count();
+    let traced = hunt.repetitions.len() - config.warmup - config.repeat;
     let mut out = format!(
-        "hunt: {}: {} warm-up + {} measured runs\n",
+        "hunt: {}: {} warm-up + {} measured runs{}\n",
         target.join(" "),
         config.warmup,
-        config.repeat
+        config.repeat,
+        match confirming {
+            0 => String::new(),
+            n => format!(", then {traced} with tracemalloc on: 1 to warm it up, {n} to confirm"),
+        }
     );
     let last = hunt.repetitions.last().expect("a finished hunt has runs");
     let _ = writeln!(
@@ -208,20 +350,88 @@ pub fn render(hunt: &Hunt) -> String {
             .map(|total| format!(", total refcount {total}"))
             .unwrap_or_default()
     );
-    if hunt.leaks.is_empty() {
-        out.push_str("  no leak: nothing grew in every measured run\n");
+    let empty = Findings::default();
+    let findings = hunt.findings.as_ref().unwrap_or(&empty);
+    if !hunt.failed() {
+        out.push_str("  no leak: nothing grew in every measured run");
+        out.push_str(if confirming > 0 {
+            " and every confirming one\n"
+        } else {
+            "\n"
+        });
     }
     for leak in &hunt.leaks {
         let _ = writeln!(
             out,
-            "  LEAK {}: {:+.1} per run (growth per measured run: {})",
+            "  LEAK {}: {:+.1} per run (growth per run: {}{})",
             leak.metric,
             leak.per_run(),
-            leak.deltas
+            signed(&leak.deltas),
+            if leak.confirming.is_empty() {
+                String::new()
+            } else {
+                format!("; confirming: {}", signed(&leak.confirming))
+            }
+        );
+        if leak.metric == BLOCKS {
+            for site in &findings.sites {
+                let _ = writeln!(
+                    out,
+                    "    {:+.1} per run allocated at {}{}",
+                    site.per_run,
+                    site.allocated,
+                    quoted(Some(&site.source))
+                );
+            }
+        }
+        if let Some(name) = leak.metric.strip_prefix("objects: ") {
+            let made = findings
+                .objects
                 .iter()
-                .map(|d| format!("{d:+}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .filter(|o| o.kind == LeakKind::NewObjects && o.type_name == name);
+            for object in made {
+                describe_object(&mut out, object);
+            }
+        }
+    }
+    for object in hunt.reference_leaks() {
+        let _ = writeln!(
+            out,
+            "  LEAK references to {} ({}): {:+.1} per run",
+            object.repr, object.type_name, object.per_run
+        );
+        verdict(&mut out, object);
+    }
+    for found in &findings.tests {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            if found.together {
+                "leaks only when run together:"
+            } else {
+                "leaking test"
+            },
+            found.tests.join(", "),
+            found.metrics.join(", ")
+        );
+    }
+    for name in &hunt.accepted {
+        let _ = writeln!(out, "  accepted (--accept): {name}");
+    }
+    for fine in &hunt.not_leaks {
+        let why = if leaks_by_rule(&fine.metric, &fine.deltas) {
+            format!(
+                "it did not in the confirming runs ({})",
+                signed(&fine.confirming)
+            )
+        } else {
+            "it did not grow in every run".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "  not a leak: {} moved ({}), but {why}",
+            fine.metric,
+            signed(&fine.deltas)
         );
     }
     let runs = hunt.repetitions.len() as f64;
@@ -238,6 +448,61 @@ pub fn render(hunt: &Hunt) -> String {
         "  per run: the target {run_ms:.1} ms, measuring after it {measure_ms:.1} ms"
     );
     out
+}
+
+fn quoted(source: Option<&str>) -> String {
+    match source {
+        Some(line) if !line.is_empty() => format!(": {line}"),
+        _ => String::new(),
+    }
+}
+
+/// A group of new leaked objects: how many, where they were made, what holds them.
+fn describe_object(out: &mut String, object: &LeakedObject) {
+    let _ = writeln!(
+        out,
+        "    {} made while confirming and still alive ({:+.1} per run), {}",
+        object.count.unwrap_or(0),
+        object.per_run,
+        match &object.allocated {
+            Some(site) => format!("allocated at {site}{}", quoted(object.source.as_deref())),
+            None => "allocated where tracemalloc cannot tell".to_owned(),
+        }
+    );
+    let _ = writeln!(out, "      the last: {}", object.repr);
+    verdict(out, object);
+}
+
+/// What holds a leaked object, in words.
+fn verdict(out: &mut String, object: &LeakedObject) {
+    let text = match (object.verdict, object.kind) {
+        (Verdict::Held, _) => format!(
+            "held: reachable as {}",
+            object.chain.as_deref().unwrap_or("?")
+        ),
+        (Verdict::OverCounted, LeakKind::References) => {
+            "over-counted: no object the collector can see took the new references. A \
+             Py_INCREF without its Py_DECREF, or C code that keeps them without showing \
+             them to the collector (tp_traverse)"
+                .to_owned()
+        }
+        (Verdict::OverCounted, LeakKind::NewObjects) => format!(
+            "over-counted: nothing reaches it, and {} reference(s) to it are held by nothing \
+             the collector can see. A Py_INCREF without its Py_DECREF, or C code that keeps \
+             it without showing it to the collector (tp_traverse)",
+            object.excess.unwrap_or(0)
+        ),
+        (Verdict::Unreachable, _) => format!(
+            "unreachable: nothing reaches it, and what refers to it ({}) is itself kept by a \
+             reference the collector cannot see: a cycle through C code that hides references \
+             (tp_traverse)",
+            object.kept_by.as_deref().unwrap_or("?")
+        ),
+    };
+    let _ = writeln!(out, "      {text}");
+    if let (Verdict::OverCounted, Some(chain)) = (object.verdict, &object.chain) {
+        let _ = writeln!(out, "      (it is reachable as {chain})");
+    }
 }
 
 /// Every metric that leaked, as growth since the first run, one line each.
@@ -307,22 +572,34 @@ mod tests {
             total_refcount: None,
             run_seconds: 1.0,
             measure_seconds: 0.1,
+            phase: String::new(),
+            objects_growing: 0,
             tables_alive: tables,
         }
+    }
+
+    fn runs(values: &[(i64, i64)]) -> Vec<Repetition> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &(blocks, tables))| repetition(i, blocks, tables))
+            .collect()
+    }
+
+    fn names(leaks: &[Leak]) -> Vec<&str> {
+        leaks.iter().map(|l| l.metric.as_str()).collect()
     }
 
     #[test]
     fn only_growth_in_every_measured_run_is_a_leak() {
         // Warm-up fills a cache (blocks jump), then blocks wobble; tables grow every run.
-        let runs: Vec<Repetition> = [(100, 0), (500, 1), (501, 2), (499, 3), (502, 4)]
-            .iter()
-            .enumerate()
-            .map(|(i, &(blocks, tables))| repetition(i, blocks, tables))
-            .collect();
-        let leaks = find_leaks(&runs, 2);
-        let names: Vec<&str> = leaks.iter().map(|l| l.metric.as_str()).collect();
+        let (leaks, fine) = find_leaks(
+            &runs(&[(100, 0), (500, 1), (501, 2), (499, 3), (502, 4)]),
+            2,
+            3,
+        );
         assert_eq!(
-            names,
+            names(&leaks),
             [
                 "HashTables alive (the type's own alloc/free count)",
                 "objects: HashTable"
@@ -332,15 +609,58 @@ mod tests {
             (leaks[1].deltas.clone(), leaks[1].per_run()),
             (vec![1, 1, 1], 1.0)
         );
+        assert_eq!(fine.len(), 1);
+        assert_eq!(
+            (fine[0].metric.as_str(), &fine[0].deltas[..]),
+            (BLOCKS, &[1, -2, 3][..])
+        );
     }
 
     #[test]
     fn a_cache_filled_during_warm_up_is_not_a_leak() {
-        let runs: Vec<Repetition> = [(100, 0), (900, 5), (900, 5), (900, 5), (900, 5)]
-            .iter()
-            .enumerate()
-            .map(|(i, &(blocks, tables))| repetition(i, blocks, tables))
-            .collect();
-        assert!(find_leaks(&runs, 2).is_empty());
+        let (leaks, fine) = find_leaks(
+            &runs(&[(100, 0), (900, 5), (900, 5), (900, 5), (900, 5)]),
+            2,
+            3,
+        );
+        assert!(leaks.is_empty() && fine.is_empty());
+    }
+
+    #[test]
+    fn growth_the_confirming_runs_do_not_repeat_is_not_a_leak() {
+        // A cache that fills over four runs: it grows in the measured runs, then stops.
+        let values = [
+            (100, 0),
+            (200, 1),
+            (203, 2),
+            (204, 3),
+            (205, 4),
+            (205, 5),
+            (205, 6),
+            (205, 7),
+        ];
+        let mut values = runs(&values);
+        for run in &mut values[5..] {
+            run.phase = "confirming".into();
+        }
+        let (leaks, fine) = find_leaks(&values, 2, 3);
+        assert_eq!(
+            names(&leaks),
+            [
+                "HashTables alive (the type's own alloc/free count)",
+                "objects: HashTable"
+            ]
+        );
+        assert_eq!(leaks[1].confirming, [1, 1, 1]);
+        assert_eq!(fine[0].metric, BLOCKS);
+        assert_eq!(fine[0].confirming, [0, 0, 0]);
+    }
+
+    #[test]
+    fn any_change_in_file_descriptors_leaks() {
+        let mut values = runs(&[(1, 0), (1, 0), (1, 0), (1, 0), (1, 0)]);
+        values[3].fds = 5;
+        let (leaks, _) = find_leaks(&values, 2, 3);
+        assert_eq!(names(&leaks), [FDS]);
     }
 }

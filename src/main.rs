@@ -144,24 +144,34 @@ fn main() -> ExitCode {
             pytest,
             warmup,
             repeat,
+            confirm,
             watch,
+            accept,
             faults,
             format,
             plot,
             timeout,
             python: choice,
             target,
-        } => commands::hunt_config(module, pytest, target, warmup, repeat as usize, watch)
-            .and_then(|config| {
-                commands::run_hunt(
-                    &python(&choice)?,
-                    config,
-                    &faults,
-                    format,
-                    plot.as_deref(),
-                    Duration::from_secs(timeout),
-                )
-            }),
+        } => commands::hunt_target(module, pytest, target).and_then(|(kind, target, args)| {
+            commands::run_hunt(
+                &python(&choice)?,
+                hunt::Config {
+                    kind,
+                    target,
+                    args,
+                    warmup,
+                    repeat: repeat as usize,
+                    confirm: confirm as usize,
+                    watch,
+                    accept,
+                },
+                &faults,
+                format,
+                plot.as_deref(),
+                Duration::from_secs(timeout),
+            )
+        }),
         Command::Bench {
             quick,
             csv,

@@ -337,6 +337,7 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                 Event::Repetition(r) => {
                     ("measured", format!("repetition {}", r.index), String::new())
                 }
+                Event::Findings(_) => ("found", "what leaked".into(), String::new()),
                 Event::Threads { names } => (
                     "threads",
                     format!("still running at exit: {}", names.join(", ")),

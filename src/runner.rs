@@ -409,6 +409,7 @@ fn read_trace(mut pipe: impl Read, key: Key) -> (Vec<TraceLine>, usize) {
                 Event::Done
                     | Event::Final { .. }
                     | Event::Repetition(_)
+                    | Event::Findings(_)
                     | Event::Alloc { .. }
                     | Event::Free { .. }
             )

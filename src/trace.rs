@@ -159,6 +159,8 @@ pub enum Event {
     },
     /// `refcount-lab hunt`: the measurements after one run of the target (see `hunt.py`).
     Repetition(Box<Repetition>),
+    /// `refcount-lab hunt`: what leaked, once more runs confirmed it (see `hunt.py`).
+    Findings(Box<Findings>),
     /// Threads other than the main one still running when the interpreter began to shut
     /// down (daemon threads: CPython does not wait for them).
     Threads { names: Vec<String> },
@@ -180,10 +182,95 @@ pub struct Repetition {
     pub total_refcount: Option<i64>,
     pub run_seconds: f64,
     pub measure_seconds: f64,
+    /// `warm-up`, `measured` or `confirming` (the extra runs after a suspected leak).
+    pub phase: String,
+    /// Objects whose reference count grew in every measured run so far.
+    pub objects_growing: i64,
     /// HashTables alive after this run by the type's own `alloc`/`free` events; the parent
     /// counts them from the trace (the child does not send this).
     #[serde(default)]
     pub tables_alive: i64,
+}
+
+/// The objects, allocation sites and tests behind the leaks `hunt` confirmed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Findings {
+    pub objects: Vec<LeakedObject>,
+    /// Where the blocks still alive after the confirming runs were allocated, when that grew
+    /// in each of them.
+    pub sites: Vec<Site>,
+    /// For a test suite: the tests each leak was pinned to.
+    #[serde(default)]
+    pub tests: Vec<LeakingTests>,
+}
+
+/// One leaked object, named.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeakedObject {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub repr: String,
+    pub kind: LeakKind,
+    /// References gained (`references`) or objects made and kept (`new objects`) per run.
+    pub per_run: f64,
+    pub verdict: Verdict,
+    /// How a module reaches it (`held`), e.g. `mymodule.CACHE[3]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    /// References to it that no object shows the collector (`over-counted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excess: Option<i64>,
+    /// Types of its referrers up to one with references nothing shows (`unreachable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_by: Option<String>,
+    /// `new objects`: how many are alive, made where (`file:line`), and that line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// How an object leaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeakKind {
+    /// One long-lived object gains references in every run.
+    #[serde(rename = "references")]
+    References,
+    /// New objects made in every run stay alive.
+    #[serde(rename = "new objects")]
+    NewObjects,
+}
+
+/// What keeps a leaked object alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Reachable from a module: something keeps it on purpose or by mistake.
+    Held,
+    /// More references than anything the collector can see accounts for.
+    OverCounted,
+    /// Not reachable, every reference accounted for: a cycle through an object that hides
+    /// references from the collector.
+    Unreachable,
+}
+
+/// An allocation site whose live blocks grew in each confirming run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    pub allocated: String,
+    pub source: String,
+    pub per_run: f64,
+}
+
+/// Tests a leak was pinned to: one test, or a group that leaks only when run together.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeakingTests {
+    pub tests: Vec<String>,
+    pub metrics: Vec<String>,
+    #[serde(default)]
+    pub together: bool,
 }
 
 impl Event {

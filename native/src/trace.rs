@@ -30,7 +30,15 @@ static SINK: OnceLock<Option<Sink>> = OnceLock::new();
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 /// The event kinds `lab.py` may send through `_labtrace._emit`.
-const PYTHON_KINDS: [&str; 6] = ["say", "refcount", "watch", "final", "repetition", "threads"];
+const PYTHON_KINDS: [&str; 7] = [
+    "say",
+    "refcount",
+    "watch",
+    "final",
+    "repetition",
+    "findings",
+    "threads",
+];
 
 /// Takes over the trace and key pipes the parent passed, if any. Once per process.
 pub fn install() {
