@@ -377,24 +377,30 @@ pub fn render(hunt: &Hunt) -> String {
             for site in &findings.sites {
                 let _ = writeln!(
                     out,
-                    "    {:+.1} per run allocated at {}{}",
-                    site.per_run,
-                    site.allocated,
-                    quoted(Some(&site.source))
+                    "    {:+.1} per run allocated at {}",
+                    site.per_run, site.allocated
                 );
+                if !site.source.is_empty() {
+                    let _ = writeln!(out, "        {}", site.source);
+                }
             }
         }
         if let Some(name) = leak.metric.strip_prefix("objects: ") {
-            let made = findings
+            let mut made: Vec<&LeakedObject> = findings
                 .objects
                 .iter()
-                .filter(|o| o.kind == LeakKind::NewObjects && o.type_name == name);
-            for object in made {
+                .filter(|o| o.kind == LeakKind::NewObjects && o.type_name == name)
+                .collect();
+            made.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.per_run.total_cmp(&a.per_run)));
+            for object in made.iter().take(SHOWN) {
                 describe_object(&mut out, object);
             }
+            more(&mut out, made.len(), "places that made them");
         }
     }
-    for object in hunt.reference_leaks() {
+    let mut gained: Vec<&LeakedObject> = hunt.reference_leaks().collect();
+    gained.sort_by(|a, b| b.per_run.total_cmp(&a.per_run));
+    for object in gained.iter().take(SHOWN) {
         let _ = writeln!(
             out,
             "  LEAK references to {} ({}): {:+.1} per run",
@@ -402,17 +408,41 @@ pub fn render(hunt: &Hunt) -> String {
         );
         verdict(&mut out, object);
     }
+    more(
+        &mut out,
+        gained.len(),
+        "objects that gained references in every run",
+    );
     for found in &findings.tests {
-        let _ = writeln!(
-            out,
-            "  {} {}: {}",
-            if found.together {
-                "leaks only when run together:"
-            } else {
-                "leaking test"
-            },
-            found.tests.join(", "),
-            found.metrics.join(", ")
+        let what = if found.together {
+            "leaks only when these run together:"
+        } else {
+            "leaking test:"
+        };
+        wrapped(
+            &mut out,
+            "  ",
+            &format!(
+                "{what} {} ({})",
+                found.tests.join(", "),
+                found.metrics.join(", ")
+            ),
+        );
+    }
+    if let Some(failed) = hunt
+        .repetitions
+        .last()
+        .map(|r| &r.failed)
+        .filter(|f| !f.is_empty())
+    {
+        wrapped(
+            &mut out,
+            "  ",
+            &format!(
+                "note: {} test(s) failed in the last run, hunted all the same: {}",
+                failed.len(),
+                failed.join(", ")
+            ),
         );
     }
     for name in &hunt.accepted {
@@ -420,16 +450,13 @@ pub fn render(hunt: &Hunt) -> String {
     }
     for fine in &hunt.not_leaks {
         let why = if leaks_by_rule(&fine.metric, &fine.deltas) {
-            format!(
-                "it did not in the confirming runs ({})",
-                signed(&fine.confirming)
-            )
+            format!("not in the confirming runs ({})", signed(&fine.confirming))
         } else {
-            "it did not grow in every run".to_owned()
+            "not in every run".to_owned()
         };
         let _ = writeln!(
             out,
-            "  not a leak: {} moved ({}), but {why}",
+            "  not a leak: {} moved ({}), {why}",
             fine.metric,
             signed(&fine.deltas)
         );
@@ -450,58 +477,99 @@ pub fn render(hunt: &Hunt) -> String {
     out
 }
 
-fn quoted(source: Option<&str>) -> String {
-    match source {
-        Some(line) if !line.is_empty() => format!(": {line}"),
-        _ => String::new(),
+/// How many findings of one kind the text report shows (`--format json` has them all).
+const SHOWN: usize = 3;
+
+/// "… and N more", for what the text report leaves out.
+fn more(out: &mut String, total: usize, what: &str) {
+    if total > SHOWN {
+        let _ = writeln!(
+            out,
+            "    ... and {} more {what} (--format json lists them all)",
+            total - SHOWN
+        );
     }
 }
 
+/// Causes first: what is over-counted or held, then what they keep alive.
+fn rank(object: &LeakedObject) -> u8 {
+    match object.verdict {
+        Verdict::OverCounted => 0,
+        Verdict::Held => 1,
+        Verdict::Unreachable => 2,
+    }
+}
+
+/// Words of `text` on lines of at most [`WIDTH`] columns, the first after `indent`, the
+/// others two columns further in.
+fn wrapped(out: &mut String, indent: &str, text: &str) {
+    let mut line = indent.to_owned();
+    for word in text.split_whitespace() {
+        let start = line.trim().is_empty();
+        if !start && line.chars().count() + 1 + word.chars().count() > WIDTH {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = format!("{indent}  ");
+        } else if !start {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+}
+
+const WIDTH: usize = 80;
+
 /// A group of new leaked objects: how many, where they were made, what holds them.
 fn describe_object(out: &mut String, object: &LeakedObject) {
-    let _ = writeln!(
+    let count = object.count.unwrap_or(0);
+    let place = match &object.allocated {
+        Some(site) => format!("allocated at {site}"),
+        None => "where tracemalloc cannot tell".to_owned(),
+    };
+    wrapped(
         out,
-        "    {} made while confirming and still alive ({:+.1} per run), {}",
-        object.count.unwrap_or(0),
-        object.per_run,
-        match &object.allocated {
-            Some(site) => format!("allocated at {site}{}", quoted(object.source.as_deref())),
-            None => "allocated where tracemalloc cannot tell".to_owned(),
-        }
+        "    ",
+        &format!(
+            "{count} made in the traced runs and still alive ({:+.1} per run), {place}",
+            object.per_run
+        ),
     );
-    let _ = writeln!(out, "      the last: {}", object.repr);
+    if let Some(line) = object.source.as_deref().filter(|l| !l.is_empty()) {
+        let _ = writeln!(out, "        {line}");
+    }
+    wrapped(out, "      ", &format!("the last: {}", object.repr));
     verdict(out, object);
 }
 
 /// What holds a leaked object, in words.
 fn verdict(out: &mut String, object: &LeakedObject) {
+    const UNSEEN: &str = "a Py_INCREF without its Py_DECREF, or C code that keeps it without \
+                          showing it to the collector (tp_traverse)";
     let text = match (object.verdict, object.kind) {
         (Verdict::Held, _) => format!(
             "held: reachable as {}",
             object.chain.as_deref().unwrap_or("?")
         ),
         (Verdict::OverCounted, LeakKind::References) => {
-            "over-counted: no object the collector can see took the new references. A \
-             Py_INCREF without its Py_DECREF, or C code that keeps them without showing \
-             them to the collector (tp_traverse)"
-                .to_owned()
+            format!("over-counted: nothing the collector can see took the new references: {UNSEEN}")
         }
         (Verdict::OverCounted, LeakKind::NewObjects) => format!(
-            "over-counted: nothing reaches it, and {} reference(s) to it are held by nothing \
-             the collector can see. A Py_INCREF without its Py_DECREF, or C code that keeps \
-             it without showing it to the collector (tp_traverse)",
+            "over-counted: no module reaches it, and {} reference(s) to it are held by \
+             nothing the collector can see: {UNSEEN}",
             object.excess.unwrap_or(0)
         ),
         (Verdict::Unreachable, _) => format!(
-            "unreachable: nothing reaches it, and what refers to it ({}) is itself kept by a \
-             reference the collector cannot see: a cycle through C code that hides references \
-             (tp_traverse)",
-            object.kept_by.as_deref().unwrap_or("?")
+            "unreachable: no module reaches it; it is kept alive through {}, the last with \
+             {} reference(s) that nothing the collector can see holds",
+            object.kept_by.as_deref().unwrap_or("?"),
+            object.excess.unwrap_or(0)
         ),
     };
-    let _ = writeln!(out, "      {text}");
+    wrapped(out, "      ", &text);
     if let (Verdict::OverCounted, Some(chain)) = (object.verdict, &object.chain) {
-        let _ = writeln!(out, "      (it is reachable as {chain})");
+        wrapped(out, "      ", &format!("(it is reachable as {chain})"));
     }
 }
 
@@ -574,6 +642,7 @@ mod tests {
             measure_seconds: 0.1,
             phase: String::new(),
             objects_growing: 0,
+            failed: Vec::new(),
             tables_alive: tables,
         }
     }

@@ -186,6 +186,9 @@ pub struct Repetition {
     pub phase: String,
     /// Objects whose reference count grew in every measured run so far.
     pub objects_growing: i64,
+    /// A test suite's tests that failed in this run (hunted all the same).
+    #[serde(default)]
+    pub failed: Vec<String>,
     /// HashTables alive after this run by the type's own `alloc`/`free` events; the parent
     /// counts them from the trace (the child does not send this).
     #[serde(default)]
@@ -220,7 +223,8 @@ pub struct LeakedObject {
     /// References to it that no object shows the collector (`over-counted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excess: Option<i64>,
-    /// Types of its referrers up to one with references nothing shows (`unreachable`).
+    /// The types of its referrers, up to the first with references that nothing the
+    /// collector can see holds (`unreachable`; its `excess` is that one's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_by: Option<String>,
     /// `new objects`: how many are alive, made where (`file:line`), and that line.
