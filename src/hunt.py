@@ -442,17 +442,7 @@ class SiteCounts:
             yield site, int(first), int(last)
 
 
-_harness_files = {}
-
-
 def harness_file(filename):
-    known = _harness_files.get(filename)
-    if known is None:
-        known = _harness_files[filename] = is_harness_file(filename)
-    return known
-
-
-def is_harness_file(filename):
     # <string>: refcount-lab's launcher (`python -c`).
     if filename in HARNESS or filename == "<string>" or filename.startswith("<frozen"):
         return True

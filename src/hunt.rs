@@ -141,19 +141,28 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
     Ok(hunt)
 }
 
-/// Moves the leaks `--accept` names (by type) out of the failing ones. Blocks, the total
-/// refcount and the tables alive go with them when nothing else leaked and every growing
-/// allocation site is one of the accepted objects'.
+/// Moves the leaks `--accept` names (by type) out of the failing ones. When every named
+/// leak (objects of a type, references to an object) was accepted, the totals that grew with
+/// them (blocks, the total refcount, the tables alive) are taken to be theirs and go too.
 fn accept(hunt: &mut Hunt) {
     let accepted_types: BTreeSet<&str> = hunt.config.accept.iter().map(String::as_str).collect();
     let mut accepted = Vec::new();
-    let mut accepted_sites = BTreeSet::new();
     if let Some(findings) = &mut hunt.findings {
         findings.objects.retain(|object| {
             let keep = !accepted_types.contains(object.type_name.as_str());
             if !keep {
-                accepted.push(format!("{} ({})", object.repr, object.type_name));
-                accepted_sites.extend(object.allocated.clone());
+                accepted.push(match object.kind {
+                    LeakKind::References => format!("references to {}", object.repr),
+                    LeakKind::NewObjects => format!(
+                        "{} objects{}",
+                        object.type_name,
+                        object
+                            .allocated
+                            .as_ref()
+                            .map(|site| format!(" made at {site}"))
+                            .unwrap_or_default()
+                    ),
+                });
             }
             keep
         });
@@ -170,17 +179,17 @@ fn accept(hunt: &mut Hunt) {
     });
     let named =
         |leak: &Leak| leak.metric.starts_with("objects: ") || leak.metric.starts_with("refcount: ");
-    let sites_accepted = hunt
-        .findings
-        .iter()
-        .flat_map(|f| &f.sites)
-        .all(|site| accepted_sites.contains(&site.allocated));
     if !accepted.is_empty()
         && !hunt.leaks.iter().any(named)
         && hunt.reference_leaks().next().is_none()
-        && sites_accepted
     {
-        accepted.extend(hunt.leaks.drain(..).map(|leak| leak.metric));
+        accepted.extend(hunt.leaks.drain(..).map(|leak| {
+            format!(
+                "{} ({:+.1} per run), taken to be the accepted objects'",
+                leak.metric,
+                leak.per_run()
+            )
+        }));
     }
     hunt.accepted = accepted;
 }
@@ -548,10 +557,12 @@ fn verdict(out: &mut String, object: &LeakedObject) {
     const UNSEEN: &str = "a Py_INCREF without its Py_DECREF, or C code that keeps it without \
                           showing it to the collector (tp_traverse)";
     let text = match (object.verdict, object.kind) {
-        (Verdict::Held, _) => format!(
-            "held: reachable as {}",
-            object.chain.as_deref().unwrap_or("?")
-        ),
+        (Verdict::Held, _) => match &object.chain {
+            Some(chain) => format!("held: reachable as {chain}"),
+            None => "held by objects the collector can see, none of them reachable from a \
+                     module: leaked objects themselves"
+                .to_owned(),
+        },
         (Verdict::OverCounted, LeakKind::References) => {
             format!("over-counted: nothing the collector can see took the new references: {UNSEEN}")
         }

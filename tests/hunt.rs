@@ -1,5 +1,7 @@
 //! `refcount-lab hunt` on real targets: the HashTable test-suite in correct mode and under
-//! leaking faults, and fixture scripts that leak once per run or fill a cache once.
+//! leaking faults, fixture test modules with the leaks C code makes (an incref on a
+//! long-lived object, on a new one), a suite where one test of twelve leaks, and scripts
+//! that leak once per run or fill a cache.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -45,43 +47,252 @@ fn correct_code_reports_no_leak_in_ten_hunts() {
     });
 }
 
+/// The hunt's findings as JSON, after checking it ended with `code`.
+fn findings(dir: &str, args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["--format", "json"];
+    all.extend(args);
+    let output = hunt(dir, &all);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{args:?}: {}",
+        report(&output)
+    );
+    serde_json::from_slice(&output.stdout).expect("valid JSON")
+}
+
+/// The named objects of a hunt: (kind, type, verdict, allocated) of each.
+fn named(hunt: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+    hunt["findings"]["objects"]
+        .as_array()
+        .map(|objects| {
+            objects
+                .iter()
+                .map(|o| {
+                    (
+                        text(&o["kind"]),
+                        text(&o["type"]),
+                        text(&o["verdict"]),
+                        text(&o["allocated"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn has(
+    found: &[(String, String, String, String)],
+    kind: &str,
+    type_name: &str,
+    verdict: &str,
+) -> bool {
+    found
+        .iter()
+        .any(|(k, t, v, _)| k == kind && t == type_name && v == verdict)
+}
+
 #[test]
-fn leaking_faults_are_found_and_the_leaking_type_named() {
-    for (fault, named) in [
-        ("dealloc-missing-decref", "LEAK objects: function"),
-        ("hash-result-leak", "LEAK objects: Hash:"),
-        ("error-path-leak", "LEAK objects: Payload:"),
+fn leaking_faults_are_found_and_what_leaked_named_with_its_verdict() {
+    let suite = ["-m", "unittest", "test_hashtable"];
+    for (fault, kind, type_name, verdict) in [
+        // The table's dealloc keeps its reference to the default hash function.
+        (
+            "dealloc-missing-decref",
+            "references",
+            "builtin_function_or_method",
+            "over-counted",
+        ),
+        // Each hash result keeps one reference nothing holds.
+        ("hash-result-leak", "new objects", "Hash", "over-counted"),
+        ("error-path-leak", "new objects", "Payload", "over-counted"),
+        // A table in a cycle with what it hides from the collector: never freed.
+        ("no-traverse", "new objects", "HashTable", "unreachable"),
     ] {
         let mut args = vec!["--fault", fault];
-        args.extend(SUITE);
-        let output = hunt("tests/py", &args);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{fault}: {}",
-            report(&output)
-        );
-        assert!(
-            report(&output).contains(named),
-            "{fault}: {}",
-            report(&output)
-        );
+        args.extend(suite);
+        let hunt = findings("tests/py", &args, 1);
+        let found = named(&hunt);
+        assert!(has(&found, kind, type_name, verdict), "{fault}: {found:?}");
     }
 }
 
 #[test]
-fn one_leaked_object_per_run_is_found_and_a_cache_is_not() {
-    let leak = hunt("fixtures/hunt", &["leaks_one_per_run.py::run"]);
-    assert_eq!(leak.status.code(), Some(1), "{}", report(&leak));
-    assert!(
-        report(&leak).contains("LEAK objects: Record: +1.0 per run"),
-        "{}",
-        report(&leak)
+fn a_c_level_incref_on_a_long_lived_object_is_named_over_counted() {
+    let hunt = findings(
+        "fixtures/hunt",
+        &["-m", "unittest", "test_incref_function"],
+        1,
     );
+    let objects = &hunt["findings"]["objects"];
+    assert_eq!(
+        objects[0]["repr"].as_str().unwrap().split(" at ").next(),
+        Some("<function helper")
+    );
+    assert_eq!(objects[0]["verdict"], "over-counted");
+    assert_eq!(objects[0]["per_run"], 1.0);
+    assert_eq!(objects[0]["chain"], "test_incref_function.helper");
+    assert_eq!(objects.as_array().unwrap().len(), 1, "{objects}");
+}
 
-    let cache = hunt("fixtures/hunt", &["caches_once.py::run"]);
-    assert_eq!(cache.status.code(), Some(0), "{}", report(&cache));
-    assert!(report(&cache).contains("no leak"));
+#[test]
+fn an_incref_on_the_int_type_leaks_until_3_12_made_it_immortal() {
+    let output = hunt("fixtures/hunt", &["-m", "unittest", "test_incref_type"]);
+    let text = report(&output);
+    if python_minor() < 12 {
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("LEAK references to <class 'int'> (type): +1.0 per run"),
+            "{text}"
+        );
+        assert!(text.contains("over-counted"), "{text}");
+    } else {
+        assert_eq!(output.status.code(), Some(0), "{text}");
+        assert!(text.contains("no leak"), "{text}");
+    }
+}
+
+#[test]
+fn an_unreachable_leaked_float_is_found_by_the_line_that_made_it() {
+    let hunt = findings("fixtures/hunt", &["-m", "unittest", "test_incref_float"], 1);
+    let sites = &hunt["findings"]["sites"];
+    assert_eq!(sites[0]["allocated"], "test_incref_float.py:9", "{sites}");
+    assert_eq!(sites[0]["per_run"], 1.0, "{sites}");
+    assert!(sites[0]["source"]
+        .as_str()
+        .unwrap()
+        .contains("float(id(self))"));
+    let leaks: Vec<&str> = hunt["leaks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["metric"].as_str().unwrap())
+        .collect();
+    assert!(leaks.contains(&"allocated blocks"), "{leaks:?}");
+}
+
+#[test]
+fn a_clean_test_module_is_clean() {
+    let output = hunt("fixtures/hunt", &["-m", "unittest", "test_clean"]);
+    assert_eq!(output.status.code(), Some(0), "{}", report(&output));
+    assert!(report(&output).contains("no leak"));
+}
+
+#[test]
+fn the_one_leaking_test_of_twelve_is_named() {
+    let hunt = findings("fixtures/hunt", &["-m", "unittest", "test_one_of_many"], 1);
+    let tests = &hunt["findings"]["tests"];
+    assert_eq!(tests.as_array().unwrap().len(), 1, "{tests}");
+    assert_eq!(
+        tests[0]["tests"],
+        serde_json::json!(["test_one_of_many.More.test_i"])
+    );
+    let found = named(&hunt);
+    assert!(has(&found, "new objects", "Record", "held"), "{found:?}");
+    let record = &hunt["findings"]["objects"][0];
+    assert!(
+        record["chain"]
+            .as_str()
+            .unwrap()
+            .starts_with("test_one_of_many.SEEN["),
+        "{record}"
+    );
+}
+
+#[test]
+fn accepted_leaks_do_not_fail_the_hunt() {
+    let by_type = hunt(
+        "fixtures/hunt",
+        &["--accept", "Record", "leaks_one_per_run.py::run"],
+    );
+    let text = report(&by_type);
+    assert_eq!(by_type.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("accepted (--accept): objects: Record"),
+        "{text}"
+    );
+    let by_test = hunt(
+        "fixtures/hunt",
+        &[
+            "--accept",
+            "test_one_of_many.More.test_i",
+            "-m",
+            "unittest",
+            "test_one_of_many",
+        ],
+    );
+    assert_eq!(by_test.status.code(), Some(0), "{}", report(&by_test));
+}
+
+#[test]
+fn a_cache_that_fills_into_the_measured_runs_is_not_a_leak() {
+    let output = hunt("fixtures/hunt", &["fills_late.py::run"]);
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("not a leak: allocated blocks moved (+1, +1, +1), not in the confirming runs (+0, +0, +0)"),
+        "{text}"
+    );
+}
+
+/// On a debug build, hunt and CPython's own `python -m test -R 3:3` agree on which of the
+/// fixture modules leak.
+#[test]
+fn on_a_debug_build_the_verdicts_agree_with_regrtest() {
+    if !is_debug_build() {
+        eprintln!("not a debug build of CPython: nothing to compare with regrtest -R");
+        return;
+    }
+    let modules = [
+        "test_incref_function",
+        "test_incref_float",
+        "test_incref_type",
+        "test_clean",
+    ];
+    let regrtest = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
+        .args(["python", "-m", "test", "-R", "3:3", "--testdir", "."])
+        .args(modules)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hunt"))
+        .output()
+        .expect("regrtest runs");
+    let regrtest_text = String::from_utf8_lossy(&regrtest.stdout);
+    for module in modules {
+        let regrtest_leaks = regrtest_text.contains(&format!("{module} leaked ["));
+        let output = hunt("fixtures/hunt", &["-m", "unittest", module]);
+        let text = report(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(if regrtest_leaks { 1 } else { 0 }),
+            "{module}: {text}\n{regrtest_text}"
+        );
+        if regrtest_leaks {
+            assert!(text.contains("LEAK total refcount"), "{module}: {text}");
+        }
+    }
+}
+
+fn python_minor() -> u32 {
+    let output = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
+        .args(["python", "-c", "import sys; print(sys.version_info[1])"])
+        .output()
+        .expect("refcount-lab python runs");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("a minor version")
+}
+
+fn is_debug_build() -> bool {
+    let output = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
+        .args([
+            "python",
+            "-c",
+            "import sys; print(hasattr(sys, 'gettotalrefcount'))",
+        ])
+        .output()
+        .expect("refcount-lab python runs");
+    String::from_utf8_lossy(&output.stdout).trim() == "True"
 }
 
 #[test]
