@@ -65,6 +65,8 @@ pub struct NotLeak {
     pub metric: String,
     pub deltas: Vec<i64>,
     pub confirming: Vec<i64>,
+    /// Why, in words: "not in every run", …
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -308,10 +310,16 @@ pub fn find_leaks(
         } else if suspected
             || ([BLOCKS, FDS, TOTAL].contains(&metric.as_str()) && deltas.iter().any(|&d| d != 0))
         {
+            let reason = if suspected {
+                format!("not in the confirming runs ({})", signed(&confirming))
+            } else {
+                "not in every run".to_owned()
+            };
             not_leaks.push(NotLeak {
                 metric,
                 deltas,
                 confirming,
+                reason,
             });
         }
     }
@@ -338,7 +346,6 @@ pub fn render(hunt: &Hunt) -> String {
         .iter()
         .filter(|r| r.phase == "confirming")
         .count();
-    let traced = hunt.repetitions.len() - config.warmup - config.repeat;
     let mut out = format!(
         "hunt: {}: {} warm-up + {} measured runs{}\n",
         target.join(" "),
@@ -346,7 +353,7 @@ pub fn render(hunt: &Hunt) -> String {
         config.repeat,
         match confirming {
             0 => String::new(),
-            n => format!(", then {traced} with tracemalloc on: 1 to warm it up, {n} to confirm"),
+            n => format!(", then 1 to warm tracemalloc up and {n} to confirm"),
         }
     );
     let last = hunt.repetitions.last().expect("a finished hunt has runs");
@@ -362,11 +369,12 @@ pub fn render(hunt: &Hunt) -> String {
     let empty = Findings::default();
     let findings = hunt.findings.as_ref().unwrap_or(&empty);
     if !hunt.failed() {
-        out.push_str("  no leak: nothing grew in every measured run");
-        out.push_str(if confirming > 0 {
-            " and every confirming one\n"
+        out.push_str(if !hunt.accepted.is_empty() {
+            "  no leak but the accepted ones\n"
+        } else if confirming == 0 {
+            "  no leak: nothing grew in every measured run\n"
         } else {
-            "\n"
+            "  no leak: what grew in every measured run did not in every confirming run\n"
         });
     }
     for leak in &hunt.leaks {
@@ -383,6 +391,15 @@ pub fn render(hunt: &Hunt) -> String {
             }
         );
         if leak.metric == BLOCKS {
+            if findings.sites.is_empty() && hunt.findings.is_some() {
+                wrapped(
+                    &mut out,
+                    "    ",
+                    "tracemalloc found no line that left blocks alive in every run (an object \
+                     taken from a free list, a float for one, keeps the trace of where its \
+                     memory was first allocated)",
+                );
+            }
             for site in &findings.sites {
                 let _ = writeln!(
                     out,
@@ -433,7 +450,7 @@ pub fn render(hunt: &Hunt) -> String {
             "  ",
             &format!(
                 "{what} {} ({})",
-                found.tests.join(", "),
+                shown(&found.tests),
                 found.metrics.join(", ")
             ),
         );
@@ -458,16 +475,15 @@ pub fn render(hunt: &Hunt) -> String {
         let _ = writeln!(out, "  accepted (--accept): {name}");
     }
     for fine in &hunt.not_leaks {
-        let why = if leaks_by_rule(&fine.metric, &fine.deltas) {
-            format!("not in the confirming runs ({})", signed(&fine.confirming))
-        } else {
-            "not in every run".to_owned()
-        };
-        let _ = writeln!(
-            out,
-            "  not a leak: {} moved ({}), {why}",
-            fine.metric,
-            signed(&fine.deltas)
+        wrapped(
+            &mut out,
+            "  ",
+            &format!(
+                "not a leak: {} moved ({}), {}",
+                fine.metric,
+                signed(&fine.deltas),
+                fine.reason
+            ),
         );
     }
     let runs = hunt.repetitions.len() as f64;
@@ -488,6 +504,20 @@ pub fn render(hunt: &Hunt) -> String {
 
 /// How many findings of one kind the text report shows (`--format json` has them all).
 const SHOWN: usize = 3;
+
+/// The first [`SHOWN`] names, and how many more there are.
+fn shown(names: &[String]) -> String {
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        let _ = write!(text, " and {} more", names.len() - SHOWN);
+    }
+    text
+}
 
 /// "… and N more", for what the text report leaves out.
 fn more(out: &mut String, total: usize, what: &str) {
