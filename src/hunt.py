@@ -287,9 +287,19 @@ def scan():
     tracked_ids = set(objects)
     seen = {}
     own = {id(objects), id(seen), id(tracked)}  # reached through this frame on 3.10
+    # Frames still running (objects the collector tracks on 3.10) are not walked: their
+    # value stacks may hold stale pointers there. Their locals count as unseen references.
+    running = set()
+    frame = sys._getframe()
+    while frame is not None:
+        running.add(id(frame))
+        frame = frame.f_back
     get_referents = gc.get_referents
     while tracked:
-        for referent in get_referents(tracked.pop()):
+        referrer = tracked.pop()
+        if id(referrer) in running:
+            continue
+        for referent in get_referents(referrer):
             key = id(referent)
             if key in own:
                 continue
@@ -297,7 +307,7 @@ def scan():
             if key not in objects:
                 objects[key] = referent
                 tracked.append(referent)
-        referent = None
+        referent = referrer = None
     probes = {True: id(probe), False: id(holder[0])}
     del probe
     offset = {tracked: unexplained(objects, seen, key) for tracked, key in probes.items()}
@@ -492,8 +502,12 @@ def short_repr(obj):
     return " ".join(text.split())[:80]
 
 
-def describe(obj):
-    """`type` plus a short repr, and for a function or class the name it goes by."""
+def describe(obj, cleared=False):
+    """`type` plus a short repr. An object the collector may have cleared (tp_clear) while
+    a leaked reference kept it alive gets `object.__repr__` on 3.10, whose cleared functions
+    have NULL fields that their own repr reads."""
+    if cleared and sys.version_info < (3, 11):
+        return {"type": type_name(obj), "repr": object.__repr__(obj)}
     return {"type": type_name(obj), "repr": short_repr(obj)}
 
 
@@ -720,7 +734,7 @@ class Hunt:
             if len(keys) < runs:
                 continue  # not one a run: what the last runs left, not a leak
             verdict = unreachable(keys[-1], reachable, roots)
-            found = describe(reachable.objects[keys[-1]])
+            found = describe(reachable.objects[keys[-1]], cleared=verdict["verdict"] != "held")
             found.update(kind="new objects", per_run=len(keys) / runs, count=len(keys), **verdict)
             if site:
                 found.update(allocated=site, source=source_line(site))

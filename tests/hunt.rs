@@ -33,11 +33,11 @@ fn report(output: &Output) -> String {
 }
 
 #[test]
-fn correct_code_reports_no_leak_in_ten_hunts() {
+fn correct_code_reports_no_leak_in_six_hunts() {
     std::thread::scope(|scope| {
         for _ in 0..2 {
             scope.spawn(|| {
-                for _ in 0..5 {
+                for _ in 0..3 {
                     let output = hunt("tests/py", &SUITE);
                     assert_eq!(output.status.code(), Some(0), "{}", report(&output));
                     assert!(report(&output).contains("no leak"));
@@ -153,16 +153,12 @@ fn an_incref_on_the_int_type_leaks_until_3_12_made_it_immortal() {
     }
 }
 
+/// Until 3.12 the float's own line; from 3.12 on the float comes from the free list the run
+/// refilled, so its block keeps the trace of where its memory was first allocated, and the
+/// report says that no line was found, and why.
 #[test]
 fn an_unreachable_leaked_float_is_found_by_the_line_that_made_it() {
     let hunt = findings("fixtures/hunt", &["-m", "unittest", "test_incref_float"], 1);
-    let sites = &hunt["findings"]["sites"];
-    assert_eq!(sites[0]["allocated"], "test_incref_float.py:9", "{sites}");
-    assert_eq!(sites[0]["per_run"], 1.0, "{sites}");
-    assert!(sites[0]["source"]
-        .as_str()
-        .unwrap()
-        .contains("float(id(self))"));
     let leaks: Vec<&str> = hunt["leaks"]
         .as_array()
         .unwrap()
@@ -170,6 +166,23 @@ fn an_unreachable_leaked_float_is_found_by_the_line_that_made_it() {
         .map(|l| l["metric"].as_str().unwrap())
         .collect();
     assert!(leaks.contains(&"allocated blocks"), "{leaks:?}");
+    let sites = &hunt["findings"]["sites"];
+    if python_minor() < 12 {
+        assert_eq!(sites[0]["allocated"], "test_incref_float.py:9", "{sites}");
+        assert_eq!(sites[0]["per_run"], 1.0, "{sites}");
+        assert!(sites[0]["source"]
+            .as_str()
+            .unwrap()
+            .contains("float(id(self))"));
+    } else {
+        assert_eq!(sites, &serde_json::json!([]));
+        let text = report(&hunt(
+            "fixtures/hunt",
+            &["-m", "unittest", "test_incref_float"],
+        ));
+        assert!(text.contains("tracemalloc found no line"), "{text}");
+        assert!(text.contains("free list"), "{text}");
+    }
 }
 
 #[test]
@@ -231,7 +244,11 @@ fn a_cache_that_fills_into_the_measured_runs_is_not_a_leak() {
     let text = report(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("not a leak: allocated blocks moved (+1, +1, +1), not in the confirming runs (+0, +0, +0)"),
+        text.contains("no leak: what grew in every measured run did not"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not a leak: allocated blocks moved"),
         "{text}"
     );
 }
@@ -250,15 +267,22 @@ fn on_a_debug_build_the_verdicts_agree_with_regrtest() {
         "test_incref_type",
         "test_clean",
     ];
+    // regrtest writes its reflog.txt into the current folder: a scratch one.
+    let scratch =
+        std::env::temp_dir().join(format!("refcount-lab-regrtest-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hunt");
     let regrtest = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
-        .args(["python", "-m", "test", "-R", "3:3", "--testdir", "."])
+        .args(["python", "-m", "test", "-R", "3:3", "--testdir"])
+        .arg(&fixtures)
         .args(modules)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hunt"))
+        .current_dir(&scratch)
         .output()
         .expect("regrtest runs");
-    let regrtest_text = String::from_utf8_lossy(&regrtest.stdout);
+    std::fs::remove_dir_all(&scratch).unwrap();
+    let regrtest_text = report(&regrtest);
     for module in modules {
-        let regrtest_leaks = regrtest_text.contains(&format!("{module} leaked ["));
+        let regrtest_leaks = regrtest_text.contains(&format!("{module} failed (reference leak)"));
         let output = hunt("fixtures/hunt", &["-m", "unittest", module]);
         let text = report(&output);
         assert_eq!(
