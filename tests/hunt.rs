@@ -153,21 +153,21 @@ fn an_incref_on_the_int_type_leaks_until_3_12_made_it_immortal() {
     }
 }
 
-/// Until 3.12 the float's own line; from 3.12 on the float comes from the free list the run
-/// refilled, so its block keeps the trace of where its memory was first allocated, and the
-/// report says that no line was found, and why.
+/// The float's own line, but on 3.12 and 3.13: there the leaked float reuses memory from
+/// the float free list (no new allocation for tracemalloc to see), and the report says that
+/// no line was found, and why that can happen.
 #[test]
 fn an_unreachable_leaked_float_is_found_by_the_line_that_made_it() {
-    let hunt = findings("fixtures/hunt", &["-m", "unittest", "test_incref_float"], 1);
-    let leaks: Vec<&str> = hunt["leaks"]
+    let result = findings("fixtures/hunt", &["-m", "unittest", "test_incref_float"], 1);
+    let leaks: Vec<&str> = result["leaks"]
         .as_array()
         .unwrap()
         .iter()
         .map(|l| l["metric"].as_str().unwrap())
         .collect();
     assert!(leaks.contains(&"allocated blocks"), "{leaks:?}");
-    let sites = &hunt["findings"]["sites"];
-    if python_minor() < 12 {
+    let sites = &result["findings"]["sites"];
+    if !(12..=13).contains(&python_minor()) {
         assert_eq!(sites[0]["allocated"], "test_incref_float.py:9", "{sites}");
         assert_eq!(sites[0]["per_run"], 1.0, "{sites}");
         assert!(sites[0]["source"]
