@@ -346,15 +346,20 @@ pub fn render(hunt: &Hunt) -> String {
         .iter()
         .filter(|r| r.phase == "confirming")
         .count();
-    let mut out = format!(
-        "hunt: {}: {} warm-up + {} measured runs{}\n",
-        target.join(" "),
-        config.warmup,
-        config.repeat,
-        match confirming {
-            0 => String::new(),
-            n => format!(", then 1 to warm tracemalloc up and {n} to confirm"),
-        }
+    let mut out = String::new();
+    wrapped(
+        &mut out,
+        "",
+        &format!(
+            "hunt: {}: {} warm-up + {} measured runs{}",
+            target.join(" "),
+            config.warmup,
+            config.repeat,
+            match confirming {
+                0 => String::new(),
+                n => format!(", then 1 to warm tracemalloc up and {n} to confirm"),
+            }
+        ),
     );
     let last = hunt.repetitions.last().expect("a finished hunt has runs");
     let _ = writeln!(
@@ -378,17 +383,20 @@ pub fn render(hunt: &Hunt) -> String {
         });
     }
     for leak in &hunt.leaks {
-        let _ = writeln!(
-            out,
-            "  LEAK {}: {:+.1} per run (growth per run: {}{})",
-            leak.metric,
-            leak.per_run(),
-            signed(&leak.deltas),
-            if leak.confirming.is_empty() {
-                String::new()
-            } else {
-                format!("; confirming: {}", signed(&leak.confirming))
-            }
+        wrapped(
+            &mut out,
+            "  ",
+            &format!(
+                "LEAK {}: {:+.1} per run (growth per run: {}{})",
+                leak.metric,
+                leak.per_run(),
+                signed(&leak.deltas),
+                if leak.confirming.is_empty() {
+                    String::new()
+                } else {
+                    format!("; confirming: {}", signed(&leak.confirming))
+                }
+            ),
         );
         if leak.metric == BLOCKS {
             if findings.sites.is_empty() && hunt.findings.is_some() {
@@ -427,10 +435,13 @@ pub fn render(hunt: &Hunt) -> String {
     let mut gained: Vec<&LeakedObject> = hunt.reference_leaks().collect();
     gained.sort_by(|a, b| b.per_run.total_cmp(&a.per_run));
     for object in gained.iter().take(SHOWN) {
-        let _ = writeln!(
-            out,
-            "  LEAK references to {} ({}): {:+.1} per run",
-            object.repr, object.type_name, object.per_run
+        wrapped(
+            &mut out,
+            "  ",
+            &format!(
+                "LEAK references to {} ({}): {:+.1} per run",
+                object.repr, object.type_name, object.per_run
+            ),
         );
         verdict(&mut out, object);
     }
@@ -445,15 +456,8 @@ pub fn render(hunt: &Hunt) -> String {
         } else {
             "leaking test:"
         };
-        wrapped(
-            &mut out,
-            "  ",
-            &format!(
-                "{what} {} ({})",
-                shown(&found.tests),
-                found.metrics.join(", ")
-            ),
-        );
+        let _ = writeln!(out, "  {what} {}", shown(&found.tests));
+        wrapped(&mut out, "    ", &format!("({})", found.metrics.join(", ")));
     }
     if let Some(failed) = hunt
         .repetitions
@@ -582,6 +586,11 @@ fn describe_object(out: &mut String, object: &LeakedObject) {
     verdict(out, object);
 }
 
+/// "1 reference", "2 references".
+fn references(count: i64) -> String {
+    format!("{count} reference{}", if count == 1 { "" } else { "s" })
+}
+
 /// What holds a leaked object, in words.
 fn verdict(out: &mut String, object: &LeakedObject) {
     const UNSEEN: &str = "a Py_INCREF without its Py_DECREF, or C code that keeps it without \
@@ -597,15 +606,15 @@ fn verdict(out: &mut String, object: &LeakedObject) {
             format!("over-counted: nothing the collector can see took the new references: {UNSEEN}")
         }
         (Verdict::OverCounted, LeakKind::NewObjects) => format!(
-            "over-counted: no module reaches it, and {} reference(s) to it are held by \
-             nothing the collector can see: {UNSEEN}",
-            object.excess.unwrap_or(0)
+            "over-counted: no module reaches it, and {} to it held by nothing the collector \
+             can see: {UNSEEN}",
+            references(object.excess.unwrap_or(0))
         ),
         (Verdict::Unreachable, _) => format!(
             "unreachable: no module reaches it; it is kept alive through {}, the last with \
-             {} reference(s) that nothing the collector can see holds",
+             {} that nothing the collector can see holds",
             object.kept_by.as_deref().unwrap_or("?"),
-            object.excess.unwrap_or(0)
+            references(object.excess.unwrap_or(0))
         ),
     };
     wrapped(out, "      ", &text);
