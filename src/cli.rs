@@ -223,10 +223,12 @@ pub enum Command {
         #[command(flatten)]
         python: PythonChoice,
     },
-    /// Find reference leaks on a release build of CPython: rerun a target, report what grows.
+    /// Find reference leaks on a release build of CPython: rerun a target, name what leaks.
     ///
-    /// The target runs again and again in one interpreter; what grows in every measured run
-    /// is reported, by type.
+    /// The target runs again and again in one interpreter. What grows in every measured run
+    /// (blocks, objects of a type, the references to any one object) is confirmed by more
+    /// runs with tracemalloc on, then named: the objects, the line that made them, what
+    /// holds them (or that nothing the collector can see does), and the leaking tests.
     ///
     /// TARGET is a script (re-run each time), SCRIPT::FUNCTION (imported once, the function
     /// called each time), a module with -m (e.g. `-m unittest test_module`), or pytest
