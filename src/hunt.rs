@@ -362,14 +362,21 @@ pub fn render(hunt: &Hunt) -> String {
         ),
     );
     let last = hunt.repetitions.last().expect("a finished hunt has runs");
-    let _ = writeln!(
-        out,
-        "  after the last run: {} allocated blocks, {} open file descriptors{}",
-        last.blocks,
-        last.fds,
-        last.total_refcount
-            .map(|total| format!(", total refcount {total}"))
-            .unwrap_or_default()
+    wrapped(
+        &mut out,
+        "  ",
+        &format!(
+            "after the last run: {} allocated blocks{}, {} open file descriptors{}",
+            last.blocks,
+            match last.interned {
+                0 => String::new(),
+                n => format!(" (not counting {n} strings interned for good, as regrtest)"),
+            },
+            last.fds,
+            last.total_refcount
+                .map(|total| format!(", total refcount {total}"))
+                .unwrap_or_default()
+        ),
     );
     let empty = Findings::default();
     let findings = hunt.findings.as_ref().unwrap_or(&empty);
@@ -684,6 +691,7 @@ mod tests {
         Repetition {
             index,
             blocks,
+            interned: 0,
             fds: 4,
             census: [("HashTable".to_owned(), tables)].into(),
             refcounts: Default::default(),

@@ -172,13 +172,18 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Repetition {
     pub index: usize,
+    /// Allocated blocks, less the strings interned for good (3.12+), as regrtest counts.
     pub blocks: i64,
+    /// Those strings (`sys.getunicodeinternedsize`, only the immortal ones on 3.13+).
+    #[serde(default)]
+    pub interned: i64,
     pub fds: i64,
     /// Live objects per type name (gc-tracked objects only).
     pub census: BTreeMap<String, i64>,
     /// `sys.getrefcount` of each watched object.
     pub refcounts: BTreeMap<String, i64>,
-    /// `sys.gettotalrefcount()`, on debug builds of CPython only.
+    /// `sys.gettotalrefcount()`, on debug builds of CPython only (on 3.12 less two per
+    /// interned string, as regrtest counts).
     pub total_refcount: Option<i64>,
     pub run_seconds: f64,
     pub measure_seconds: f64,
