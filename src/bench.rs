@@ -181,7 +181,7 @@ type Metric = fn(&SweepRow) -> f64;
 /// Line colours from Okabe and Ito's palette, told apart with every common colour vision
 /// deficiency (and none of them pale on white): blue, vermillion, bluish green, reddish
 /// purple.
-const SERIES_COLOURS: [RGBColor; 4] = [
+pub const SERIES_COLOURS: [RGBColor; 4] = [
     RGBColor(0x00, 0x72, 0xB2),
     RGBColor(0xD5, 0x5E, 0x00),
     RGBColor(0x00, 0x9E, 0x73),

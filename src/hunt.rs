@@ -5,6 +5,7 @@
 //! regrtest's rule for `-R`, what leaks: a metric leaks when it grew in *every* measured run
 //! after the warm-up. Warm-up runs absorb caches that fill once.
 
+use crate::bench::SERIES_COLOURS;
 use crate::faults::Fault;
 use crate::python::Python;
 use crate::runner::{self, Ending, Job, Run, ScratchDir};
@@ -645,14 +646,21 @@ pub fn plot(hunt: &Hunt, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let runs = hunt.repetitions.len();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "growth since run 1 ({} warm-up runs shaded)",
-                hunt.config.warmup
-            ),
-            ("sans-serif", 17),
+    // Runs after the measured ones were made to confirm, tracemalloc on from the first.
+    let traced_from = hunt.config.warmup + hunt.config.repeat + 1;
+    let caption = if runs >= traced_from {
+        format!(
+            "growth since run 1 (grey: {} warm-up runs; blue: runs {traced_from}-{runs}, to confirm)",
+            hunt.config.warmup
         )
+    } else {
+        format!(
+            "growth since run 1 (grey: {} warm-up runs)",
+            hunt.config.warmup
+        )
+    };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 15))
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(55)
@@ -662,8 +670,14 @@ pub fn plot(hunt: &Hunt, path: &Path) -> Result<()> {
         [(1, low), (hunt.config.warmup.max(1), high)],
         BLACK.mix(0.06).filled(),
     )))?;
+    if runs >= traced_from {
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(traced_from - 1, low), (runs, high)],
+            SERIES_COLOURS[0].mix(0.08).filled(),
+        )))?;
+    }
     for (i, (name, values)) in series.iter().enumerate() {
-        let colour = Palette99::pick(i).to_rgba();
+        let colour = SERIES_COLOURS[i % SERIES_COLOURS.len()].to_rgba();
         let points: Vec<(usize, i64)> = values
             .iter()
             .enumerate()
@@ -676,6 +690,7 @@ pub fn plot(hunt: &Hunt, path: &Path) -> Result<()> {
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()?;
