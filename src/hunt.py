@@ -88,6 +88,8 @@ class Script(Target):
             path, function = spec.rsplit("::", 1)
             self.name = os.path.splitext(os.path.basename(path))[0]
             self.namespace = runpy.run_path(path, run_name="__hunted__")
+            if not callable(self.namespace.get(function)):
+                sys.exit("%s has no function %s(): name one it defines" % (path, function))
             self.call = self.namespace[function]
         else:
             self.call = lambda: runpy.run_path(spec, run_name="__main__")
@@ -144,7 +146,10 @@ class Unittest(Target):
         if problems and tests is None and len(self.failed) >= result.testsRun:
             for test, text in problems:
                 sys.stderr.write("FAIL: %s\n%s\n" % (test.id(), text))
-            sys.exit("all %d tests failed" % result.testsRun)
+            sys.exit(
+                "every test failed (%d of %d): check the test names, and run from the folder "
+                "they import from" % (len(self.failed), result.testsRun)
+            )
 
 
 def flatten(suite):
@@ -432,6 +437,7 @@ class Series:
             values["objects: " + name] = count
         for name, count in event["refcounts"].items():
             values["refcount: " + name] = count
+        values.update(event.get("followed", {}))
         self.text = json.dumps(json.loads(self.text) + [values])
 
     def leaking(self, start):
@@ -610,10 +616,13 @@ class Hunt:
         self.config = config
         self.target = make_target(config)
         self.accepted = set(config["accept"])
+        self.skipped = []
         if self.target.tests is not None:  # accepted tests are not run at all
+            self.skipped = [t for t in self.target.tests if t in self.accepted]
             self.target.tests = [t for t in self.target.tests if t not in self.accepted]
         self.tests = self.target.tests
         self.watched = {}
+        self.followed = {}  # the objects named as gaining references, by metric name
         self.total = getattr(sys, "gettotalrefcount", None)
         self.growing = GrowingCounts()
         self.existing = array.array("q")
@@ -659,8 +668,11 @@ class Hunt:
             "interned": interned,
         }
         event["failed"] = self.target.failed
+        event["skipped"] = self.skipped
         event["census"] = census()
         event["refcounts"] = {name: sys.getrefcount(obj) for name, obj in self.watched.items()}
+        if phase == "attributing":
+            event["followed"] = {name: sys.getrefcount(obj) for name, obj in self.followed.items()}
         if follow is not None:
             follow()
         event["objects_growing"] = len(self.growing)
@@ -749,7 +761,7 @@ class Hunt:
             if obj in roots:
                 found["chain"] = roots.chain(obj)
             objects.append(found)
-            self.watched[found["repr"]] = obj  # followed while looking for the leaking tests
+            self.followed["references to " + found["repr"]] = obj  # while looking for the tests
         return objects
 
     def new_objects(self, reachable, roots, confirmed, existing, runs):
@@ -781,7 +793,7 @@ class Hunt:
         """Which tests leak: halve the suite until each leak is pinned to a test (or to a
         group that leaks only together)."""
         checks = {metric for metric in confirmed if metric != "open file descriptors"}
-        checks |= {"refcount: " + o["repr"] for o in findings["objects"] if o["kind"] == "references"}
+        checks |= set(self.followed)
         if not checks and findings["objects"]:
             checks = {"allocated blocks"}
         found = []

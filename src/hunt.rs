@@ -54,9 +54,15 @@ pub struct Leak {
 }
 
 impl Leak {
+    /// Growth per run: in the confirming runs when there were some (the first measured
+    /// run often still carries a warm-up's growth), else in the measured runs.
     pub fn per_run(&self) -> f64 {
-        let deltas = || self.deltas.iter().chain(&self.confirming);
-        deltas().sum::<i64>() as f64 / deltas().count() as f64
+        let deltas = if self.confirming.is_empty() {
+            &self.deltas
+        } else {
+            &self.confirming
+        };
+        deltas.iter().sum::<i64>() as f64 / deltas.len() as f64
     }
 }
 
@@ -175,7 +181,12 @@ fn accept(hunt: &mut Hunt) {
             .metric
             .strip_prefix("objects: ")
             .is_some_and(|name| accepted_types.contains(name));
-        if !keep {
+        let objects_named = accepted.iter().any(|a| {
+            leak.metric
+                .strip_prefix("objects: ")
+                .is_some_and(|name| a.starts_with(&format!("{name} objects")))
+        });
+        if !keep && !objects_named {
             accepted.push(leak.metric.clone());
         }
         keep
@@ -188,7 +199,7 @@ fn accept(hunt: &mut Hunt) {
     {
         accepted.extend(hunt.leaks.drain(..).map(|leak| {
             format!(
-                "{} ({:+.1} per run), taken to be the accepted objects'",
+                "{} ({:+.1} per run), counted as the accepted objects' memory",
                 leak.metric,
                 leak.per_run()
             )
@@ -337,19 +348,99 @@ fn signed(deltas: &[i64]) -> String {
 
 /// The short report.
 pub fn render(hunt: &Hunt) -> String {
+    let mut out = String::new();
+    header(&mut out, hunt);
+    let empty = Findings::default();
+    let findings = hunt.findings.as_ref().unwrap_or(&empty);
+    let (objects, totals): (Vec<&Leak>, Vec<&Leak>) = hunt
+        .leaks
+        .iter()
+        .partition(|leak| leak.metric.starts_with("objects: "));
+    // The totals, then the objects that gained references (often the cause), then the types
+    // that pile up, those with an over-counted object first.
+    for leak in totals {
+        leak_line(&mut out, leak);
+        if leak.metric == BLOCKS {
+            blocks_sites(&mut out, hunt, findings);
+        }
+    }
+    let mut explained = BTreeSet::new();
+    let mut gained: Vec<&LeakedObject> = hunt.reference_leaks().collect();
+    gained.sort_by(|a, b| b.per_run.total_cmp(&a.per_run));
+    for object in gained.iter().take(SHOWN) {
+        wrapped(
+            &mut out,
+            "  ",
+            &format!(
+                "LEAK references to {} ({}): {:+.1} per run",
+                object.repr, object.type_name, object.per_run
+            ),
+        );
+        verdict(&mut out, object, &mut explained);
+    }
+    more(
+        &mut out,
+        gained.len(),
+        "objects gained references in every run",
+    );
+    let made = |leak: &Leak| -> Vec<&LeakedObject> {
+        let name = &leak.metric["objects: ".len()..];
+        let mut made: Vec<&LeakedObject> = findings
+            .objects
+            .iter()
+            .filter(|o| o.kind == LeakKind::NewObjects && o.type_name == name)
+            .collect();
+        made.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.per_run.total_cmp(&a.per_run)));
+        made
+    };
+    let mut objects: Vec<(&Leak, Vec<&LeakedObject>)> =
+        objects.into_iter().map(|leak| (leak, made(leak))).collect();
+    objects.sort_by_key(|(_, made)| made.first().map_or(3, |o| rank(o)));
+    for (leak, made) in objects.iter().take(SHOWN) {
+        leak_line(&mut out, leak);
+        for object in made.iter().take(SHOWN) {
+            describe_object(&mut out, object, &mut explained);
+        }
+        more(&mut out, made.len(), "places that made them");
+    }
+    if objects.len() > SHOWN {
+        let _ = writeln!(
+            out,
+            "  ... and {} more types that pile up (all in --format json)",
+            objects.len() - SHOWN
+        );
+    }
+    for found in findings.tests.iter().take(SHOWN) {
+        let what = if found.together {
+            "leaks only when these run together:"
+        } else {
+            "leaking test:"
+        };
+        let _ = writeln!(out, "  {what} {}", shown(&found.tests));
+        let metrics: Vec<String> = found.metrics.iter().map(|m| plain(m)).collect();
+        wrapped(&mut out, "    ", &format!("({})", metrics.join("; ")));
+    }
+    if findings.tests.len() > SHOWN {
+        let _ = writeln!(
+            out,
+            "  ... and {} more leaking tests (all in --format json)",
+            findings.tests.len() - SHOWN
+        );
+    }
+    notes(&mut out, hunt);
+    out
+}
+
+/// The first line (what was run, how often) and the totals after the last run.
+fn header(out: &mut String, hunt: &Hunt) {
     let config = &hunt.config;
     let target: Vec<&str> = std::iter::once(config.kind)
         .chain(std::iter::once(config.target.as_str()).filter(|t| !t.is_empty()))
         .chain(config.args.iter().map(String::as_str))
         .collect();
-    let confirming = hunt
-        .repetitions
-        .iter()
-        .filter(|r| r.phase == "confirming")
-        .count();
-    let mut out = String::new();
+    let confirming = confirming_runs(hunt);
     wrapped(
-        &mut out,
+        out,
         "",
         &format!(
             "hunt: {}: {} warm-up + {} measured runs{}",
@@ -364,14 +455,17 @@ pub fn render(hunt: &Hunt) -> String {
     );
     let last = hunt.repetitions.last().expect("a finished hunt has runs");
     wrapped(
-        &mut out,
+        out,
         "  ",
         &format!(
             "after the last run: {} allocated blocks{}, {} open file descriptors{}",
             last.blocks,
             match last.interned {
                 0 => String::new(),
-                n => format!(" (not counting {n} strings interned for good, as regrtest)"),
+                n => format!(
+                    " (less {n} strings interned for good, which regrtest does not count \
+                     either)"
+                ),
             },
             last.fds,
             last.total_refcount
@@ -379,8 +473,6 @@ pub fn render(hunt: &Hunt) -> String {
                 .unwrap_or_default()
         ),
     );
-    let empty = Findings::default();
-    let findings = hunt.findings.as_ref().unwrap_or(&empty);
     if !hunt.failed() {
         out.push_str(if !hunt.accepted.is_empty() {
             "  no leak but the accepted ones\n"
@@ -390,105 +482,106 @@ pub fn render(hunt: &Hunt) -> String {
             "  no leak: what grew in every measured run did not in every confirming run\n"
         });
     }
-    for leak in &hunt.leaks {
-        wrapped(
-            &mut out,
-            "  ",
-            &format!(
-                "LEAK {}: {:+.1} per run (growth per run: {}{})",
-                leak.metric,
-                leak.per_run(),
-                signed(&leak.deltas),
-                if leak.confirming.is_empty() {
-                    String::new()
-                } else {
-                    format!("; confirming: {}", signed(&leak.confirming))
-                }
-            ),
-        );
-        if leak.metric == BLOCKS {
-            if findings.sites.is_empty() && hunt.findings.is_some() {
-                wrapped(
-                    &mut out,
-                    "    ",
-                    "tracemalloc found no line that left blocks alive in every run (an object \
-                     taken from a free list, a float for one, keeps the trace of where its \
-                     memory was first allocated)",
-                );
+}
+
+fn confirming_runs(hunt: &Hunt) -> usize {
+    hunt.repetitions
+        .iter()
+        .filter(|r| r.phase == "confirming")
+        .count()
+}
+
+/// `LEAK metric: +N per run (growth per run: …)`.
+fn leak_line(out: &mut String, leak: &Leak) {
+    wrapped(
+        out,
+        "  ",
+        &format!(
+            "LEAK {}: {:+.1} per run (growth per run: {}{})",
+            leak.metric,
+            leak.per_run(),
+            signed(&leak.deltas),
+            if leak.confirming.is_empty() {
+                String::new()
+            } else {
+                format!("; confirming: {}", signed(&leak.confirming))
             }
-            for site in &findings.sites {
-                let _ = writeln!(
-                    out,
-                    "    {:+.1} per run allocated at {}",
-                    site.per_run, site.allocated
-                );
-                if !site.source.is_empty() {
-                    let _ = writeln!(out, "        {}", site.source);
-                }
-            }
-        }
-        if let Some(name) = leak.metric.strip_prefix("objects: ") {
-            let mut made: Vec<&LeakedObject> = findings
-                .objects
-                .iter()
-                .filter(|o| o.kind == LeakKind::NewObjects && o.type_name == name)
-                .collect();
-            made.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.per_run.total_cmp(&a.per_run)));
-            for object in made.iter().take(SHOWN) {
-                describe_object(&mut out, object);
-            }
-            more(&mut out, made.len(), "places that made them");
-        }
-    }
-    let mut gained: Vec<&LeakedObject> = hunt.reference_leaks().collect();
-    gained.sort_by(|a, b| b.per_run.total_cmp(&a.per_run));
-    for object in gained.iter().take(SHOWN) {
-        wrapped(
-            &mut out,
-            "  ",
-            &format!(
-                "LEAK references to {} ({}): {:+.1} per run",
-                object.repr, object.type_name, object.per_run
-            ),
-        );
-        verdict(&mut out, object);
-    }
-    more(
-        &mut out,
-        gained.len(),
-        "objects that gained references in every run",
+        ),
     );
-    for found in &findings.tests {
-        let what = if found.together {
-            "leaks only when these run together:"
-        } else {
-            "leaking test:"
-        };
-        let _ = writeln!(out, "  {what} {}", shown(&found.tests));
-        wrapped(&mut out, "    ", &format!("({})", found.metrics.join(", ")));
-    }
-    if let Some(failed) = hunt
-        .repetitions
-        .last()
-        .map(|r| &r.failed)
-        .filter(|f| !f.is_empty())
-    {
+}
+
+/// The lines whose live blocks grew in every confirming run, or why none is shown.
+fn blocks_sites(out: &mut String, hunt: &Hunt, findings: &Findings) {
+    if findings.sites.is_empty() && hunt.findings.is_some() {
         wrapped(
-            &mut out,
+            out,
+            "    ",
+            "tracemalloc found no line that left blocks alive in every run (an object taken \
+             from a free list, a float for one, keeps the trace of where its memory was \
+             first allocated)",
+        );
+    }
+    for site in &findings.sites {
+        let _ = writeln!(
+            out,
+            "    {:+.1} per run allocated at {}",
+            site.per_run, site.allocated
+        );
+        if !site.source.is_empty() {
+            let _ = writeln!(out, "        {}", site.source);
+        }
+    }
+}
+
+/// A metric's name as a sentence would say it: `objects: dict` is `dict objects`.
+fn plain(metric: &str) -> String {
+    match metric.strip_prefix("objects: ") {
+        Some(name) => format!("{name} objects"),
+        None => metric.replace("refcount: ", "references to "),
+    }
+}
+
+/// Failed and skipped tests, accepted leaks, what moved without leaking, and the timing.
+fn notes(out: &mut String, hunt: &Hunt) {
+    let last = hunt.repetitions.last().expect("a finished hunt has runs");
+    if !last.failed.is_empty() {
+        wrapped(
+            out,
             "  ",
             &format!(
-                "note: {} test(s) failed in the last run, hunted all the same: {}",
-                failed.len(),
-                failed.join(", ")
+                "note: {} failed in the last run, hunted all the same: {}",
+                count(last.failed.len(), "test"),
+                shown(&last.failed)
             ),
+        );
+    }
+    if !last.skipped.is_empty() {
+        wrapped(
+            out,
+            "  ",
+            &format!("not run (--accept): {}", shown(&last.skipped)),
         );
     }
     for name in &hunt.accepted {
-        let _ = writeln!(out, "  accepted (--accept): {name}");
+        wrapped(out, "  ", &format!("accepted (--accept): {name}"));
+    }
+    for name in &hunt.config.accept {
+        let used = last.skipped.contains(name)
+            || hunt
+                .accepted
+                .iter()
+                .any(|a| a.split([' ', ':']).any(|word| word == name));
+        if !used {
+            wrapped(
+                out,
+                "  ",
+                &format!("note: --accept {name} matched no test and no type that leaked (a typo?)"),
+            );
+        }
     }
     for fine in &hunt.not_leaks {
         wrapped(
-            &mut out,
+            out,
             "  ",
             &format!(
                 "not a leak: {} moved ({}), {}",
@@ -511,7 +604,11 @@ pub fn render(hunt: &Hunt) -> String {
         out,
         "  per run: the target {run_ms:.1} ms, measuring after it {measure_ms:.1} ms"
     );
-    out
+}
+
+/// "1 test", "2 tests".
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// How many findings of one kind the text report shows (`--format json` has them all).
@@ -536,7 +633,7 @@ fn more(out: &mut String, total: usize, what: &str) {
     if total > SHOWN {
         let _ = writeln!(
             out,
-            "    ... and {} more {what} (--format json lists them all)",
+            "    ... and {} more {what} (all in --format json)",
             total - SHOWN
         );
     }
@@ -573,7 +670,11 @@ fn wrapped(out: &mut String, indent: &str, text: &str) {
 const WIDTH: usize = 80;
 
 /// A group of new leaked objects: how many, where they were made, what holds them.
-fn describe_object(out: &mut String, object: &LeakedObject) {
+fn describe_object(
+    out: &mut String,
+    object: &LeakedObject,
+    explained: &mut BTreeSet<&'static str>,
+) {
     let count = object.count.unwrap_or(0);
     let place = match &object.allocated {
         Some(site) => format!("allocated at {site}"),
@@ -590,8 +691,8 @@ fn describe_object(out: &mut String, object: &LeakedObject) {
     if let Some(line) = object.source.as_deref().filter(|l| !l.is_empty()) {
         let _ = writeln!(out, "        {line}");
     }
-    wrapped(out, "      ", &format!("the last: {}", object.repr));
-    verdict(out, object);
+    wrapped(out, "      ", &format!("newest: {}", object.repr));
+    verdict(out, object, explained);
 }
 
 /// "1 reference", "2 references".
@@ -600,9 +701,20 @@ fn references(count: i64) -> String {
 }
 
 /// What holds a leaked object, in words.
-fn verdict(out: &mut String, object: &LeakedObject) {
-    const UNSEEN: &str = "a Py_INCREF without its Py_DECREF, or C code that keeps it without \
-                          showing it to the collector (tp_traverse)";
+///
+/// Why a verdict can come about is said the first time it is given (`explained` keeps
+/// track); later ones say "as above".
+fn verdict(out: &mut String, object: &LeakedObject, explained: &mut BTreeSet<&'static str>) {
+    let why = |key: &'static str, text: &'static str, explained: &mut BTreeSet<&str>| {
+        if explained.insert(key) {
+            text
+        } else {
+            "as above"
+        }
+    };
+    const UNSEEN: &str = "C code keeps a reference it never releases (a Py_INCREF without its \
+                          Py_DECREF) or never shows the collector (a tp_traverse that skips \
+                          it)";
     let text = match (object.verdict, object.kind) {
         (Verdict::Held, _) => match &object.chain {
             Some(chain) => format!("held: reachable as {chain}"),
@@ -610,24 +722,38 @@ fn verdict(out: &mut String, object: &LeakedObject) {
                      module: leaked objects themselves"
                 .to_owned(),
         },
-        (Verdict::OverCounted, LeakKind::References) => {
-            format!("over-counted: nothing the collector can see took the new references: {UNSEEN}")
-        }
+        (Verdict::OverCounted, LeakKind::References) => format!(
+            "over-counted: nothing the collector can see took the new references: {}",
+            why("unseen", UNSEEN, explained)
+        ),
         (Verdict::OverCounted, LeakKind::NewObjects) => format!(
             "over-counted: no module reaches it, and {} to it held by nothing the collector \
-             can see: {UNSEEN}",
-            references(object.excess.unwrap_or(0))
+             can see: {}",
+            references(object.excess.unwrap_or(0)),
+            why("unseen", UNSEEN, explained)
         ),
         (Verdict::Unreachable, _) => format!(
-            "unreachable: no module reaches it; it is kept alive through {}, the last with \
-             {} that nothing the collector can see holds",
+            "unreachable: no module reaches it, and the collector sees every reference to \
+             it, yet did not free it. Its chain of referrers, {}, ends in an object with {} \
+             nothing the collector can see holds: {}",
             object.kept_by.as_deref().unwrap_or("?"),
-            references(object.excess.unwrap_or(0))
+            references(object.excess.unwrap_or(0)),
+            why(
+                "cycle",
+                "a cycle through an object whose tp_traverse hides references, or a \
+                 reference C code never released, keeps them all alive",
+                explained
+            )
         ),
     };
     wrapped(out, "      ", &text);
+    // Where a shared value (a small int, True, an interned string) can be reached says
+    // nothing about who took the references.
+    let shared = ["int", "bool", "float", "str", "bytes", "NoneType"];
     if let (Verdict::OverCounted, Some(chain)) = (object.verdict, &object.chain) {
-        wrapped(out, "      ", &format!("(it is reachable as {chain})"));
+        if !shared.contains(&object.type_name.as_str()) {
+            wrapped(out, "      ", &format!("(it is reachable as {chain})"));
+        }
     }
 }
 
@@ -716,6 +842,7 @@ mod tests {
             phase: String::new(),
             objects_growing: 0,
             failed: Vec::new(),
+            skipped: Vec::new(),
             tables_alive: tables,
         }
     }

@@ -194,6 +194,9 @@ pub struct Repetition {
     /// A test suite's tests that failed in this run (hunted all the same).
     #[serde(default)]
     pub failed: Vec<String>,
+    /// Tests not run because `--accept` named them.
+    #[serde(default)]
+    pub skipped: Vec<String>,
     /// HashTables alive after this run by the type's own `alloc`/`free` events; the parent
     /// counts them from the trace (the child does not send this).
     #[serde(default)]

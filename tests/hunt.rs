@@ -222,7 +222,7 @@ fn accepted_leaks_do_not_fail_the_hunt() {
     let text = report(&by_type);
     assert_eq!(by_type.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("accepted (--accept): objects: Record"),
+        text.contains("accepted (--accept): Record objects"),
         "{text}"
     );
     let by_test = hunt(
@@ -230,12 +230,41 @@ fn accepted_leaks_do_not_fail_the_hunt() {
         &[
             "--accept",
             "test_one_of_many.More.test_i",
+            "--accept",
+            "Recrod",
             "-m",
             "unittest",
             "test_one_of_many",
         ],
     );
-    assert_eq!(by_test.status.code(), Some(0), "{}", report(&by_test));
+    let text = report(&by_test);
+    assert_eq!(by_test.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("not run (--accept): test_one_of_many.More.test_i"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: --accept Recrod matched no test and no type that leaked"),
+        "{text}"
+    );
+}
+
+#[test]
+fn naming_what_is_not_there_says_what_to_do() {
+    let output = hunt("fixtures/hunt", &["leaks_one_per_run.py::nosuch"]);
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("leaks_one_per_run.py has no function nosuch(): name one it defines"),
+        "{text}"
+    );
+    let output = hunt("fixtures/hunt", &["-m", "unittest", "test_nosuch"]);
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("every test failed (1 of 1): check the test names"),
+        "{text}"
+    );
 }
 
 #[test]
