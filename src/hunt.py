@@ -183,18 +183,24 @@ class Pytest(Target):
 
     def main(self, extra, plugin):
         code = self.pytest.main(["-q", "-p", "no:cacheprovider"] + extra + self.args, plugins=[plugin])
-        if code not in (0, 5):  # 5: no tests collected
+        # 1: some tests failed (hunted all the same, as with unittest); 5: none collected.
+        if code not in (0, 1, 5):
             sys.exit("pytest exited with status %d" % code)
 
     def run(self, tests=None):
-        wanted = None if tests is None else set(tests)
+        wanted = set(self.tests if tests is None else tests)
+        failed = []
 
         class Select:
             def pytest_collection_modifyitems(self, config, items):
-                if wanted is not None:
-                    items[:] = [item for item in items if item.nodeid in wanted]
+                items[:] = [item for item in items if item.nodeid in wanted]
+
+            def pytest_runtest_logreport(self, report):
+                if report.failed:
+                    failed.append(report.nodeid)
 
         self.main([], Select())
+        self.failed = sorted(set(failed))
 
 
 def make_target(config):
