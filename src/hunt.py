@@ -724,7 +724,7 @@ class Hunt:
             for index in range(end, end + EXTRA_CONFIRM):
                 self.repetition(index, "confirming", series)
             confirmed = series.leaking(start) & suspects
-        if self.tests and len(self.tests) > 1 and (confirmed or findings["objects"]):
+        if self.tests and (confirmed or findings["objects"]):
             findings["tests"] = self.attribute(confirmed, findings)
         lab._send(dict(ev="findings", **findings))
 

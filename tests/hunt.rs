@@ -133,6 +133,10 @@ fn a_c_level_incref_on_a_long_lived_object_is_named_over_counted() {
     assert_eq!(objects[0]["verdict"], "over-counted");
     assert_eq!(objects[0]["per_run"], 1.0);
     assert_eq!(objects[0]["chain"], "test_incref_function.helper");
+    assert_eq!(
+        hunt["findings"]["tests"][0]["tests"],
+        serde_json::json!(["test_incref_function.IncrefFunction.test_incref"])
+    );
     assert_eq!(objects.as_array().unwrap().len(), 1, "{objects}");
 }
 
