@@ -1,9 +1,12 @@
 //! `refcount-lab hunt`: a refleak hunter that works on release builds of CPython.
 //!
 //! The child (`hunt.py`, compiled in) runs the target `warmup + repeat` times in one
-//! interpreter and sends what it measured after each run. This module decides, with
+//! interpreter and sends what it measured after each run; when something grew, it runs the
+//! target more times to confirm, with tracemalloc on, and sends what it found leaked (the
+//! objects, their lines, their verdicts, the leaking tests). This module decides, with
 //! regrtest's rule for `-R`, what leaks: a metric leaks when it grew in *every* measured run
-//! after the warm-up. Warm-up runs absorb caches that fill once.
+//! after the warm-up, and in every confirming run. Warm-up runs absorb caches that fill
+//! once; confirming runs, those that fill over a few runs.
 
 use crate::bench::SERIES_COLOURS;
 use crate::faults::Fault;
