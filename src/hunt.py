@@ -581,9 +581,6 @@ class Roots:
     def reaches(self, key):
         return key in self.parent
 
-    def __contains__(self, obj):
-        return id(obj) in self.parent
-
     def chain(self, obj):
         path = [obj]
         while True:
@@ -764,7 +761,7 @@ class Hunt:
                 found["verdict"] = "held"
             else:
                 found["verdict"] = "over-counted"
-            if obj in roots:
+            if roots.reaches(key):
                 found["chain"] = roots.chain(obj)
             objects.append(found)
             self.followed["references to " + found["repr"]] = obj  # while looking for the tests

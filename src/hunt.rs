@@ -553,7 +553,7 @@ fn notes(out: &mut String, hunt: &Hunt) {
             "  ",
             &format!(
                 "note: {} failed in the last run, hunted all the same: {}",
-                count(last.failed.len(), "test"),
+                count(last.failed.len() as i64, "test"),
                 shown(&last.failed)
             ),
         );
@@ -610,7 +610,7 @@ fn notes(out: &mut String, hunt: &Hunt) {
 }
 
 /// "1 test", "2 tests".
-fn count(n: usize, what: &str) -> String {
+fn count(n: i64, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
@@ -698,11 +698,6 @@ fn describe_object(
     verdict(out, object, explained);
 }
 
-/// "1 reference", "2 references".
-fn references(count: i64) -> String {
-    format!("{count} reference{}", if count == 1 { "" } else { "s" })
-}
-
 /// What holds a leaked object, in words.
 ///
 /// Why a verdict can come about is said the first time it is given (`explained` keeps
@@ -732,7 +727,7 @@ fn verdict(out: &mut String, object: &LeakedObject, explained: &mut BTreeSet<&'s
         (Verdict::OverCounted, LeakKind::NewObjects) => format!(
             "over-counted: no module reaches it, and {} to it held by nothing the collector \
              can see: {}",
-            references(object.excess.unwrap_or(0)),
+            count(object.excess.unwrap_or(0), "reference"),
             why("unseen", UNSEEN, explained)
         ),
         (Verdict::Unreachable, _) => format!(
@@ -740,7 +735,7 @@ fn verdict(out: &mut String, object: &LeakedObject, explained: &mut BTreeSet<&'s
              it, yet did not free it. Its chain of referrers, {}, ends in an object with {} \
              nothing the collector can see holds: {}",
             object.kept_by.as_deref().unwrap_or("?"),
-            references(object.excess.unwrap_or(0)),
+            count(object.excess.unwrap_or(0), "reference"),
             why(
                 "cycle",
                 "a cycle through an object whose tp_traverse hides references, or a \

@@ -329,27 +329,23 @@ fn on_a_debug_build_the_verdicts_agree_with_regrtest() {
     }
 }
 
-fn python_minor() -> u32 {
+/// What the chosen interpreter prints for `code`.
+fn python_says(code: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
-        .args(["python", "-c", "import sys; print(sys.version_info[1])"])
+        .args(["python", "-c", code])
         .output()
         .expect("refcount-lab python runs");
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn python_minor() -> u32 {
+    python_says("import sys; print(sys.version_info[1])")
         .parse()
         .expect("a minor version")
 }
 
 fn is_debug_build() -> bool {
-    let output = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
-        .args([
-            "python",
-            "-c",
-            "import sys; print(hasattr(sys, 'gettotalrefcount'))",
-        ])
-        .output()
-        .expect("refcount-lab python runs");
-    String::from_utf8_lossy(&output.stdout).trim() == "True"
+    python_says("import sys; print(hasattr(sys, 'gettotalrefcount'))") == "True"
 }
 
 #[test]
