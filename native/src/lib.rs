@@ -32,6 +32,7 @@
 mod faults;
 mod iter;
 mod pytype;
+mod safe;
 mod table;
 mod trace;
 
@@ -206,7 +207,34 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
         if PyModule_AddObjectRef(module, c"HashTable".as_ptr(), table_type) < 0 {
             return -1;
         }
+        if add_safe_table(module) < 0 {
+            return -1;
+        }
         add_version(module)
+    }
+}
+
+/// `hashtable.SafeHashTable`, the same table in safe PyO3 (`safe.rs`), for comparison.
+///
+/// # Safety
+/// `module` must be the module being initialised; the GIL must be held.
+unsafe fn add_safe_table(module: *mut PyObject) -> c_int {
+    // SAFETY: module init runs attached to the interpreter, and `module` is a live module
+    // borrowed for the length of this call.
+    let (py, module) = unsafe {
+        let py = pyo3::Python::assume_attached();
+        (py, pyo3::Bound::from_borrowed_ptr(py, module))
+    };
+    let added = module
+        .cast_into::<pyo3::types::PyModule>()
+        .map_err(pyo3::PyErr::from)
+        .and_then(|module| safe::add_to(&module));
+    match added {
+        Ok(()) => 0,
+        Err(error) => {
+            error.restore(py);
+            -1
+        }
     }
 }
 

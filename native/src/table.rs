@@ -1,8 +1,9 @@
 //! The chained hash table itself, in plain Rust: buckets, chains, load and resizing.
 //!
-//! It stores pointers (`P`: `*mut PyObject` in `pytype.rs`) but never dereferences them,
-//! never touches a reference count and never calls into Python: who owns those pointers is
-//! decided one layer up, in `pytype.rs`, where every `Py_INCREF`/`Py_DECREF` is written out.
+//! It stores references (`P`: `*mut PyObject` in `pytype.rs`, `Py<PyAny>` in `safe.rs`) but
+//! never dereferences them, never touches a reference count and never calls into Python: who
+//! owns them is decided one layer up, in `pytype.rs`, where every `Py_INCREF`/`Py_DECREF` is
+//! written out (in `safe.rs` the types decide: a `Py<PyAny>` owns its reference).
 //! Keeping the two apart makes the refcounting easy to read and lets this file be tested
 //! without an interpreter (or even pyo3).
 //!
@@ -48,7 +49,7 @@ pub struct Table<P> {
     version: u64,
 }
 
-impl<P: Copy> Table<P> {
+impl<P> Table<P> {
     /// A table of `size` empty buckets. Callers validate `0 < size <= MAX_SIZE` and
     /// `0 < max_load <= 1`.
     pub fn new(size: usize, max_load: f64) -> Table<P> {
@@ -98,8 +99,8 @@ impl<P: Copy> Table<P> {
         link(self.nodes[slot].next)
     }
 
-    pub fn get(&self, slot: Slot) -> Option<Entry<P>> {
-        self.nodes.get(slot).map(|node| node.entry)
+    pub fn entry(&self, slot: Slot) -> Option<&Entry<P>> {
+        self.nodes.get(slot).map(|node| &node.entry)
     }
 
     /// No room for another entry ([`MAX_SIZE`] entries): callers check before inserting.
@@ -195,6 +196,13 @@ impl<P: Copy> Table<P> {
         }
         self.resizes += 1;
         self.version += 1;
+    }
+}
+
+impl<P: Copy> Table<P> {
+    /// A copy of the entry at `slot` (for raw pointers, which copy freely).
+    pub fn get(&self, slot: Slot) -> Option<Entry<P>> {
+        self.entry(slot).copied()
     }
 }
 

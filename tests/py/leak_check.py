@@ -15,18 +15,17 @@ import io
 import sys
 import unittest
 
-import hashtable
 import test_hashtable
 import test_mapping_protocol
 import test_model
+from subject import HashTable
 
 WARMUP, MEASURED = 5, 5
 test_model.STEPS = 3_000  # the whole model test is 200,000 operations: too many, ten times
 
 
 def live_tables():
-    return sum(1 for o in gc.get_objects() if type(o).__name__ == "HashTable"
-               or isinstance(o, hashtable.HashTable))
+    return sum(1 for o in gc.get_objects() if isinstance(o, HashTable))
 
 
 def run_suites():
@@ -55,9 +54,9 @@ for run in range(1, MEASURED + 1):
     tables, blocks = measure()
     growth.append(blocks - previous_blocks)
     previous_blocks = blocks
-    print("run %d: %d tests, live HashTables %d (baseline %d), allocated blocks %+d"
-          % (run, tests, tables, baseline_tables, growth[-1]))
-    assert tables == baseline_tables, "HashTable objects leaked"
+    print("run %d: %d tests, live %s objects %d (baseline %d), allocated blocks %+d"
+          % (run, tests, HashTable.__name__, tables, baseline_tables, growth[-1]))
+    assert tables == baseline_tables, "%s objects leaked" % HashTable.__name__
 mean = sum(growth) / len(growth)
 print("mean allocated-block growth per run: %+.1f" % mean)
 assert mean < 1, "allocated blocks grow by %.1f per run: %s" % (mean, growth)

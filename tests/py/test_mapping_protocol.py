@@ -1,4 +1,5 @@
-"""CPython's own mapping test-suite (test.mapping_tests) run against hashtable.HashTable.
+"""CPython's own mapping test-suite (test.mapping_tests) run against the table type
+(hashtable.HashTable, or SafeHashTable).
 
 BasicTestMappingProtocol runs whole. TestMappingProtocol runs whole but for
 test_constructor: it builds tables as `type2test(x=1, y=2)`, like dict(x=1, y=2), while
@@ -17,7 +18,7 @@ except ImportError:
         "another interpreter (REFCOUNT_LAB_PYTHON=/path/to/python cargo test)." % sys.executable
     )
 
-from hashtable import HashTable
+from subject import HashTable
 
 
 class BasicProtocol(mapping_tests.BasicTestMappingProtocol):
