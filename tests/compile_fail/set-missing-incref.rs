@@ -1,0 +1,15 @@
+// set() returns the table itself, so calls chain; the raw fault returns `self` without
+// taking a reference for the caller.
+use pyo3::prelude::*;
+
+#[pyclass]
+struct Table {}
+
+#[pymethods]
+impl Table {
+    fn set<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
+        *slf // hand back the reference we were lent, as if it were a new one
+    }
+}
+
+fn main() {}
