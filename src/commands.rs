@@ -59,6 +59,9 @@ pub fn run_lesson(
         &python.describe(),
         !predict,
     ));
+    if lesson.safe_pyo3_table {
+        show(&render::safe_pyo3(painter));
+    }
     let answers = if predict {
         ask(painter, &lesson.questions)?
     } else {

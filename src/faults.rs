@@ -38,6 +38,12 @@ pub enum Fault {
     ReleasesBorrowedBuiltins,
     /// When `hash_func` fails or returns a non-int, its result leaks and its error is replaced.
     HashErrorLeak,
+    /// `SafeHashTable.__traverse__` shows the GC nothing the table holds (safe PyO3).
+    SafeNoTraverse,
+    /// `SafeHashTable()` forgets a clone of `hash_func` with `mem::forget` (safe PyO3).
+    SafeMemForget,
+    /// `SafeHashTable` also keeps every new key in a `static` list (safe PyO3).
+    SafeStaticKeepsKeys,
 }
 
 /// What a fault does to a run when a demo exercises it.
@@ -61,6 +67,22 @@ pub struct FaultInfo {
     pub summary: &'static str,
     /// The same site as a C extension would write it: what learners will type.
     pub c: CSite,
+    /// What becomes of the fault when the table is written in safe PyO3.
+    pub safe: InSafePyO3,
+}
+
+/// What a fault becomes in safe PyO3 (`SafeHashTable`, lesson 19).
+#[derive(Debug, PartialEq, Eq)]
+pub enum InSafePyO3 {
+    /// The closest safe code does not compile: `tests/compile_fail/<fault>.rs` holds it, and
+    /// the message rustc gives (`compiler.rs`).
+    CompileError,
+    /// There is nothing to write it with, for this reason.
+    CannotHappen(&'static str),
+    /// Safe code can still do it: the `SafeHashTable` fault that shows how.
+    StillPossible(Fault),
+    /// A fault of `SafeHashTable` itself: safe code that still has the bug.
+    SafeCode,
 }
 
 /// A fault site's two variants in C.
@@ -82,6 +104,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "Py_INCREF(self);\nreturn (PyObject *)self;",
             faulty: "return (PyObject *)self;",
         },
+        safe: InSafePyO3::CompileError,
     },
     FaultInfo {
         fault: Fault::DeallocMissingDecref,
@@ -94,6 +117,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "Py_CLEAR(self->hash_func);",
             faulty: "/* self->hash_func is never released */",
         },
+        safe: InSafePyO3::StillPossible(Fault::SafeMemForget),
     },
     FaultInfo {
         fault: Fault::HashResultLeak,
@@ -106,6 +130,9 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL) return -1;\nPy_hash_t hash = PyObject_Hash(result);\nPy_DECREF(result);",
             faulty: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL) return -1;\nPy_hash_t hash = PyObject_Hash(result);\n/* result is never released */",
         },
+        safe: InSafePyO3::CannotHappen(
+            "the call returns a Bound, which releases its reference when it goes out of scope",
+        ),
     },
     FaultInfo {
         fault: Fault::GetBorrowedReturn,
@@ -118,6 +145,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "Py_INCREF(value);\nreturn value;",
             faulty: "return value;  /* the table's own reference */",
         },
+        safe: InSafePyO3::CompileError,
     },
     FaultInfo {
         fault: Fault::RemoveDoubleDecref,
@@ -130,6 +158,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "return value;  /* the table's reference moves to the caller */",
             faulty: "Py_DECREF(value);\nreturn value;",
         },
+        safe: InSafePyO3::CompileError,
     },
     FaultInfo {
         fault: Fault::SetMissingKeyIncref,
@@ -142,6 +171,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "Py_INCREF(key);\nentry->key = key;",
             faulty: "entry->key = key;",
         },
+        safe: InSafePyO3::CompileError,
     },
     FaultInfo {
         fault: Fault::ErrorPathLeak,
@@ -154,6 +184,9 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "Py_INCREF(value);\nPy_hash_t hash = call_hash_func(self, key);\nif (hash == -1 && PyErr_Occurred()) {\n    Py_DECREF(value);\n    return -1;\n}",
             faulty: "Py_INCREF(value);\nPy_hash_t hash = call_hash_func(self, key);\nif (hash == -1 && PyErr_Occurred()) {\n    return -1;\n}",
         },
+        safe: InSafePyO3::CannotHappen(
+            "`?` returns early and drops every reference taken so far",
+        ),
     },
     FaultInfo {
         fault: Fault::ItemsStealsBorrowed,
@@ -166,6 +199,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "PyTuple_SetItem(pair, 0, Py_NewRef(entry->key));\nPyTuple_SetItem(pair, 1, Py_NewRef(entry->value));",
             faulty: "PyTuple_SetItem(pair, 0, entry->key);\nPyTuple_SetItem(pair, 1, entry->value);",
         },
+        safe: InSafePyO3::CompileError,
     },
     FaultInfo {
         fault: Fault::UpdateUsesReleasedPair,
@@ -178,6 +212,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "PyObject *key = PyTuple_GetItem(pair, 0);    /* borrowed */\nPyObject *value = PyTuple_GetItem(pair, 1);  /* borrowed */\nint err = hashtable_insert(self, key, value);\nPy_DECREF(pair);",
             faulty: "PyObject *key = PyTuple_GetItem(pair, 0);    /* borrowed */\nPyObject *value = PyTuple_GetItem(pair, 1);  /* borrowed */\nPy_DECREF(pair);\nint err = hashtable_insert(self, key, value);",
         },
+        safe: InSafePyO3::CompileError,
     },
     FaultInfo {
         fault: Fault::ClearReturnsBorrowedNone,
@@ -190,6 +225,9 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "return Py_NewRef(Py_None);",
             faulty: "return Py_None;",
         },
+        safe: InSafePyO3::CannotHappen(
+            "a method returns (), and PyO3 makes a reference to None of its own",
+        ),
     },
     FaultInfo {
         fault: Fault::NoTraverse,
@@ -202,6 +240,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "Py_VISIT(Py_TYPE(self));\nPy_VISIT(self->hash_func);\nfor (Py_ssize_t i = 0; i < self->load; i++) {\n    Py_VISIT(self->entries[i].key);\n    Py_VISIT(self->entries[i].value);\n}\nreturn 0;",
             faulty: "Py_VISIT(Py_TYPE(self));\nreturn 0;  /* hash_func, keys and values never visited */",
         },
+        safe: InSafePyO3::StillPossible(Fault::SafeNoTraverse),
     },
     FaultInfo {
         fault: Fault::TrustsArgumentType,
@@ -214,6 +253,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "if (!PyObject_TypeCheck(other, state->table_type)) {\n    PyErr_Format(PyExc_TypeError, \"merge() takes a HashTable, not %s\",\n                 Py_TYPE(other)->tp_name);\n    return NULL;\n}\nHashTableObject *source = (HashTableObject *)other;",
             faulty: "HashTableObject *source = (HashTableObject *)other;  /* never checked */",
         },
+        safe: InSafePyO3::CompileError,
     },
     FaultInfo {
         fault: Fault::ModuleAddObject,
@@ -226,6 +266,7 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "PyObject *version = PyUnicode_FromString(VERSION);\nif (version == NULL) {\n    return -1;\n}\n/* The module takes its own reference. */\nint added = PyModule_AddObjectRef(module, \"__version__\", version);\nPy_DECREF(version);  /* ours, added or not */\nreturn added;\n/* 3.13+: PyModule_Add takes the reference even when it fails, and a NULL\n   (a failed creation) just makes it fail, so all of this is one call:\n   return PyModule_Add(module, \"__version__\",\n                       PyUnicode_FromString(VERSION)); */",
             faulty: "PyObject *version = PyUnicode_FromString(VERSION);\nif (version == NULL) {\n    return -1;\n}\nif (PyModule_AddObject(module, \"__version__\", version) < 0) {\n    return -1;  /* leaks version: only a success steals it */\n}\nPy_DECREF(version);  /* releases the reference AddObject took */\nreturn 0;",
         },
+        safe: InSafePyO3::CompileError,
     },
     FaultInfo {
         fault: Fault::ReleasesBorrowedBuiltins,
@@ -238,6 +279,9 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "PyObject *builtins = PyEval_GetBuiltins();  /* borrowed */\nPyObject *hash = PyDict_GetItemWithError(builtins, name); /* borrowed */\n/* nothing to release */",
             faulty: "PyObject *builtins = PyEval_GetBuiltins();  /* borrowed */\nPyObject *hash = PyDict_GetItemWithError(builtins, name); /* borrowed */\nPy_DECREF(builtins);  /* never ours to release */",
         },
+        safe: InSafePyO3::CannotHappen(
+            "a borrowed &Bound has nothing to release: dropping a reference does nothing",
+        ),
     },
     FaultInfo {
         fault: Fault::HashErrorLeak,
@@ -250,6 +294,48 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL) {\n    return -1;  /* the call's own exception goes up */\n}\nif (!PyLong_Check(result)) {\n    PyErr_Format(PyExc_TypeError,\n        \"hash_func must return an int, but it returned %s for key %R\",\n        Py_TYPE(result)->tp_name, key);\n    Py_DECREF(result);\n    return -1;\n}",
             faulty: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL || !PyLong_Check(result)) {\n    PyErr_SetString(PyExc_TypeError, \"hash_func did not return an int\");\n    return -1;  /* result leaks; a raised error is replaced */\n}",
         },
+        safe: InSafePyO3::CannotHappen(
+            "the result is dropped on the error path too, and `?` passes the call's error up",
+        ),
+    },
+    FaultInfo {
+        fault: Fault::SafeNoTraverse,
+        lesson: 19,
+        site: "SafeHashTable.__traverse__",
+        expected: Expected::Leak,
+        summary: "safe PyO3 still needs __traverse__ to visit what the table holds: one \
+                  that visits nothing leaves a table that contains itself uncollected",
+        c: CSite {
+            correct: "Py_VISIT(self->hash_func);\nfor (Py_ssize_t i = 0; i < self->load; i++) {\n    Py_VISIT(self->entries[i].key);\n    Py_VISIT(self->entries[i].value);\n}\nreturn 0;",
+            faulty: "return 0;  /* nothing visited */",
+        },
+        safe: InSafePyO3::SafeCode,
+    },
+    FaultInfo {
+        fault: Fault::SafeMemForget,
+        lesson: 19,
+        site: "SafeHashTable()",
+        expected: Expected::Leak,
+        summary: "mem::forget is safe Rust: a forgotten clone of hash_func is a reference \
+                  nobody releases, one more per table, as in lesson 4",
+        c: CSite {
+            correct: "Py_INCREF(hash_func);  /* the table's own reference */\nself->hash_func = hash_func;",
+            faulty: "Py_INCREF(hash_func);  /* the table's own reference */\nPy_INCREF(hash_func);  /* and one that nobody owns */\nself->hash_func = hash_func;",
+        },
+        safe: InSafePyO3::SafeCode,
+    },
+    FaultInfo {
+        fault: Fault::SafeStaticKeepsKeys,
+        lesson: 19,
+        site: "storing a new key in a SafeHashTable",
+        expected: Expected::Leak,
+        summary: "a static is never dropped: a key logged in a static list stays alive \
+                  after its table is gone, to the end of the process",
+        c: CSite {
+            correct: "/* the table's entry is the only reference it takes */",
+            faulty: "static PyObject *keys_seen;  /* a list, made at module init */\nif (PyList_Append(keys_seen, key) < 0) {  /* never emptied */\n    return -1;\n}",
+        },
+        safe: InSafePyO3::SafeCode,
     },
 ];
 
@@ -287,6 +373,9 @@ impl Fault {
             Fault::ModuleAddObject => "module-add-object",
             Fault::ReleasesBorrowedBuiltins => "releases-borrowed-builtins",
             Fault::HashErrorLeak => "hash-error-leak",
+            Fault::SafeNoTraverse => "safe-no-traverse",
+            Fault::SafeMemForget => "safe-mem-forget",
+            Fault::SafeStaticKeepsKeys => "safe-static-keeps-keys",
         }
     }
 
@@ -338,6 +427,21 @@ mod tests {
         }
         let message = Fault::from_name("nope").unwrap_err().to_string();
         assert!(message.contains("set-missing-incref"), "{message}");
+    }
+
+    #[test]
+    fn safe_pyo3_points_from_raw_faults_to_safe_ones() {
+        for row in CATALOGUE {
+            let name = row.fault.name();
+            match row.safe {
+                InSafePyO3::StillPossible(safe) => {
+                    assert_eq!(info(safe).safe, InSafePyO3::SafeCode, "{name}");
+                    assert!(!name.starts_with("safe-"), "{name}");
+                }
+                InSafePyO3::SafeCode => assert!(name.starts_with("safe-"), "{name}"),
+                _ => assert!(!name.starts_with("safe-"), "{name}"),
+            }
+        }
     }
 
     #[test]

@@ -39,6 +39,9 @@ struct Metadata {
     /// What the learner is asked to predict before the runs.
     #[serde(default, rename = "question")]
     questions: Vec<QuestionMetadata>,
+    /// Shows the catalogue as safe PyO3 sees it, with the compiler's messages, before the runs.
+    #[serde(default)]
+    safe_pyo3_table: bool,
 }
 
 /// A `[[question]]` of `lesson.toml`.
@@ -157,6 +160,8 @@ pub struct Lesson {
     pub prose: String,
     pub questions: Vec<Question>,
     pub demo: Demo,
+    /// Shows the catalogue as safe PyO3 sees it before the runs (`render::safe_pyo3`).
+    pub safe_pyo3_table: bool,
 }
 
 const OUTCOME_KINDS: &[&str] = &["ok", "leaked", "crashed", "error", "timeout"];
@@ -230,6 +235,7 @@ impl Lesson {
             explanation: printable(meta.explanation.trim()),
             prose: printable(&prose),
             demo,
+            safe_pyo3_table: meta.safe_pyo3_table,
         })
     }
 }

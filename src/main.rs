@@ -15,6 +15,7 @@ mod bench;
 mod cbuild;
 mod cli;
 mod commands;
+mod compiler;
 mod exercises;
 mod faults;
 mod hunt;

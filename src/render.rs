@@ -4,7 +4,8 @@
 //! never`, `NO_COLOR`, or not a terminal) is stable across runs and Python versions: no
 //! addresses, no timings, refcounts of watched objects as deltas from their baseline.
 
-use crate::faults::{self, Expected, Fault, CATALOGUE};
+use crate::compiler;
+use crate::faults::{self, Expected, Fault, InSafePyO3, CATALOGUE};
 use crate::lessons::{Lesson, Observation, Question, Shown, Topic};
 use crate::markdown;
 use crate::outcome::{self, Leak, Outcome};
@@ -561,6 +562,62 @@ pub fn site(p: Painter, fault: Fault) -> String {
         for line in code.lines() {
             let _ = writeln!(out, "    {}", p.paint(style, line));
         }
+    }
+    out
+}
+
+/// The catalogue as safe PyO3 sees it (lesson 19): each raw fault, what it did, and what
+/// becomes of it in safe PyO3; then the compiler's message for each fault it rules out.
+pub fn safe_pyo3(p: Painter) -> String {
+    let mut out = String::new();
+    p.section(&mut out, "each fault of the raw type, in safe PyO3");
+    let _ = writeln!(out, "  {:<28} {:<13} safe PyO3", "fault", "raw pyo3-ffi");
+    let mut reasons = Vec::new();
+    for info in CATALOGUE {
+        let (verdict, style) = match info.safe {
+            InSafePyO3::SafeCode => continue,
+            InSafePyO3::CompileError => {
+                let message = compiler::case(info.fault).map_or("", |case| case.message);
+                let codes = compiler::error_codes(message).join(", ");
+                (format!("does not compile ({codes})"), Style::Good)
+            }
+            InSafePyO3::CannotHappen(why) => {
+                reasons.push((info.fault.name(), why));
+                ("cannot happen (below)".to_owned(), Style::Good)
+            }
+            InSafePyO3::StillPossible(safe) => {
+                (format!("still possible: {}", safe.name()), Style::Bad)
+            }
+        };
+        let raw = match info.expected {
+            Expected::Crash => "crash",
+            Expected::Leak => "leak",
+            Expected::CrashBefore3_12 => "crash < 3.12",
+        };
+        let _ = writeln!(
+            out,
+            "  {:<28} {raw:<13} {}",
+            info.fault.name(),
+            p.paint(style, &verdict)
+        );
+    }
+    p.section(&mut out, "why some cannot happen");
+    for (name, why) in reasons {
+        let lines = wrap(why, p.width.saturating_sub(6).max(40));
+        let _ = writeln!(out, "  {name}:\n    {}", lines.join("\n    "));
+    }
+    p.section(&mut out, "what the compiler says to the others");
+    for case in compiler::CASES {
+        let _ = writeln!(out, "  {} ({}):", case.fault.name(), case.path);
+        for line in case.message.trim_end().lines() {
+            let line = line.trim_end();
+            if line.is_empty() {
+                out.push('\n');
+            } else {
+                let _ = writeln!(out, "    {}", p.paint(Style::Dim, line));
+            }
+        }
+        out.push('\n');
     }
     out
 }

@@ -14,6 +14,7 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../native/src/pytype.rs"),
     ),
     ("native/src/lib.rs", include_str!("../native/src/lib.rs")),
+    ("native/src/safe.rs", include_str!("../native/src/safe.rs")),
 ];
 
 /// Lines of one branch of a site: the 1-based number of the first, and the text.
