@@ -1,7 +1,7 @@
 """The measurements behind `refcount-lab bench`, run in a child interpreter.
 
-Prints one JSON document: HashTable against dict (throughput ratios per round, memory per
-entry), and a sweep of the talk's three knobs (hash function, initial size, max load).
+Prints one JSON document: HashTable and SafeHashTable against dict and each other
+(throughput ratios per round), memory per entry, and a sweep of the talk's three knobs (hash function, initial size, max load).
 Everything but the timings is deterministic (the parent fixes PYTHONHASHSEED).
 """
 
@@ -11,7 +11,7 @@ import statistics
 import sys
 import time
 
-from hashtable import HashTable, terrible_hash
+from hashtable import HashTable, SafeHashTable, terrible_hash
 
 
 def digit_sum_hash(key):
@@ -49,32 +49,39 @@ def timed(operation, table, keys):
 
 
 def compare_with_dict(n, rounds):
-    """Per key kind and operation: HashTable throughput / dict throughput, one ratio a round."""
+    """Per key kind and operation, one ratio a round of each: HashTable / dict, SafeHashTable /
+    dict and SafeHashTable / HashTable throughput, all three timed in the same round."""
     key_sets = {"int": list(range(n)), "str": ["key%d" % i for i in range(n)]}
-    ratios = {(kind, name): [] for kind in key_sets for name, _ in OPERATIONS}
+    contenders = [dict, HashTable, SafeHashTable]
+    pairs = {"ratios": (HashTable, dict), "safe_ratios": (SafeHashTable, dict),
+             "safe_vs_raw": (SafeHashTable, HashTable)}
+    ratios = {(kind, name): {field: [] for field in pairs}
+              for kind in key_sets for name, _ in OPERATIONS}
     for round_number in range(rounds):
         for kind, keys in key_sets.items():
-            # Alternate which type goes first, so neither always runs on a warmer cache.
-            types = [dict, HashTable] if round_number % 2 == 0 else [HashTable, dict]
+            # Rotate which type goes first, so none always runs on a warmer cache.
+            shift = round_number % len(contenders)
             seconds = {}
-            for make in types:
+            for make in contenders[shift:] + contenders[:shift]:
                 table = make()
                 for name, operation in OPERATIONS:
                     seconds[make, name] = timed(operation, table, keys)
             for name, _ in OPERATIONS:
-                ratios[kind, name].append(seconds[dict, name] / seconds[HashTable, name])
+                for field, (faster, than) in pairs.items():
+                    ratios[kind, name][field].append(seconds[than, name] / seconds[faster, name])
     return [
-        {"keys": kind, "operation": name, "ratios": values}
-        for (kind, name), values in ratios.items()
+        dict(keys=kind, operation=name, **fields)
+        for (kind, name), fields in ratios.items()
     ]
 
 
 def memory_per_entry(n):
     """sys.getsizeof per entry (the container's own memory; keys and values excluded)."""
-    table, plain = HashTable(), {}
+    table, safe, plain = HashTable(), SafeHashTable(), {}
     for key in range(n):
-        table[key] = plain[key] = key
-    return {"entries": n, "hashtable": sys.getsizeof(table) / n, "dict": sys.getsizeof(plain) / n}
+        table[key] = safe[key] = plain[key] = key
+    return {"entries": n, "hashtable": sys.getsizeof(table) / n,
+            "safe": sys.getsizeof(safe) / n, "dict": sys.getsizeof(plain) / n}
 
 
 def sweep(n):

@@ -25,12 +25,18 @@ pub struct Report {
     pub sweep: Vec<SweepRow>,
 }
 
-/// HashTable throughput / dict throughput for one operation on one kind of key, per round.
+/// Throughput ratios for one operation on one kind of key, one per round, all three timed
+/// in the same round.
 #[derive(Debug, Deserialize)]
 pub struct Comparison {
     pub keys: String,
     pub operation: String,
+    /// HashTable / dict.
     pub ratios: Vec<f64>,
+    /// SafeHashTable / dict.
+    pub safe_ratios: Vec<f64>,
+    /// SafeHashTable / HashTable.
+    pub safe_vs_raw: Vec<f64>,
 }
 
 /// Container bytes per entry (keys and values not included).
@@ -38,6 +44,8 @@ pub struct Comparison {
 pub struct Memory {
     pub entries: usize,
     pub hashtable: f64,
+    /// SafeHashTable.
+    pub safe: f64,
     pub dict: f64,
 }
 
@@ -99,26 +107,37 @@ pub fn render(report: &Report) -> String {
          HashTable / dict (above 1: HashTable is faster)\n",
         report.entries, report.rounds
     );
-    let _ = writeln!(out, "  keys  operation     min  median     max");
-    for row in &report.versus_dict {
-        let (min, median, max) = min_median_max(&row.ratios);
-        let _ = writeln!(
-            out,
-            "  {:<5} {:<10} {min:>6.2}× {median:>6.2}× {max:>6.2}×",
-            row.keys, row.operation
-        );
-    }
+    ratio_table(&mut out, report, |row| &row.ratios);
+    let _ = writeln!(
+        out,
+        "\nThe same table in safe PyO3 (SafeHashTable), timed in the same rounds: throughput \
+         ratio SafeHashTable / dict, then SafeHashTable / HashTable\n"
+    );
+    ratio_table(&mut out, report, |row| &row.safe_ratios);
+    out.push('\n');
+    ratio_table(&mut out, report, |row| &row.safe_vs_raw);
+    let _ = writeln!(
+        out,
+        "\n  Where the difference comes from: the same table.rs underneath; on top, PyO3 \
+         checks\n  and converts arguments and results, takes the table's borrow flag on \
+         each access,\n  and clones (increfs) each stored key it compares, where the raw \
+         type skips that\n  for exact str and int keys."
+    );
     let _ = writeln!(
         out,
         "\nMemory per entry (int keys; the container's own memory, keys and values not counted)\n"
     );
-    let _ = writeln!(out, "  entries  HashTable      dict  HashTable / dict");
+    let _ = writeln!(
+        out,
+        "  entries  HashTable  SafeHashTable      dict  HashTable / dict"
+    );
     for memory in &report.memory {
         let _ = writeln!(
             out,
-            "  {:>7}  {:>7.1} B  {:>6.1} B  {:>15.2}×",
+            "  {:>7}  {:>7.1} B  {:>11.1} B  {:>6.1} B  {:>15.2}×",
             memory.entries,
             memory.hashtable,
+            memory.safe,
             memory.dict,
             memory.hashtable / memory.dict
         );
@@ -150,6 +169,19 @@ pub fn render(report: &Report) -> String {
         );
     }
     out
+}
+
+/// One row per key kind and operation: min, median and max of one ratio over the rounds.
+fn ratio_table(out: &mut String, report: &Report, ratios: fn(&Comparison) -> &Vec<f64>) {
+    let _ = writeln!(out, "  keys  operation     min  median     max");
+    for row in &report.versus_dict {
+        let (min, median, max) = min_median_max(ratios(row));
+        let _ = writeln!(
+            out,
+            "  {:<5} {:<10} {min:>6.2}× {median:>6.2}× {max:>6.2}×",
+            row.keys, row.operation
+        );
+    }
 }
 
 /// The sweep as CSV, one row per configuration.

@@ -22,6 +22,7 @@ fn bench_quick(dir: &std::path::Path) -> Vec<String> {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("HashTable against dict") && stdout.contains("Memory per entry"));
+    assert!(stdout.contains("SafeHashTable / HashTable"), "{stdout}");
     for plot in ["get-throughput.svg", "set-throughput.svg", "max-chain.svg"] {
         let svg = std::fs::read_to_string(plots.join(plot)).unwrap();
         assert!(
