@@ -118,10 +118,11 @@ pub fn render(report: &Report) -> String {
     ratio_table(&mut out, report, |row| &row.safe_vs_raw);
     let _ = writeln!(
         out,
-        "\n  Where the difference comes from: the same table.rs underneath; on top, PyO3 \
-         checks\n  and converts arguments and results, takes the table's borrow flag on \
-         each access,\n  and clones (increfs) each stored key it compares, where the raw \
-         type skips that\n  for exact str and int keys."
+        "\n  Where the difference comes from: both run the same table.rs with the same \
+         shortcuts.\n  On top, SafeHashTable pays PyO3's entry into every call (argument \
+         extraction, a\n  panic guard) and its borrow flag, an atomic operation taken a few \
+         times per lookup,\n  because no borrow may be held while Python code (hash_func, \
+         __eq__) runs."
     );
     let _ = writeln!(
         out,

@@ -65,13 +65,13 @@ impl Painter {
     }
 
     fn section(self, out: &mut String, title: &str) {
-        // Padded to 60 columns; a longer title still gets a short rule after it.
-        let rule = "─".repeat(60usize.saturating_sub(title.chars().count() + 4).max(3));
-        let _ = writeln!(
-            out,
-            "\n{}",
-            self.paint(Style::Heading, &format!("── {title} {rule}"))
-        );
+        // Padded to 60 columns; a longer title still gets a short rule after it, and one
+        // too long for the width goes on under itself.
+        let lines = wrap(title, self.width.saturating_sub(7).max(20));
+        let last = lines.last().map_or(0, |line| line.chars().count());
+        let rule = "─".repeat(60usize.saturating_sub(last + 4).max(3));
+        let heading = format!("── {} {rule}", lines.join("\n   "));
+        let _ = writeln!(out, "\n{}", self.paint(Style::Heading, &heading));
     }
 }
 
@@ -613,13 +613,61 @@ pub fn safe_pyo3(p: Painter) -> String {
             let line = line.trim_end();
             if line.is_empty() {
                 out.push('\n');
-            } else {
-                let _ = writeln!(out, "    {}", p.paint(Style::Dim, line));
+                continue;
+            }
+            for part in wrap_diagnostic(line, p.width.saturating_sub(4).max(40)) {
+                let _ = writeln!(out, "    {}", p.paint(Style::Dim, &part));
             }
         }
         out.push('\n');
     }
     out
+}
+
+/// A line of rustc's output in lines of at most `width` columns: a label after a `|` gutter
+/// and its markers (`^^^^ move occurs …`) goes on under the label's first word, any other
+/// long line under a four-space indent. Source lines are short enough not to need it.
+fn wrap_diagnostic(line: &str, width: usize) -> Vec<String> {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= width {
+        return vec![line.to_owned()];
+    }
+    let gutter = chars
+        .iter()
+        .take(8)
+        .position(|&c| c == '|')
+        .map_or(0, |at| at + 1);
+    let text_start = (gutter..chars.len())
+        .find(|&i| !matches!(chars[i], ' ' | '^' | '-' | '+' | '|'))
+        .unwrap_or(chars.len());
+    // Labels far to the right go on nearer the gutter, or there would be no room left.
+    let hang = if text_start + 24 > width {
+        gutter + 4
+    } else {
+        text_start
+    };
+    let indent: String = if gutter > 0 {
+        chars[..gutter]
+            .iter()
+            .chain(std::iter::repeat_n(&' ', hang - gutter))
+            .collect()
+    } else {
+        "    ".to_owned()
+    };
+    let mut lines = vec![chars[..text_start].iter().collect::<String>()];
+    for word in chars[text_start..].iter().collect::<String>().split(' ') {
+        let last = lines.last_mut().expect("one line at least");
+        let fresh = last.chars().count() == text_start || last.trim_end() == indent.trim_end();
+        if !fresh && last.chars().count() + 1 + word.chars().count() > width {
+            lines.push(format!("{indent}{word}"));
+        } else {
+            if !fresh {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
 }
 
 /// The closing paragraph of a lesson.
@@ -770,6 +818,27 @@ mod tests {
         assert_eq!(wrap("aa bb cc", 5), vec!["aa bb", "cc"]);
         assert_eq!(wrap("[]\n[]*", 76), vec!["[]", "[]*"]);
         assert!(wrap("", 10).is_empty());
+    }
+
+    #[test]
+    fn long_diagnostics_wrap_under_their_label() {
+        let caret = "   |         ^^^^ move occurs because `*slf` has type `Bound<'_, Table>`, which does not";
+        assert_eq!(
+            wrap_diagnostic(caret, 60),
+            vec![
+                "   |         ^^^^ move occurs because `*slf` has type",
+                "   |              `Bound<'_, Table>`, which does not",
+            ]
+        );
+        let header = "error[E0133]: call to unsafe function is unsafe and requires unsafe block";
+        assert_eq!(
+            wrap_diagnostic(header, 50),
+            vec![
+                "error[E0133]: call to unsafe function is unsafe",
+                "    and requires unsafe block"
+            ]
+        );
+        assert_eq!(wrap_diagnostic("11 |  *slf", 50), vec!["11 |  *slf"]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyInt, PyList, PyModule, PyTuple, PyType};
+use pyo3::types::{PyDict, PyInt, PyList, PyModule, PyString, PyTuple, PyType};
 use pyo3::{intern, PyTraverseError};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -79,19 +79,21 @@ fn type_name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
 impl SafeHashTable {
     fn hash_key(slf: &Bound<'_, Self>, key: &Bound<'_, PyAny>) -> PyResult<isize> {
         let py = slf.py();
-        let (hash_func, builtin_hash) = {
+        let hash_func = {
             let this = slf.borrow();
-            let hash_func = this.hash_func.as_ref().map(|f| f.clone_ref(py));
-            (hash_func, this.builtin_hash)
+            match &this.hash_func {
+                None => {
+                    return Err(PyRuntimeError::new_err(
+                        "this SafeHashTable was cleared by the garbage collector",
+                    ))
+                }
+                Some(_) if this.builtin_hash => None,
+                Some(hash_func) => Some(hash_func.clone_ref(py)), // alive while it runs
+            }
         };
         let Some(hash_func) = hash_func else {
-            return Err(PyRuntimeError::new_err(
-                "this SafeHashTable was cleared by the garbage collector",
-            ));
-        };
-        if builtin_hash {
             return key.hash(); // what calling the built-in hash would do, without a call
-        }
+        };
         let result = hash_func.bind(py).call1((key,))?; // an error goes up unchanged
         if !result.is_instance_of::<PyInt>() {
             return Err(PyTypeError::new_err(format!(
@@ -111,11 +113,26 @@ impl SafeHashTable {
             let bucket = this.table.bucket_of(hash);
             (this.table.version(), this.table.first_in_chain(bucket))
         };
+        let plain = |obj: &Bound<'_, PyAny>| {
+            obj.is_exact_instance_of::<PyString>() || obj.is_exact_instance_of::<PyInt>()
+        };
+        let key_is_plain = plain(key);
         while let Some(slot) = next {
             let stored = {
                 let this = slf.borrow();
                 let entry = this.table.entry(slot).expect("chains link stored entries");
-                (entry.hash == hash).then(|| entry.key.clone_ref(py)) // alive while `==` runs
+                if entry.hash != hash {
+                    None
+                } else if key_is_plain && plain(entry.key.bind(py)) {
+                    // Two exact strs or ints compare without running Python code, so the
+                    // borrow may stay, and the stored key needs no reference of our own.
+                    if entry.key.is(key) || entry.key.bind(py).eq(key)? {
+                        return Ok(Some(slot));
+                    }
+                    None
+                } else {
+                    Some(entry.key.clone_ref(py)) // alive while its `==` runs
+                }
             };
             if let Some(stored) = stored {
                 if stored.is(key) || stored.bind(py).eq(key)? {
@@ -156,11 +173,11 @@ impl SafeHashTable {
         if found.is_none() {
             // fault-site: safe-static-keeps-keys
             if faults::is_on("safe-static-keeps-keys") {
-                // A log of every key ever stored, in a static: statics are never dropped.
+                // A log of every key stored, in a static: never dropped.
                 let seen = KEYS_SEEN.get_or_init(py, || PyList::empty(py).unbind());
                 seen.bind(py).append(key)?;
             } else {
-                // The table's own entry is the only reference it takes to the key.
+                // The table's entry is the only reference it takes.
             }
         }
         let mut this = slf.borrow_mut();
@@ -298,10 +315,10 @@ impl SafeHashTable {
         }
         // fault-site: safe-mem-forget
         if faults::is_on("safe-mem-forget") {
-            // A clone is a new reference, and forgetting it is safe Rust: it is never released.
+            // A clone is a new reference; forgetting it is safe Rust.
             std::mem::forget(hash_func.clone());
         } else {
-            // Nothing to write: the table's `Py` releases hash_func when the table is dropped.
+            // Nothing to write: the table's own `Py` is dropped with it.
         }
         let trace_id = NEXT_TRACE_ID.fetch_add(1, Ordering::Relaxed);
         trace::alloc(TYPE_NAME, trace_id);

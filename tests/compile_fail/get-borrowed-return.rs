@@ -1,4 +1,5 @@
-// get() returns a stored value; the raw fault hands out the table's own reference.
+// get() returns a stored value; the raw fault hands out the table's
+// own reference.
 use pyo3::prelude::*;
 
 #[pyclass]
@@ -9,7 +10,7 @@ struct Table {
 #[pymethods]
 impl Table {
     fn get(&self) -> Py<PyAny> {
-        self.value // the table's own reference, handed to the caller
+        self.value // the table's own reference, handed out
     }
 }
 

@@ -1,5 +1,5 @@
-// items() builds (key, value) tuples; the raw fault gives each tuple the table's own
-// references (PyTuple_SetItem steals them).
+// items() builds (key, value) tuples; the raw fault gives each tuple
+// the table's own references (PyTuple_SetItem steals them).
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -10,11 +10,13 @@ struct Table {
 
 #[pymethods]
 impl Table {
-    fn items<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
-        self.entries
-            .iter()
-            .map(|(key, value)| PyTuple::new(py, [*key, *value])) // the table's references
-            .collect()
+    fn items<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyTuple>> {
+        let mut items = Vec::new();
+        for (key, value) in &self.entries {
+            // the tuple gets the table's own references
+            items.push(PyTuple::new(py, [*key, *value]).unwrap());
+        }
+        items
     }
 }
 

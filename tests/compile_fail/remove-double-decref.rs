@@ -1,4 +1,5 @@
-// pop() removes a value and returns it; the raw fault also releases it.
+// pop() removes a value and returns it; the raw fault also releases
+// it.
 use pyo3::prelude::*;
 
 #[pyclass]
@@ -11,7 +12,7 @@ impl Table {
     fn pop(&mut self) -> Option<Py<PyAny>> {
         let value = self.value.take()?;
         drop(value); // release the table's reference...
-        Some(value) // ...and hand the same reference to the caller
+        Some(value) // ...and hand the same one to the caller
     }
 }
 

@@ -1,5 +1,5 @@
-// set() returns the table itself, so calls chain; the raw fault returns `self` without
-// taking a reference for the caller.
+// set() returns the table itself, so calls chain; the raw fault
+// returns `self` without taking a reference for the caller.
 use pyo3::prelude::*;
 
 #[pyclass]
@@ -8,7 +8,7 @@ struct Table {}
 #[pymethods]
 impl Table {
     fn set<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
-        *slf // hand back the reference we were lent, as if it were a new one
+        *slf // hand back the reference we were lent, as our own
     }
 }
 

@@ -1,4 +1,5 @@
-// set() stores a new key; the raw fault keeps the caller's key without a reference of its own.
+// set() stores a new key; the raw fault keeps the caller's key
+// without a reference of its own.
 use pyo3::prelude::*;
 
 #[pyclass]
@@ -9,7 +10,7 @@ struct Table {
 #[pymethods]
 impl Table {
     fn set(&mut self, key: &Bound<'_, PyAny>) {
-        self.keys.push(key.as_unbound()); // keep the key we were lent
+        self.keys.push(key.as_unbound()); // keep the key we got lent
     }
 }
 

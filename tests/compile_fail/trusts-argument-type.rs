@@ -1,4 +1,5 @@
-// merge() takes another table; the raw fault uses its argument as a table without checking.
+// merge() takes another table; the raw fault uses its argument as a
+// table without checking.
 use pyo3::prelude::*;
 
 #[pyclass]
@@ -9,7 +10,8 @@ struct Table {
 #[pymethods]
 impl Table {
     fn merge(&mut self, other: &Bound<'_, PyAny>) {
-        let source = other.cast_unchecked::<Table>(); // whatever it is, read it as a Table
+        // whatever it is, read it as a Table
+        let source = other.cast_unchecked::<Table>();
         self.load += source.borrow().load;
     }
 }
