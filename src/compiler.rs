@@ -32,7 +32,6 @@ pub const CASES: &[Case] = cases![
     GetBorrowedReturn => "get-borrowed-return",
     RemoveDoubleDecref => "remove-double-decref",
     SetMissingKeyIncref => "set-missing-key-incref",
-    ItemsStealsBorrowed => "items-steals-borrowed",
     UpdateUsesReleasedPair => "update-uses-released-pair",
     TrustsArgumentType => "trusts-argument-type",
     ModuleAddObject => "module-add-object",

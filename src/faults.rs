@@ -199,7 +199,10 @@ pub const CATALOGUE: &[FaultInfo] = &[
             correct: "PyTuple_SetItem(pair, 0, Py_NewRef(entry->key));\nPyTuple_SetItem(pair, 1, Py_NewRef(entry->value));",
             faulty: "PyTuple_SetItem(pair, 0, entry->key);\nPyTuple_SetItem(pair, 1, entry->value);",
         },
-        safe: InSafePyO3::CompileError,
+        safe: InSafePyO3::CannotHappen(
+            "no PyO3 function steals a reference: given the table's &Py, PyTuple::new \
+             takes a reference of its own",
+        ),
     },
     FaultInfo {
         fault: Fault::UpdateUsesReleasedPair,
@@ -280,7 +283,8 @@ pub const CATALOGUE: &[FaultInfo] = &[
             faulty: "PyObject *builtins = PyEval_GetBuiltins();  /* borrowed */\nPyObject *hash = PyDict_GetItemWithError(builtins, name); /* borrowed */\nPy_DECREF(builtins);  /* never ours to release */",
         },
         safe: InSafePyO3::CannotHappen(
-            "a borrowed &Bound has nothing to release: dropping a reference does nothing",
+            "dropping a &Bound borrow releases nothing: only an owned Py or Bound holds a \
+             reference to release",
         ),
     },
     FaultInfo {
@@ -295,7 +299,8 @@ pub const CATALOGUE: &[FaultInfo] = &[
             faulty: "PyObject *result = PyObject_CallOneArg(self->hash_func, key);\nif (result == NULL || !PyLong_Check(result)) {\n    PyErr_SetString(PyExc_TypeError, \"hash_func did not return an int\");\n    return -1;  /* result leaks; a raised error is replaced */\n}",
         },
         safe: InSafePyO3::CannotHappen(
-            "the result is dropped on the error path too, and `?` passes the call's error up",
+            "the leak: the result is dropped on every path. Replacing the call's error \
+             (map_err) is still possible, and still wrong",
         ),
     },
     FaultInfo {

@@ -117,7 +117,7 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
         timeout,
         debug_allocator: false,
     })?;
-    // Between repetitions, the HashTable type reports every table it makes and frees.
+    // Between repetitions, HashTable and SafeHashTable report every table they make and free.
     let mut tables_alive = 0;
     let mut repetitions: Vec<Repetition> = Vec::new();
     let mut findings = None;
@@ -273,7 +273,7 @@ pub fn find_leaks(
         (FDS.into(), Box::new(|r| Some(r.fds))),
         (TOTAL.into(), Box::new(|r| r.total_refcount)),
         (
-            "HashTables alive (the type's own alloc/free count)".into(),
+            "tables alive (HashTable and SafeHashTable count their own)".into(),
             Box::new(|r| Some(r.tables_alive)),
         ),
     ];
@@ -868,7 +868,7 @@ mod tests {
         assert_eq!(
             names(&leaks),
             [
-                "HashTables alive (the type's own alloc/free count)",
+                "tables alive (HashTable and SafeHashTable count their own)",
                 "objects: HashTable"
             ]
         );
@@ -914,7 +914,7 @@ mod tests {
         assert_eq!(
             names(&leaks),
             [
-                "HashTables alive (the type's own alloc/free count)",
+                "tables alive (HashTable and SafeHashTable count their own)",
                 "objects: HashTable"
             ]
         );

@@ -137,6 +137,8 @@ pub enum Topic {
     Immortal,
     Cycles,
     Types,
+    /// The same rules with ownership as types (safe PyO3).
+    Pyo3,
 }
 
 /// Where a lesson's demo script is.

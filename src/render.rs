@@ -578,8 +578,15 @@ pub fn safe_pyo3(p: Painter) -> String {
             InSafePyO3::SafeCode => continue,
             InSafePyO3::CompileError => {
                 let message = compiler::case(info.fault).map_or("", |case| case.message);
-                let codes = compiler::error_codes(message).join(", ");
-                (format!("does not compile ({codes})"), Style::Good)
+                let codes = compiler::error_codes(message);
+                if codes == ["E0133"] {
+                    ("needs `unsafe` (E0133)".to_owned(), Style::Good)
+                } else {
+                    (
+                        format!("does not compile ({})", codes.join(", ")),
+                        Style::Good,
+                    )
+                }
             }
             InSafePyO3::CannotHappen(why) => {
                 reasons.push((info.fault.name(), why));
@@ -637,9 +644,16 @@ fn wrap_diagnostic(line: &str, width: usize) -> Vec<String> {
         .take(8)
         .position(|&c| c == '|')
         .map_or(0, |at| at + 1);
-    let text_start = (gutter..chars.len())
-        .find(|&i| !matches!(chars[i], ' ' | '^' | '-' | '+' | '|'))
-        .unwrap_or(chars.len());
+    let Some(text_start) =
+        (gutter..chars.len()).find(|&i| !matches!(chars[i], ' ' | '^' | '-' | '+' | '|'))
+    else {
+        // Markers under a suggestion that was itself wrapped: they no longer line up.
+        return vec![chars[..width]
+            .iter()
+            .collect::<String>()
+            .trim_end()
+            .to_owned()];
+    };
     // Labels far to the right go on nearer the gutter, or there would be no room left.
     let hang = if text_start + 24 > width {
         gutter + 4
@@ -647,9 +661,11 @@ fn wrap_diagnostic(line: &str, width: usize) -> Vec<String> {
         text_start
     };
     let indent: String = if gutter > 0 {
+        // A line number belongs to the first part only.
         chars[..gutter]
             .iter()
-            .chain(std::iter::repeat_n(&' ', hang - gutter))
+            .map(|&c| if c.is_ascii_digit() { ' ' } else { c })
+            .chain(std::iter::repeat_n(' ', hang - gutter))
             .collect()
     } else {
         "    ".to_owned()
@@ -726,7 +742,7 @@ pub fn rules_markdown(lessons: &[Lesson]) -> String {
 }
 
 /// The handout's sections: topic, title, what the kind of reference is.
-const HANDOUT_SECTIONS: [(Topic, &str, &str); 7] = [
+const HANDOUT_SECTIONS: [(Topic, &str, &str); 8] = [
     (
         Topic::Counting,
         "What a count is",
@@ -769,6 +785,12 @@ const HANDOUT_SECTIONS: [(Topic, &str, &str); 7] = [
         Topic::Types,
         "Types",
         "A `PyObject *` promises only the common header: check the type before you read more.",
+    ),
+    (
+        Topic::Pyo3,
+        "In safe PyO3",
+        "`Py<T>` and `Bound<'py, T>` own a reference, `&Bound` borrows one: the compiler \
+         checks most of the rules above, and leaves a few to you.",
     ),
 ];
 

@@ -197,8 +197,8 @@ pub struct Repetition {
     /// Tests not run because `--accept` named them.
     #[serde(default)]
     pub skipped: Vec<String>,
-    /// HashTables alive after this run by the type's own `alloc`/`free` events; the parent
-    /// counts them from the trace (the child does not send this).
+    /// Tables (HashTable, SafeHashTable) alive after this run by their own `alloc`/`free`
+    /// events; the parent counts them from the trace (the child does not send this).
     #[serde(default)]
     pub tables_alive: i64,
 }

@@ -1,5 +1,5 @@
 //! `refcount-lab hunt` on real targets: the HashTable test-suite in correct mode and under
-//! leaking faults, fixture test modules with the leaks C code makes (an incref on a
+//! leaking faults (and SafeHashTable's, with the leaks safe PyO3 still allows), fixture test modules with the leaks C code makes (an incref on a
 //! long-lived object, on a new one), a suite where one test of twelve leaks, and scripts
 //! that leak once per run or fill a cache.
 
@@ -114,6 +114,51 @@ fn leaking_faults_are_found_and_what_leaked_named_with_its_verdict() {
         args.extend(suite);
         let hunt = findings("tests/py", &args, 1);
         let found = named(&hunt);
+        assert!(has(&found, kind, type_name, verdict), "{fault}: {found:?}");
+    }
+}
+
+#[test]
+fn the_safe_table_hunts_clean_and_the_leaks_safe_pyo3_allows_are_found() {
+    let safe_hunt = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
+            .arg("hunt")
+            .args(["--format", "json"])
+            .args(args)
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py"))
+            .env("TABLE_TYPE", "SafeHashTable")
+            .output()
+            .expect("refcount-lab runs")
+    };
+    let clean = safe_hunt(&SUITE);
+    assert_eq!(clean.status.code(), Some(0), "{}", report(&clean));
+    let suite = ["-m", "unittest", "test_hashtable"];
+    for (fault, kind, type_name, verdict) in [
+        // A forgotten clone of the default hash function, one per table.
+        (
+            "safe-mem-forget",
+            "references",
+            "builtin_function_or_method",
+            "over-counted",
+        ),
+        // A table in a cycle that __traverse__ hides: never freed.
+        (
+            "safe-no-traverse",
+            "new objects",
+            "SafeHashTable",
+            "unreachable",
+        ),
+    ] {
+        let mut args = vec!["--fault", fault];
+        args.extend(suite);
+        let output = safe_hunt(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{fault}: {}",
+            report(&output)
+        );
+        let found = named(&serde_json::from_slice(&output.stdout).expect("valid JSON"));
         assert!(has(&found, kind, type_name, verdict), "{fault}: {found:?}");
     }
 }

@@ -17,7 +17,8 @@
 //! Python, and lookups re-check `Table::version` afterwards.
 //!
 //! Safe PyO3 still lets a table leak, and the marked fault sites show three ways:
-//! a `__traverse__` that hides references, `mem::forget`, and a `static` that keeps objects.
+//! a `__traverse__` that hides references, `mem::forget` (or `into_ptr`, which is also
+//! safe), and a `static` that keeps objects.
 
 use crate::table::{self, Slot, MAX_SIZE};
 use crate::{faults, trace};
@@ -42,7 +43,8 @@ static NEXT_TRACE_ID: AtomicU64 = AtomicU64::new(1);
 /// Where the `safe-static-keeps-keys` fault keeps every key it was given.
 static KEYS_SEEN: PyOnceLock<Py<PyList>> = PyOnceLock::new();
 
-#[pyclass(name = "SafeHashTable", module = "hashtable", subclass)]
+/// A hash table with separate chaining, written in safe PyO3.
+#[pyclass(name = "SafeHashTable", module = "hashtable", subclass, mapping)]
 pub struct SafeHashTable {
     /// Called on every key to get its hash; `None` once the garbage collector cleared it.
     hash_func: Option<Py<PyAny>>,
@@ -288,7 +290,10 @@ impl SafeHashTable {
 #[pymethods]
 impl SafeHashTable {
     #[new]
-    #[pyo3(signature = (size=4, max_load=0.5, hash_func=None))]
+    #[pyo3(
+        signature = (size=4, max_load=0.5, hash_func=None),
+        text_signature = "(size=4, max_load=0.5, hash_func=hash)"
+    )]
     fn new(
         py: Python<'_>,
         size: isize,
@@ -414,7 +419,8 @@ impl SafeHashTable {
         }
     }
 
-    /// set(key, value) -> the table itself, so calls chain.
+    /// set(key, value) -> self: store value under key
+    #[pyo3(signature = (key, value, /))]
     fn set<'py>(
         slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
@@ -424,8 +430,8 @@ impl SafeHashTable {
         Ok(slf.clone()) // the caller's new reference: the clone is the Py_INCREF
     }
 
-    /// get(key, default=None) -> the value stored under key, else default.
-    #[pyo3(signature = (key, default=None))]
+    /// get(key, default=None): the value of key, or default
+    #[pyo3(signature = (key, default=None, /))]
     fn get(
         slf: &Bound<'_, Self>,
         key: &Bound<'_, PyAny>,
@@ -434,8 +440,8 @@ impl SafeHashTable {
         Ok(Self::lookup(slf, key)?.or(default))
     }
 
-    /// pop(key[, default]) -> removes key and returns its value; default, or KeyError, if absent.
-    #[pyo3(signature = (key, *default))]
+    /// pop(key[, default]): remove key and return its value
+    #[pyo3(signature = (key, /, *default))]
     fn pop(
         slf: &Bound<'_, Self>,
         key: &Bound<'_, PyAny>,
@@ -443,7 +449,7 @@ impl SafeHashTable {
     ) -> PyResult<Py<PyAny>> {
         if default.len() > 1 {
             return Err(PyTypeError::new_err(format!(
-                "pop expected at most 2 arguments, got {}",
+                "pop() takes from 1 to 2 arguments ({} given)",
                 default.len() + 1
             )));
         }
@@ -454,8 +460,8 @@ impl SafeHashTable {
         }
     }
 
-    /// setdefault(key, default=None) -> the value under key, storing default there first if absent.
-    #[pyo3(signature = (key, default=None))]
+    /// setdefault(key, default=None): get(key), storing default first if absent
+    #[pyo3(signature = (key, default=None, /))]
     fn setdefault(
         slf: &Bound<'_, Self>,
         key: &Bound<'_, PyAny>,
@@ -523,8 +529,8 @@ impl SafeHashTable {
         Ok(())
     }
 
-    /// merge(other) -> stores every pair of another SafeHashTable, reusing its stored hashes when
-    /// both tables use the same hash function.
+    /// merge(other): store every pair of another SafeHashTable, reusing its stored hashes
+    /// when both tables use the same hash function
     fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let Ok(source) = other.cast::<SafeHashTable>() else {
@@ -648,12 +654,17 @@ impl SafeHashTableIterator {
         let Some(table) = &self.table else {
             return Ok(None);
         };
-        let table = table.borrow(py);
-        if table.table.version() != self.version {
-            return Err(changed("during iteration"));
+        let key = {
+            let table = table.borrow(py);
+            if table.table.version() != self.version {
+                return Err(changed("during iteration"));
+            }
+            table.table.entry(self.cursor).map(|e| e.key.clone_ref(py))
+        };
+        match key {
+            Some(_) => self.cursor += 1,
+            None => self.table = None, // exhausted: the table is released, as dict's are
         }
-        let key = table.table.entry(self.cursor).map(|e| e.key.clone_ref(py));
-        self.cursor += usize::from(key.is_some());
         Ok(key)
     }
 

@@ -8,7 +8,7 @@ struct Table {}
 #[pymethods]
 impl Table {
     fn set<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
-        *slf // hand back the reference we were lent, as our own
+        slf // hand back the reference we were lent, as our own
     }
 }
 

@@ -10,7 +10,8 @@ struct Table {
 #[pymethods]
 impl Table {
     fn set(&mut self, key: &Bound<'_, PyAny>) {
-        self.keys.push(key.as_unbound()); // keep the key we got lent
+        let keys = &mut self.keys;
+        keys.push(key.unbind()); // keep the key we were lent
     }
 }
 
