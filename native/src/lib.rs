@@ -10,6 +10,9 @@
 //!     def pop(self, key, default=<missing>): ...
 //!     # plus h[k], h[k] = v, del h[k], len(h), k in h, iter(h), keys/values/items, ...
 //!
+//! class SafeHashTable:                  # safe.rs: the same table in safe PyO3, same API
+//!     ...
+//!
 //! def terrible_hash(key):               # the talk's first hash function
 //!     ...                               # int -> itself, float -> floor, str -> len, else 0
 //!
@@ -27,7 +30,8 @@
 //! is what runs this module's init.
 //!
 //! Reading order: `table.rs` (the chained table in plain Rust), `pytype.rs` (the type, every
-//! `Py_INCREF`/`Py_DECREF`, the fault sites), `iter.rs` (its iterator), this file (the module).
+//! `Py_INCREF`/`Py_DECREF`, the fault sites), `iter.rs` (its iterator), this file (the module),
+//! then `safe.rs` (the same type again, where PyO3's types do the counting).
 
 mod faults;
 mod iter;
