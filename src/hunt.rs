@@ -259,6 +259,7 @@ fn leaks_by_rule(metric: &str, deltas: &[i64]) -> bool {
 const BLOCKS: &str = "allocated blocks";
 const FDS: &str = "open file descriptors";
 const TOTAL: &str = "total refcount";
+const TABLES: &str = "tables alive (HashTable and SafeHashTable count their own)";
 
 /// The metrics that leaked in the measured runs (`warmup` runs, then `repeat`) and, when the
 /// child ran more to confirm, in those too; and the ones that moved but are fine.
@@ -272,10 +273,7 @@ pub fn find_leaks(
         (BLOCKS.into(), Box::new(|r| Some(r.blocks))),
         (FDS.into(), Box::new(|r| Some(r.fds))),
         (TOTAL.into(), Box::new(|r| r.total_refcount)),
-        (
-            "tables alive (HashTable and SafeHashTable count their own)".into(),
-            Box::new(|r| Some(r.tables_alive)),
-        ),
+        (TABLES.into(), Box::new(|r| Some(r.tables_alive))),
     ];
     let types: BTreeSet<&String> = repetitions.iter().flat_map(|r| r.census.keys()).collect();
     for name in types {
@@ -865,13 +863,7 @@ mod tests {
             2,
             3,
         );
-        assert_eq!(
-            names(&leaks),
-            [
-                "tables alive (HashTable and SafeHashTable count their own)",
-                "objects: HashTable"
-            ]
-        );
+        assert_eq!(names(&leaks), [TABLES, "objects: HashTable"]);
         assert_eq!(
             (leaks[1].deltas.clone(), leaks[1].per_run()),
             (vec![1, 1, 1], 1.0)
@@ -911,13 +903,7 @@ mod tests {
             run.phase = "confirming".into();
         }
         let (leaks, fine) = find_leaks(&values, 2, 3);
-        assert_eq!(
-            names(&leaks),
-            [
-                "tables alive (HashTable and SafeHashTable count their own)",
-                "objects: HashTable"
-            ]
-        );
+        assert_eq!(names(&leaks), [TABLES, "objects: HashTable"]);
         assert_eq!(leaks[1].confirming, [1, 1, 1]);
         assert_eq!(fine[0].metric, BLOCKS);
         assert_eq!(fine[0].confirming, [0, 0, 0]);

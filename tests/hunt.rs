@@ -15,10 +15,16 @@ const SUITE: [&str; 5] = [
 ];
 
 fn hunt(dir: &str, args: &[&str]) -> Output {
+    hunt_table("HashTable", dir, args)
+}
+
+/// A hunt with the test-suites of `tests/py/` run on `table_type` (`tests/py/subject.py`).
+fn hunt_table(table_type: &str, dir: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
         .arg("hunt")
         .args(args)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+        .env("TABLE_TYPE", table_type)
         .output()
         .expect("refcount-lab runs")
 }
@@ -49,9 +55,14 @@ fn correct_code_reports_no_leak_in_six_hunts() {
 
 /// The hunt's findings as JSON, after checking it ended with `code`.
 fn findings(dir: &str, args: &[&str], code: i32) -> serde_json::Value {
+    table_findings("HashTable", dir, args, code)
+}
+
+/// `findings`, with the suites run on `table_type`.
+fn table_findings(table_type: &str, dir: &str, args: &[&str], code: i32) -> serde_json::Value {
     let mut all = vec!["--format", "json"];
     all.extend(args);
-    let output = hunt(dir, &all);
+    let output = hunt_table(table_type, dir, &all);
     assert_eq!(
         output.status.code(),
         Some(code),
@@ -120,17 +131,7 @@ fn leaking_faults_are_found_and_what_leaked_named_with_its_verdict() {
 
 #[test]
 fn the_safe_table_hunts_clean_and_the_leaks_safe_pyo3_allows_are_found() {
-    let safe_hunt = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
-            .arg("hunt")
-            .args(["--format", "json"])
-            .args(args)
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py"))
-            .env("TABLE_TYPE", "SafeHashTable")
-            .output()
-            .expect("refcount-lab runs")
-    };
-    let clean = safe_hunt(&SUITE);
+    let clean = hunt_table("SafeHashTable", "tests/py", &SUITE);
     assert_eq!(clean.status.code(), Some(0), "{}", report(&clean));
     let suite = ["-m", "unittest", "test_hashtable"];
     for (fault, kind, type_name, verdict) in [
@@ -151,14 +152,7 @@ fn the_safe_table_hunts_clean_and_the_leaks_safe_pyo3_allows_are_found() {
     ] {
         let mut args = vec!["--fault", fault];
         args.extend(suite);
-        let output = safe_hunt(&args);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{fault}: {}",
-            report(&output)
-        );
-        let found = named(&serde_json::from_slice(&output.stdout).expect("valid JSON"));
+        let found = named(&table_findings("SafeHashTable", "tests/py", &args, 1));
         assert!(has(&found, kind, type_name, verdict), "{fault}: {found:?}");
     }
 }
