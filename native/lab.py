@@ -284,7 +284,8 @@ def _run_main():
 
     path = sys.argv[1]
     sys.argv = sys.argv[1:]
-    sys.path[0] = os.path.dirname(os.path.abspath(path))
+    # Before refcount-lab's module folder, as `python script.py` puts the script's folder.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     with open(path, "rb") as source:
         code = compile(source.read(), path, "exec")
     __main__.__file__ = path

@@ -5,7 +5,8 @@
 //! table, a CSV file and SVG plots. It does not time anything itself.
 
 use crate::python::Python;
-use crate::runner::{self, Ending, Job, ScratchDir};
+use crate::runner::{self, Ending, Job};
+use crate::scratch::ScratchDir;
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 use serde::Deserialize;

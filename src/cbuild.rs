@@ -3,12 +3,25 @@
 //! No setuptools: the interpreter itself says where its headers are and what suffix its
 //! extension modules carry (`sysconfig`), and the system C compiler (`$CC`, else `cc`, `gcc`
 //! or `clang`) builds one shared library from one `.c` file. What is missing (a compiler,
-//! the headers) is said with the package that brings it.
+//! the headers) is said with the package that brings it. The compiler runs under limits
+//! (time, memory, file size, output), as everything refcount-lab starts (`processes.rs`):
+//! an `#include` of a FIFO or of `/dev/zero` ends in a clear error, not a hang.
 
+use crate::processes;
 use crate::python::Python;
 use anyhow::{bail, ensure, Context, Result};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+/// The compiler's limits: wall time, CPU time, address space, size of a file it writes,
+/// and the bytes of its messages kept.
+const COMPILE_TIME: Duration = Duration::from_secs(120);
+const COMPILE_CPU_SECONDS: u64 = 60;
+const COMPILE_MEMORY: u64 = 2 << 30;
+const COMPILE_FILE_SIZE: u64 = 256 << 20;
+const COMPILE_OUTPUT_CAP: usize = 64 * 1024;
 
 /// What compiling produced.
 pub enum Built {
@@ -28,17 +41,59 @@ pub fn build(python: &Python, source: &Path, module: &str, out_dir: &Path) -> Re
     for dir in &paths.include_dirs {
         command.arg("-I").arg(dir);
     }
-    let output = command
-        .arg("-o")
-        .arg(&library)
-        .arg(source)
-        .output()
-        .with_context(|| format!("cannot run the C compiler {}", compiler.display()))?;
-    if !output.status.success() {
-        let messages = String::from_utf8_lossy(&output.stderr);
-        return Ok(Built::Rejected(messages.trim_end().to_owned()));
+    command.arg("-o").arg(&library).arg(source);
+    let limits = [
+        (libc::RLIMIT_CPU, COMPILE_CPU_SECONDS),
+        (libc::RLIMIT_AS, COMPILE_MEMORY),
+        (libc::RLIMIT_FSIZE, COMPILE_FILE_SIZE),
+    ];
+    // SAFETY: only setrlimit, async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            for (resource, value) in limits {
+                let limit = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                if libc::setrlimit(resource, &limit) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
-    Ok(Built::Compiled)
+    let output = processes::output(&mut command, COMPILE_TIME, COMPILE_OUTPUT_CAP)
+        .with_context(|| format!("cannot run the C compiler {}", compiler.display()))?;
+    let mut messages = String::from_utf8_lossy(&output.stderr)
+        .trim_end()
+        .to_owned();
+    if output.dropped > 0 {
+        messages.push_str(&format!(
+            "\n… {} more bytes of the compiler's messages not shown",
+            output.dropped
+        ));
+    }
+    match output.status {
+        Some(status) if status.success() => Ok(Built::Compiled),
+        Some(status) if status.code().is_some() => Ok(Built::Rejected(messages)),
+        Some(_) | None => {
+            let why = if output.status.is_none() {
+                format!("did not finish within {} s", COMPILE_TIME.as_secs())
+            } else {
+                format!(
+                    "was stopped ({} s of CPU, {} GiB of memory and {} MiB per file are its \
+                     limits)",
+                    COMPILE_CPU_SECONDS,
+                    COMPILE_MEMORY >> 30,
+                    COMPILE_FILE_SIZE >> 20
+                )
+            };
+            Ok(Built::Rejected(format!(
+                "the C compiler {why}: does the file #include something that never ends, \
+                 such as a pipe or a device?\n{messages}"
+            )))
+        }
+    }
 }
 
 /// Where `python`'s headers are, and the file suffix of its extension modules.
@@ -55,14 +110,18 @@ impl HeaderPaths {
                       p = sysconfig.get_paths()\n\
                       print(p['include']); print(p['platinclude'])\n\
                       print(sysconfig.get_config_var('EXT_SUFFIX'))";
-        let output = Command::new(&python.executable)
-            .args(["-I", "-S", "-c", script])
-            .output()
-            .with_context(|| format!("cannot run {}", python.executable.display()))?;
+        let output = processes::output(
+            Command::new(&python.executable)
+                .args(["-I", "-S", "-c", script])
+                .current_dir("/"),
+            Duration::from_secs(30),
+            64 * 1024,
+        )
+        .with_context(|| format!("cannot run {}", python.executable.display()))?;
         let text = String::from_utf8_lossy(&output.stdout);
         let lines: Vec<&str> = text.lines().collect();
         ensure!(
-            output.status.success() && lines.len() == 3,
+            output.status.is_some_and(|status| status.success()) && lines.len() == 3,
             "{} did not say where its C headers are (sysconfig)",
             python.executable.display()
         );

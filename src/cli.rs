@@ -7,6 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+/// The longest `--timeout`, in seconds: a day.
+const MAX_TIMEOUT: u64 = 24 * 60 * 60;
+
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
@@ -134,8 +137,8 @@ pub enum Command {
         /// Switch on these faults in the faulty run instead of the lesson's own (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
         faults: Vec<Fault>,
-        /// Seconds a run may take before it is stopped (at least 1).
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Seconds a run may take before it is stopped (1 to 86400).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT))]
         timeout: u64,
         /// Do not stop for predictions: show the questions and run at once (the default when
         /// not on a terminal).
@@ -155,9 +158,9 @@ pub enum Command {
         /// Switch a fault on in the hashtable type (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
         faults: Vec<Fault>,
-        /// Seconds the script, and what it starts, may take before they are stopped (at
-        /// least 1).
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Seconds the script, and what it starts, may take before they are stopped (1
+        /// to 86400).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT))]
         timeout: u64,
         #[command(flatten)]
         python: PythonChoice,
@@ -243,8 +246,8 @@ pub enum Command {
         /// Runs before measuring starts (caches fill, imports settle).
         #[arg(long, default_value_t = 2)]
         warmup: usize,
-        /// Measured runs: a leak must grow in every one of them.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Measured runs: a leak must grow in every one of them (1 to 1000).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
         repeat: u64,
         /// Runs after a suspected leak, with tracemalloc on: a leak must grow in these too,
         /// and they say where it was allocated.
@@ -266,8 +269,8 @@ pub enum Command {
         /// Also draw the leaking metrics per run as an SVG plot.
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
-        /// Seconds the whole hunt may take before it is stopped (at least 1).
-        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Seconds the whole hunt may take before it is stopped (1 to 86400).
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT))]
         timeout: u64,
         #[command(flatten)]
         python: PythonChoice,
@@ -289,8 +292,8 @@ pub enum Command {
         /// Also draw the sweep as SVG plots into this folder.
         #[arg(long, value_name = "DIR")]
         plot: Option<PathBuf>,
-        /// Seconds the measurements may take before they are stopped (at least 1).
-        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Seconds the measurements may take before they are stopped (1 to 86400).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT))]
         timeout: u64,
         #[command(flatten)]
         python: PythonChoice,

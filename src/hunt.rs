@@ -11,7 +11,8 @@
 use crate::bench::SERIES_COLOURS;
 use crate::faults::Fault;
 use crate::python::Python;
-use crate::runner::{self, Ending, Job, Run, ScratchDir};
+use crate::runner::{self, Ending, Job, Run};
+use crate::scratch::ScratchDir;
 use crate::trace::{Event, Findings, LeakKind, LeakedObject, Repetition, Verdict};
 use anyhow::{bail, Result};
 use plotters::prelude::*;

@@ -5,7 +5,7 @@
 //! them `render.rs`'s.
 
 use crate::faults::Fault;
-use crate::runner::ScratchDir;
+use crate::scratch::ScratchDir;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

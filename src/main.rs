@@ -4,8 +4,9 @@
 //! `faults` the catalogue of the native module's mistakes (the module itself, the raw-FFI
 //! type with its switchboard, trace emitter and `lab` probes, is the crate in `native/`),
 //! `sites` their source lines, `native` the module carried in this binary, `python` the
-//! interpreter it runs in, `trace` the child → parent protocol, `runner` the child process, `outcome` what a run
-//! adds up to, `lessons` the catalogue, `render` the text (`markdown` the lessons' prose), `commands` and `workshop` what
+//! interpreter it runs in, `trace` the child → parent protocol, `runner` the child process,
+//! `processes` the hold on every process it starts, `scratch` the private folders it
+//! writes, `outcome` what a run adds up to, `lessons` the catalogue, `render` the text (`markdown` the lessons' prose), `commands` and `workshop` what
 //! each subcommand does, `bench`, `hunt`, `exercises` (with `cbuild` for the C ones) and `progress` their subjects.
 //!
 //! Exit status: 0 when all went as expected, 1 when a run did not (a crash, leak or error
@@ -23,10 +24,12 @@ mod lessons;
 mod markdown;
 mod native;
 mod outcome;
+mod processes;
 mod progress;
 mod python;
 mod render;
 mod runner;
+mod scratch;
 mod sites;
 mod trace;
 mod workshop;
@@ -35,28 +38,44 @@ use clap::{CommandFactory, Parser};
 use cli::{Cli, Command, Look, PythonChoice};
 use python::Python;
 use render::{show, Painter};
-use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any other thread starts (see processes.rs).
+    processes::interrupts::install(match cli.command {
+        Command::Python { .. } => processes::interrupts::Mode::Interactive,
+        _ => processes::interrupts::Mode::Stop,
+    });
     let painter = |look: Look| Painter {
         color: look.color.enabled(),
         width: look.width(),
     };
     let python = |choice: &PythonChoice| Python::choose(choice.python.as_deref());
+    // `refcount-lab python`'s status: the interpreter's own.
+    let mut interpreter_exit = None;
     let result = match cli.command {
         Command::Python {
             faults,
             python: choice,
             args,
-        } => python(&choice).map(|python| {
+        } => python(&choice).and_then(|python| {
             let names: Vec<&str> = faults.iter().map(|fault| fault.name()).collect();
-            // Becomes the interpreter: its exit code and signals are the command's own.
-            let error = python.command(&names).args(&args).exec();
-            eprintln!("error: cannot run {}: {error}", python.executable.display());
-            false
+            // A child, not an exec: the module folder is removed when it ends. It shares
+            // the terminal, so Ctrl-C is its own; its exit status becomes the command's.
+            let status = processes::spawn(python.command(&names).args(&args))
+                .and_then(|mut child| child.wait())
+                .map_err(|error| {
+                    anyhow::anyhow!("cannot run {}: {error}", python.executable.display())
+                })?;
+            use std::os::unix::process::ExitStatusExt;
+            let code = status
+                .code()
+                .or(status.signal().map(|signal| 128 + signal))
+                .unwrap_or(1);
+            interpreter_exit = Some(code as u8);
+            Ok(true)
         }),
         Command::List { source } => lessons::load(source.lessons_dir.as_deref()).map(|lessons| {
             show(&render::lesson_list(&lessons));
@@ -195,6 +214,7 @@ fn main() -> ExitCode {
         Command::Man => commands::man(Cli::command()).map(|()| true),
     };
     match result {
+        Ok(_) if interpreter_exit.is_some() => ExitCode::from(interpreter_exit.unwrap_or(1)),
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(error) => {

@@ -63,6 +63,26 @@ impl Outcome {
 }
 
 pub fn classify(run: &Run) -> Outcome {
+    let outcome = classify_ending(run);
+    // Work the script left behind is part of the run: it cannot have ended well.
+    if !run.leftovers.is_empty() && matches!(outcome, Outcome::Ok | Outcome::Leaked(_)) {
+        return Outcome::Error {
+            exit_code: 0,
+            report: vec![format!(
+                "the script ended, but left {} running ({}), which refcount-lab stopped: a \
+                 run ends with everything it started",
+                match run.leftovers.len() {
+                    1 => "1 process".to_owned(),
+                    n => format!("{n} processes"),
+                },
+                run.leftovers.join(", ")
+            )],
+        };
+    }
+    outcome
+}
+
+fn classify_ending(run: &Run) -> Outcome {
     match run.ending {
         Ending::TimedOut | Ending::LeftRunning => Outcome::Timeout {
             seconds: run.timeout.as_secs(),
@@ -83,7 +103,17 @@ pub fn classify(run: &Run) -> Outcome {
         },
         Ending::Exited(0) => {
             let leaks = leaks(run.events());
-            if leaks.is_empty() {
+            if leaks.is_empty() && run.dropped_decisive > 0 {
+                Outcome::Error {
+                    exit_code: 0,
+                    report: vec![format!(
+                        "the trace overflowed: {} events about native objects and watched \
+                         values came past what refcount-lab keeps, so a leak cannot be ruled \
+                         out",
+                        run.dropped_decisive
+                    )],
+                }
+            } else if leaks.is_empty() {
                 Outcome::Ok
             } else {
                 Outcome::Leaked(leaks)
@@ -211,6 +241,8 @@ mod tests {
             timeout: Duration::from_secs(10),
             trace: events.into_iter().map(TraceLine::Event).collect(),
             dropped_trace_lines: 0,
+            dropped_decisive: 0,
+            other_process_events: 0,
             stdout: Captured::default(),
             stderr: Captured {
                 text: stderr.into(),

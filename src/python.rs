@@ -9,19 +9,31 @@
 //! changed.
 
 use crate::native;
-use anyhow::{bail, Context, Result};
+use crate::processes;
+use crate::scratch::ScratchDir;
+use anyhow::{bail, Result};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 /// The oldest CPython the module's stable ABI (`abi3-py310`) loads into.
 const OLDEST: (u32, u32) = (3, 10);
 
-/// What the chosen interpreter says about itself: one line per field.
+/// What the chosen interpreter says about itself: one line per field. Written so that any
+/// Python since 2.6 answers (an old one must hear "too old", not "not a Python"), and
+/// imports nothing: it runs in `/`, with no site, environment or user folders.
 const PROBE: &str = "import sys
-print(sys.implementation.name, sys.version.split()[0], *sys.version_info[:2],
-      int(hasattr(sys, 'gettotalrefcount')), int('t' in getattr(sys, 'abiflags', '')),
-      sys.executable, sep='\\n')";
+i = getattr(sys, 'implementation', None)
+name = i.name if i else getattr(sys, 'subversion', ('?',))[0].lower()
+fields = [name, sys.version.split()[0], sys.version_info[0], sys.version_info[1],
+          int(hasattr(sys, 'gettotalrefcount')), int('t' in getattr(sys, 'abiflags', '')),
+          sys.executable]
+sys.stdout.write('\\n'.join([str(f) for f in fields]) + '\\n')";
+
+/// How long the interpreter may take to say what it is, and how much of its answer is read.
+const PROBE_LIMIT: Duration = Duration::from_secs(30);
+const PROBE_CAP: usize = 64 * 1024;
 
 /// A CPython the module loads into, ready to run.
 #[derive(Debug)]
@@ -35,8 +47,8 @@ pub struct Python {
     pub full_version: String,
     /// A debug build (`--with-pydebug`: `sys.gettotalrefcount` exists).
     pub debug: bool,
-    /// The folder holding `hashtable` and `lab` (see `native.rs`).
-    module_dir: PathBuf,
+    /// The folder holding `hashtable` and `lab` (see `native.rs`), removed with this.
+    module_dir: ScratchDir,
 }
 
 impl Python {
@@ -78,12 +90,12 @@ impl Python {
 
     /// The folder holding `hashtable` and `lab`.
     pub fn module_dir(&self) -> &Path {
-        &self.module_dir
+        self.module_dir.path()
     }
 
     /// A command running this interpreter with the module importable and `faults` on.
     pub fn command(&self, faults: &[&str]) -> Command {
-        let mut path = OsString::from(&self.module_dir);
+        let mut path = OsString::from(self.module_dir.path());
         if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
             path.push(":");
             path.push(existing);
@@ -123,25 +135,52 @@ fn is_executable(path: &Path) -> bool {
 
 /// Asks `executable` what it is, and refuses what the module cannot load into.
 fn probe(executable: &Path) -> Result<Python> {
-    let output = Command::new(executable)
-        .args(["-I", "-S", "-c", PROBE])
-        .output()
-        .context("it does not run")?;
+    let output = processes::output(
+        Command::new(executable)
+            .args(["-E", "-s", "-S", "-c", PROBE])
+            .current_dir("/"),
+        PROBE_LIMIT,
+        PROBE_CAP,
+    )
+    .map_err(|error| anyhow::anyhow!("it does not run: {error}"))?;
+    let Some(status) = output.status else {
+        bail!(
+            "asked what it is, it did not answer within {} s and was stopped",
+            PROBE_LIMIT.as_secs()
+        );
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let fields: Vec<&str> = stdout.lines().collect();
     let [implementation, full_version, major, minor, debug, free_threaded, real] = fields[..]
     else {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let said = match stderr.lines().chain(stdout.lines()).next() {
-            Some(line) => format!("it said {line:?}"),
-            None => format!("it printed nothing ({})", output.status),
+            Some(line) => format!("it said {:?}", shorten(line)),
+            None => format!("it printed nothing ({status})"),
         };
         bail!(
             "it is not a Python: asked what it is, {said}. Name a CPython 3.10 or newer with \
              --python PATH_OR_NAME"
         );
     };
-    let version = (major.parse()?, minor.parse()?);
+    let (Ok(major), Ok(minor)) = (major.parse::<u32>(), minor.parse::<u32>()) else {
+        bail!(
+            "asked what it is, it gave a version refcount-lab cannot read ({:?}, {:?}). Name \
+             a CPython 3.10 or newer with --python PATH_OR_NAME",
+            shorten(major),
+            shorten(minor)
+        );
+    };
+    let version = (major, minor);
+    let readable = |field: &str| field.chars().all(|c| c.is_ascii_graphic());
+    if !readable(implementation) || !readable(full_version) {
+        bail!(
+            "asked what it is, it gave a name or version refcount-lab cannot read ({:?}, \
+             {:?}). Name a CPython 3.10 or newer with --python PATH_OR_NAME",
+            shorten(implementation),
+            shorten(full_version)
+        );
+    }
     if implementation != "cpython" {
         bail!(
             "it is {implementation} {full_version}, not CPython: refcount-lab's module is \
@@ -150,7 +189,7 @@ fn probe(executable: &Path) -> Result<Python> {
     }
     if version < OLDEST {
         bail!(
-            "it is CPython {full_version}, and refcount-lab needs CPython 3.10 or newer (its \
+            "it is CPython {full_version}, too old: refcount-lab needs CPython 3.10 or newer (its \
              module is built for the stable ABI of 3.10). Name a newer one with --python, \
              e.g. --python python3.13"
         );
@@ -176,4 +215,12 @@ fn probe(executable: &Path) -> Result<Python> {
         debug: debug == "1",
         module_dir: native::install()?,
     })
+}
+
+/// At most 80 characters of what an interpreter said, for an error message.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }

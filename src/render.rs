@@ -243,6 +243,20 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
             run.leftovers.join(", ")
         );
     }
+    if run.other_process_events > 0 {
+        let _ = writeln!(
+            out,
+            "  {} {} trace event{} sent by other processes than the script's (its forks) \
+             were not counted",
+            p.paint(Style::Dim, "note:    "),
+            run.other_process_events,
+            if run.other_process_events == 1 {
+                ""
+            } else {
+                "s"
+            }
+        );
+    }
     out
 }
 

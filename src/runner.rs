@@ -9,21 +9,26 @@
 //! dedicated pipe (fd 3). A crash, a hang, a flood of output or a closed pipe ends the
 //! child, never the parent. Classifying what happened is `outcome.rs`'s job.
 //!
-//! A run is the script's process and everything it starts. This process is made the
-//! "child subreaper" of its descendants (`PR_SET_CHILD_SUBREAPER`), so a process the script
-//! leaves behind, even one that left the process group and session (`setsid`, a double
-//! fork), is re-parented here instead of to init, and is found in `/proc`. When the script
-//! ends normally the run waits for those processes too, up to the timeout; then, and after
-//! any other ending, every process left is killed and reaped, and the run says which.
+//! A run is the script's process and everything it starts: `processes.rs` holds them all
+//! (subreaper, parent-death signal, interrupts). When the script ends normally the run
+//! waits for what it started too, up to the timeout; then, and after any other ending,
+//! every process left is killed by pid, wherever its process group or session went, and
+//! the run says which.
+//!
+//! The trace counts only events from the script's own process (each event carries its
+//! sender's pid, signed): a fork that inherited the pipe cannot finish, free or leak
+//! anything for it. Everything kept is bounded: output, trace lines and their text, and the
+//! native objects' `alloc`/`free` events past the cap, which cancel in pairs.
 
 use crate::faults::Fault;
+use crate::processes;
 use crate::python::Python;
 use crate::trace::{self, Checked, Event, Key, KEY_FD, KEY_FD_ENV, TRACE_FD, TRACE_FD_ENV};
 use anyhow::{Context, Result};
-use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
@@ -33,12 +38,20 @@ use std::time::{Duration, Instant};
 /// (`lab._run_main` turns it on), so the first collection happens in the script, at a
 /// point that does not move when lab's own code changes: a dangling pointer that a
 /// collection would trip over (lesson 17) trips where the learner can see it.
-const LAUNCHER: &str = "import gc; gc.disable(); import lab; lab._run_main()";
+/// The current folder (`''`, first on `sys.path` for `-c`) is dropped first: `lab` is
+/// imported from refcount-lab's own module folder, never from wherever the run starts.
+const LAUNCHER: &str = "import sys; sys.path[:1] == [''] and sys.path.pop(0); \
+                        import gc; gc.disable(); import lab; lab._run_main()";
 
 /// Bytes of stdout and of stderr kept; the rest is counted.
 const OUTPUT_CAP: usize = 256 * 1024;
 /// Trace events kept; later ones are counted.
 const EVENT_CAP: usize = 100_000;
+/// Bytes of trace text kept (a `say` may be long); later lines are counted.
+const TEXT_CAP: usize = 16 * 1024 * 1024;
+/// Events the outcome is decided by, kept past the caps above; later ones are counted, and
+/// the outcome says leaks could not be ruled out.
+const DECISIVE_CAP: usize = 1_000_000;
 /// Longest trace line read as an event; longer ones are kept as (cut) text.
 const LINE_CAP: usize = 1024 * 1024;
 /// Characters shown of a line that is not an event.
@@ -96,8 +109,12 @@ pub struct Run {
     pub ending: Ending,
     pub timeout: Duration,
     pub trace: Vec<TraceLine>,
-    /// Trace lines beyond [`EVENT_CAP`] that were read and dropped.
+    /// Trace lines beyond [`EVENT_CAP`] or [`TEXT_CAP`] that were read and dropped.
     pub dropped_trace_lines: usize,
+    /// Events the outcome is decided by, dropped beyond [`DECISIVE_CAP`].
+    pub dropped_decisive: usize,
+    /// Signed events sent by other processes than the script's (its forks): not counted.
+    pub other_process_events: usize,
     pub stdout: Captured,
     pub stderr: Captured,
     /// Names of the processes the script left running, which the runner stopped.
@@ -116,7 +133,6 @@ impl Run {
 
 /// Runs `job` to its end, whatever that end is.
 pub fn run(job: &Job) -> Result<Run> {
-    processes::become_subreaper();
     let (trace_reader, trace_writer) = std::io::pipe().context("cannot create the trace pipe")?;
     let writer_fd = trace_writer.as_raw_fd();
     // The run's key goes down a pipe of its own, which the module empties and closes
@@ -163,7 +179,7 @@ pub fn run(job: &Job) -> Result<Run> {
             Ok(())
         });
     }
-    let mut child = command.spawn().with_context(|| {
+    let mut child = processes::spawn(&mut command).with_context(|| {
         format!(
             "cannot start a child interpreter for {}",
             job.script.display()
@@ -174,17 +190,74 @@ pub fn run(job: &Job) -> Result<Run> {
     drop(key_reader);
     drop(command);
 
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let stdout = thread::spawn(move || capture(stdout));
-    let stderr = thread::spawn(move || capture(stderr));
-    let trace = thread::spawn(move || read_trace(trace_reader, key));
-
     let pid = child.id() as i32;
+    let streams = [
+        OwnedFd::from(child.stdout.take().expect("stdout is piped")),
+        OwnedFd::from(child.stderr.take().expect("stderr is piped")),
+        OwnedFd::from(trace_reader),
+    ];
+    let mut stdout = processes::Capped::new(OUTPUT_CAP);
+    let mut stderr = processes::Capped::new(OUTPUT_CAP);
+    let mut trace = TraceReader::new(key, pid as u32);
     let deadline = Instant::now() + job.timeout;
+    let (ending, leftovers, status) = thread::scope(|scope| {
+        let (wake_reader, wake_writer) =
+            std::io::pipe().context("cannot create the collector's pipe")?;
+        let sinks = (&mut stdout, &mut stderr, &mut trace);
+        let collector = scope.spawn(move || {
+            let (out, err, trace) = sinks;
+            let mut sinks: [&mut dyn processes::Sink; 3] = [out, err, trace];
+            processes::collect(streams, &mut sinks, wake_reader);
+        });
+        let ending = match wait_for_exit(pid, job.timeout) {
+            None => Some(Ending::TimedOut),
+            // A script that ended well may have left work running: it is part of the run.
+            Some(true) if !processes::wait_for_descendants(pid, deadline) => {
+                Some(Ending::LeftRunning)
+            }
+            Some(_) => None,
+        };
+        let leftovers = processes::stop_all(pid);
+        let status = child.wait();
+        // Every process of the run is dead: what they wrote is in the pipes.
+        drop(wake_writer);
+        collector.join().expect("the collector does not panic");
+        anyhow::Ok((ending, leftovers, status))
+    })?;
+    let status = status.context("cannot collect the child's exit status")?;
+
+    let ending = ending.unwrap_or_else(|| match status.signal() {
+        Some(signal) => Ending::Signaled(signal),
+        None => Ending::Exited(status.code().unwrap_or(-1)),
+    });
+    let trace = trace.finish();
+    let mut stderr = Captured::from(stderr);
+    // Tracebacks name the script and `lab.py` by absolute path: show them relative to the
+    // run's folder and the module folder.
+    for dir in [job.dir, job.python.module_dir()] {
+        if let Ok(dir) = dir.canonicalize() {
+            stderr.text = stderr.text.replace(&format!("{}/", dir.display()), "");
+        }
+    }
+    Ok(Run {
+        ending,
+        timeout: job.timeout,
+        trace: trace.lines,
+        dropped_trace_lines: trace.dropped,
+        dropped_decisive: trace.dropped_decisive,
+        other_process_events: trace.other_processes,
+        stdout: Captured::from(stdout),
+        stderr,
+        leftovers,
+    })
+}
+
+/// Waits up to `timeout` for the child `pid` to end, without reaping it (so its pid stays
+/// ours to signal): whether it exited with status 0, or `None` at the timeout.
+fn wait_for_exit(pid: i32, timeout: Duration) -> Option<bool> {
     let (exited_tx, exited_rx) = mpsc::channel();
-    let waiter = thread::spawn(move || {
-        // Wait for the exit without reaping, so the process group stays ours to signal.
+    // Not joined: at the timeout it ends when the child is killed and reaped.
+    thread::spawn(move || {
         // SAFETY: `info` is a plain C struct that waitid fills in.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waiting on our own child; WNOWAIT leaves it to `child.wait()` to reap.
@@ -200,209 +273,90 @@ pub fn run(job: &Job) -> Result<Run> {
         let ended_well = info.si_code == libc::CLD_EXITED && unsafe { info.si_status() } == 0;
         let _ = exited_tx.send(ended_well);
     });
-    let mut ending = match exited_rx.recv_timeout(job.timeout) {
-        Err(_) => Some(Ending::TimedOut),
-        // A script that ended well may have left work running: it is part of the run.
-        Ok(true) if !processes::wait_for_descendants(pid, deadline) => Some(Ending::LeftRunning),
-        Ok(_) => None,
-    };
-    let leftovers = processes::stop_all(pid);
-    let status = child
-        .wait()
-        .context("cannot collect the child's exit status")?;
-    let _ = waiter.join();
-
-    let ending = ending.take().unwrap_or_else(|| match status.signal() {
-        Some(signal) => Ending::Signaled(signal),
-        None => Ending::Exited(status.code().unwrap_or(-1)),
-    });
-    let (trace, dropped_trace_lines) = trace.join().expect("trace reader does not panic");
-    let mut stderr = stderr.join().expect("stderr reader does not panic");
-    // Tracebacks name the script and `lab.py` by absolute path: show them relative to the
-    // run's folder and the module folder.
-    for dir in [job.dir, job.python.module_dir()] {
-        if let Ok(dir) = dir.canonicalize() {
-            stderr.text = stderr.text.replace(&format!("{}/", dir.display()), "");
-        }
-    }
-    Ok(Run {
-        ending,
-        timeout: job.timeout,
-        trace,
-        dropped_trace_lines,
-        stdout: stdout.join().expect("stdout reader does not panic"),
-        stderr,
-        leftovers,
-    })
+    exited_rx.recv_timeout(timeout).ok()
 }
 
-/// The runner's own descendants, from `/proc`; this process is their subreaper.
-mod processes {
-    use std::collections::HashMap;
-    use std::sync::Once;
-    use std::time::{Duration, Instant};
-
-    /// Makes orphans of this process's descendants its own children (once per process).
-    pub fn become_subreaper() {
-        static ONCE: Once = Once::new();
-        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
-        ONCE.call_once(|| unsafe {
-            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        });
-    }
-
-    /// A process: its parent, its state letter (`Z` for a zombie) and its name.
-    struct Process {
-        ppid: i32,
-        state: char,
-        name: String,
-    }
-
-    fn table() -> HashMap<i32, Process> {
-        let mut table = HashMap::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return table;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            // `pid (name) state ppid …`; the name may hold spaces and parentheses.
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                continue;
-            };
-            let mut fields = stat[close + 1..].split_whitespace();
-            let state = fields.next().and_then(|f| f.chars().next()).unwrap_or('?');
-            let ppid = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
-            let name = stat[open + 1..close].to_owned();
-            table.insert(pid, Process { ppid, state, name });
+impl From<processes::Capped> for Captured {
+    fn from(capped: processes::Capped) -> Captured {
+        Captured {
+            text: String::from_utf8_lossy(&capped.kept).into_owned(),
+            dropped: capped.dropped,
         }
-        table
-    }
-
-    /// This process's descendants but `script` (the run's own child, not yet reaped).
-    fn descendants(script: i32) -> Vec<(i32, Process)> {
-        let mut table = table();
-        table.remove(&script);
-        let mut found = Vec::new();
-        // Below this process, and below the script: its children are re-parented here only
-        // once it has been reaped.
-        let mut parents = vec![std::process::id() as i32, script];
-        while let Some(parent) = parents.pop() {
-            let children: Vec<i32> = table
-                .iter()
-                .filter(|(_, process)| process.ppid == parent)
-                .map(|(pid, _)| *pid)
-                .collect();
-            for pid in children {
-                parents.push(pid);
-                found.push((pid, table.remove(&pid).expect("listed above")));
-            }
-        }
-        found
-    }
-
-    /// Waits until no descendant but zombies is left; false if `deadline` came first.
-    pub fn wait_for_descendants(script: i32, deadline: Instant) -> bool {
-        loop {
-            if descendants(script).iter().all(|(_, p)| p.state == 'Z') {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the script's process group (the script itself too, if it still runs), then
-    /// every other descendant, and reaps the ones re-parented here. Returns the names of the
-    /// processes besides the script that were still running.
-    pub fn stop_all(script: i32) -> Vec<String> {
-        let me = std::process::id() as i32;
-        let mut stopped: Vec<(i32, String)> = descendants(script)
-            .into_iter()
-            .filter(|(_, process)| process.state != 'Z')
-            .map(|(pid, process)| (pid, process.name))
-            .collect();
-        // SAFETY: the group leader is our unreaped child, so the group id is still ours.
-        unsafe { libc::kill(-script, libc::SIGKILL) };
-        // A few rounds: a dying process's children are re-parented here, then killed too.
-        for _ in 0..100 {
-            let left = descendants(script);
-            if left.is_empty() {
-                break;
-            }
-            for (pid, process) in left {
-                if process.state == 'Z' {
-                    if process.ppid == me {
-                        // SAFETY: reaping a zombie child of ours; WNOHANG never blocks.
-                        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-                    }
-                    continue;
-                }
-                if !stopped.iter().any(|(seen, _)| *seen == pid) {
-                    stopped.push((pid, process.name));
-                }
-                // SAFETY: killing a descendant of this process.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        stopped.into_iter().map(|(_, name)| name).collect()
     }
 }
 
-/// Reads a stream to its end, keeping the first [`OUTPUT_CAP`] bytes.
-fn capture(mut stream: impl Read) -> Captured {
-    let mut kept = Vec::new();
-    let mut dropped = 0;
-    let mut buffer = [0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = OUTPUT_CAP.saturating_sub(kept.len()).min(n);
-                kept.extend_from_slice(&buffer[..room]);
-                dropped += n - room;
-            }
-        }
-    }
-    Captured {
-        text: String::from_utf8_lossy(&kept).into_owned(),
-        dropped,
-    }
+/// The trace pipe's reader: splits lines, checks signatures, keeps what the caps allow.
+struct TraceReader {
+    key: Key,
+    /// The script's process: only its events count.
+    pid: u32,
+    lines: Vec<TraceLine>,
+    /// Bytes of text of the lines kept under the caps.
+    text: usize,
+    /// Decisive events kept past the caps, `alloc`s waiting in `tail` included.
+    past_caps: usize,
+    /// Past the caps: `alloc`/`free` events since the last other decisive event, in order.
+    /// An `alloc` whose `free` arrives here cancels with it (`None`), so making and freeing
+    /// tables costs nothing, while counts between decisive events stay as they were.
+    tail: Vec<Option<TraceLine>>,
+    /// Where each `alloc` in `tail` sits, by type and id.
+    pending: HashMap<(String, u64), usize>,
+    dropped: usize,
+    dropped_decisive: usize,
+    other_processes: usize,
+    current: Vec<u8>,
+    overlong: bool,
 }
 
-/// Reads trace lines to the end of the pipe; returns them and how many were dropped.
-fn read_trace(mut pipe: impl Read, key: Key) -> (Vec<TraceLine>, usize) {
-    let mut lines = Vec::new();
-    let mut dropped = 0;
-    let mut current = Vec::new();
-    let mut overlong = false;
-    let mut buffer = [0u8; 64 * 1024];
-    let mut finish = |line: &[u8], overlong: bool, lines: &mut Vec<TraceLine>| {
-        if line.is_empty() {
+/// What a [`TraceReader`] kept.
+struct Trace {
+    lines: Vec<TraceLine>,
+    dropped: usize,
+    dropped_decisive: usize,
+    other_processes: usize,
+}
+
+impl TraceReader {
+    fn new(key: Key, pid: u32) -> TraceReader {
+        TraceReader {
+            key,
+            pid,
+            lines: Vec::new(),
+            text: 0,
+            past_caps: 0,
+            tail: Vec::new(),
+            pending: HashMap::new(),
+            dropped: 0,
+            dropped_decisive: 0,
+            other_processes: 0,
+            current: Vec::new(),
+            overlong: false,
+        }
+    }
+
+    fn line(&mut self, bytes: &[u8], overlong: bool) {
+        if bytes.is_empty() {
             return; // the separator the module writes before each event
         }
-        let text = String::from_utf8_lossy(line);
+        let text = String::from_utf8_lossy(bytes);
         let shown = || match text.char_indices().nth(SHOWN_CAP) {
             Some((cut, _)) => format!("{}…", &text[..cut]),
             None => text.to_string(),
         };
-        let line = match trace::check(&text, key) {
-            Checked::Event(_, event) if !overlong => TraceLine::Event(event),
-            Checked::Event(..) | Checked::Unreadable => TraceLine::Unreadable(shown()),
+        let line = match trace::check(&text, self.key) {
+            Checked::Event { pid, .. } if pid != self.pid => {
+                self.other_processes += 1;
+                return;
+            }
+            Checked::Event { event, .. } if !overlong => TraceLine::Event(event),
+            Checked::Event { .. } | Checked::Unreadable => TraceLine::Unreadable(shown()),
             Checked::Forged => TraceLine::Forged(shown()),
         };
-        // Past the cap, only the events the outcome is decided by are kept.
+        if self.lines.len() < EVENT_CAP && self.text + bytes.len() <= TEXT_CAP {
+            self.text += bytes.len();
+            self.lines.push(line);
+            return;
+        }
         let decisive = matches!(
             line,
             TraceLine::Event(
@@ -414,90 +368,130 @@ fn read_trace(mut pipe: impl Read, key: Key) -> (Vec<TraceLine>, usize) {
                     | Event::Free { .. }
             )
         );
-        if lines.len() < EVENT_CAP || decisive {
-            lines.push(line);
-        } else {
-            dropped += 1;
+        if !decisive {
+            self.dropped += 1;
+            return;
         }
-    };
-    loop {
-        let n = match pipe.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &byte in &buffer[..n] {
-            if byte == b'\n' {
-                finish(&current, overlong, &mut lines);
-                current.clear();
-                overlong = false;
-            } else if current.len() < LINE_CAP {
-                current.push(byte);
-            } else {
-                overlong = true;
+        if let TraceLine::Event(Event::Free { type_name, id }) = &line {
+            if let Some(at) = self.pending.remove(&(type_name.clone(), *id)) {
+                self.tail[at] = None;
+                self.past_caps -= 1;
+                self.compact_tail();
+                return;
+            }
+        }
+        if self.past_caps >= DECISIVE_CAP {
+            self.dropped_decisive += 1;
+            return;
+        }
+        self.past_caps += 1;
+        match line {
+            TraceLine::Event(Event::Alloc { ref type_name, id }) => {
+                self.pending
+                    .insert((type_name.clone(), id), self.tail.len());
+                self.tail.push(Some(line));
+            }
+            TraceLine::Event(Event::Free { .. }) => self.tail.push(Some(line)),
+            _ => {
+                self.flush_tail();
+                self.lines.push(line);
             }
         }
     }
-    if !current.is_empty() {
-        finish(&current, overlong, &mut lines);
-    }
-    (lines, dropped)
-}
 
-/// A private scratch folder, removed when dropped (for lessons embedded in the binary).
-pub struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    pub fn new() -> Result<ScratchDir> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "refcount-lab-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create a scratch folder at {}", path.display()))?;
-        Ok(ScratchDir(path))
+    /// Drops the cancelled pairs from `tail` once they are most of it.
+    fn compact_tail(&mut self) {
+        if self.tail.len() < 1024 || self.pending.len() * 2 > self.tail.len() {
+            return;
+        }
+        self.tail.retain(Option::is_some);
+        self.pending.clear();
+        for (at, line) in self.tail.iter().enumerate() {
+            if let Some(TraceLine::Event(Event::Alloc { type_name, id })) = line {
+                self.pending.insert((type_name.clone(), *id), at);
+            }
+        }
     }
 
-    /// A new scratch folder holding one file, `name`, with `contents` (an embedded script).
-    pub fn with_file(name: &str, contents: &str) -> Result<ScratchDir> {
-        let scratch = ScratchDir::new()?;
-        let path = scratch.path().join(name);
-        std::fs::write(&path, contents)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(scratch)
+    fn flush_tail(&mut self) {
+        self.lines.extend(self.tail.drain(..).flatten());
+        self.pending.clear();
     }
 
-    pub fn path(&self) -> &Path {
-        &self.0
+    fn finish(mut self) -> Trace {
+        if !self.current.is_empty() {
+            let current = std::mem::take(&mut self.current);
+            self.line(&current, self.overlong);
+        }
+        self.flush_tail();
+        Trace {
+            lines: self.lines,
+            dropped: self.dropped,
+            dropped_decisive: self.dropped_decisive,
+            other_processes: self.other_processes,
+        }
     }
 }
 
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+impl processes::Sink for TraceReader {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if byte == b'\n' {
+                let current = std::mem::take(&mut self.current);
+                self.line(&current, self.overlong);
+                self.current = current;
+                self.current.clear();
+                self.overlong = false;
+            } else if self.current.len() < LINE_CAP {
+                self.current.push(byte);
+            } else {
+                self.overlong = true;
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::processes::Sink;
+
+    const PID: u32 = 42;
+
+    fn read(input: &[u8], key: Key) -> Trace {
+        let mut reader = TraceReader::new(key, PID);
+        // In two pieces, as a pipe may deliver them.
+        let (first, second) = input.split_at(input.len() / 2);
+        reader.feed(first);
+        reader.feed(second);
+        reader.finish()
+    }
 
     #[test]
     fn trace_reader_keeps_signed_events_and_marks_the_rest() {
         let key = Key(3, 4);
-        let done = trace::signed(key, 1, r#"{"ev":"done"}"#);
-        let say = trace::signed(key, 2, r#"{"ev":"say","text":"cut"#);
+        let done = trace::signed(key, 1, PID, r#"{"ev":"done"}"#);
+        let say = trace::signed(key, 2, PID, r#"{"ev":"say","text":"cut"#);
         let input = format!("\n{done}\nnot json\n{{\"ev\":\"done\"}}\n\n{say}");
-        let (lines, dropped) = read_trace(input.as_bytes(), key);
-        assert_eq!(dropped, 0);
+        let trace = read(input.as_bytes(), key);
+        assert_eq!(trace.dropped, 0);
+        let lines = trace.lines;
         assert_eq!(lines[0], TraceLine::Event(Event::Done));
         assert_eq!(lines[1], TraceLine::Forged("not json".into()));
         assert_eq!(lines[2], TraceLine::Forged(r#"{"ev":"done"}"#.into()));
-        assert!(matches!(&lines[3], TraceLine::Unreadable(text) if text.ends_with("cut")));
+        assert!(
+            matches!(&lines[3], TraceLine::Unreadable(text) if text.starts_with(r#"{"seq":2,"#))
+        );
         assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn events_of_other_processes_do_not_count() {
+        let key = Key(3, 4);
+        let fork_done = trace::signed(key, 1, PID + 1, r#"{"ev":"done"}"#);
+        let trace = read(format!("{fork_done}\n").as_bytes(), key);
+        assert!(trace.lines.is_empty());
+        assert_eq!(trace.other_processes, 1);
     }
 
     #[test]
@@ -505,9 +499,9 @@ mod tests {
         let key = Key(5, 6);
         let mut input = vec![b'x'; LINE_CAP * 3];
         input.extend_from_slice(
-            format!("\n{}\n", trace::signed(key, 1, r#"{"ev":"done"}"#)).as_bytes(),
+            format!("\n{}\n", trace::signed(key, 1, PID, r#"{"ev":"done"}"#)).as_bytes(),
         );
-        let (lines, _) = read_trace(&input[..], key);
+        let lines = read(&input[..], key).lines;
         assert!(
             matches!(&lines[0], TraceLine::Forged(text) if text.chars().count() == SHOWN_CAP + 1)
         );
@@ -515,9 +509,53 @@ mod tests {
     }
 
     #[test]
-    fn capture_keeps_the_head_and_counts_the_rest() {
-        let input = vec![b'a'; OUTPUT_CAP + 10];
-        let captured = capture(&input[..]);
-        assert_eq!((captured.text.len(), captured.dropped), (OUTPUT_CAP, 10));
+    fn past_the_caps_tables_made_and_freed_cancel_and_what_is_left_keeps_its_place() {
+        let key = Key(7, 8);
+        let mut input = String::new();
+        let mut seq = 0;
+        let mut event = |body: String| {
+            seq += 1;
+            input.push_str(&trace::signed(key, seq, PID, &body));
+            input.push('\n');
+        };
+        let table = |ev: &str, id: u64| format!(r#"{{"ev":"{ev}","type":"HashTable","id":{id}}}"#);
+        for _ in 0..EVENT_CAP + 5 {
+            event(r#"{"ev":"say","text":"filler"}"#.into());
+        }
+        event(table("alloc", 1));
+        for id in 2..50_000 {
+            event(table("alloc", id));
+            event(table("free", id));
+        }
+        event(r#"{"ev":"done"}"#.into());
+        event(table("free", 1));
+        let trace = read(input.as_bytes(), key);
+        assert_eq!(trace.dropped, 5);
+        assert_eq!(trace.dropped_decisive, 0);
+        let tail: Vec<&TraceLine> = trace.lines[EVENT_CAP..].iter().collect();
+        let alloc = TraceLine::Event(Event::Alloc {
+            type_name: "HashTable".into(),
+            id: 1,
+        });
+        let free = TraceLine::Event(Event::Free {
+            type_name: "HashTable".into(),
+            id: 1,
+        });
+        assert_eq!(tail, [&alloc, &TraceLine::Event(Event::Done), &free]);
+    }
+
+    #[test]
+    fn say_text_is_capped_in_bytes() {
+        let key = Key(9, 9);
+        let long = "x".repeat(LINE_CAP - 100);
+        let mut input = String::new();
+        for seq in 1..=40 {
+            let body = format!(r#"{{"ev":"say","text":"{long}"}}"#);
+            input.push_str(&trace::signed(key, seq, PID, &body));
+            input.push('\n');
+        }
+        let trace = read(input.as_bytes(), key);
+        assert_eq!(trace.lines.len(), TEXT_CAP / LINE_CAP);
+        assert_eq!(trace.dropped, 40 - TEXT_CAP / LINE_CAP);
     }
 }

@@ -55,10 +55,12 @@ impl Key {
         format!("{:016x}{:016x}", self.0, self.1)
     }
 
-    /// The tag of event number `seq` with text `body` (the same computation as the child's).
-    fn tag(self, seq: u64, body: &str) -> u64 {
+    /// The tag of event number `seq` from process `pid` with text `body` (the same
+    /// computation as the child's).
+    fn tag(self, seq: u64, pid: u32, body: &str) -> u64 {
         let mut hasher = SipHasher24::new_with_keys(self.0, self.1);
         hasher.write_u64(seq);
+        hasher.write_u32(pid);
         hasher.write(body.as_bytes());
         hasher.finish()
     }
@@ -66,10 +68,10 @@ impl Key {
 
 /// A line as the child's native module signs it (for tests of the reading side).
 #[cfg(test)]
-pub fn signed(key: Key, seq: u64, body: &str) -> String {
+pub fn signed(key: Key, seq: u64, pid: u32, body: &str) -> String {
     format!(
-        "{{\"seq\":{seq},\"tag\":\"{:016x}\",{}",
-        key.tag(seq, body),
+        "{{\"seq\":{seq},\"pid\":{pid},\"tag\":\"{:016x}\",{}",
+        key.tag(seq, pid, body),
         &body[1..]
     )
 }
@@ -77,37 +79,41 @@ pub fn signed(key: Key, seq: u64, body: &str) -> String {
 /// What one line of the trace pipe is.
 #[derive(Debug, PartialEq)]
 pub enum Checked {
-    /// A signed event, with its number.
-    Event(u64, Event),
+    /// A signed event, with its number and the process that sent it.
+    Event { seq: u64, pid: u32, event: Event },
     /// Signed, but not an event this parent knows.
     Unreadable,
     /// No valid signature: not written by the native module.
     Forged,
 }
 
-/// Checks one line: `{"seq":N,"tag":"16 hex digits",` then the rest of the event's object.
+/// Checks one line: `{"seq":N,"pid":P,"tag":"16 hex digits",` then the rest of the
+/// event's object.
 pub fn check(line: &str, key: Key) -> Checked {
     let signed = (|| {
         let rest = line.strip_prefix(r#"{"seq":"#)?;
         let (seq, rest) = rest.split_once(',')?;
+        let rest = rest.strip_prefix(r#""pid":"#)?;
+        let (pid, rest) = rest.split_once(',')?;
         let rest = rest.strip_prefix(r#""tag":""#)?;
         let (tag, rest) = rest.split_at_checked(16)?;
         let rest = rest.strip_prefix(r#"","#)?;
         Some((
             seq.parse::<u64>().ok()?,
+            pid.parse::<u32>().ok()?,
             u64::from_str_radix(tag, 16).ok()?,
             rest,
         ))
     })();
-    let Some((seq, tag, rest)) = signed else {
+    let Some((seq, pid, tag, rest)) = signed else {
         return Checked::Forged;
     };
     let body = format!("{{{rest}");
-    if key.tag(seq, &body) != tag {
+    if key.tag(seq, pid, &body) != tag {
         return Checked::Forged;
     }
     match Event::parse(&body) {
-        Ok(event) => Checked::Event(seq, event),
+        Ok(event) => Checked::Event { seq, pid, event },
         Err(_) => Checked::Unreadable,
     }
 }
@@ -326,16 +332,22 @@ mod tests {
         let key = Key(1, 2);
         let done = r#"{"ev":"done"}"#;
         assert_eq!(
-            check(&signed(key, 7, done), key),
-            Checked::Event(7, Event::Done)
+            check(&signed(key, 7, 42, done), key),
+            Checked::Event {
+                seq: 7,
+                pid: 42,
+                event: Event::Done
+            }
         );
         assert_eq!(check(done, key), Checked::Forged);
-        assert_eq!(check(&signed(Key(1, 3), 7, done), key), Checked::Forged);
-        let replayed = signed(key, 7, done).replace("\"seq\":7", "\"seq\":8");
+        assert_eq!(check(&signed(Key(1, 3), 7, 42, done), key), Checked::Forged);
+        let replayed = signed(key, 7, 42, done).replace("\"seq\":7", "\"seq\":8");
         assert_eq!(check(&replayed, key), Checked::Forged);
+        let other_process = signed(key, 7, 42, done).replace("\"pid\":42", "\"pid\":43");
+        assert_eq!(check(&other_process, key), Checked::Forged);
         let duplicate_kind = r#"{"ev": "say", "ev": "done"}"#;
         assert_eq!(
-            check(&signed(key, 1, duplicate_kind), key),
+            check(&signed(key, 1, 42, duplicate_kind), key),
             Checked::Unreadable
         );
     }

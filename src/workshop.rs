@@ -272,7 +272,7 @@ pub fn check_c_command(python: &Python) -> Result<bool> {
     let source = "#include <Python.h>\n\
                   static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, \"refcount_lab_check\"};\n\
                   PyMODINIT_FUNC PyInit_refcount_lab_check(void) { return PyModule_Create(&def); }\n";
-    let scratch = crate::runner::ScratchDir::with_file("refcount_lab_check.c", source)?;
+    let scratch = crate::scratch::ScratchDir::with_file("refcount_lab_check.c", source)?;
     let file = scratch.path().join("refcount_lab_check.c");
     match crate::cbuild::build(python, &file, "refcount_lab_check", scratch.path())? {
         crate::cbuild::Built::Compiled => {

@@ -5,10 +5,11 @@
 //! `REFCOUNT_LAB_KEY_FD`. The import of `_labtrace` ([`install`], by `lab`, before the script
 //! runs) reads and closes the key pipe and moves the event pipe to a private descriptor, so
 //! the script can neither read the key nor lose the trace by closing fd 3. Every event is
-//! numbered and tagged with a keyed hash (SipHash-2-4) of its number and text, and goes out
-//! in one unbuffered `write(2)`, so every event written before a crash has already left the
-//! process. A line a script writes itself cannot carry a valid tag: the parent shows it as
-//! forged and counts nothing from it (`src/trace.rs` of the CLI checks the tags).
+//! numbered and tagged with a keyed hash (SipHash-2-4) of its number, the sending process's
+//! id and its text, and goes out in one unbuffered `write(2)`, so every event written
+//! before a crash has already left the process. A line a script writes itself cannot carry
+//! a valid tag: the parent shows it as forged and counts nothing from it (`src/trace.rs` of
+//! the CLI checks the tags).
 //!
 //! `alloc`, `free` and `done` come only from native code. The `lab` probes (`lab.py`) send
 //! theirs through [`emit_python`] (`_labtrace._emit`), which accepts only the kinds `lab`
@@ -71,10 +72,12 @@ pub fn is_traced() -> bool {
     SINK.get().is_some_and(Option::is_some)
 }
 
-/// The tag of event number `seq` with text `body`: both sides compute it the same way.
-pub fn tag(key: (u64, u64), seq: u64, body: &str) -> u64 {
+/// The tag of event number `seq` from process `pid` with text `body`: both sides compute
+/// it the same way.
+pub fn tag(key: (u64, u64), seq: u64, pid: u32, body: &str) -> u64 {
     let mut hasher = SipHasher24::new_with_keys(key.0, key.1);
     hasher.write_u64(seq);
+    hasher.write_u32(pid);
     hasher.write(body.as_bytes());
     hasher.finish()
 }
@@ -87,9 +90,12 @@ fn emit(body: &str) -> bool {
         return false;
     };
     let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1;
+    // The sender's pid, signed: the parent counts only the script's own process, not a
+    // fork of it that inherited the pipe and the key.
+    let pid = std::process::id();
     let line = format!(
-        "\n{{\"seq\":{seq},\"tag\":\"{:016x}\",{}\n",
-        tag(sink.key, seq, body),
+        "\n{{\"seq\":{seq},\"pid\":{pid},\"tag\":\"{:016x}\",{}\n",
+        tag(sink.key, seq, pid, body),
         &body[1..]
     );
     // SAFETY: writing our own buffer to the descriptor we own.

@@ -1,0 +1,447 @@
+//! Every process refcount-lab starts, held so that none outlives it.
+//!
+//! Three holds, from the inside out:
+//! - **Subreaper.** This process is the "child subreaper" of its descendants
+//!   (`PR_SET_CHILD_SUBREAPER`): a process a script leaves behind, even one that left its
+//!   process group and session (`setsid`, a double fork), is re-parented here instead of to
+//!   init, and is found in `/proc` below this process. [`stop_all`] kills them by pid, not
+//!   by group, so no `setpgid` escapes it.
+//! - **Parent death.** Every child is started by [`spawn`] with `PR_SET_PDEATHSIG`: if
+//!   refcount-lab itself is killed (even by `SIGKILL`), the kernel kills its children too.
+//! - **Interrupts.** `SIGINT`, `SIGTERM` and `SIGHUP` are taken by one thread
+//!   ([`interrupts::install`]) that stops every descendant, removes the scratch folders
+//!   (`scratch.rs`), says "interrupted" and exits 128 + the signal's number, whatever the
+//!   main thread was doing (running a child, waiting at a prompt, compiling).
+//!
+//! [`output`] runs a helper program (the interpreter's self-description, the C compiler)
+//! with the same holds, a time limit and capped output.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
+
+/// Held while a child is started, and by the interrupt thread from its sweep to the exit,
+/// so no child can start after the sweep.
+static SPAWNING: Mutex<()> = Mutex::new(());
+
+fn spawn_lock() -> MutexGuard<'static, ()> {
+    SPAWNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Makes orphans of this process's descendants its own children (once per process).
+pub fn become_subreaper() {
+    static ONCE: Once = Once::new();
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    ONCE.call_once(|| unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    });
+}
+
+/// Starts `command` so that it dies with this process (see the module's docs).
+pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    become_subreaper();
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nothing would ever signal.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let _held = spawn_lock();
+    command.spawn()
+}
+
+/// A process: its parent, its state letter (`Z` for a zombie) and its name.
+struct Process {
+    ppid: i32,
+    state: char,
+    name: String,
+}
+
+fn table() -> HashMap<i32, Process> {
+    let mut table = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return table;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // `pid (name) state ppid …`; the name may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let mut fields = stat[close + 1..].split_whitespace();
+        let state = fields.next().and_then(|f| f.chars().next()).unwrap_or('?');
+        let ppid = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+        // Escaped: a process may name itself with control characters for a terminal.
+        let name = stat[open + 1..close].escape_debug().to_string();
+        table.insert(pid, Process { ppid, state, name });
+    }
+    table
+}
+
+/// This process's descendants, but `child` (a child of ours not yet reaped, whose own
+/// children count: they are re-parented here only once it has been reaped).
+fn descendants(child: Option<i32>) -> Vec<(i32, Process)> {
+    let mut table = table();
+    let mut parents = vec![std::process::id() as i32];
+    if let Some(child) = child {
+        table.remove(&child);
+        parents.push(child);
+    }
+    let mut found = Vec::new();
+    while let Some(parent) = parents.pop() {
+        let children: Vec<i32> = table
+            .iter()
+            .filter(|(_, process)| process.ppid == parent)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in children {
+            parents.push(pid);
+            found.push((pid, table.remove(&pid).expect("listed above")));
+        }
+    }
+    found
+}
+
+/// Waits until no descendant but zombies is left besides `child`; false if `deadline`
+/// came first.
+pub fn wait_for_descendants(child: i32, deadline: Instant) -> bool {
+    loop {
+        if descendants(Some(child)).iter().all(|(_, p)| p.state == 'Z') {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills `child` (our unreaped child, wherever its process group now is) and every other
+/// descendant, and reaps the ones re-parented here. Returns the names of the processes
+/// besides `child` that were still running.
+pub fn stop_all(child: i32) -> Vec<String> {
+    // SAFETY: `child` is our own unreaped child, so its pid cannot have been reused.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    stop_descendants(Some(child))
+}
+
+/// Kills every descendant but `child` until none is left; their names.
+fn stop_descendants(child: Option<i32>) -> Vec<String> {
+    let me = std::process::id() as i32;
+    let mut stopped: Vec<(i32, String)> = Vec::new();
+    // Rounds: a dying process's children are re-parented here, then killed too.
+    for _ in 0..1000 {
+        let left = descendants(child);
+        if left.is_empty() {
+            break;
+        }
+        for (pid, process) in left {
+            if process.state == 'Z' {
+                if process.ppid == me {
+                    // SAFETY: reaping a zombie child of ours; WNOHANG never blocks.
+                    unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+                }
+                continue;
+            }
+            if !stopped.iter().any(|(seen, _)| *seen == pid) {
+                stopped.push((pid, process.name));
+            }
+            // SAFETY: killing a descendant of this process (its zombie keeps the pid ours).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stopped.into_iter().map(|(_, name)| name).collect()
+}
+
+/// What a helper program printed, and how it ended.
+pub struct Output {
+    /// `None`: it was still running at the time limit, and was killed.
+    pub status: Option<ExitStatus>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Bytes printed beyond the cap, not kept.
+    pub dropped: usize,
+}
+
+/// Runs `command` (stdin closed) for at most `limit`, keeping at most `cap` bytes of each
+/// output stream; whatever it started is stopped when it ends.
+pub fn output(command: &mut Command, limit: Duration, cap: usize) -> std::io::Result<Output> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = spawn(command)?;
+    let streams = [
+        OwnedFd::from(child.stdout.take().expect("piped")),
+        OwnedFd::from(child.stderr.take().expect("piped")),
+    ];
+    let pid = child.id() as i32;
+    let mut kept = [Capped::new(cap), Capped::new(cap)];
+    let status = std::thread::scope(|scope| {
+        let (wake_reader, wake_writer) = std::io::pipe()?;
+        let [out, err] = &mut kept;
+        let collector = scope.spawn(move || {
+            let mut sinks: [&mut dyn Sink; 2] = [out, err];
+            collect(streams, &mut sinks, wake_reader);
+        });
+        let status = wait_until(&mut child, Instant::now() + limit);
+        stop_all(pid);
+        let status = match status {
+            Some(status) => Some(status),
+            None => {
+                child.wait()?;
+                None
+            }
+        };
+        drop(wake_writer);
+        let _ = collector.join();
+        Ok::<_, std::io::Error>(status)
+    })?;
+    let [stdout, stderr] = kept;
+    Ok(Output {
+        status,
+        dropped: stdout.dropped + stderr.dropped,
+        stdout: stdout.kept,
+        stderr: stderr.kept,
+    })
+}
+
+/// Waits for `child` until `deadline`; its status, or `None` if it still runs then.
+fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A reader of one output stream, fed as bytes arrive.
+pub trait Sink: Send {
+    fn feed(&mut self, bytes: &[u8]);
+}
+
+/// The first `cap` bytes of a stream; the rest counted.
+pub struct Capped {
+    cap: usize,
+    pub kept: Vec<u8>,
+    pub dropped: usize,
+}
+
+impl Capped {
+    pub fn new(cap: usize) -> Capped {
+        Capped {
+            cap,
+            kept: Vec::new(),
+            dropped: 0,
+        }
+    }
+}
+
+impl Sink for Capped {
+    fn feed(&mut self, bytes: &[u8]) {
+        let room = self.cap.saturating_sub(self.kept.len()).min(bytes.len());
+        self.kept.extend_from_slice(&bytes[..room]);
+        self.dropped += bytes.len() - room;
+    }
+}
+
+/// Reads every stream into its sink until each reaches end-of-file, or until `wake` is
+/// closed: then what is already in the pipes is read, and no more is waited for. (Every
+/// process of the run is dead by then, so all they wrote is in the pipes; a writer outside
+/// the run that holds a pipe open cannot hold up the report.)
+pub fn collect<const N: usize>(
+    streams: [OwnedFd; N],
+    sinks: &mut [&mut dyn Sink; N],
+    wake: std::io::PipeReader,
+) {
+    let mut open: Vec<Option<std::fs::File>> = streams
+        .into_iter()
+        .map(|fd| Some(std::fs::File::from(fd)))
+        .collect();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut draining = false;
+    while open.iter().any(Option::is_some) {
+        if !draining {
+            let mut fds: Vec<libc::pollfd> = open
+                .iter()
+                .map(|file| libc::pollfd {
+                    fd: file.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            fds.push(libc::pollfd {
+                fd: wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            // SAFETY: `fds` is a live array of pollfd of the length given.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if ready < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                draining = true;
+            }
+            if fds[N].revents != 0 {
+                draining = true;
+            }
+            if !draining {
+                for (i, pollfd) in fds[..N].iter().enumerate() {
+                    if pollfd.revents != 0 {
+                        read_some(&mut open[i], &mut buffer, sinks[i]);
+                    }
+                }
+                continue;
+            }
+        }
+        for (i, file) in open.iter_mut().enumerate() {
+            if let Some(f) = file {
+                set_nonblocking(f);
+            }
+            while file.is_some() {
+                if !read_some(file, &mut buffer, sinks[i]) {
+                    *file = None; // nothing more there now
+                }
+            }
+        }
+    }
+}
+
+/// One read into `sink`; closes the stream at end-of-file or error. False when nothing
+/// could be read now.
+fn read_some(file: &mut Option<std::fs::File>, buffer: &mut [u8], sink: &mut dyn Sink) -> bool {
+    let Some(stream) = file else {
+        return false;
+    };
+    match stream.read(buffer) {
+        Ok(0) => {
+            *file = None;
+            false
+        }
+        Ok(n) => {
+            sink.feed(&buffer[..n]);
+            true
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::Interrupted => true,
+        Err(_) => {
+            *file = None;
+            false
+        }
+    }
+}
+
+fn set_nonblocking(file: &std::fs::File) {
+    let fd = file.as_raw_fd();
+    // SAFETY: changing the status flags of a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+/// Taking `SIGINT`, `SIGTERM` and `SIGHUP` for the whole process.
+pub mod interrupts {
+    use super::{spawn_lock, stop_descendants};
+    use crate::scratch;
+
+    const SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+    /// How the signals are taken.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Mode {
+        /// Stop everything, clean up, exit 128 + the signal.
+        Stop,
+        /// For an interactive child on the same terminal (`refcount-lab python`): Ctrl-C is
+        /// the child's to take (the terminal sends it there too); the others stop everything.
+        Interactive,
+    }
+
+    /// Blocks the signals in this thread (call it first in `main`, before any other
+    /// thread starts, so that every thread inherits the mask) and takes them in a thread
+    /// of their own. Children start with no signal blocked: the standard library's spawn
+    /// resets the mask.
+    pub fn install(mode: Mode) {
+        // SAFETY: a zeroed sigset_t is filled in by sigemptyset before use.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid sigset_t of ours; pthread_sigmask changes this thread's
+        // mask only.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            for signal in SIGNALS {
+                libc::sigaddset(&mut set, signal);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        let wait_for = move || loop {
+            let mut signal = 0;
+            // SAFETY: `set` holds the signals blocked above; sigwait stores one in `signal`.
+            if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                continue;
+            }
+            if mode == Mode::Interactive && signal == libc::SIGINT {
+                continue;
+            }
+            stop(signal);
+        };
+        std::thread::Builder::new()
+            .name("interrupts".into())
+            .spawn(wait_for)
+            .expect("cannot start the signal thread");
+    }
+
+    /// Stops every descendant, removes the scratch folders, says so and exits.
+    fn stop(signal: i32) -> ! {
+        // Held to the exit: nothing starts after the sweep.
+        let _held = spawn_lock();
+        let stopped = stop_descendants(None);
+        scratch::remove_all();
+        let name = match signal {
+            libc::SIGINT => "SIGINT",
+            libc::SIGTERM => "SIGTERM",
+            _ => "SIGHUP",
+        };
+        let processes = match stopped.len() {
+            0 => String::from("nothing was left running"),
+            1 => String::from("1 process it started was stopped"),
+            n => format!("{n} processes it started were stopped"),
+        };
+        // stdout is not flushed: the main thread may hold its lock for good.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nrefcount-lab: interrupted ({name}): {processes}, scratch folders removed"
+        );
+        std::process::exit(128 + signal);
+    }
+}

@@ -1,0 +1,184 @@
+//! Private scratch folders: where lesson scripts, the harnesses of `hunt` and `bench`, the
+//! learner's C module and the native module itself are written for a run.
+//!
+//! Each folder is new: made by `mkdtemp(3)` (a random name, created exclusively, mode
+//! 0700), never reused, and removed when dropped, at an interrupt (`processes.rs`) or at
+//! the end of the command. So nothing another local user planted can be in it, and a
+//! child's current folder and `sys.path[0]` are folders only the user controls. They go in
+//! `$XDG_RUNTIME_DIR` when it is the user's own, else in `$TMPDIR` (else `/tmp`), once
+//! every folder above is checked: one that another user may change must be sticky
+//! (`/tmp` is), or they could swap our folder for theirs.
+
+use anyhow::{bail, Context, Result};
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The scratch folders alive now, for [`remove_all`].
+static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A private scratch folder, removed when dropped.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub fn new() -> Result<ScratchDir> {
+        let base = base()?;
+        let template = base.join("refcount-lab-XXXXXX");
+        let template = CString::new(template.into_os_string().into_vec())
+            .context("the temporary folder's path holds a NUL byte")?;
+        let raw = template.into_raw();
+        // SAFETY: `raw` is a NUL-terminated template of ours, which mkdtemp fills in.
+        let made = unsafe { libc::mkdtemp(raw) };
+        let error = std::io::Error::last_os_error();
+        // SAFETY: `raw` came from `CString::into_raw` above and is taken back once.
+        let path = unsafe { CString::from_raw(raw) };
+        let path = PathBuf::from(OsString::from_vec(path.into_bytes()));
+        if made.is_null() {
+            return Err(error).with_context(|| {
+                format!(
+                    "cannot create a scratch folder in {}; free some space there, or set \
+                     TMPDIR to a folder of your own",
+                    base.display()
+                )
+            });
+        }
+        let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        live.push(path.clone());
+        Ok(ScratchDir(path))
+    }
+
+    /// A new scratch folder holding one file, `name`, with `contents`.
+    pub fn with_file(name: &str, contents: impl AsRef<[u8]>) -> Result<ScratchDir> {
+        let scratch = ScratchDir::new()?;
+        scratch.write(name, contents.as_ref())?;
+        Ok(scratch)
+    }
+
+    /// Writes a new file `name` in the folder (never over an existing one).
+    pub fn write(&self, name: &str, contents: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let path = self.0.join(name);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(contents));
+        if let Err(error) = written {
+            let _ = std::fs::remove_file(&path);
+            return Err(error).with_context(|| format!("cannot write {}", path.display()));
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // remove_dir_all does not follow symbolic links inside the folder.
+        let _ = std::fs::remove_dir_all(&self.0);
+        let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        live.retain(|path| *path != self.0);
+    }
+}
+
+/// Removes every scratch folder alive (at an interrupt, just before exiting).
+pub fn remove_all() {
+    let live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for path in live.iter() {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+/// The folder scratch folders go in: `$XDG_RUNTIME_DIR` when it is private and ours, else
+/// the temporary folder, if no other user can swap what is made in it.
+fn base() -> Result<PathBuf> {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute() && is_private(dir));
+    let base = match runtime {
+        Some(dir) => dir,
+        None => std::env::temp_dir(),
+    };
+    check_ancestors(&base)?;
+    Ok(base)
+}
+
+fn my_uid() -> u32 {
+    // SAFETY: getuid cannot fail and has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+/// A folder (not a link) of ours that no one else may enter.
+fn is_private(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|meta| meta.is_dir() && meta.uid() == my_uid() && meta.mode() & 0o077 == 0)
+}
+
+/// Refuses `dir` if it, or a folder above it, may be changed by another user (but root)
+/// without the sticky bit that keeps them from renaming what is ours.
+fn check_ancestors(dir: &Path) -> Result<()> {
+    let real = dir.canonicalize().with_context(|| {
+        format!(
+            "cannot use the temporary folder {}; set TMPDIR to a folder of your own",
+            dir.display()
+        )
+    })?;
+    for folder in real.ancestors() {
+        let meta = std::fs::metadata(folder)
+            .with_context(|| format!("cannot read {}", folder.display()))?;
+        let mode = meta.permissions().mode();
+        let others_write = meta.uid() != my_uid() && meta.uid() != 0 || mode & 0o022 != 0;
+        if others_write && mode & 0o1000 == 0 {
+            bail!(
+                "{} can be changed by other users (owner uid {}, mode {:o}, no sticky bit): \
+                 one of them could swap refcount-lab's private folders there for their own. \
+                 Set TMPDIR to a folder only you can change",
+                folder.display(),
+                meta.uid(),
+                mode & 0o7777
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_folder_is_new_private_and_removed() {
+        let first = ScratchDir::new().unwrap();
+        let second = ScratchDir::new().unwrap();
+        assert_ne!(first.path(), second.path());
+        assert!(first.path().starts_with(base().unwrap()));
+        let meta = std::fs::symlink_metadata(first.path()).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o700);
+        first.write("a.py", b"x").unwrap();
+        assert!(
+            first.write("a.py", b"y").is_err(),
+            "never over an existing file"
+        );
+        let path = first.path().to_owned();
+        drop(first);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_folder_others_may_change_without_the_sticky_bit_is_refused() {
+        let scratch = ScratchDir::new().unwrap();
+        let open = scratch.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = check_ancestors(&open.join(".")).unwrap_err().to_string();
+        assert!(error.contains("no sticky bit"), "{error}");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        check_ancestors(&open).unwrap();
+    }
+}
