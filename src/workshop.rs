@@ -7,6 +7,7 @@ use crate::python::Python;
 use crate::render::{self, show, Painter};
 use crate::{exercises, outcome, progress};
 use anyhow::{Context, Result};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
         show(&format!("{}\n", progress::Progress::reset()?));
         return Ok(true);
     }
-    let mut progress = progress::Progress::load()?;
+    let progress = progress::Progress::load()?;
     if let Some(ExercisesAction::Init { dir, resume }) = action {
         let kept = exercises::init(&dir, &all, resume)?;
         let dir = dir
@@ -43,10 +44,12 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
             dir.display(),
             dir.join(all[0].file_name()).display()
         ));
-        progress.workdir = Some(dir);
-        progress.done.clear();
-        progress.passed.clear();
-        return progress.save().map(|()| true);
+        progress::Progress::update(|progress| {
+            progress.workdir = Some(dir);
+            progress.done.clear();
+            progress.passed.clear();
+        })?;
+        return Ok(true);
     }
     let mut out = String::new();
     for exercise in &all {
@@ -87,7 +90,7 @@ fn lesson_shown(exercise: &exercises::Exercise, progress: &progress::Progress) -
 pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Result<bool> {
     let all = exercises::catalogue()?;
     let exercise = exercises::find(&all, number)?;
-    let mut progress = progress::Progress::load()?;
+    let progress = progress::Progress::load()?;
     let workdir = exercises::workdir(progress.workdir.as_deref())?;
     let kind = exercise.kind.name();
     let about = match lesson_shown(exercise, &progress) {
@@ -145,20 +148,24 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
         // The verdict `verify` would give, for this exercise alone.
         exercises::check(python, exercise, &workdir)?
     };
-    exercises::remember(python, exercise, &workdir, &verdict, &mut progress.passed);
     let done = verdict == exercises::Verdict::Done;
-    let message = match verdict {
+    let message = match &verdict {
         exercises::Verdict::Done => {
-            progress.done.insert(exercise.name.clone());
             format!("\nDone: exercise {number} passes. `refcount-lab verify` counts it.\n")
         }
         exercises::Verdict::NotYet(why) => {
-            progress.done.remove(&exercise.name);
             format!("\nNot yet: {why}\nA hint: `refcount-lab hint {number}`\n")
         }
     };
     show(&message);
-    progress.save_or_warn();
+    progress::Progress::update_or_warn(|progress| {
+        exercises::remember(python, exercise, &workdir, &verdict, &mut progress.passed);
+        if done {
+            progress.done.insert(exercise.name.clone());
+        } else {
+            progress.done.remove(&exercise.name);
+        }
+    });
     Ok(done)
 }
 
@@ -177,16 +184,18 @@ fn probe_listing(exercise: &exercises::Exercise) -> String {
 /// `verify`: check in order, record progress, stop at the first exercise not done.
 pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
     let all = exercises::catalogue()?;
-    let mut progress = progress::Progress::load()?;
+    let progress = progress::Progress::load()?;
     let workdir = exercises::workdir(progress.workdir.as_deref())?;
+    let mut passed = progress.passed;
     loop {
         let exercises::Verified {
             done,
             stuck,
             also_done,
             started,
-            passed,
-        } = exercises::verify_all(python, &all, &workdir, &progress.passed)?;
+            passed: now_passed,
+        } = exercises::verify_all(python, &all, &workdir, &passed)?;
+        passed = now_passed;
         let mut out = String::new();
         for exercise in &all[..done] {
             out.push_str(&format!(
@@ -194,9 +203,11 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
                 exercise.number, exercise.name
             ));
         }
-        progress.done = all[..done].iter().map(|e| e.name.clone()).collect();
-        progress.done.extend(also_done.iter().cloned());
-        progress.passed = passed;
+        let done_names: BTreeSet<String> = all[..done]
+            .iter()
+            .map(|e| e.name.clone())
+            .chain(also_done.iter().cloned())
+            .collect();
         if let Some((number, why)) = &stuck {
             let exercise = &all[number - 1];
             out.push_str(&format!(
@@ -224,7 +235,11 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
             out.push_str("All done: every refcount accounted for.\n");
         }
         show(&out);
-        progress.save_or_warn();
+        // What verify has just checked replaces what was saved.
+        progress::Progress::update_or_warn(|progress| {
+            progress.done = done_names;
+            progress.passed = passed.clone();
+        });
         if !watch {
             return Ok(stuck.is_none());
         }

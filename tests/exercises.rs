@@ -4,7 +4,7 @@
 
 use insta_cmd::{assert_cmd_snapshot, get_cargo_bin};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// A private state folder and exercise folder, removed at the end.
 struct Workshop {
@@ -335,13 +335,23 @@ fn verify_shows_its_results_even_when_progress_cannot_be_saved() {
     let shop = Workshop::new("unsaved");
     shop.init();
     shop.solve("01-predict-buckets.py");
-    // The temporary file every save writes first cannot be created: a folder is in its way.
-    std::fs::create_dir_all(shop.root.join("state/progress.json.tmp/blocker")).unwrap();
+    // The lock every save takes first cannot be opened: a folder is in its way.
+    let lock = shop.root.join("state/progress.lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir_all(lock.join("blocker")).unwrap();
     let output = shop.lab(&["verify"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stdout.contains("1 of 17 exercises done"), "{stdout}");
     assert!(stderr.contains("your progress was not saved"), "{stderr}");
+    assert!(
+        stderr.contains("Is a directory"),
+        "the system's reason: {stderr}"
+    );
+    assert!(
+        stderr.contains("REFCOUNT_LAB_STATE_DIR"),
+        "what to do: {stderr}"
+    );
     assert_eq!(output.status.code(), Some(1), "exercise 2 is still to do");
 }
 
@@ -371,6 +381,45 @@ fn progress_is_never_read_half_written() {
     }
     writer.join().unwrap();
     assert!(reads > 0);
+}
+
+#[test]
+fn exercises_checked_at_the_same_time_are_all_saved() {
+    let shop = Workshop::new("concurrent");
+    shop.init();
+    let exercises = [6, 7, 8];
+    for file in &solutions()[5..8] {
+        shop.solve(file);
+    }
+    let runs: Vec<_> = exercises
+        .iter()
+        .map(|n| {
+            let mut lab = shop.lab(&["exercise", &n.to_string()]);
+            lab.stdout(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let output = run.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("Done: exercise"), "{stdout}");
+    }
+    let (_, stdout) = shop.stdout(&["exercises"]);
+    assert!(stdout.contains("3 of 17 done"), "{stdout}");
+}
+
+#[test]
+fn a_save_does_not_follow_a_symlink_at_the_old_temporary_name() {
+    let shop = Workshop::new("symlink");
+    shop.init();
+    let victim = shop.root.join("victim");
+    std::fs::write(&victim, "someone else's").unwrap();
+    let state = shop.root.join("state");
+    std::os::unix::fs::symlink(&victim, state.join("progress.json.tmp")).unwrap();
+    let (code, stdout) = shop.stdout(&["exercises", "--reset"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "someone else's");
+    let saved = std::fs::symlink_metadata(state.join("progress.json")).unwrap();
+    assert!(saved.is_file(), "progress.json is a file of its own");
 }
 
 #[test]
