@@ -45,9 +45,17 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
             dir.join(all[0].file_name()).display()
         ));
         progress::Progress::update(|progress| {
+            // Resuming in the folder already in use, however it is spelled, keeps what is
+            // done there.
+            let saved = progress
+                .workdir
+                .as_deref()
+                .and_then(|w| w.canonicalize().ok());
+            if !(resume && saved.as_ref() == Some(&dir)) {
+                progress.done.clear();
+                progress.passed.clear();
+            }
             progress.workdir = Some(dir);
-            progress.done.clear();
-            progress.passed.clear();
         })?;
         return Ok(true);
     }

@@ -423,6 +423,46 @@ fn a_save_does_not_follow_a_symlink_at_the_old_temporary_name() {
 }
 
 #[test]
+fn resuming_in_the_same_folder_keeps_what_is_done() {
+    let shop = Workshop::new("resume");
+    shop.init();
+    for file in &solutions()[..2] {
+        shop.solve(file);
+    }
+    shop.lab(&["verify"]).output().unwrap();
+    let work = shop.work();
+    std::os::unix::fs::symlink(&work, shop.root.join("link")).unwrap();
+    let spellings = [
+        (&shop.root, work.to_str().unwrap()),
+        (&shop.root, "work/"),
+        (&shop.root, "link"),
+        (&work, "."),
+    ];
+    for (folder, spelling) in spellings {
+        let output = shop
+            .lab(&["exercises", "init", spelling, "--resume"])
+            .current_dir(folder)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let (_, stdout) = shop.stdout(&["exercises"]);
+        assert!(
+            stdout.contains("2 of 17 done"),
+            "after `init {spelling} --resume`:\n{stdout}"
+        );
+        let saved = std::fs::read_to_string(shop.root.join("state/progress.json")).unwrap();
+        let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+        assert_eq!(saved["passed"].as_object().unwrap().len(), 2, "{saved}");
+    }
+    // Another folder starts over.
+    let other = shop.root.join("other");
+    let (code, _) = shop.stdout(&["exercises", "init", other.to_str().unwrap(), "--resume"]);
+    assert_eq!(code, Some(0));
+    let (_, stdout) = shop.stdout(&["exercises"]);
+    assert!(stdout.contains("0 of 17 done"), "{stdout}");
+}
+
+#[test]
 fn each_c_exercise_fails_as_given_and_passes_with_its_fix() {
     let shop = Workshop::new("fix-c");
     shop.init();
