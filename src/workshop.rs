@@ -371,12 +371,16 @@ pub fn class_command(dir: &Path) -> Result<bool> {
     let mut skipped = Vec::new();
     for path in files {
         let read = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Exported>(&text).ok())
-            .filter(|exported| exported.format == EXPORT_FORMAT);
+            .map_err(|error| format!("cannot read it: {error}"))
+            .and_then(|text| {
+                serde_json::from_str::<Exported>(&text)
+                    .ok()
+                    .filter(|exported| exported.format == EXPORT_FORMAT)
+                    .ok_or_else(|| "not a file from `refcount-lab exercises --export`".to_owned())
+            });
         match read {
-            Some(exported) => learners.push(exported),
-            None => skipped.push(path),
+            Ok(exported) => learners.push(exported),
+            Err(why) => skipped.push((path, why)),
         }
     }
     learners.sort_by(|a, b| a.learner.cmp(&b.learner));
@@ -391,6 +395,11 @@ pub fn class_command(dir: &Path) -> Result<bool> {
         out.push_str(&format!("{:<20} {:>5}  next\n", "learner", "done"));
         let mut next_counts = vec![0usize; all.len()];
         for learner in &learners {
+            // Only exercises that exist, each once: a file cannot claim more than all.
+            let done = all
+                .iter()
+                .filter(|e| learner.done.contains(&e.name))
+                .count();
             let next = all.iter().position(|e| !learner.done.contains(&e.name));
             let next_text = match next {
                 Some(i) => {
@@ -400,9 +409,8 @@ pub fn class_command(dir: &Path) -> Result<bool> {
                 None => "all done".to_owned(),
             };
             out.push_str(&format!(
-                "{:<20} {:>2}/{:<2}  {next_text}\n",
-                learner.learner,
-                learner.done.len(),
+                "{:<20} {done:>2}/{:<2}  {next_text}\n",
+                one_line(&learner.learner),
                 all.len()
             ));
         }
@@ -424,12 +432,24 @@ pub fn class_command(dir: &Path) -> Result<bool> {
             ));
         }
     }
-    for path in &skipped {
+    for (path, why) in &skipped {
         out.push_str(&format!(
-            "skipped {}: not a file from `refcount-lab exercises --export`\n",
-            path.display()
+            "skipped {}: {why}\n",
+            one_line(&path.display().to_string())
         ));
     }
     show(&out);
     Ok(true)
+}
+
+/// `text` from a learner's file, safe on one line of a terminal: control characters (a
+/// newline that would forge a row, an escape sequence) are shown as `\n`, `\x1b` and so on.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => c.escape_default().to_string(),
+            c if c.is_control() => format!("\\x{:02x}", u32::from(c)),
+            c => c.to_string(),
+        })
+        .collect()
 }

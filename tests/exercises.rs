@@ -561,6 +561,53 @@ fn a_teacher_collects_exported_progress() {
 }
 
 #[test]
+fn class_shows_what_files_say_as_text_and_counts_each_exercise_once() {
+    let shop = Workshop::new("class-forged");
+    let class = shop.root.join("class");
+    std::fs::create_dir_all(&class).unwrap();
+    let honest = class.join("ada.json");
+    let (code, _) = shop.stdout(&[
+        "exercises",
+        "--export",
+        honest.to_str().unwrap(),
+        "--name",
+        "Ada",
+    ]);
+    assert_eq!(code, Some(0));
+    let mut forged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&honest).unwrap()).unwrap();
+    let first = forged["exercises"][0].clone();
+    forged["learner"] = "Mallory\nZed                  17/17  all done\u{1b}[2J".into();
+    forged["done"] = std::iter::repeat_n(first, 45)
+        .chain(["no-such-exercise".into()])
+        .collect();
+    std::fs::write(class.join("mallory.json"), forged.to_string()).unwrap();
+    std::fs::write(class.join("evil\n\u{1b}[31m.json"), "{}").unwrap();
+    std::fs::create_dir(class.join("folder.json")).unwrap();
+
+    let (code, stdout) = shop.stdout(&["class", class.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters reached the terminal:\n{stdout:?}"
+    );
+    assert!(!stdout.lines().any(|l| l.starts_with("Zed")), "{stdout}");
+    let row = stdout.lines().find(|l| l.starts_with("Mallory")).unwrap();
+    assert!(row.contains("Mallory\\nZed"), "{row}");
+    assert!(row.contains("\\x1b[2J"), "{row}");
+    assert!(
+        row.contains(" 1/17 "),
+        "each exercise once, only those that exist: {row}"
+    );
+    assert!(stdout.contains("skipped "), "{stdout}");
+    assert!(stdout.contains("evil\\n\\x1b[31m.json"), "{stdout}");
+    assert!(
+        stdout.contains("folder.json: cannot read it: Is a directory"),
+        "the system's reason: {stdout}"
+    );
+}
+
+#[test]
 fn a_class_that_takes_exercises_out_of_order_and_a_learner_who_resumes() {
     let shop = Workshop::new("order");
     shop.init();
