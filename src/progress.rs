@@ -39,8 +39,9 @@ const LOCK: &str = "progress.lock";
 const TEMPORARY_TRIES: u32 = 8;
 
 const RESET_ADVICE: &str = "`refcount-lab exercises --reset` moves it aside and starts over";
-const SAVE_ADVICE: &str =
-    "make room there, or set REFCOUNT_LAB_STATE_DIR to a folder you can write to";
+/// What to do when the state folder cannot be read or written.
+const FOLDER_ADVICE: &str =
+    "free space or fix permissions there, or set REFCOUNT_LAB_STATE_DIR to another folder";
 
 /// The folder holding the progress file and its lock.
 fn state_dir() -> Result<PathBuf> {
@@ -128,7 +129,7 @@ impl Progress {
         if written.is_err() {
             let _ = std::fs::remove_file(&temporary);
         }
-        written.with_context(|| format!("cannot write {} ({SAVE_ADVICE})", path.display()))
+        written.with_context(|| format!("cannot write {}; {FOLDER_ADVICE}", path.display()))
     }
 }
 
@@ -139,7 +140,12 @@ fn load_from(dir: &Path) -> Result<Progress> {
             .with_context(|| format!("{} is damaged; {RESET_ADVICE}", path.display())),
         Err(error) if error.kind() == ErrorKind::NotFound => Ok(Progress::default()),
         Err(error) => {
-            Err(error).with_context(|| format!("cannot read {}; {RESET_ADVICE}", path.display()))
+            // Reset moves a folder in the file's place aside; other reasons are the folder's.
+            let advice = match error.kind() {
+                ErrorKind::IsADirectory => RESET_ADVICE,
+                _ => FOLDER_ADVICE,
+            };
+            Err(error).with_context(|| format!("cannot read {}; {advice}", path.display()))
         }
     }
 }
@@ -158,7 +164,7 @@ fn lock(dir: &Path) -> Result<File> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("cannot create {} ({SAVE_ADVICE})", dir.display()))?;
+        .with_context(|| format!("cannot create {}; {FOLDER_ADVICE}", dir.display()))?;
     let path = dir.join(LOCK);
     let file = OpenOptions::new()
         .read(true)
@@ -167,7 +173,7 @@ fn lock(dir: &Path) -> Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .with_context(|| format!("cannot open {} ({SAVE_ADVICE})", path.display()))?;
+        .with_context(|| format!("cannot open {}; {FOLDER_ADVICE}", path.display()))?;
     loop {
         // SAFETY: flock reads only its two integer arguments; the descriptor is `file`'s,
         // open for the whole call.
@@ -177,7 +183,7 @@ fn lock(dir: &Path) -> Result<File> {
         let error = std::io::Error::last_os_error();
         if error.kind() != ErrorKind::Interrupted {
             return Err(error)
-                .with_context(|| format!("cannot lock {} ({SAVE_ADVICE})", path.display()));
+                .with_context(|| format!("cannot lock {}; {FOLDER_ADVICE}", path.display()));
         }
     }
 }
@@ -208,7 +214,7 @@ fn create_temporary(
             Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
             Err(error) => {
                 return Err(error)
-                    .with_context(|| format!("cannot create {} ({SAVE_ADVICE})", path.display()))
+                    .with_context(|| format!("cannot create {}; {FOLDER_ADVICE}", path.display()))
             }
         }
     }

@@ -3,6 +3,7 @@
 //! unfinished answers get. Each test keeps its progress in its own state folder.
 
 use insta_cmd::{assert_cmd_snapshot, get_cargo_bin};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -353,6 +354,76 @@ fn verify_shows_its_results_even_when_progress_cannot_be_saved() {
         "what to do: {stderr}"
     );
     assert_eq!(output.status.code(), Some(1), "exercise 2 is still to do");
+}
+
+#[test]
+fn errors_keep_the_systems_reason_and_say_what_to_do() {
+    let shop = Workshop::new("errors");
+    // Files may not grow past 100 bytes: init fails on its first file and leaves none half
+    // written, for --resume would keep it as the learner's.
+    let work = shop.work();
+    let mut init = shop.lab(&["exercises", "init", work.to_str().unwrap()]);
+    // SAFETY: setrlimit and signal are async-signal-safe, and touch only the child.
+    unsafe {
+        init.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 100,
+                rlim_max: 100,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let output = init.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("File too large"),
+        "the system's reason: {stderr}"
+    );
+    assert!(
+        stderr.contains("--resume` writes the rest"),
+        "what to do: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "no half-written file"
+    );
+
+    // A state folder that is a file.
+    let file = shop.root.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let output = shop
+        .lab(&["exercises"])
+        .env("REFCOUNT_LAB_STATE_DIR", &file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Not a directory"),
+        "the system's reason: {stderr}"
+    );
+    assert!(
+        stderr.contains("REFCOUNT_LAB_STATE_DIR"),
+        "what to do: {stderr}"
+    );
+
+    // An exercise folder that cannot be reached is not "gone".
+    let outer = shop.root.join("outer");
+    let nested = outer.join("work");
+    let (code, _) = shop.stdout(&["exercises", "init", nested.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    std::fs::remove_dir_all(&outer).unwrap();
+    std::fs::write(&outer, "").unwrap();
+    let output = shop.lab(&["verify"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Not a directory"),
+        "the system's reason: {stderr}"
+    );
+    assert!(stderr.contains("once it can, it is used again"), "{stderr}");
 }
 
 #[test]
