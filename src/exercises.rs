@@ -203,8 +203,18 @@ pub fn init(dir: &Path, exercises: &[Exercise], resume: bool) -> Result<usize> {
         if taken.contains(&exercise.file_name()) {
             continue;
         }
-        std::fs::write(&path, exercise.starter)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        if let Err(error) = std::fs::write(&path, exercise.starter) {
+            // A half-written file would be kept by --resume as if it were the learner's.
+            let _ = std::fs::remove_file(&path);
+            return Err(error).with_context(|| {
+                format!(
+                    "cannot write {} (once it can, `refcount-lab exercises init {} --resume` \
+                     writes the rest)",
+                    path.display(),
+                    dir.display()
+                )
+            });
+        }
     }
     Ok(taken.len())
 }
@@ -809,13 +819,24 @@ fn stamp(python: &Python, contents: &[u8]) -> String {
 
 /// The working folder, or an error saying how to make one.
 pub fn workdir(saved: Option<&Path>) -> Result<PathBuf> {
-    match saved {
-        Some(dir) if dir.is_dir() => Ok(dir.to_owned()),
-        Some(dir) => bail!(
+    let Some(dir) = saved else {
+        bail!("no exercise folder yet: start with `refcount-lab exercises init DIR`")
+    };
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => Ok(dir.to_owned()),
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| {
+                format!(
+                    "cannot open the exercise folder {} (once it can, it is used again; or \
+                     `refcount-lab exercises init DIR` makes a new one)",
+                    dir.display()
+                )
+            })
+        }
+        _ => bail!(
             "the exercise folder {} is gone; `refcount-lab exercises init DIR` makes a new one",
             dir.display()
         ),
-        None => bail!("no exercise folder yet: start with `refcount-lab exercises init DIR`"),
     }
 }
 

@@ -2,13 +2,23 @@
 //! (`$XDG_STATE_HOME/refcount-lab/progress.json`, else `~/.local/state/…`;
 //! `REFCOUNT_LAB_STATE_DIR` overrides the folder). This module is its only reader and writer.
 //!
-//! Writes go to a temporary file that is then renamed over the old one, so a reader (say,
-//! `exercises` beside a running `verify --watch`) sees the old file or the new one, never a
-//! half-written one. A file that cannot be read is never deleted: `reset` moves it aside.
+//! Commands that change it go through `Progress::update`, which holds an exclusive lock
+//! (flock(2) on `progress.lock` beside it) from reading the file to writing it back: two
+//! commands at once both count, neither overwrites what the other saved. Each write goes to
+//! a temporary file of its own (a fresh unpredictable name, created exclusively, so nothing
+//! already there, such as a symlink, is ever followed), is flushed to disk, then renamed over
+//! the old file: a reader (say, `exercises` beside a running `verify --watch`) sees the old
+//! file or the new one, never an empty or half-written one. A failed write removes its
+//! temporary file. A file that cannot be read is never deleted: `reset` moves it aside.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
+use std::io::{ErrorKind, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -23,50 +33,44 @@ pub struct Progress {
     pub passed: BTreeMap<String, String>,
 }
 
-const RESET_ADVICE: &str = "`refcount-lab exercises --reset` moves it aside and starts over";
+const FILE: &str = "progress.json";
+const LOCK: &str = "progress.lock";
+/// How many fresh names a save tries for its temporary file before giving up.
+const TEMPORARY_TRIES: u32 = 8;
 
-fn state_file() -> Result<PathBuf> {
-    let dir = if let Some(dir) = std::env::var_os("REFCOUNT_LAB_STATE_DIR") {
-        PathBuf::from(dir)
+const RESET_ADVICE: &str = "`refcount-lab exercises --reset` moves it aside and starts over";
+/// What to do when the state folder cannot be read or written.
+const FOLDER_ADVICE: &str =
+    "free space or fix permissions there, or set REFCOUNT_LAB_STATE_DIR to another folder";
+
+/// The folder holding the progress file and its lock.
+fn state_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("REFCOUNT_LAB_STATE_DIR") {
+        Ok(PathBuf::from(dir))
     } else if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        PathBuf::from(state).join("refcount-lab")
+        Ok(PathBuf::from(state).join("refcount-lab"))
     } else {
         let home = std::env::var_os("HOME")
             .context("cannot find a state folder: set XDG_STATE_HOME or HOME")?;
-        PathBuf::from(home).join(".local/state/refcount-lab")
-    };
-    Ok(dir.join("progress.json"))
+        Ok(PathBuf::from(home).join(".local/state/refcount-lab"))
+    }
 }
 
 impl Progress {
-    /// The saved progress, or none yet.
+    /// The saved progress, or none yet. To change it, use `update`.
     pub fn load() -> Result<Progress> {
-        let path = state_file()?;
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .with_context(|| format!("{} is damaged; {RESET_ADVICE}", path.display())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Progress::default()),
-            Err(error) => Err(error)
-                .with_context(|| format!("cannot read {}; {RESET_ADVICE}", path.display())),
-        }
+        load_from(&state_dir()?)
     }
 
-    pub fn save(&self) -> Result<()> {
-        let path = state_file()?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let text = serde_json::to_string_pretty(self)?;
-        let temporary = path.with_extension("json.tmp");
-        std::fs::write(&temporary, text)
-            .and_then(|()| std::fs::rename(&temporary, &path))
-            .with_context(|| format!("cannot write {}", path.display()))
+    /// Reads the progress, applies `change` and saves it, all under the lock: a command
+    /// changing it at the same time waits, and keeps this change. `change` should be quick.
+    pub fn update(change: impl FnOnce(&mut Progress)) -> Result<()> {
+        update_in(&state_dir()?, change)
     }
 
-    /// Saves, or says on stderr that it could not: results already shown stand either way.
-    pub fn save_or_warn(&self) {
-        if let Err(error) = self.save() {
+    /// `update`, or says on stderr that it could not: results already shown stand either way.
+    pub fn update_or_warn(change: impl FnOnce(&mut Progress)) {
+        if let Err(error) = Progress::update(change) {
             eprintln!("refcount-lab: warning: your progress was not saved: {error:#}");
         }
     }
@@ -75,10 +79,12 @@ impl Progress {
     /// else in its place (a damaged file, a folder) is moved aside, not deleted. Says what
     /// it did.
     pub fn reset() -> Result<String> {
-        let path = state_file()?;
+        let dir = state_dir()?;
+        let _lock = lock(&dir)?;
+        let path = dir.join(FILE);
         let metadata = match std::fs::symlink_metadata(&path) {
             Ok(metadata) => metadata,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err(error) if error.kind() == ErrorKind::NotFound => {
                 return Ok("Nothing to reset: no progress was saved yet.".into())
             }
             Err(error) => {
@@ -86,10 +92,10 @@ impl Progress {
             }
         };
         if metadata.is_file() {
-            if let Ok(mut progress) = Progress::load() {
+            if let Ok(mut progress) = load_from(&dir) {
                 progress.done.clear();
                 progress.passed.clear();
-                progress.save()?;
+                progress.save_in(&dir)?;
                 return Ok("Progress reset: every exercise is to do again.".into());
             }
         }
@@ -107,6 +113,116 @@ impl Progress {
             aside.display()
         ))
     }
+
+    /// Writes the progress file in `dir` through a temporary file of its own; the caller
+    /// holds the lock.
+    fn save_in(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(FILE);
+        let text = serde_json::to_string_pretty(self)?;
+        let (mut file, temporary) = create_temporary(dir, temporary_names())?;
+        // Flushed to disk before the rename, so that a crash leaves the old file or the new
+        // one, not an empty one.
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written.with_context(|| format!("cannot write {}; {FOLDER_ADVICE}", path.display()))
+    }
+}
+
+fn load_from(dir: &Path) -> Result<Progress> {
+    let path = dir.join(FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged; {RESET_ADVICE}", path.display())),
+        Err(error) if error.kind() == ErrorKind::NotFound => Ok(Progress::default()),
+        Err(error) => {
+            // Reset moves a folder in the file's place aside; other reasons are the folder's.
+            let advice = match error.kind() {
+                ErrorKind::IsADirectory => RESET_ADVICE,
+                _ => FOLDER_ADVICE,
+            };
+            Err(error).with_context(|| format!("cannot read {}; {advice}", path.display()))
+        }
+    }
+}
+
+fn update_in(dir: &Path, change: impl FnOnce(&mut Progress)) -> Result<()> {
+    let _lock = lock(dir)?;
+    let mut progress = load_from(dir)?;
+    change(&mut progress);
+    progress.save_in(dir)
+}
+
+/// Takes the lock on the progress in `dir` (made if missing, private), waiting for whoever
+/// holds it; dropping the file lets go.
+fn lock(dir: &Path) -> Result<File> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}; {FOLDER_ADVICE}", dir.display()))?;
+    let path = dir.join(LOCK);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("cannot open {}; {FOLDER_ADVICE}", path.display()))?;
+    loop {
+        // SAFETY: flock reads only its two integer arguments; the descriptor is `file`'s,
+        // open for the whole call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != ErrorKind::Interrupted {
+            return Err(error)
+                .with_context(|| format!("cannot lock {}; {FOLDER_ADVICE}", path.display()));
+        }
+    }
+}
+
+/// Names for a temporary file beside the progress file, that no one else can guess.
+fn temporary_names() -> impl Iterator<Item = String> {
+    let random = RandomState::new();
+    (0..TEMPORARY_TRIES).map(move |n| format!("{FILE}.{:016x}.tmp", random.hash_one(n)))
+}
+
+/// Creates the first of `names` free in `dir`, readable and writable by the user alone.
+/// Whatever is already at a name (a file, a symlink planted there) is left alone: O_EXCL
+/// never follows a symlink, and O_NOFOLLOW says so again.
+fn create_temporary(
+    dir: &Path,
+    names: impl IntoIterator<Item = String>,
+) -> Result<(File, PathBuf)> {
+    for name in names {
+        let path = dir.join(name);
+        let created = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path);
+        match created {
+            Ok(file) => return Ok((file, path)),
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot create {}; {FOLDER_ADVICE}", path.display()))
+            }
+        }
+    }
+    bail!(
+        "cannot save progress: every name tried for a temporary file in {} is taken; remove \
+         the {FILE}.*.tmp files there",
+        dir.display()
+    )
 }
 
 /// Renames `path` to the first free `path.damaged`, `path.damaged.2`, …
@@ -121,4 +237,108 @@ fn move_aside(path: &Path) -> Result<PathBuf> {
     std::fs::rename(path, &aside)
         .with_context(|| format!("cannot move {} aside", path.display()))?;
     Ok(aside)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh state folder for one test, removed at the end.
+    struct Folder(PathBuf);
+
+    impl Folder {
+        fn new(name: &str) -> Folder {
+            let dir = std::env::temp_dir().join(format!(
+                "refcount-lab-progress-{name}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Folder(dir)
+        }
+
+        fn names(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn concurrent_updates_all_count_and_readers_see_whole_files() {
+        const THREADS: usize = 8;
+        const EACH: usize = 25;
+        let folder = Folder::new("concurrent");
+        let dir = folder.0.as_path();
+        let mut reads = 0;
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..THREADS)
+                .map(|thread| {
+                    scope.spawn(move || {
+                        for n in 0..EACH {
+                            update_in(dir, |progress| {
+                                progress.done.insert(format!("{thread}-{n}"));
+                            })
+                            .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            while writers.iter().any(|writer| !writer.is_finished()) {
+                load_from(dir).expect("a reader saw an empty or partial file");
+                reads += 1;
+            }
+        });
+        assert!(reads > 0);
+        assert_eq!(load_from(dir).unwrap().done.len(), THREADS * EACH);
+        assert_eq!(folder.names(), [FILE, LOCK], "no temporary file is left");
+    }
+
+    #[test]
+    fn a_symlink_at_a_temporary_name_is_not_followed() {
+        let folder = Folder::new("symlink");
+        let dir = folder.0.as_path();
+        let target = dir.join("target");
+        std::fs::write(&target, "someone else's").unwrap();
+        let planted: Vec<String> = (0..3).map(|n| format!("planted-{n}")).collect();
+        for name in &planted {
+            std::os::unix::fs::symlink(&target, dir.join(name)).unwrap();
+        }
+        assert!(create_temporary(dir, planted.clone()).is_err());
+        let names = planted.into_iter().chain(["free".to_owned()]);
+        let (_, path) = create_temporary(dir, names).unwrap();
+        assert_eq!(path, dir.join("free"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "someone else's");
+        // Each save tries names of its own.
+        assert_ne!(temporary_names().next(), temporary_names().next());
+    }
+
+    #[test]
+    fn a_failed_save_says_why_and_leaves_no_temporary_file() {
+        let folder = Folder::new("failed");
+        let dir = folder.0.as_path();
+        std::fs::create_dir_all(dir.join(FILE).join("inside")).unwrap();
+        let error = format!("{:#}", Progress::default().save_in(dir).unwrap_err());
+        assert!(error.contains("cannot write"), "{error}");
+        assert!(
+            error.contains("Is a directory"),
+            "the system's reason: {error}"
+        );
+        assert!(
+            error.contains("REFCOUNT_LAB_STATE_DIR"),
+            "what to do: {error}"
+        );
+        assert_eq!(folder.names(), [FILE]);
+    }
 }

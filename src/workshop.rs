@@ -7,6 +7,7 @@ use crate::python::Python;
 use crate::render::{self, show, Painter};
 use crate::{exercises, outcome, progress};
 use anyhow::{Context, Result};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
         show(&format!("{}\n", progress::Progress::reset()?));
         return Ok(true);
     }
-    let mut progress = progress::Progress::load()?;
+    let progress = progress::Progress::load()?;
     if let Some(ExercisesAction::Init { dir, resume }) = action {
         let kept = exercises::init(&dir, &all, resume)?;
         let dir = dir
@@ -43,10 +44,20 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
             dir.display(),
             dir.join(all[0].file_name()).display()
         ));
-        progress.workdir = Some(dir);
-        progress.done.clear();
-        progress.passed.clear();
-        return progress.save().map(|()| true);
+        progress::Progress::update(|progress| {
+            // Resuming in the folder already in use, however it is spelled, keeps what is
+            // done there.
+            let saved = progress
+                .workdir
+                .as_deref()
+                .and_then(|w| w.canonicalize().ok());
+            if !(resume && saved.as_ref() == Some(&dir)) {
+                progress.done.clear();
+                progress.passed.clear();
+            }
+            progress.workdir = Some(dir);
+        })?;
+        return Ok(true);
     }
     let mut out = String::new();
     for exercise in &all {
@@ -87,7 +98,7 @@ fn lesson_shown(exercise: &exercises::Exercise, progress: &progress::Progress) -
 pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Result<bool> {
     let all = exercises::catalogue()?;
     let exercise = exercises::find(&all, number)?;
-    let mut progress = progress::Progress::load()?;
+    let progress = progress::Progress::load()?;
     let workdir = exercises::workdir(progress.workdir.as_deref())?;
     let kind = exercise.kind.name();
     let about = match lesson_shown(exercise, &progress) {
@@ -145,20 +156,24 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
         // The verdict `verify` would give, for this exercise alone.
         exercises::check(python, exercise, &workdir)?
     };
-    exercises::remember(python, exercise, &workdir, &verdict, &mut progress.passed);
     let done = verdict == exercises::Verdict::Done;
-    let message = match verdict {
+    let message = match &verdict {
         exercises::Verdict::Done => {
-            progress.done.insert(exercise.name.clone());
             format!("\nDone: exercise {number} passes. `refcount-lab verify` counts it.\n")
         }
         exercises::Verdict::NotYet(why) => {
-            progress.done.remove(&exercise.name);
             format!("\nNot yet: {why}\nA hint: `refcount-lab hint {number}`\n")
         }
     };
     show(&message);
-    progress.save_or_warn();
+    progress::Progress::update_or_warn(|progress| {
+        exercises::remember(python, exercise, &workdir, &verdict, &mut progress.passed);
+        if done {
+            progress.done.insert(exercise.name.clone());
+        } else {
+            progress.done.remove(&exercise.name);
+        }
+    });
     Ok(done)
 }
 
@@ -177,16 +192,18 @@ fn probe_listing(exercise: &exercises::Exercise) -> String {
 /// `verify`: check in order, record progress, stop at the first exercise not done.
 pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
     let all = exercises::catalogue()?;
-    let mut progress = progress::Progress::load()?;
+    let progress = progress::Progress::load()?;
     let workdir = exercises::workdir(progress.workdir.as_deref())?;
+    let mut passed = progress.passed;
     loop {
         let exercises::Verified {
             done,
             stuck,
             also_done,
             started,
-            passed,
-        } = exercises::verify_all(python, &all, &workdir, &progress.passed)?;
+            passed: now_passed,
+        } = exercises::verify_all(python, &all, &workdir, &passed)?;
+        passed = now_passed;
         let mut out = String::new();
         for exercise in &all[..done] {
             out.push_str(&format!(
@@ -194,9 +211,11 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
                 exercise.number, exercise.name
             ));
         }
-        progress.done = all[..done].iter().map(|e| e.name.clone()).collect();
-        progress.done.extend(also_done.iter().cloned());
-        progress.passed = passed;
+        let done_names: BTreeSet<String> = all[..done]
+            .iter()
+            .map(|e| e.name.clone())
+            .chain(also_done.iter().cloned())
+            .collect();
         if let Some((number, why)) = &stuck {
             let exercise = &all[number - 1];
             out.push_str(&format!(
@@ -224,7 +243,11 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
             out.push_str("All done: every refcount accounted for.\n");
         }
         show(&out);
-        progress.save_or_warn();
+        // What verify has just checked replaces what was saved.
+        progress::Progress::update_or_warn(|progress| {
+            progress.done = done_names;
+            progress.passed = passed.clone();
+        });
         if !watch {
             return Ok(stuck.is_none());
         }
@@ -348,12 +371,16 @@ pub fn class_command(dir: &Path) -> Result<bool> {
     let mut skipped = Vec::new();
     for path in files {
         let read = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Exported>(&text).ok())
-            .filter(|exported| exported.format == EXPORT_FORMAT);
+            .map_err(|error| format!("cannot read it: {error}"))
+            .and_then(|text| {
+                serde_json::from_str::<Exported>(&text)
+                    .ok()
+                    .filter(|exported| exported.format == EXPORT_FORMAT)
+                    .ok_or_else(|| "not a file from `refcount-lab exercises --export`".to_owned())
+            });
         match read {
-            Some(exported) => learners.push(exported),
-            None => skipped.push(path),
+            Ok(exported) => learners.push(exported),
+            Err(why) => skipped.push((path, why)),
         }
     }
     learners.sort_by(|a, b| a.learner.cmp(&b.learner));
@@ -368,6 +395,11 @@ pub fn class_command(dir: &Path) -> Result<bool> {
         out.push_str(&format!("{:<20} {:>5}  next\n", "learner", "done"));
         let mut next_counts = vec![0usize; all.len()];
         for learner in &learners {
+            // Only exercises that exist, each once: a file cannot claim more than all.
+            let done = all
+                .iter()
+                .filter(|e| learner.done.contains(&e.name))
+                .count();
             let next = all.iter().position(|e| !learner.done.contains(&e.name));
             let next_text = match next {
                 Some(i) => {
@@ -377,9 +409,8 @@ pub fn class_command(dir: &Path) -> Result<bool> {
                 None => "all done".to_owned(),
             };
             out.push_str(&format!(
-                "{:<20} {:>2}/{:<2}  {next_text}\n",
-                learner.learner,
-                learner.done.len(),
+                "{:<20} {done:>2}/{:<2}  {next_text}\n",
+                one_line(&learner.learner),
                 all.len()
             ));
         }
@@ -401,12 +432,24 @@ pub fn class_command(dir: &Path) -> Result<bool> {
             ));
         }
     }
-    for path in &skipped {
+    for (path, why) in &skipped {
         out.push_str(&format!(
-            "skipped {}: not a file from `refcount-lab exercises --export`\n",
-            path.display()
+            "skipped {}: {why}\n",
+            one_line(&path.display().to_string())
         ));
     }
     show(&out);
     Ok(true)
+}
+
+/// `text` from a learner's file, safe on one line of a terminal: control characters (a
+/// newline that would forge a row, an escape sequence) are shown as `\n`, `\x1b` and so on.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => c.escape_default().to_string(),
+            c if c.is_control() => format!("\\x{:02x}", u32::from(c)),
+            c => c.to_string(),
+        })
+        .collect()
 }

@@ -3,8 +3,9 @@
 //! unfinished answers get. Each test keeps its progress in its own state folder.
 
 use insta_cmd::{assert_cmd_snapshot, get_cargo_bin};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// A private state folder and exercise folder, removed at the end.
 struct Workshop {
@@ -335,14 +336,94 @@ fn verify_shows_its_results_even_when_progress_cannot_be_saved() {
     let shop = Workshop::new("unsaved");
     shop.init();
     shop.solve("01-predict-buckets.py");
-    // The temporary file every save writes first cannot be created: a folder is in its way.
-    std::fs::create_dir_all(shop.root.join("state/progress.json.tmp/blocker")).unwrap();
+    // The lock every save takes first cannot be opened: a folder is in its way.
+    let lock = shop.root.join("state/progress.lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir_all(lock.join("blocker")).unwrap();
     let output = shop.lab(&["verify"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stdout.contains("1 of 17 exercises done"), "{stdout}");
     assert!(stderr.contains("your progress was not saved"), "{stderr}");
+    assert!(
+        stderr.contains("Is a directory"),
+        "the system's reason: {stderr}"
+    );
+    assert!(
+        stderr.contains("REFCOUNT_LAB_STATE_DIR"),
+        "what to do: {stderr}"
+    );
     assert_eq!(output.status.code(), Some(1), "exercise 2 is still to do");
+}
+
+#[test]
+fn errors_keep_the_systems_reason_and_say_what_to_do() {
+    let shop = Workshop::new("errors");
+    // Files may not grow past 100 bytes: init fails on its first file and leaves none half
+    // written, for --resume would keep it as the learner's.
+    let work = shop.work();
+    let mut init = shop.lab(&["exercises", "init", work.to_str().unwrap()]);
+    // SAFETY: setrlimit and signal are async-signal-safe, and touch only the child.
+    unsafe {
+        init.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 100,
+                rlim_max: 100,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let output = init.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("File too large"),
+        "the system's reason: {stderr}"
+    );
+    assert!(
+        stderr.contains("--resume` writes the rest"),
+        "what to do: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "no half-written file"
+    );
+
+    // A state folder that is a file.
+    let file = shop.root.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let output = shop
+        .lab(&["exercises"])
+        .env("REFCOUNT_LAB_STATE_DIR", &file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Not a directory"),
+        "the system's reason: {stderr}"
+    );
+    assert!(
+        stderr.contains("REFCOUNT_LAB_STATE_DIR"),
+        "what to do: {stderr}"
+    );
+
+    // An exercise folder that cannot be reached is not "gone".
+    let outer = shop.root.join("outer");
+    let nested = outer.join("work");
+    let (code, _) = shop.stdout(&["exercises", "init", nested.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    std::fs::remove_dir_all(&outer).unwrap();
+    std::fs::write(&outer, "").unwrap();
+    let output = shop.lab(&["verify"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Not a directory"),
+        "the system's reason: {stderr}"
+    );
+    assert!(stderr.contains("once it can, it is used again"), "{stderr}");
 }
 
 #[test]
@@ -371,6 +452,85 @@ fn progress_is_never_read_half_written() {
     }
     writer.join().unwrap();
     assert!(reads > 0);
+}
+
+#[test]
+fn exercises_checked_at_the_same_time_are_all_saved() {
+    let shop = Workshop::new("concurrent");
+    shop.init();
+    let exercises = [6, 7, 8];
+    for file in &solutions()[5..8] {
+        shop.solve(file);
+    }
+    let runs: Vec<_> = exercises
+        .iter()
+        .map(|n| {
+            let mut lab = shop.lab(&["exercise", &n.to_string()]);
+            lab.stdout(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let output = run.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("Done: exercise"), "{stdout}");
+    }
+    let (_, stdout) = shop.stdout(&["exercises"]);
+    assert!(stdout.contains("3 of 17 done"), "{stdout}");
+}
+
+#[test]
+fn a_save_does_not_follow_a_symlink_at_the_old_temporary_name() {
+    let shop = Workshop::new("symlink");
+    shop.init();
+    let victim = shop.root.join("victim");
+    std::fs::write(&victim, "someone else's").unwrap();
+    let state = shop.root.join("state");
+    std::os::unix::fs::symlink(&victim, state.join("progress.json.tmp")).unwrap();
+    let (code, stdout) = shop.stdout(&["exercises", "--reset"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "someone else's");
+    let saved = std::fs::symlink_metadata(state.join("progress.json")).unwrap();
+    assert!(saved.is_file(), "progress.json is a file of its own");
+}
+
+#[test]
+fn resuming_in_the_same_folder_keeps_what_is_done() {
+    let shop = Workshop::new("resume");
+    shop.init();
+    for file in &solutions()[..2] {
+        shop.solve(file);
+    }
+    shop.lab(&["verify"]).output().unwrap();
+    let work = shop.work();
+    std::os::unix::fs::symlink(&work, shop.root.join("link")).unwrap();
+    let spellings = [
+        (&shop.root, work.to_str().unwrap()),
+        (&shop.root, "work/"),
+        (&shop.root, "link"),
+        (&work, "."),
+    ];
+    for (folder, spelling) in spellings {
+        let output = shop
+            .lab(&["exercises", "init", spelling, "--resume"])
+            .current_dir(folder)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let (_, stdout) = shop.stdout(&["exercises"]);
+        assert!(
+            stdout.contains("2 of 17 done"),
+            "after `init {spelling} --resume`:\n{stdout}"
+        );
+        let saved = std::fs::read_to_string(shop.root.join("state/progress.json")).unwrap();
+        let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+        assert_eq!(saved["passed"].as_object().unwrap().len(), 2, "{saved}");
+    }
+    // Another folder starts over.
+    let other = shop.root.join("other");
+    let (code, _) = shop.stdout(&["exercises", "init", other.to_str().unwrap(), "--resume"]);
+    assert_eq!(code, Some(0));
+    let (_, stdout) = shop.stdout(&["exercises"]);
+    assert!(stdout.contains("0 of 17 done"), "{stdout}");
 }
 
 #[test]
@@ -469,6 +629,53 @@ fn a_teacher_collects_exported_progress() {
     std::fs::write(class.join("notes.json"), "{}").unwrap();
     ada.settings()
         .bind(|| assert_cmd_snapshot!("class", ada.lab(&["class", class.to_str().unwrap()])));
+}
+
+#[test]
+fn class_shows_what_files_say_as_text_and_counts_each_exercise_once() {
+    let shop = Workshop::new("class-forged");
+    let class = shop.root.join("class");
+    std::fs::create_dir_all(&class).unwrap();
+    let honest = class.join("ada.json");
+    let (code, _) = shop.stdout(&[
+        "exercises",
+        "--export",
+        honest.to_str().unwrap(),
+        "--name",
+        "Ada",
+    ]);
+    assert_eq!(code, Some(0));
+    let mut forged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&honest).unwrap()).unwrap();
+    let first = forged["exercises"][0].clone();
+    forged["learner"] = "Mallory\nZed                  17/17  all done\u{1b}[2J".into();
+    forged["done"] = std::iter::repeat_n(first, 45)
+        .chain(["no-such-exercise".into()])
+        .collect();
+    std::fs::write(class.join("mallory.json"), forged.to_string()).unwrap();
+    std::fs::write(class.join("evil\n\u{1b}[31m.json"), "{}").unwrap();
+    std::fs::create_dir(class.join("folder.json")).unwrap();
+
+    let (code, stdout) = shop.stdout(&["class", class.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters reached the terminal:\n{stdout:?}"
+    );
+    assert!(!stdout.lines().any(|l| l.starts_with("Zed")), "{stdout}");
+    let row = stdout.lines().find(|l| l.starts_with("Mallory")).unwrap();
+    assert!(row.contains("Mallory\\nZed"), "{row}");
+    assert!(row.contains("\\x1b[2J"), "{row}");
+    assert!(
+        row.contains(" 1/17 "),
+        "each exercise once, only those that exist: {row}"
+    );
+    assert!(stdout.contains("skipped "), "{stdout}");
+    assert!(stdout.contains("evil\\n\\x1b[31m.json"), "{stdout}");
+    assert!(
+        stdout.contains("folder.json: cannot read it: Is a directory"),
+        "the system's reason: {stdout}"
+    );
 }
 
 #[test]
