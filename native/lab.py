@@ -57,6 +57,13 @@ _instructions = weakref.WeakKeyDictionary()  # code object -> its instructions
 _DEAD_COUNT = 0xDDDDDDDD
 
 
+# What a JSON string cannot hold as itself: control characters, quote, backslash, and
+# lone surrogates (not UTF-8). str.translate does the work in C.
+_JSON_ESCAPES = {c: "\\u%04x" % c for c in [*range(0x20), 0x22, 0x5C, *range(0xD800, 0xE000)]}
+# Characters of a `say` sent; the rest is cut (refcount-lab keeps a bounded trace anyway).
+_SAY_CAP = 64 * 1024
+
+
 def _json(value):
     """JSON for the plain values events hold (str, int, float, bool, None, dict, list).
 
@@ -67,11 +74,15 @@ def _json(value):
     if isinstance(value, dict):
         return "{" + ", ".join(_json(str(k)) + ": " + _json(v) for k, v in value.items()) + "}"
     if isinstance(value, str):
-        return '"' + "".join(
-            c if " " <= c and c not in '"\\' and not "\ud800" <= c <= "\udfff"
-            else "\\u%04x" % ord(c)
-            for c in value
-        ) + '"'
+        if '"' not in value and "\\" not in value and (
+            value.isprintable() or not any(c < " " for c in value)
+        ):
+            try:
+                value.encode("utf-8")  # fails on a lone surrogate
+                return '"' + value + '"'  # nothing to escape: the common case, at C speed
+            except UnicodeEncodeError:
+                pass
+        return '"' + value.translate(_JSON_ESCAPES) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_json(item) for item in value) + "]"
     if value is None or isinstance(value, bool):
@@ -171,7 +182,10 @@ def _counted(event, obj, name, rc):
 
 def say(text):
     """Narrate a step of the lesson."""
-    _send({"ev": "say", "text": str(text)})
+    text = str(text)
+    if len(text) > _SAY_CAP:
+        text = "%s... (%d more characters not sent)" % (text[:_SAY_CAP], len(text) - _SAY_CAP)
+    _send({"ev": "say", "text": text})
 
 
 def refcount(obj, name, label=""):

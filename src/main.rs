@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     };
     let python = |choice: &PythonChoice| Python::choose(choice.python.as_deref());
     // `refcount-lab python`'s status: the interpreter's own.
-    let mut interpreter_exit = None;
+    let mut interpreter_exit: Option<std::process::ExitStatus> = None;
     let result = match cli.command {
         Command::Python {
             faults,
@@ -69,12 +69,7 @@ fn main() -> ExitCode {
                 .map_err(|error| {
                     anyhow::anyhow!("cannot run {}: {error}", python.executable.display())
                 })?;
-            use std::os::unix::process::ExitStatusExt;
-            let code = status
-                .code()
-                .or(status.signal().map(|signal| 128 + signal))
-                .unwrap_or(1);
-            interpreter_exit = Some(code as u8);
+            interpreter_exit = Some(status);
             Ok(true)
         }),
         Command::List { source } => lessons::load(source.lessons_dir.as_deref()).map(|lessons| {
@@ -214,7 +209,15 @@ fn main() -> ExitCode {
         Command::Man => commands::man(Cli::command()).map(|()| true),
     };
     match result {
-        Ok(_) if interpreter_exit.is_some() => ExitCode::from(interpreter_exit.unwrap_or(1)),
+        Ok(_) if interpreter_exit.is_some() => {
+            use std::os::unix::process::ExitStatusExt;
+            let status = interpreter_exit.expect("checked");
+            if let Some(signal) = status.signal() {
+                // The module folder is gone (with `python`); now end as the child did.
+                processes::interrupts::die_of(signal);
+            }
+            ExitCode::from(status.code().unwrap_or(1) as u8)
+        }
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(error) => {

@@ -48,9 +48,17 @@ pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
     become_subreaper();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
+    // SAFETY: only async-signal-safe calls (sigprocmask, prctl, getppid) run between fork
+    // and exec.
     unsafe {
         command.pre_exec(move || {
+            // The interrupt signals are blocked here (see `interrupts`); a blocked mask is
+            // inherited across exec, and the standard library does not reset it.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -389,8 +397,8 @@ pub mod interrupts {
 
     /// Blocks the signals in this thread (call it first in `main`, before any other
     /// thread starts, so that every thread inherits the mask) and takes them in a thread
-    /// of their own. Children start with no signal blocked: the standard library's spawn
-    /// resets the mask.
+    /// of their own. Children start with no signal blocked: [`spawn`](super::spawn) resets
+    /// the mask.
     pub fn install(mode: Mode) {
         // SAFETY: a zeroed sigset_t is filled in by sigemptyset before use.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -418,6 +426,22 @@ pub mod interrupts {
             .name("interrupts".into())
             .spawn(wait_for)
             .expect("cannot start the signal thread");
+    }
+
+    /// Ends this process as `signal` would have ended it (the status a shell sees), as
+    /// `refcount-lab python` does when its interpreter was killed.
+    pub fn die_of(signal: i32) -> ! {
+        // SAFETY: restoring the default action and unblocking `signal` in this thread, then
+        // sending it to this thread, which the default action ends.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::raise(signal);
+        }
+        std::process::exit(128 + signal);
     }
 
     /// Stops every descendant, removes the scratch folders, says so and exits.

@@ -244,17 +244,14 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
         );
     }
     if run.other_process_events > 0 {
+        let count = match run.other_process_events {
+            1 => "1 trace event from a fork of the script was".to_owned(),
+            n => format!("{n} trace events from forks of the script were"),
+        };
         let _ = writeln!(
             out,
-            "  {} {} trace event{} sent by other processes than the script's (its forks) \
-             were not counted",
-            p.paint(Style::Dim, "note:    "),
-            run.other_process_events,
-            if run.other_process_events == 1 {
-                ""
-            } else {
-                "s"
-            }
+            "  {} {count} not counted: a run counts its own process's",
+            p.paint(Style::Dim, "note:    ")
         );
     }
     out

@@ -144,7 +144,15 @@ fn interpreters_it_cannot_use() {
         "[fixtures]/",
     );
     settings.bind(|| {
-        for name in ["python3.9", "pypy3", "python3.14t", "not-python"] {
+        for name in [
+            "python3.9",
+            "python2.7",
+            "pypy3",
+            "python3.14t",
+            "not-python",
+            "garbled",
+            "talks-forever",
+        ] {
             assert_cmd_snapshot!(
                 name,
                 lab().args(["lesson", "3", "--python"]).arg(fake(name))
@@ -161,6 +169,23 @@ fn interpreters_it_cannot_use() {
                 .args(["run", "x.py"])
         );
     });
+}
+
+/// An interpreter that never answers is given up on (after 30 s), and nothing it started
+/// is left running.
+#[test]
+fn an_interpreter_that_never_answers_is_given_up_on() {
+    let output = lab()
+        .args(["lesson", "3", "--python"])
+        .arg(fake("never-answers"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("did not answer within 30 s and was stopped"),
+        "{stderr}"
+    );
 }
 
 fn regex_escape(text: &str) -> String {
