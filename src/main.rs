@@ -66,6 +66,7 @@ fn main() -> ExitCode {
             // the terminal, so Ctrl-C is its own; its exit status becomes the command's.
             let status = processes::spawn(python.command(&names).args(&args))
                 .and_then(|mut child| child.wait())
+                .inspect(|_| processes::interrupts::hold_if_interrupted())
                 .map_err(|error| {
                     anyhow::anyhow!("cannot run {}: {error}", python.executable.display())
                 })?;
@@ -208,6 +209,7 @@ fn main() -> ExitCode {
         }
         Command::Man => commands::man(Cli::command()).map(|()| true),
     };
+    processes::interrupts::hold_if_interrupted();
     match result {
         Ok(_) if interpreter_exit.is_some() => {
             use std::os::unix::process::ExitStatusExt;

@@ -219,6 +219,7 @@ pub fn output(command: &mut Command, limit: Duration, cap: usize) -> std::io::Re
             collect(streams, &mut sinks, wake_reader);
         });
         let status = wait_until(&mut child, Instant::now() + limit);
+        interrupts::hold_if_interrupted();
         stop_all(pid);
         let status = match status {
             Some(status) => Some(status),
@@ -382,6 +383,10 @@ fn set_nonblocking(file: &std::fs::File) {
 pub mod interrupts {
     use super::{spawn_lock, stop_descendants};
     use crate::scratch;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Set before the interrupt thread stops anything.
+    static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
     const SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
@@ -444,8 +449,17 @@ pub mod interrupts {
         std::process::exit(128 + signal);
     }
 
+    /// Waits for the exit if an interrupt is being handled: a child the interrupt killed
+    /// must not be reported, nor the command end, as if it had died on its own.
+    pub fn hold_if_interrupted() {
+        while INTERRUPTED.load(Ordering::SeqCst) {
+            std::thread::park();
+        }
+    }
+
     /// Stops every descendant, removes the scratch folders, says so and exits.
     fn stop(signal: i32) -> ! {
+        INTERRUPTED.store(true, Ordering::SeqCst);
         // Held to the exit: nothing starts after the sweep.
         let _held = spawn_lock();
         let stopped = stop_descendants(None);

@@ -217,6 +217,7 @@ pub fn run(job: &Job) -> Result<Run> {
             }
             Some(_) => None,
         };
+        processes::interrupts::hold_if_interrupted();
         let leftovers = processes::stop_all(pid);
         let status = child.wait();
         // Every process of the run is dead: what they wrote is in the pipes.

@@ -33,12 +33,16 @@ fn settings() -> insta::Settings {
     settings
 }
 
-/// `refcount-lab ARGS…`, plain (`--color=never` on the commands that colour their report).
+/// `refcount-lab ARGS…`, plain (`--color=never` on the commands that colour their report),
+/// with a timeout no busy machine reaches unless the test sets its own.
 fn lab(args: &[&str]) -> Command {
     let mut command = Command::new(get_cargo_bin("refcount-lab"));
     command.args(args).env_remove("NO_COLOR");
     if matches!(args.first(), Some(&("lesson" | "run" | "exercise"))) {
         command.arg("--color=never");
+    }
+    if matches!(args.first(), Some(&("lesson" | "run"))) && !args.contains(&"--timeout") {
+        command.args(["--timeout", "3600"]);
     }
     command
 }

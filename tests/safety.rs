@@ -1,0 +1,484 @@
+//! Safe on a shared machine and safe to interrupt: the attacks of issue 23, each run for
+//! real. Every command here runs with its own `TMPDIR`, so that the test can see that its
+//! scratch folders are gone, and with a marker in its environment, so that the test can
+//! find (through `/proc`) every process it started, wherever it moved.
+//!
+//! Nothing here depends on the machine's speed: a process is interrupted once it is seen
+//! running and frozen (`SIGSTOP`), so it cannot finish first, and every wait is for an
+//! event, with a limit far beyond any machine's need.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MARKER: &str = "REFCOUNT_LAB_SAFETY_TEST";
+/// Far beyond what any event here needs; reached only when something is broken.
+const PATIENCE: Duration = Duration::from_secs(300);
+
+/// A private `TMPDIR` and a marker, for one test.
+struct Sandbox {
+    root: PathBuf,
+    marker: String,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Sandbox {
+        let root = std::env::temp_dir().join(format!("rl-safety-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Sandbox {
+            marker: format!("{name}-{}", std::process::id()),
+            root,
+        }
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn lab(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_refcount-lab"));
+        command
+            .args(args)
+            .env("TMPDIR", self.tmp())
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("REFCOUNT_LAB_STATE_DIR", self.root.join("state"))
+            .env(MARKER, &self.marker)
+            .current_dir(fixtures());
+        command
+    }
+
+    /// Live processes (not zombies) carrying this test's marker, but `except`.
+    fn marked(&self, except: Option<u32>) -> Vec<(u32, String)> {
+        let needle = format!("{MARKER}={}\0", self.marker);
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if Some(pid) == except {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let state = stat.rsplit_once(") ").map_or("?", |(_, rest)| &rest[..1]);
+            let marked = environ
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes());
+            if marked && state != "Z" && state != "X" {
+                found.push((pid, stat));
+            }
+        }
+        found
+    }
+
+    /// Waits until no marked process is alive.
+    fn assert_nothing_left(&self) {
+        let deadline = Instant::now() + PATIENCE;
+        while !self.marked(None).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "left running: {:?}",
+                self.marked(None)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn assert_scratch_removed(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.tmp()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "scratch left behind: {left:?}");
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for (pid, _) in self.marked(None) {
+            // SAFETY: killing a process this test started (it carries the test's marker).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn report(output: &Output) -> String {
+    format!(
+        "{}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Is `pid` a child interpreter running a script (`lab._run_main`)?
+fn runs_a_script(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.windows(9).any(|window| window == b"_run_main"))
+}
+
+/// Waits for a script of `child`'s to run, freezes it so that the command cannot finish on
+/// its own, then sends `signal` to refcount-lab.
+fn interrupt_once_running(sandbox: &Sandbox, mut child: Child, signal: i32) -> Output {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let marked = sandbox.marked(Some(child.id()));
+        if let Some((pid, _)) = marked.iter().find(|(pid, _)| runs_a_script(*pid)) {
+            // SAFETY: signalling processes this test started.
+            unsafe {
+                libc::kill(*pid as i32, libc::SIGSTOP);
+                libc::kill(child.id() as i32, signal);
+            }
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{:?} ended before it could be interrupted: {status}",
+                sandbox.marker
+            );
+        }
+        assert!(Instant::now() < deadline, "no child process ever started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.stdin.take();
+    child.wait_with_output().unwrap()
+}
+
+fn spawn(mut command: Command) -> Child {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Ctrl-C on every command that runs a child: exit 130, "interrupted", nothing left running,
+/// no scratch folder left.
+#[test]
+fn ctrl_c_stops_everything_every_command_started() {
+    let commands: Vec<(&str, Vec<&str>)> = vec![
+        ("lesson", vec!["lesson", "3", "--no-predict"]),
+        ("run", vec!["run", "attacks/sleeps_with_a_daemon.py"]),
+        ("hunt", vec!["hunt", "attacks/sleeps_with_a_daemon.py"]),
+        ("bench", vec!["bench", "--quick"]),
+        ("exercise", vec!["exercise", "14"]),
+        ("verify", vec!["verify"]),
+    ];
+    for (name, args) in commands {
+        let sandbox = Sandbox::new(&format!("ctrl-c-{name}"));
+        if matches!(name, "exercise" | "verify") {
+            let work = sandbox.root.join("work");
+            let init = sandbox
+                .lab(&["exercises", "init", work.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(init.status.success(), "{}", report(&init));
+            let solution = fixtures().join("exercise-solutions/01-predict-buckets.py");
+            std::fs::copy(solution, work.join("01-predict-buckets.py")).unwrap();
+        }
+        let output = interrupt_once_running(&sandbox, spawn(sandbox.lab(&args)), libc::SIGINT);
+        assert_eq!(
+            output.status.code(),
+            Some(130),
+            "{name}: {}",
+            report(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("interrupted (SIGINT)"), "{name}: {stderr}");
+        sandbox.assert_nothing_left();
+        sandbox.assert_scratch_removed();
+    }
+}
+
+/// SIGTERM and SIGHUP stop a run as Ctrl-C does, with their own exit status.
+#[test]
+fn sigterm_and_sighup_stop_everything_too() {
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGHUP, 129)] {
+        let sandbox = Sandbox::new(&format!("signal-{signal}"));
+        let child = spawn(sandbox.lab(&["run", "attacks/sleeps_with_a_daemon.py"]));
+        let output = interrupt_once_running(&sandbox, child, signal);
+        assert_eq!(output.status.code(), Some(code), "{}", report(&output));
+        sandbox.assert_nothing_left();
+        sandbox.assert_scratch_removed();
+    }
+}
+
+/// Killed outright (SIGKILL: nothing of refcount-lab's runs), its child dies with it.
+#[test]
+fn killed_outright_its_child_dies_with_it() {
+    let sandbox = Sandbox::new("sigkill");
+    let mut child = spawn(sandbox.lab(&["run", "attacks/sleeps_with_a_daemon.py"]));
+    let deadline = Instant::now() + PATIENCE;
+    let python = loop {
+        let found = sandbox.marked(Some(child.id()));
+        if let Some((pid, _)) = found.iter().find(|(_, stat)| stat.contains("(python")) {
+            break *pid;
+        }
+        assert!(Instant::now() < deadline, "the script never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    while sandbox.marked(None).iter().any(|(pid, _)| *pid == python) {
+        assert!(
+            Instant::now() < deadline,
+            "the interpreter outlived refcount-lab"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A script that leaves its process group (for refcount-lab's, or a child's) is still
+/// stopped at the timeout, and the report says so.
+#[test]
+fn a_script_cannot_escape_the_timeout_by_changing_its_process_group() {
+    for script in [
+        "attacks/escapes_by_joining_the_parents_group.py",
+        "attacks/escapes_into_a_grandchilds_group.py",
+    ] {
+        let sandbox = Sandbox::new("process-group");
+        let output = sandbox
+            .lab(&["run", script, "--timeout", "1"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+        assert!(stdout.contains("outcome:  timeout"), "{script}: {stdout}");
+        sandbox.assert_nothing_left();
+        sandbox.assert_scratch_removed();
+    }
+}
+
+/// Work a script leaves behind, even a daemon that keeps changing its pid, is stopped,
+/// and the run is not `ok`.
+#[test]
+fn a_script_that_leaves_processes_is_not_ok() {
+    let sandbox = Sandbox::new("leftovers");
+    let output = sandbox
+        .lab(&["run", "attacks/hops_pids.py", "--timeout", "600"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    assert!(!stdout.contains("outcome:  ok"), "{stdout}");
+    sandbox.assert_nothing_left();
+}
+
+/// Events count only from the script's own process: a fork's `done` cannot hide the
+/// script's `os._exit`, and a fork freeing its copy of a table cannot hide the leak.
+#[test]
+fn events_from_forks_count_for_nothing() {
+    let sandbox = Sandbox::new("forks");
+    for (script, outcome) in [
+        ("attacks/fork_hides_os_exit.py", "outcome:  error"),
+        ("attacks/fork_frees_the_leaked_table.py", "outcome:  leaked"),
+    ] {
+        let output = sandbox
+            .lab(&["run", script, "--timeout", "600"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains(outcome), "{script}: {stdout}");
+        assert!(stdout.contains("of the script w"), "{stdout}");
+    }
+}
+
+/// The parent's memory is bounded whatever the script sends: 1000 `say`s of 1 MB, and
+/// 1.1 million tables made past every cap (whose one leak is still found).
+#[test]
+fn what_a_script_sends_cannot_grow_refcount_lab() {
+    let sandbox = Sandbox::new("bounded");
+    for (script, outcome) in [
+        ("attacks/says_a_gigabyte.py", "outcome:  ok"),
+        ("attacks/makes_a_million_tables.py", "outcome:  leaked"),
+    ] {
+        // Waited for with wait4 below, which also gives its resource usage.
+        #[allow(clippy::zombie_processes)]
+        let child = spawn(sandbox.lab(&["run", script, "--timeout", "3600"]));
+        let pid = child.id() as i32;
+        // Waited for here, with its resource usage (its own and its waited-for children's).
+        let mut status = 0;
+        // SAFETY: `usage` is a plain C struct that wait4 fills in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let stdout = std::thread::spawn({
+            let mut out = child.stdout.unwrap();
+            move || {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+                text
+            }
+        });
+        // SAFETY: waiting for our own child, once.
+        assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+        let stdout = stdout.join().unwrap();
+        assert!(stdout.contains(outcome), "{script}: {stdout}");
+        let peak_mib = usage.ru_maxrss / 1024;
+        assert!(peak_mib < 200, "{script}: peak {peak_mib} MiB");
+    }
+}
+
+/// Only refcount-lab's own code runs: files planted where a run starts (a learner's
+/// folder, or a shared one) are never imported in place of the standard library or of
+/// refcount-lab's module.
+#[test]
+fn files_planted_beside_a_run_are_never_imported() {
+    let sandbox = Sandbox::new("planted");
+    let planted = sandbox.root.join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    let ran = sandbox.root.join("planted-code-ran");
+    let payload = format!(
+        "open({:?}, 'a').write(__name__ + '\\n')\n",
+        ran.display().to_string()
+    );
+    for name in [
+        "lab.py",
+        "json.py",
+        "dis.py",
+        "sitecustomize.py",
+        "hashtable.py",
+    ] {
+        std::fs::write(planted.join(name), &payload).unwrap();
+    }
+    std::fs::create_dir(planted.join("_labtrace")).unwrap();
+    std::fs::write(planted.join("_labtrace/__init__.py"), &payload).unwrap();
+    let lesson = sandbox
+        .lab(&["lesson", "3", "--no-predict"])
+        .current_dir(&planted)
+        .output()
+        .unwrap();
+    assert!(lesson.status.success(), "{}", report(&lesson));
+    let script = fixtures().join("attacks/plants_nothing.py");
+    let copy = sandbox.root.join("plants_nothing.py");
+    std::fs::copy(script, &copy).unwrap();
+    let run = sandbox
+        .lab(&["run", copy.to_str().unwrap()])
+        .current_dir(&planted)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("lab is refcount-lab's: True"), "{stdout}");
+    assert!(
+        !ran.exists(),
+        "planted code ran: {:?}",
+        std::fs::read_to_string(&ran)
+    );
+}
+
+/// A scratch folder is never put where another user could swap it for their own: a
+/// temporary folder others may change without the sticky bit is refused, with a way out.
+#[test]
+fn a_temporary_folder_others_may_change_is_refused() {
+    let sandbox = Sandbox::new("open-tmp");
+    std::fs::set_permissions(sandbox.tmp(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let output = sandbox
+        .lab(&["lesson", "3", "--no-predict"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no sticky bit"), "{stderr}");
+    assert!(stderr.contains("Set TMPDIR"), "{stderr}");
+    std::fs::set_permissions(sandbox.tmp(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let output = sandbox
+        .lab(&["lesson", "3", "--no-predict"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", report(&output));
+    sandbox.assert_scratch_removed();
+}
+
+/// The same with a real second user, where the machine lets the test make one (root, with
+/// `useradd`): a folder of theirs is refused even with no write bit for others.
+#[test]
+fn a_temporary_folder_of_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: making a second user needs root");
+        return;
+    }
+    let user = "rlab-other";
+    let _ = Command::new("userdel").arg(user).output();
+    let made = Command::new("useradd")
+        .args(["--no-create-home", "--shell", "/usr/sbin/nologin", user])
+        .output();
+    if !made.is_ok_and(|output| output.status.success()) {
+        eprintln!("skipped: useradd is not available here");
+        return;
+    }
+    // Removed again, whatever the test finds.
+    struct Made(&'static str);
+    impl Drop for Made {
+        fn drop(&mut self) {
+            let _ = Command::new("userdel").arg(self.0).output();
+        }
+    }
+    let _made = Made(user);
+    let sandbox = Sandbox::new("other-user");
+    let chown = Command::new("chown")
+        .arg(user)
+        .arg(sandbox.tmp())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    std::fs::set_permissions(sandbox.tmp(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = sandbox
+        .lab(&["lesson", "3", "--no-predict"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("can be changed by other users"));
+}
+
+/// `--timeout` is bounded, with a clear error, not a panic.
+#[test]
+fn a_huge_timeout_is_refused() {
+    let sandbox = Sandbox::new("huge-timeout");
+    for value in ["86401", "9223372036854775808", "18446744073709551615"] {
+        let output = sandbox
+            .lab(&["run", "attacks/hops_pids.py", "--timeout", value])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("1..=86400"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(sandbox.marked(None).is_empty());
+}
+
+/// A signal the interpreter dies of under `refcount-lab python` is the command's too, and
+/// the module folder is removed all the same.
+#[test]
+fn the_python_command_ends_as_its_interpreter_did() {
+    let sandbox = Sandbox::new("python-signal");
+    let output = sandbox
+        .lab(&[
+            "python",
+            "-c",
+            "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        report(&output)
+    );
+    sandbox.assert_scratch_removed();
+}
