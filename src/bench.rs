@@ -81,8 +81,8 @@ pub fn measure(python: &Python, quick: bool, timeout: Duration) -> Result<Report
     })?;
     if run.ending != Ending::Exited(0) {
         bail!(
-            "the benchmark did not finish ({:?}):\n{}",
-            run.ending,
+            "the benchmark {} (a longer --timeout gives it more time):\n{}",
+            run.ending_described(),
             run.stderr.text.trim_end()
         );
     }

@@ -214,13 +214,7 @@ fn accept(hunt: &mut Hunt) {
 
 /// Why a hunt did not complete, with what the target printed.
 fn failure(run: &Run, completed: usize, expected: usize) -> String {
-    let how = match run.ending {
-        Ending::Exited(code) => format!("exited with status {code}"),
-        Ending::Signaled(signal) => format!("crashed (signal {signal})"),
-        Ending::TimedOut | Ending::LeftRunning => {
-            format!("was stopped after {} s", run.timeout.as_secs())
-        }
-    };
+    let how = run.ending_described();
     format!(
         "the hunted target {how} after {completed} of {expected} runs\n{}",
         without_harness_frames(&run.stderr.text)

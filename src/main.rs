@@ -24,6 +24,7 @@ mod lessons;
 mod markdown;
 mod native;
 mod outcome;
+mod printable;
 mod processes;
 mod progress;
 mod python;

@@ -104,7 +104,7 @@ fn table() -> HashMap<i32, Process> {
         let state = fields.next().and_then(|f| f.chars().next()).unwrap_or('?');
         let ppid = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
         // Escaped: a process may name itself with control characters for a terminal.
-        let name = stat[open + 1..close].escape_debug().to_string();
+        let name = crate::printable::one_line(&stat[open + 1..close]);
         table.insert(pid, Process { ppid, state, name });
     }
     table

@@ -21,6 +21,7 @@
 //! native objects' `alloc`/`free` events past the cap, which cancel in pairs.
 
 use crate::faults::Fault;
+use crate::printable;
 use crate::processes;
 use crate::python::Python;
 use crate::trace::{self, Checked, Event, Key, KEY_FD, KEY_FD_ENV, TRACE_FD, TRACE_FD_ENV};
@@ -122,6 +123,19 @@ pub struct Run {
 }
 
 impl Run {
+    /// How the run ended, as the end of a sentence ("the benchmark …").
+    pub fn ending_described(&self) -> String {
+        let seconds = self.timeout.as_secs();
+        match self.ending {
+            Ending::Exited(code) => format!("exited with status {code}"),
+            Ending::Signaled(signal) => format!("was killed by signal {signal}"),
+            Ending::TimedOut => format!("was still running after {seconds} s, and was stopped"),
+            Ending::LeftRunning => format!(
+                "ended, but what it started was still running after {seconds} s, and was stopped"
+            ),
+        }
+    }
+
     /// The trace's events, in order, without the lines that were not events.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.trace.iter().filter_map(|line| match line {
@@ -280,7 +294,7 @@ fn wait_for_exit(pid: i32, timeout: Duration) -> Option<bool> {
 impl From<processes::Capped> for Captured {
     fn from(capped: processes::Capped) -> Captured {
         Captured {
-            text: String::from_utf8_lossy(&capped.kept).into_owned(),
+            text: printable::lines(&String::from_utf8_lossy(&capped.kept)),
             dropped: capped.dropped,
         }
     }
@@ -341,8 +355,8 @@ impl TraceReader {
         }
         let text = String::from_utf8_lossy(bytes);
         let shown = || match text.char_indices().nth(SHOWN_CAP) {
-            Some((cut, _)) => format!("{}…", &text[..cut]),
-            None => text.to_string(),
+            Some((cut, _)) => format!("{}…", printable::one_line(&text[..cut])),
+            None => printable::one_line(&text),
         };
         let line = match trace::check(&text, self.key) {
             Checked::Event { pid, .. } if pid != self.pid => {

@@ -19,6 +19,7 @@
 //! address. Python-side events come from the `lab` probes (`native/lab.py`); `alloc`,
 //! `free` and `done` only from native code.
 
+use crate::printable;
 use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher24;
 use std::collections::BTreeMap;
@@ -292,9 +293,39 @@ pub struct LeakingTests {
 }
 
 impl Event {
-    /// Parses one line of the pipe; a line that is not an event is kept as text.
+    /// Parses one line of the pipe; a line that is not an event is kept as text. Control
+    /// characters in its strings (a script's `say`, its labels) come out escaped, so that
+    /// printing an event cannot drive the terminal.
     pub fn parse(line: &str) -> Result<Event, String> {
-        serde_json::from_str(line).map_err(|_| line.to_owned())
+        let plain = !line.contains("\\u") && printable::lines(line).len() == line.len();
+        let parsed = if plain {
+            serde_json::from_str(line)
+        } else {
+            serde_json::from_str(line).and_then(|mut value| {
+                escape_strings(&mut value);
+                serde_json::from_value(value)
+            })
+        };
+        parsed.map_err(|_| line.to_owned())
+    }
+}
+
+/// Escapes the control characters of every string in `value` (keys too).
+fn escape_strings(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => *text = printable::lines(text),
+        Value::Array(items) => items.iter_mut().for_each(escape_strings),
+        Value::Object(map) => {
+            *map = std::mem::take(map)
+                .into_iter()
+                .map(|(key, mut item)| {
+                    escape_strings(&mut item);
+                    (printable::one_line(&key), item)
+                })
+                .collect();
+        }
+        _ => {}
     }
 }
 
@@ -325,6 +356,13 @@ mod tests {
             }
         );
         assert_eq!(Event::parse("not json").unwrap_err(), "not json");
+        let say = Event::parse(r#"{"ev":"say","text":"a\nb\u001b[2J\u009b"}"#).unwrap();
+        assert_eq!(
+            say,
+            Event::Say {
+                text: "a\nb\\x1b[2J\\x9b".into()
+            }
+        );
     }
 
     #[test]

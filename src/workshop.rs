@@ -5,7 +5,7 @@
 use crate::cli::ExercisesAction;
 use crate::python::Python;
 use crate::render::{self, show, Painter};
-use crate::{exercises, outcome, progress};
+use crate::{exercises, outcome, printable, progress};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -410,7 +410,7 @@ pub fn class_command(dir: &Path) -> Result<bool> {
             };
             out.push_str(&format!(
                 "{:<20} {done:>2}/{:<2}  {next_text}\n",
-                one_line(&learner.learner),
+                printable::one_line(&learner.learner),
                 all.len()
             ));
         }
@@ -435,21 +435,9 @@ pub fn class_command(dir: &Path) -> Result<bool> {
     for (path, why) in &skipped {
         out.push_str(&format!(
             "skipped {}: {why}\n",
-            one_line(&path.display().to_string())
+            printable::one_line(&path.display().to_string())
         ));
     }
     show(&out);
     Ok(true)
-}
-
-/// `text` from a learner's file, safe on one line of a terminal: control characters (a
-/// newline that would forge a row, an escape sequence) are shown as `\n`, `\x1b` and so on.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\n' | '\r' | '\t' => c.escape_default().to_string(),
-            c if c.is_control() => format!("\\x{:02x}", u32::from(c)),
-            c => c.to_string(),
-        })
-        .collect()
 }

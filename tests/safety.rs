@@ -482,3 +482,62 @@ fn the_python_command_ends_as_its_interpreter_did() {
     );
     sandbox.assert_scratch_removed();
 }
+
+/// Ctrl-C typed at a lesson's prediction prompt, on a real terminal (a pseudo-terminal
+/// whose line discipline turns `^C` into SIGINT for the foreground process group).
+#[test]
+fn ctrl_c_at_the_prediction_prompt() {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let sandbox = Sandbox::new("prompt");
+    let (mut master, slave) = {
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: openpty fills in two descriptors, which are then owned here.
+        let opened = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(opened, 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors were just opened and are owned by nothing else.
+        unsafe {
+            (
+                std::fs::File::from_raw_fd(master),
+                OwnedFd::from_raw_fd(slave),
+            )
+        }
+    };
+    let mut command = sandbox.lab(&["lesson", "3"]);
+    command
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: setsid and ioctl are async-signal-safe; the terminal becomes the child's own.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 || libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    drop(command);
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("your answer") {
+        let n = master.read(&mut buffer).expect("the prompt appears");
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    master.write_all(b"\x03").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    sandbox.assert_nothing_left();
+    sandbox.assert_scratch_removed();
+}
