@@ -60,24 +60,31 @@ fn lesson(number: u32) -> (PathBuf, Vec<String>) {
 }
 
 /// The chosen interpreter's executable, version, and the folder its module is installed in.
-fn chosen_python() -> (String, String, String) {
+/// The interpreter refcount-lab chooses, its version, and a copy of the module folder it
+/// would import from (refcount-lab's own folder lives only as long as the command).
+fn chosen_python(copy_to: &Path) -> (String, String, String) {
+    let _ = std::fs::remove_dir_all(copy_to);
     let output = Command::new(BIN)
         .args([
             "python",
             "-c",
-            "import sys, os, hashtable; print(sys.executable); print(sys.version.split()[0]); \
-             print(os.path.dirname(hashtable.__file__))",
+            "import sys, os, shutil, hashtable; print(sys.executable); \
+             print(sys.version.split()[0]); \
+             shutil.copytree(os.path.dirname(hashtable.__file__), sys.argv[1], symlinks=True)",
         ])
+        .arg(copy_to)
         .output()
         .expect("refcount-lab python runs");
+    assert!(output.status.success(), "{output:?}");
     let text = String::from_utf8(output.stdout).unwrap();
     let mut lines = text.lines().map(str::to_owned);
-    let mut next = || lines.next().expect("three lines");
-    (next(), next(), next())
+    let mut next = || lines.next().expect("two lines");
+    (next(), next(), copy_to.display().to_string())
 }
 
 fn main() {
-    let (python, version, module_dir) = chosen_python();
+    let copy = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lesson-overhead-module");
+    let (python, version, module_dir) = chosen_python(&copy);
     println!("CPython {version} ({python}); medians of {ROUNDS} interleaved rounds");
     println!("lesson   lesson ms   bare ms   pass ms   lesson/bare   lesson/(pass+bare)");
     let count = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons"))
