@@ -40,7 +40,7 @@ fn figures(stdout: &[u8]) -> (f64, f64) {
                 _ => None,
             }
         })
-        .last()
+        .next_back()
         .expect("the script printed its figures")
 }
 
