@@ -655,6 +655,12 @@ fn class_shows_what_files_say_as_text_and_counts_each_exercise_once() {
     std::fs::write(class.join("mallory.json"), forged.to_string()).unwrap();
     std::fs::write(class.join("evil\n\u{1b}[31m.json"), "{}").unwrap();
     std::fs::create_dir(class.join("folder.json")).unwrap();
+    // A pipe (reading it would wait forever), a huge file, a link: skipped, said why.
+    let fifo = std::ffi::CString::new(class.join("pipe.json").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path of ours.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::fs::write(class.join("huge.json"), vec![b' '; 2 << 20]).unwrap();
+    std::os::unix::fs::symlink(&honest, class.join("link.json")).unwrap();
 
     let (code, stdout) = shop.stdout(&["class", class.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stdout}");
@@ -676,6 +682,15 @@ fn class_shows_what_files_say_as_text_and_counts_each_exercise_once() {
         stdout.contains("folder.json: cannot read it: Is a directory"),
         "the system's reason: {stdout}"
     );
+    for (file, why) in [
+        ("pipe.json", "not a regular file"),
+        ("huge.json", "more than a progress file holds"),
+        ("link.json", "a symbolic link, not followed"),
+    ] {
+        let said = format!("{file}: cannot read it: ");
+        let line = stdout.lines().find(|line| line.contains(&said));
+        assert!(line.is_some_and(|line| line.contains(why)), "{stdout}");
+    }
 }
 
 #[test]
