@@ -284,6 +284,10 @@ impl Sink for Capped {
     }
 }
 
+/// Bytes read from each stream once the run is over: more than the largest pipe holds
+/// (`/proc/sys/fs/pipe-max-size` is 1 MiB by default).
+const DRAIN_BUDGET: usize = 4 << 20;
+
 /// Reads every stream into its sink until each reaches end-of-file, or until `wake` is
 /// closed: then what is already in the pipes is read, and no more is waited for. (Every
 /// process of the run is dead by then, so all they wrote is in the pipes; a writer outside
@@ -338,9 +342,16 @@ pub fn collect<const N: usize>(
             if let Some(f) = file {
                 set_nonblocking(f);
             }
+            // What a pipe can hold, and no more: a writer outside the run that keeps
+            // writing cannot keep the report waiting either.
+            let mut reads_left = DRAIN_BUDGET / buffer.len();
             while file.is_some() {
                 if !read_some(file, &mut buffer, sinks[i]) {
                     *file = None; // nothing more there now
+                }
+                reads_left -= 1;
+                if reads_left == 0 {
+                    *file = None;
                 }
             }
         }

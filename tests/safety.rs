@@ -541,3 +541,40 @@ fn ctrl_c_at_the_prediction_prompt() {
     sandbox.assert_nothing_left();
     sandbox.assert_scratch_removed();
 }
+
+/// A script that hands its output pipes to a process outside the run (which holds them for
+/// an hour, writing without end) ends the report when the run ends, not when that process
+/// lets go.
+#[test]
+fn pipes_handed_to_an_outside_process_do_not_hold_the_report() {
+    use std::io::BufRead;
+    let sandbox = Sandbox::new("handed-out");
+    let socket = sandbox.root.join("socket");
+    let mut holder = Command::new("python3")
+        .arg(fixtures().join("attacks/holds_the_fds_it_is_sent.py"))
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "listening");
+    let output = sandbox
+        .lab(&["run", "attacks/hands_its_pipes_out.py", "--timeout", "3600"])
+        .env("REFCOUNT_LAB_ATTACK_SOCKET", &socket)
+        .output()
+        .unwrap();
+    // The holder still holds the pipes: the report did not wait for it.
+    let holder_alive = holder.try_wait().unwrap().is_none();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(holder_alive, "the holder ended first");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("handed stdout, stderr and the trace pipe out"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("outcome:  ok"), "{stdout}");
+}
