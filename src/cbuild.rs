@@ -64,20 +64,18 @@ pub fn build(python: &Python, source: &Path, module: &str, out_dir: &Path) -> Re
     }
     let output = processes::output(&mut command, COMPILE_TIME, COMPILE_OUTPUT_CAP)
         .with_context(|| format!("cannot run the C compiler {}", compiler.display()))?;
-    let mut messages = String::from_utf8_lossy(&output.stderr)
+    let messages = String::from_utf8_lossy(&output.stderr)
         .trim_end()
         .to_owned();
-    if output.dropped > 0 {
-        messages.push_str(&format!(
-            "\n… {} more bytes of the compiler's messages not shown",
-            output.dropped
-        ));
-    }
-    match output.status {
-        Some(status) if status.success() => Ok(Built::Compiled),
-        Some(status) if status.code().is_some() => Ok(Built::Rejected(messages)),
-        Some(_) | None => {
-            let why = if output.status.is_none() {
+    use processes::Stopped;
+    match (output.stopped, output.status) {
+        (None, status) if status.success() => Ok(Built::Compiled),
+        (None, status) if status.code().is_some() => Ok(Built::Rejected(messages)),
+        (Some(Stopped::OutputCap), _) => Ok(Built::Rejected(format!(
+            "{messages}\n… the compiler had more to say, and was stopped: fix these first"
+        ))),
+        (stopped, _) => {
+            let why = if stopped == Some(Stopped::TimeLimit) {
                 format!("did not finish within {} s", COMPILE_TIME.as_secs())
             } else {
                 format!(
@@ -121,7 +119,7 @@ impl HeaderPaths {
         let text = String::from_utf8_lossy(&output.stdout);
         let lines: Vec<&str> = text.lines().collect();
         ensure!(
-            output.status.is_some_and(|status| status.success()) && lines.len() == 3,
+            output.stopped.is_none() && output.status.success() && lines.len() == 3,
             "{} did not say where its C headers are (sysconfig)",
             python.executable.display()
         );

@@ -39,7 +39,8 @@ pub enum Outcome {
     },
     /// The script raised, exited non-zero, or left the interpreter without shutting it down.
     Error {
-        exit_code: i32,
+        /// `None`: refcount-lab stopped it (see the report).
+        exit_code: Option<i32>,
         report: Vec<String>,
     },
     Timeout {
@@ -67,7 +68,7 @@ pub fn classify(run: &Run) -> Outcome {
     // Work the script left behind is part of the run: it cannot have ended well.
     if !run.leftovers.is_empty() && matches!(outcome, Outcome::Ok | Outcome::Leaked(_)) {
         return Outcome::Error {
-            exit_code: 0,
+            exit_code: Some(0),
             report: vec![format!(
                 "the script ended, but left {} running ({}), which refcount-lab stopped: a \
                  run ends with everything it started",
@@ -75,7 +76,7 @@ pub fn classify(run: &Run) -> Outcome {
                     1 => "1 process".to_owned(),
                     n => format!("{n} processes"),
                 },
-                run.leftovers.join(", ")
+                run.leftovers_named()
             )],
         };
     }
@@ -84,6 +85,13 @@ pub fn classify(run: &Run) -> Outcome {
 
 fn classify_ending(run: &Run) -> Outcome {
     match run.ending {
+        Ending::TooManyProcesses(count) => Outcome::Error {
+            exit_code: None,
+            report: vec![format!(
+                "the script had more than {count} processes running at once (a fork bomb?): \
+                 refcount-lab stopped them all"
+            )],
+        },
         Ending::TimedOut | Ending::LeftRunning => Outcome::Timeout {
             seconds: run.timeout.as_secs(),
             script_ended: run.ending == Ending::LeftRunning,
@@ -93,7 +101,7 @@ fn classify_ending(run: &Run) -> Outcome {
             report: crash_report(&run.stderr.text),
         },
         Ending::Exited(0) if !run.events().any(|e| *e == Event::Done) => Outcome::Error {
-            exit_code: 0,
+            exit_code: Some(0),
             report: vec![
                 "the trace ended before the interpreter shut down: the script ended the \
                  process without shutting down (os._exit?) or closed refcount-lab's trace \
@@ -105,7 +113,7 @@ fn classify_ending(run: &Run) -> Outcome {
             let leaks = leaks(run.events());
             if leaks.is_empty() && run.dropped_decisive > 0 {
                 Outcome::Error {
-                    exit_code: 0,
+                    exit_code: Some(0),
                     report: vec![format!(
                         "the trace overflowed: {} events about native objects and watched \
                          values came past what refcount-lab keeps, so a leak cannot be ruled \
@@ -120,7 +128,7 @@ fn classify_ending(run: &Run) -> Outcome {
             }
         }
         Ending::Exited(code) => Outcome::Error {
-            exit_code: code,
+            exit_code: Some(code),
             report: error_report(&run.stderr.text),
         },
     }
@@ -370,7 +378,7 @@ mod tests {
         let stderr = "noise\nTraceback (most recent call last):\n  File \"x.py\"\nValueError: no\n";
         let outcome = classify(&run(Ending::Exited(1), vec![], stderr));
         assert!(
-            matches!(outcome, Outcome::Error { exit_code: 1, ref report } if report.len() == 3)
+            matches!(outcome, Outcome::Error { exit_code: Some(1), ref report } if report.len() == 3)
         );
         let early_exit = classify(&run(Ending::Exited(0), vec![], ""));
         assert_eq!(early_exit.kind(), "error");

@@ -21,6 +21,7 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
@@ -134,6 +135,57 @@ fn descendants(child: Option<i32>) -> Vec<(i32, Process)> {
     found
 }
 
+/// The most processes a run may have alive at once: far more than any lesson or test suite
+/// needs, far fewer than it takes to fill a shared machine.
+pub const MAX_PROCESSES: usize = 1024;
+/// How often a running script's processes are counted.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The limit on processes for a run's child (`RLIMIT_NPROC`, which counts every process of
+/// the user): those the user has now, and [`MAX_PROCESSES`] twice over, never above the
+/// limit already set. The kernel then refuses the forks of a fork bomb; root is exempt,
+/// and counted by [`too_many`] alone.
+pub fn process_limit() -> libc::rlim_t {
+    let uid = {
+        // SAFETY: getuid cannot fail and has no preconditions.
+        unsafe { libc::getuid() }
+    };
+    let mine = std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|entry| {
+                    entry
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+                        && entry
+                            .metadata()
+                            .is_ok_and(|meta| std::os::unix::fs::MetadataExt::uid(&meta) == uid)
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills in `current`; on failure it stays 0 and is not used.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut current) } == 0;
+    let wanted = (mine + 2 * MAX_PROCESSES) as libc::rlim_t;
+    // Never above the hard limit: only root may raise it.
+    if known {
+        wanted.min(current.rlim_max)
+    } else {
+        wanted
+    }
+}
+
+/// Has the run of `child` more than [`MAX_PROCESSES`] processes alive?
+pub fn too_many(child: i32) -> bool {
+    descendants(Some(child)).len() + 1 > MAX_PROCESSES
+}
+
 /// Waits until no descendant but zombies is left besides `child`; false if `deadline`
 /// came first.
 pub fn wait_for_descendants(child: i32, deadline: Instant) -> bool {
@@ -152,8 +204,13 @@ pub fn wait_for_descendants(child: i32, deadline: Instant) -> bool {
 /// descendant, and reaps the ones re-parented here. Returns the names of the processes
 /// besides `child` that were still running.
 pub fn stop_all(child: i32) -> Vec<String> {
-    // SAFETY: `child` is our own unreaped child, so its pid cannot have been reused.
-    unsafe { libc::kill(child, libc::SIGKILL) };
+    // SAFETY: `child` is our own unreaped child, so neither its pid nor its process group
+    // (which it leads, or led) can have been reused. The group first: one call stops all
+    // its members, however fast they fork.
+    unsafe {
+        libc::kill(-child, libc::SIGKILL);
+        libc::kill(child, libc::SIGKILL);
+    }
     stop_descendants(Some(child))
 }
 
@@ -188,16 +245,25 @@ fn stop_descendants(child: Option<i32>) -> Vec<String> {
 
 /// What a helper program printed, and how it ended.
 pub struct Output {
-    /// `None`: it was still running at the time limit, and was killed.
-    pub status: Option<ExitStatus>,
+    pub status: ExitStatus,
+    /// Why it was stopped before it ended on its own, if it was.
+    pub stopped: Option<Stopped>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-    /// Bytes printed beyond the cap, not kept.
-    pub dropped: usize,
+}
+
+/// Why a helper program was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// It was still running at its time limit.
+    TimeLimit,
+    /// It printed more than the cap: what it says next is not read anyway.
+    OutputCap,
 }
 
 /// Runs `command` (stdin closed) for at most `limit`, keeping at most `cap` bytes of each
-/// output stream; whatever it started is stopped when it ends.
+/// output stream, and stopping it once it prints more; whatever it started is stopped when
+/// it ends.
 pub fn output(command: &mut Command, limit: Duration, cap: usize) -> std::io::Result<Output> {
     command
         .stdin(Stdio::null())
@@ -211,44 +277,79 @@ pub fn output(command: &mut Command, limit: Duration, cap: usize) -> std::io::Re
     ];
     let pid = child.id() as i32;
     let mut kept = [Capped::new(cap), Capped::new(cap)];
-    let status = std::thread::scope(|scope| {
+    let full = AtomicBool::new(false);
+    let (status, stopped) = std::thread::scope(|scope| {
         let (wake_reader, wake_writer) = std::io::pipe()?;
         let [out, err] = &mut kept;
+        let full = &full;
         let collector = scope.spawn(move || {
-            let mut sinks: [&mut dyn Sink; 2] = [out, err];
-            collect(streams, &mut sinks, wake_reader);
+            collect_until_full(streams, &mut [out, err], wake_reader, full);
         });
-        let status = wait_until(&mut child, Instant::now() + limit);
+        let stopped = wait_without_reaping(pid, Instant::now() + limit, full);
         interrupts::hold_if_interrupted();
         stop_all(pid);
-        let status = match status {
-            Some(status) => Some(status),
-            None => {
-                child.wait()?;
-                None
-            }
-        };
+        let status = child.wait()?;
         drop(wake_writer);
         let _ = collector.join();
-        Ok::<_, std::io::Error>(status)
+        Ok::<_, std::io::Error>((status, stopped))
     })?;
     let [stdout, stderr] = kept;
     Ok(Output {
         status,
-        dropped: stdout.dropped + stderr.dropped,
+        stopped,
         stdout: stdout.kept,
         stderr: stderr.kept,
     })
 }
 
-/// Waits for `child` until `deadline`; its status, or `None` if it still runs then.
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+/// [`collect`], raising `full` as soon as a sink drops bytes.
+fn collect_until_full<const N: usize>(
+    streams: [OwnedFd; N],
+    sinks: &mut [&mut Capped; N],
+    wake: std::io::PipeReader,
+    full: &AtomicBool,
+) {
+    struct Watched<'a> {
+        capped: &'a mut Capped,
+        full: &'a AtomicBool,
+    }
+    impl Sink for Watched<'_> {
+        fn feed(&mut self, bytes: &[u8]) {
+            self.capped.feed(bytes);
+            if self.capped.dropped > 0 {
+                self.full.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+    let mut watched = sinks.each_mut().map(|capped| Watched { capped, full });
+    let mut sinks = watched.each_mut().map(|w| w as &mut dyn Sink);
+    collect(streams, &mut sinks, wake);
+}
+
+/// Waits until the child `pid` ends (left unreaped, so its pid stays ours to signal), its
+/// output fills, or `deadline`: why it must be stopped, if it must.
+fn wait_without_reaping(pid: i32, deadline: Instant, full: &AtomicBool) -> Option<Stopped> {
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
+        // SAFETY: `info` is a plain C struct that waitid fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: polling our own child; WNOWAIT leaves it to be reaped by `Child::wait`.
+        let polled = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            )
+        };
+        // SAFETY: waitid filled `info` in (a zero pid: not ended yet).
+        if polled == -1 || unsafe { info.si_pid() } != 0 {
+            return None;
+        }
+        if full.load(Ordering::SeqCst) {
+            return Some(Stopped::OutputCap);
         }
         if Instant::now() >= deadline {
-            return None;
+            return Some(Stopped::TimeLimit);
         }
         std::thread::sleep(Duration::from_millis(5));
     }

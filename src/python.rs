@@ -143,12 +143,19 @@ fn probe(executable: &Path) -> Result<Python> {
         PROBE_CAP,
     )
     .map_err(|error| anyhow::anyhow!("it does not run: {error}"))?;
-    let Some(status) = output.status else {
-        bail!(
+    match output.stopped {
+        Some(processes::Stopped::TimeLimit) => bail!(
             "asked what it is, it did not answer within {} s and was stopped",
             PROBE_LIMIT.as_secs()
-        );
-    };
+        ),
+        Some(processes::Stopped::OutputCap) => bail!(
+            "it is not a Python: asked what it is, it printed more than {} KiB and was \
+             stopped. Name a CPython 3.10 or newer with --python PATH_OR_NAME",
+            PROBE_CAP / 1024
+        ),
+        None => {}
+    }
+    let status = output.status;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let fields: Vec<&str> = stdout.lines().collect();
     let [implementation, full_version, major, minor, debug, free_threaded, real] = fields[..]

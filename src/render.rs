@@ -240,7 +240,7 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
             out,
             "  {} {} (left running by the script, stopped by refcount-lab)",
             p.paint(Style::Dim, "stopped: "),
-            run.leftovers.join(", ")
+            run.leftovers_named()
         );
     }
     if run.other_process_events > 0 {
@@ -512,7 +512,10 @@ fn outcome_block(p: Painter, out: &mut String, outcome: &Outcome) {
         ),
         Outcome::Error { exit_code, report } => (
             Style::Bad,
-            format!("error (exit status {exit_code})"),
+            match exit_code {
+                Some(code) => format!("error (exit status {code})"),
+                None => "error (stopped by refcount-lab)".to_owned(),
+            },
             report.clone(),
         ),
         Outcome::Timeout {

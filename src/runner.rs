@@ -84,6 +84,8 @@ pub enum Ending {
     TimedOut,
     /// The script ended, but processes it started were still running at the timeout.
     LeftRunning,
+    /// More than this many processes of the run were alive at once, and all were stopped.
+    TooManyProcesses(usize),
 }
 
 /// Output captured from one stream.
@@ -123,6 +125,29 @@ pub struct Run {
 }
 
 impl Run {
+    /// The processes left running, by name: `sleep, python3 ×1500`, at most five names.
+    pub fn leftovers_named(&self) -> String {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for name in &self.leftovers {
+            match counts.iter_mut().find(|(seen, _)| seen == name) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((name, 1)),
+            }
+        }
+        let mut named: Vec<String> = counts
+            .iter()
+            .take(5)
+            .map(|(name, count)| match count {
+                1 => (*name).to_owned(),
+                n => format!("{name} ×{n}"),
+            })
+            .collect();
+        if counts.len() > 5 {
+            named.push(format!("{} other names", counts.len() - 5));
+        }
+        named.join(", ")
+    }
+
     /// How the run ended, as the end of a sentence ("the benchmark …").
     pub fn ending_described(&self) -> String {
         let seconds = self.timeout.as_secs();
@@ -133,6 +158,9 @@ impl Run {
             Ending::LeftRunning => format!(
                 "ended, but what it started was still running after {seconds} s, and was stopped"
             ),
+            Ending::TooManyProcesses(count) => {
+                format!("had more than {count} processes at once, and was stopped")
+            }
         }
     }
 
@@ -176,9 +204,18 @@ pub fn run(job: &Job) -> Result<Run> {
     if job.debug_allocator {
         command.env("PYTHONMALLOC", "debug");
     }
-    // SAFETY: only async-signal-safe calls (fcntl, dup2) run between fork and exec.
+    let process_limit = processes::process_limit();
+    // SAFETY: only async-signal-safe calls (setrlimit, fcntl, dup2) run between fork and
+    // exec.
     unsafe {
         command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: process_limit,
+                rlim_max: process_limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NPROC, &limit) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
             // Out of the way first (either may sit on 3 or 4), then into place; dup2's
             // copies survive exec.
             let trace = libc::fcntl(writer_fd, libc::F_DUPFD_CLOEXEC, 10);
@@ -223,13 +260,14 @@ pub fn run(job: &Job) -> Result<Run> {
             let mut sinks: [&mut dyn processes::Sink; 3] = [out, err, trace];
             processes::collect(streams, &mut sinks, wake_reader);
         });
-        let ending = match wait_for_exit(pid, job.timeout) {
-            None => Some(Ending::TimedOut),
+        let ending = match wait_for_exit(pid, deadline) {
+            Waited::TimedOut => Some(Ending::TimedOut),
+            Waited::TooManyProcesses => Some(Ending::TooManyProcesses(processes::MAX_PROCESSES)),
             // A script that ended well may have left work running: it is part of the run.
-            Some(true) if !processes::wait_for_descendants(pid, deadline) => {
+            Waited::Exited { well: true } if !processes::wait_for_descendants(pid, deadline) => {
                 Some(Ending::LeftRunning)
             }
-            Some(_) => None,
+            Waited::Exited { .. } => None,
         };
         processes::interrupts::hold_if_interrupted();
         let leftovers = processes::stop_all(pid);
@@ -267,9 +305,17 @@ pub fn run(job: &Job) -> Result<Run> {
     })
 }
 
-/// Waits up to `timeout` for the child `pid` to end, without reaping it (so its pid stays
-/// ours to signal): whether it exited with status 0, or `None` at the timeout.
-fn wait_for_exit(pid: i32, timeout: Duration) -> Option<bool> {
+/// How waiting for the script ended.
+enum Waited {
+    Exited { well: bool },
+    TimedOut,
+    TooManyProcesses,
+}
+
+/// Waits until `deadline` for the child `pid` to end, without reaping it (so its pid stays
+/// ours to signal), counting the run's processes as it goes: a fork bomb is stopped before
+/// it fills the machine.
+fn wait_for_exit(pid: i32, deadline: Instant) -> Waited {
     let (exited_tx, exited_rx) = mpsc::channel();
     // Not joined: at the timeout it ends when the child is killed and reaped.
     thread::spawn(move || {
@@ -288,7 +334,22 @@ fn wait_for_exit(pid: i32, timeout: Duration) -> Option<bool> {
         let ended_well = info.si_code == libc::CLD_EXITED && unsafe { info.si_status() } == 0;
         let _ = exited_tx.send(ended_well);
     });
-    exited_rx.recv_timeout(timeout).ok()
+    loop {
+        let slice = deadline
+            .saturating_duration_since(Instant::now())
+            .min(processes::WATCH_INTERVAL);
+        match exited_rx.recv_timeout(slice) {
+            Ok(well) => return Waited::Exited { well },
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Waited::Exited { well: false },
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+                return Waited::TimedOut
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if processes::too_many(pid) {
+            return Waited::TooManyProcesses;
+        }
+    }
 }
 
 impl From<processes::Capped> for Captured {

@@ -578,3 +578,19 @@ fn pipes_handed_to_an_outside_process_do_not_hold_the_report() {
     );
     assert!(stdout.contains("outcome:  ok"), "{stdout}");
 }
+
+/// A fork bomb is stopped once the run has more than 1024 processes at once (and, for a
+/// user other than root, the kernel refuses its forks beyond twice that).
+#[test]
+fn a_fork_bomb_is_stopped() {
+    let sandbox = Sandbox::new("fork-bomb");
+    let output = sandbox
+        .lab(&["run", "attacks/forks_without_end.py", "--timeout", "3600"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    assert!(stdout.contains("(a fork bomb?)"), "{stdout}");
+    sandbox.assert_nothing_left();
+    sandbox.assert_scratch_removed();
+}
