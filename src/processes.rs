@@ -204,6 +204,13 @@ pub fn wait_for_descendants(child: i32, deadline: Instant) -> bool {
 /// descendant, and reaps the ones re-parented here. Returns the names of the processes
 /// besides `child` that were still running.
 pub fn stop_all(child: i32) -> Vec<String> {
+    // Named before the group goes: most of them are in it.
+    let mut stopped = HashMap::new();
+    for (pid, process) in descendants(Some(child)) {
+        if process.state != 'Z' {
+            stopped.insert(pid, process.name);
+        }
+    }
     // SAFETY: `child` is our own unreaped child, so neither its pid nor its process group
     // (which it leads, or led) can have been reused. The group first: one call stops all
     // its members, however fast they fork.
@@ -211,13 +218,13 @@ pub fn stop_all(child: i32) -> Vec<String> {
         libc::kill(-child, libc::SIGKILL);
         libc::kill(child, libc::SIGKILL);
     }
-    stop_descendants(Some(child))
+    stop_descendants(Some(child), stopped)
 }
 
-/// Kills every descendant but `child` until none is left; their names.
-fn stop_descendants(child: Option<i32>) -> Vec<String> {
+/// Kills every descendant but `child` until none is left; the names of those that were
+/// running (`stopped`, and any found now), in the order of their pids.
+fn stop_descendants(child: Option<i32>, mut stopped: HashMap<i32, String>) -> Vec<String> {
     let me = std::process::id() as i32;
-    let mut stopped: Vec<(i32, String)> = Vec::new();
     // Rounds: a dying process's children are re-parented here, then killed too.
     for _ in 0..1000 {
         let left = descendants(child);
@@ -232,14 +239,14 @@ fn stop_descendants(child: Option<i32>) -> Vec<String> {
                 }
                 continue;
             }
-            if !stopped.iter().any(|(seen, _)| *seen == pid) {
-                stopped.push((pid, process.name));
-            }
+            stopped.entry(pid).or_insert(process.name);
             // SAFETY: killing a descendant of this process (its zombie keeps the pid ours).
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    let mut stopped: Vec<(i32, String)> = stopped.into_iter().collect();
+    stopped.sort_unstable();
     stopped.into_iter().map(|(_, name)| name).collect()
 }
 
@@ -495,6 +502,7 @@ fn set_nonblocking(file: &std::fs::File) {
 pub mod interrupts {
     use super::{spawn_lock, stop_descendants};
     use crate::scratch;
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// Set before the interrupt thread stops anything.
@@ -574,7 +582,7 @@ pub mod interrupts {
         INTERRUPTED.store(true, Ordering::SeqCst);
         // Held to the exit: nothing starts after the sweep.
         let _held = spawn_lock();
-        let stopped = stop_descendants(None);
+        let stopped = stop_descendants(None, HashMap::new());
         scratch::remove_all();
         let name = match signal {
             libc::SIGINT => "SIGINT",

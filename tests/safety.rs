@@ -402,32 +402,57 @@ fn a_temporary_folder_others_may_change_is_refused() {
     sandbox.assert_scratch_removed();
 }
 
-/// The same with a real second user, where the machine lets the test make one (root, with
-/// `useradd`): a folder of theirs is refused even with no write bit for others.
+/// A second local user, made by the test where the machine allows it (root, `useradd`;
+/// the CI machine runs as root), removed again when dropped.
+struct SecondUser(&'static str);
+
+impl SecondUser {
+    fn make() -> Option<SecondUser> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: making a second user needs root");
+            return None;
+        }
+        // One name per test binary run would race between tests: one per test.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name: &'static str = Box::leak(format!("rlab-other{n}").into_boxed_str());
+        let _ = Command::new("userdel").arg(name).output();
+        let made = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", name])
+            .output();
+        if !made.is_ok_and(|output| output.status.success()) {
+            eprintln!("skipped: useradd is not available here");
+            return None;
+        }
+        Some(SecondUser(name))
+    }
+
+    /// Runs `python3 SCRIPT ARGS…` as this user.
+    fn python(&self, script: &Path, args: &[&Path]) -> Output {
+        Command::new("runuser")
+            .args(["-u", self.0, "--", "python3"])
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for SecondUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(self.0).output();
+    }
+}
+
+/// The same with a real second user: a folder of theirs is refused even with no write bit
+/// for others.
 #[test]
 fn a_temporary_folder_of_another_user_is_refused() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: making a second user needs root");
+    let Some(other) = SecondUser::make() else {
         return;
-    }
-    let user = "rlab-other";
-    let _ = Command::new("userdel").arg(user).output();
-    let made = Command::new("useradd")
-        .args(["--no-create-home", "--shell", "/usr/sbin/nologin", user])
-        .output();
-    if !made.is_ok_and(|output| output.status.success()) {
-        eprintln!("skipped: useradd is not available here");
-        return;
-    }
-    // Removed again, whatever the test finds.
-    struct Made(&'static str);
-    impl Drop for Made {
-        fn drop(&mut self) {
-            let _ = Command::new("userdel").arg(self.0).output();
-        }
-    }
-    let _made = Made(user);
+    };
+    let user = other.0;
     let sandbox = Sandbox::new("other-user");
     let chown = Command::new("chown")
         .arg(user)
@@ -593,4 +618,41 @@ fn a_fork_bomb_is_stopped() {
     assert!(stdout.contains("(a fork bomb?)"), "{stdout}");
     sandbox.assert_nothing_left();
     sandbox.assert_scratch_removed();
+}
+
+/// Another user who fills a shared temporary folder with folders for the next pids, each
+/// holding a `lab.py` and a `json.py` (the attack that worked when folders were named
+/// `refcount-lab-<pid>-<n>` and reused), gets none of them used: nothing planted runs.
+#[test]
+fn folders_another_user_planted_are_never_used() {
+    let Some(other) = SecondUser::make() else {
+        return;
+    };
+    let sandbox = Sandbox::new("planted-by-another");
+    std::fs::set_permissions(&sandbox.root, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(sandbox.tmp(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let ran = sandbox.tmp().join("planted-code-ran");
+    let plant = fixtures().join("attacks/plants_folders_for_the_next_pids.py");
+    let planted = other.python(&plant, &[&sandbox.tmp(), &ran]);
+    assert!(planted.status.success(), "{}", report(&planted));
+    // The plant works: one of its modules, run, leaves the mark.
+    let sample = std::fs::read_dir(sandbox.tmp())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap();
+    let ran_sample = Command::new("python3")
+        .arg(sample.path().join("lab.py"))
+        .status()
+        .unwrap();
+    assert!(ran_sample.success() && ran.exists());
+    std::fs::remove_file(&ran).unwrap();
+    for args in [
+        vec!["lesson", "3", "--no-predict"],
+        vec!["hunt", "attacks/plants_nothing.py", "--repeat", "1"],
+    ] {
+        let output = sandbox.lab(&args).output().unwrap();
+        assert!(output.status.code().is_some(), "{}", report(&output));
+    }
+    assert!(!ran.exists(), "planted code ran as the victim");
 }
