@@ -65,7 +65,12 @@ fn main() -> ExitCode {
             let names: Vec<&str> = faults.iter().map(|fault| fault.name()).collect();
             // A child, not an exec: the module folder is removed when it ends. It shares
             // the terminal, so Ctrl-C is its own; its exit status becomes the command's.
-            let status = processes::spawn(python.command(&names).args(&args))
+            // The interpreter is yours to drive: its faults are in its environment.
+            let mut command = python.command();
+            command
+                .env("REFCOUNT_LAB_FAULTS", names.join(","))
+                .args(&args);
+            let status = processes::spawn(&mut command)
                 .and_then(|mut child| child.wait())
                 .inspect(|_| processes::interrupts::hold_if_interrupted())
                 .map_err(|error| {

@@ -93,8 +93,9 @@ impl Python {
         self.module_dir.path()
     }
 
-    /// A command running this interpreter with the module importable and `faults` on.
-    pub fn command(&self, faults: &[&str]) -> Command {
+    /// A command running this interpreter with the module importable, and no fault on
+    /// (a run hands its faults over privately: `runner.rs`).
+    pub fn command(&self) -> Command {
         let mut path = OsString::from(self.module_dir.path());
         if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
             path.push(":");
@@ -103,7 +104,7 @@ impl Python {
         let mut command = Command::new(&self.executable);
         command
             .env("PYTHONPATH", path)
-            .env("REFCOUNT_LAB_FAULTS", faults.join(","));
+            .env_remove("REFCOUNT_LAB_FAULTS");
         command
     }
 }

@@ -177,17 +177,19 @@ impl Run {
 pub fn run(job: &Job) -> Result<Run> {
     let (trace_reader, trace_writer) = std::io::pipe().context("cannot create the trace pipe")?;
     let writer_fd = trace_writer.as_raw_fd();
-    // The run's key goes down a pipe of its own, which the module empties and closes
-    // before the script starts.
+    // The run's key and faults go down a pipe of their own, which the module empties and
+    // closes before the script starts: the script can read neither (not in its
+    // environment, where a diagnose exercise's hidden fault would be one print away).
     let key = Key::random().context("cannot read /dev/urandom for the run's key")?;
+    let faults: Vec<&str> = job.faults.iter().map(|fault| fault.name()).collect();
     let (key_reader, mut key_writer) = std::io::pipe().context("cannot create the key pipe")?;
-    std::io::Write::write_all(&mut key_writer, key.hex().as_bytes())
+    let handed = format!("{}\n{}", key.hex(), faults.join(","));
+    std::io::Write::write_all(&mut key_writer, handed.as_bytes())
         .context("cannot write the run's key")?;
     drop(key_writer);
     let key_fd = key_reader.as_raw_fd();
 
-    let faults: Vec<&str> = job.faults.iter().map(|fault| fault.name()).collect();
-    let mut command = job.python.command(&faults);
+    let mut command = job.python.command();
     command
         .args(["-X", "faulthandler", "-c", LAUNCHER])
         .arg(job.script)

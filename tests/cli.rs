@@ -353,3 +353,20 @@ fn on_a_terminal_a_learner_predicts_then_sees() {
         "{predictions}"
     );
 }
+
+/// A run's faults are handed to the module privately: no code of the script can read them
+/// (a diagnose exercise hides its fault from the learner's probe).
+#[test]
+fn a_script_cannot_read_its_runs_faults() {
+    let output = run_fixture(
+        "looks_for_its_faults.py",
+        &["--fault", "set-missing-incref"],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("the fault's name found in: nothing"),
+        "{stdout}"
+    );
+}

@@ -1,24 +1,29 @@
 //! The fault switchboard: which refcounting mistakes the `hashtable` type makes in this process.
 //!
 //! This is the one process-wide setting of the module. It is read once, when the module is
-//! first imported, from `REFCOUNT_LAB_FAULTS` (comma-separated fault names, set by
-//! `refcount-lab` for the child it runs) and is read-only after that. Fault sites ask
-//! [`is_on`] with their own name and take the faulty branch. The catalogue of faults (which
-//! lesson shows each, what it should do) belongs to the CLI; a site is named only here, at
-//! the `if` that switches it.
+//! first imported, and is read-only after that: from what `refcount-lab` handed over on its
+//! key pipe for a run (`trace.rs`; comma-separated fault names, which the script cannot
+//! read), else from `REFCOUNT_LAB_FAULTS` (what `refcount-lab python --fault NAME` sets for
+//! an interpreter you drive yourself). Fault sites ask [`is_on`] with their own name and
+//! take the faulty branch. The catalogue of faults (which lesson shows each, what it should
+//! do) belongs to the CLI; a site is named only here, at the `if` that switches it.
 
+use crate::trace;
 use std::sync::OnceLock;
 
-/// The environment variable the switchboard is read from.
+/// The environment variable the switchboard is read from outside a run.
 pub const FAULTS_ENV: &str = "REFCOUNT_LAB_FAULTS";
 
 static ACTIVE: OnceLock<Vec<String>> = OnceLock::new();
 
-/// Reads the switchboard from the environment; later calls change nothing.
-pub fn install_from_env() {
+/// Reads the switchboard; later calls change nothing.
+pub fn install() {
     ACTIVE.get_or_init(|| {
-        std::env::var(FAULTS_ENV)
-            .unwrap_or_default()
+        let listed = match trace::handed_faults() {
+            Some(handed) => handed.to_owned(),
+            None => std::env::var(FAULTS_ENV).unwrap_or_default(),
+        };
+        listed
             .split(',')
             .map(str::trim)
             .filter(|name| !name.is_empty())

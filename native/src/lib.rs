@@ -207,7 +207,7 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
         if (*state).hash_name.is_null() {
             return -1;
         }
-        faults::install_from_env();
+        faults::install();
         if PyModule_AddObjectRef(module, c"HashTable".as_ptr(), table_type) < 0 {
             return -1;
         }

@@ -41,20 +41,40 @@ const PYTHON_KINDS: [&str; 7] = [
     "threads",
 ];
 
+/// What the parent handed over on the key pipe besides the key: this run's faults.
+static HANDED_FAULTS: OnceLock<Option<String>> = OnceLock::new();
+
 /// Takes over the trace and key pipes the parent passed, if any. Once per process.
+///
+/// The key pipe holds the key (32 hex digits), a newline and the run's faults
+/// (comma-separated): read once and closed before the script starts, so no code of the
+/// script can read them, as it could the environment (a diagnose exercise hides its fault).
 pub fn install() {
     SINK.get_or_init(|| {
         let trace_fd: i32 = std::env::var("REFCOUNT_LAB_TRACE_FD").ok()?.parse().ok()?;
         let key_fd: i32 = std::env::var("REFCOUNT_LAB_KEY_FD").ok()?.parse().ok()?;
-        let mut hex = [0u8; 32];
-        // SAFETY: the parent opened both descriptors for this process; `hex` is ours; the
-        // key pipe is closed right after reading, whatever came of it.
-        let read = unsafe {
-            let read = libc::read(key_fd, hex.as_mut_ptr().cast(), hex.len());
+        let mut handed = [0u8; 4096];
+        let mut filled = 0;
+        // SAFETY: the parent opened both descriptors for this process; `handed` is ours;
+        // the key pipe is read to its end (the parent wrote it whole and closed it), then
+        // closed, whatever came of it.
+        unsafe {
+            while filled < handed.len() {
+                let read = libc::read(
+                    key_fd,
+                    handed[filled..].as_mut_ptr().cast(),
+                    handed.len() - filled,
+                );
+                if read <= 0 {
+                    break;
+                }
+                filled += read as usize;
+            }
             libc::close(key_fd);
-            read
-        };
-        let hex = std::str::from_utf8(&hex[..usize::try_from(read).ok()?]).ok()?;
+        }
+        let handed = std::str::from_utf8(&handed[..filled]).ok()?;
+        let (hex, faults) = handed.split_once('\n').unwrap_or((handed, ""));
+        HANDED_FAULTS.get_or_init(|| Some(faults.to_owned()));
         let key = (
             u64::from_str_radix(hex.get(..16)?, 16).ok()?,
             u64::from_str_radix(hex.get(16..)?, 16).ok()?,
@@ -65,6 +85,12 @@ pub fn install() {
         let fd = unsafe { libc::fcntl(trace_fd, libc::F_DUPFD_CLOEXEC, 100) };
         (fd >= 0).then_some(Sink { fd, key })
     });
+}
+
+/// The faults the parent handed over on the key pipe (see [`install`]), if it did.
+pub fn handed_faults() -> Option<&'static str> {
+    install();
+    HANDED_FAULTS.get().and_then(Option::as_deref)
 }
 
 /// Is this process a child of `refcount-lab` with a trace pipe?
