@@ -257,6 +257,7 @@ mod tests {
                 dropped: 0,
             },
             leftovers: Vec::new(),
+            faults: Vec::new(),
         }
     }
 

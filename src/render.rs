@@ -223,6 +223,32 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
     trace(p, &mut out, run);
     script_output(p, &mut out, run, outcome);
     outcome_block(p, &mut out, outcome);
+    for fault in &run.faults {
+        let ran = match run.fault_ran(*fault) {
+            Some(0) => "never ran: the script did not reach its site, so this run shows \
+                        nothing of it"
+                .to_owned(),
+            None => "ran (the run ended before it could count how often)".to_owned(),
+            Some(n) => {
+                let times = if n == 1 {
+                    "once".to_owned()
+                } else {
+                    format!("{n} times")
+                };
+                if *outcome == Outcome::Ok {
+                    format!("ran {times}, and its damage went unseen")
+                } else {
+                    format!("ran {times}")
+                }
+            }
+        };
+        let note = wrap(
+            &format!("the faulty code of {} {ran}", fault.name()),
+            p.width.saturating_sub(12),
+        )
+        .join("\n            ");
+        let _ = writeln!(out, "  {} {note}", p.paint(Style::Dim, "fault:   "));
+    }
     if let Some(names) = outcome::threads_at_exit(run) {
         let note = format!(
             "{} daemon thread{} still running at exit: CPython does not wait for daemon \
@@ -355,6 +381,12 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                     format!("still running at exit: {}", names.join(", ")),
                     String::new(),
                 ),
+                Event::FaultRan { fault } => (
+                    "fault",
+                    format!("{fault}: its faulty code runs for the first time"),
+                    String::new(),
+                ),
+                Event::FaultCounts { .. } => continue,
                 Event::Done => ("end", "the interpreter shut down".into(), String::new()),
             },
         };

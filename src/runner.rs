@@ -122,9 +122,33 @@ pub struct Run {
     pub stderr: Captured,
     /// Names of the processes the script left running, which the runner stopped.
     pub leftovers: Vec<String>,
+    /// The faults switched on for the run.
+    pub faults: Vec<Fault>,
 }
 
 impl Run {
+    /// How often `fault`'s faulty branch ran: `Some(n)` as counted at the end, `None` if
+    /// the run ended before it could count (a crash) but after the branch first ran, and
+    /// `Some(0)` if it never ran.
+    pub fn fault_ran(&self, fault: Fault) -> Option<u64> {
+        let name = fault.name();
+        let mut first_seen = false;
+        for event in self.events() {
+            match event {
+                Event::FaultCounts { counts } => {
+                    return Some(counts.get(name).copied().unwrap_or(0))
+                }
+                Event::FaultRan { fault } if fault == name => first_seen = true,
+                _ => {}
+            }
+        }
+        if first_seen {
+            None
+        } else {
+            Some(0)
+        }
+    }
+
     /// The processes left running, by name: `sleep, python3 ×1500`, at most five names.
     pub fn leftovers_named(&self) -> String {
         let mut counts: Vec<(&str, usize)> = Vec::new();
@@ -304,6 +328,7 @@ pub fn run(job: &Job) -> Result<Run> {
         stdout: Captured::from(stdout),
         stderr,
         leftovers,
+        faults: job.faults.to_vec(),
     })
 }
 

@@ -171,6 +171,10 @@ pub enum Event {
     /// Threads other than the main one still running when the interpreter began to shut
     /// down (daemon threads: CPython does not wait for them).
     Threads { names: Vec<String> },
+    /// A fault's faulty branch ran for the first time (sent at once: a crash may follow).
+    FaultRan { fault: String },
+    /// At the end: how often each fault's faulty branch ran.
+    FaultCounts { counts: BTreeMap<String, u64> },
     /// The script ran to its end.
     Done,
 }

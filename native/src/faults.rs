@@ -9,12 +9,14 @@
 //! do) belongs to the CLI; a site is named only here, at the `if` that switches it.
 
 use crate::trace;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// The environment variable the switchboard is read from outside a run.
 pub const FAULTS_ENV: &str = "REFCOUNT_LAB_FAULTS";
 
-static ACTIVE: OnceLock<Vec<String>> = OnceLock::new();
+/// The faults switched on, each with how often its faulty branch has run.
+static ACTIVE: OnceLock<Vec<(String, AtomicU64)>> = OnceLock::new();
 
 /// Reads the switchboard; later calls change nothing.
 pub fn install() {
@@ -27,14 +29,33 @@ pub fn install() {
             .split(',')
             .map(str::trim)
             .filter(|name| !name.is_empty())
-            .map(str::to_owned)
+            .map(|name| (name.to_owned(), AtomicU64::new(0)))
             .collect()
     });
 }
 
-/// Is the fault named `name` switched on in this process? Asked at every fault site.
+/// Is the fault named `name` switched on in this process? Asked at every fault site, which
+/// takes its faulty branch when it is: that branch is counted, so that a report can tell a
+/// fault that never ran from one whose damage went unseen (the first time, at once, in case
+/// the run does not live to report the count).
 pub fn is_on(name: &str) -> bool {
+    let Some((_, ran)) = ACTIVE
+        .get()
+        .and_then(|active| active.iter().find(|(n, _)| n == name))
+    else {
+        return false;
+    };
+    if ran.fetch_add(1, Ordering::Relaxed) == 0 {
+        trace::fault_ran(name);
+    }
+    true
+}
+
+/// Each fault switched on, with how often its faulty branch ran.
+pub fn counts() -> impl Iterator<Item = (&'static str, u64)> {
     ACTIVE
         .get()
-        .is_some_and(|active| active.iter().any(|fault| fault == name))
+        .into_iter()
+        .flatten()
+        .map(|(name, ran)| (name.as_str(), ran.load(Ordering::Relaxed)))
 }

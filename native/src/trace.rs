@@ -146,7 +146,30 @@ pub fn free(type_name: &str, id: u64) {
 /// The interpreter finished: registered with `Py_AtExit`, so it runs at the very end of
 /// finalisation, after module globals were cleared (and their tables freed).
 pub extern "C" fn done() {
+    let counts: Vec<String> = crate::faults::counts()
+        .filter(|(name, _)| is_identifier(name))
+        .map(|(name, ran)| format!(r#""{name}":{ran}"#))
+        .collect();
+    if !counts.is_empty() {
+        emit(&format!(
+            r#"{{"ev":"fault_counts","counts":{{{}}}}}"#,
+            counts.join(",")
+        ));
+    }
     emit(r#"{"ev":"done"}"#);
+}
+
+/// A fault's faulty branch ran for the first time in this process.
+pub fn fault_ran(name: &str) {
+    if is_identifier(name) {
+        emit(&format!(r#"{{"ev":"fault_ran","fault":"{name}"}}"#));
+    }
+}
+
+/// Fault names go into events as they are: only plain names (as the CLI sends) qualify.
+fn is_identifier(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `_labtrace._emit(line)`: sends one of `lab`'s events; `False` when not traced.
