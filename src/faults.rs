@@ -200,8 +200,8 @@ pub const CATALOGUE: &[FaultInfo] = &[
             faulty: "PyTuple_SetItem(pair, 0, entry->key);\nPyTuple_SetItem(pair, 1, entry->value);",
         },
         safe: InSafePyO3::CannotHappen(
-            "no PyO3 function steals a reference: given the table's &Py, PyTuple::new \
-             takes a reference of its own",
+            "a PyO3 function that takes a reference takes it by move, and the table's \
+             cannot be moved out of &self: given its &Py, PyTuple::new takes one of its own",
         ),
     },
     FaultInfo {
