@@ -479,8 +479,8 @@ fn check_probe(
     fault: Fault,
     prefix: &str,
 ) -> Result<Verdict> {
-    let (correct, faulty) = run_both_ways(python, workdir, exercise, fault)?;
-    let (correct, faulty) = (outcome::classify(&correct), outcome::classify(&faulty));
+    let (correct, faulty_run) = run_both_ways(python, workdir, exercise, fault)?;
+    let (correct, faulty) = (outcome::classify(&correct), outcome::classify(&faulty_run));
     let problem = if correct != Outcome::Ok {
         format!(
             "on correct code your script ends {}, not ok; `refcount-lab exercise {}` shows why",
@@ -488,7 +488,20 @@ fn check_probe(
             exercise.number
         )
     } else if faulty == Outcome::Ok {
-        "with the fault on, your script still ends ok, as on correct code".to_owned()
+        // Whether the faulty code ran at all is the learner's first clue.
+        match faulty_run.fault_ran(fault) {
+            Some(0) => "with the fault on, your script still ends ok: it never reaches the \
+                        faulty code"
+                .to_owned(),
+            Some(1) => "with the fault on, your script still ends ok: the faulty code ran \
+                        once, and its damage went unseen"
+                .to_owned(),
+            Some(n) => format!(
+                "with the fault on, your script still ends ok: the faulty code ran {n} times, \
+                 and its damage went unseen"
+            ),
+            None => "with the fault on, your script still ends ok".to_owned(),
+        }
     } else {
         return Ok(Verdict::Done);
     };
