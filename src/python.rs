@@ -74,11 +74,25 @@ impl Python {
                  pyenv or python.org), or name one with --python PATH_OR_NAME"
             )
         })?;
-        probe(&executable).map_err(|cause| {
+        let identity = probe(&executable).map_err(|cause| {
             anyhow::anyhow!(
                 "cannot use {} (the {from} choice): {cause}",
                 executable.display()
             )
+        })?;
+        // Its own errors are refcount-lab's (a full disk, say), not the interpreter's.
+        let Identity {
+            executable,
+            version,
+            full_version,
+            debug,
+        } = identity;
+        Ok(Python {
+            executable,
+            version,
+            full_version,
+            debug,
+            module_dir: native::install()?,
         })
     }
 
@@ -134,8 +148,16 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
+/// What an interpreter says it is, before a module folder is made for it.
+struct Identity {
+    executable: PathBuf,
+    version: (u32, u32),
+    full_version: String,
+    debug: bool,
+}
+
 /// Asks `executable` what it is, and refuses what the module cannot load into.
-fn probe(executable: &Path) -> Result<Python> {
+fn probe(executable: &Path) -> Result<Identity> {
     let output = processes::output(
         Command::new(executable)
             .args(["-E", "-s", "-S", "-c", PROBE])
@@ -212,7 +234,7 @@ fn probe(executable: &Path) -> Result<Python> {
             version.1
         );
     }
-    Ok(Python {
+    Ok(Identity {
         // What the interpreter calls itself: a pyenv shim (a shell script that would run
         // before every child) resolves to the real binary; a venv's python stays the venv's.
         executable: Some(PathBuf::from(real))
@@ -221,7 +243,6 @@ fn probe(executable: &Path) -> Result<Python> {
         version,
         full_version: full_version.to_owned(),
         debug: debug == "1",
-        module_dir: native::install()?,
     })
 }
 

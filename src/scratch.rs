@@ -68,7 +68,12 @@ impl ScratchDir {
             .and_then(|mut file| file.write_all(contents));
         if let Err(error) = written {
             let _ = std::fs::remove_file(&path);
-            return Err(error).with_context(|| format!("cannot write {}", path.display()));
+            return Err(error).with_context(|| {
+                format!(
+                    "cannot write {} (free some space there, or set TMPDIR to another folder)",
+                    path.display()
+                )
+            });
         }
         Ok(())
     }
