@@ -93,6 +93,16 @@ fn regex_escape(text: &str) -> String {
         .collect()
 }
 
+/// The reference solution `file` of `fixtures/exercise-solutions/`.
+fn solution(file: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/exercise-solutions")
+            .join(file),
+    )
+    .unwrap()
+}
+
 fn solutions() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/exercise-solutions");
     let mut files: Vec<String> = std::fs::read_dir(dir)
@@ -553,14 +563,6 @@ fn each_c_exercise_fails_as_given_and_passes_with_its_fix() {
         );
     }
     // Fixes that go too far fail too, and say which way.
-    let solution = |file: &str| {
-        std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/exercise-solutions")
-                .join(file),
-        )
-        .unwrap()
-    };
     let too_many = solution("14-fix-c-returned-default.c").replace(
         "    return Py_NewRef(the_default);",
         "    Py_INCREF(the_default);\n    return Py_NewRef(the_default);",
@@ -594,6 +596,49 @@ fn each_c_exercise_fails_as_given_and_passes_with_its_fix() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no C compiler found"), "{stderr}");
     assert!(stderr.contains("apt install gcc"), "{stderr}");
+}
+
+/// `exercise N` on `text` as the learner's file: whether it passes, and the verdict (the
+/// output before it shows the probe's source, which holds every message).
+fn try_c(shop: &Workshop, file: &str, text: &str) -> (bool, String) {
+    shop.write(file, text);
+    let (code, stdout) = shop.stdout(&["exercise", &file[..2]]);
+    let verdict = stdout
+        .rfind("\nNot yet: ")
+        .or_else(|| stdout.rfind("\nDone: "))
+        .map_or(stdout.as_str(), |at| &stdout[at..]);
+    (code == Some(0), verdict.to_owned())
+}
+
+#[test]
+fn exercise_14_checks_exact_counts() {
+    let shop = Workshop::new("fix-c-14");
+    shop.init();
+    let file = "14-fix-c-returned-default.c";
+    let right = solution(file);
+    // The module keeps two references: the probe's own count reads 3 where 2 is right.
+    let twice = right.replace("Py_NewRef(obj)", "Py_NewRef(Py_NewRef(obj))");
+    assert_ne!(twice, right);
+    let (passed, stdout) = try_c(&shop, file, &twice);
+    assert!(!passed, "{stdout}");
+    assert!(
+        stdout.contains("the default has 3 holders, not 2"),
+        "{stdout}"
+    );
+    // Forgetting the old default on replacing it leaks it.
+    let keeps_old = right.replace(
+        "Py_XSETREF(the_default, Py_NewRef(obj));",
+        "the_default = Py_NewRef(obj);",
+    );
+    assert_ne!(keeps_old, right);
+    let (passed, stdout) = try_c(&shop, file, &keeps_old);
+    assert!(!passed, "{stdout}");
+    assert!(
+        stdout.contains("should release the default it replaces"),
+        "{stdout}"
+    );
+    let (passed, stdout) = try_c(&shop, file, &right);
+    assert!(passed, "{stdout}");
 }
 
 #[test]
