@@ -642,6 +642,37 @@ fn exercise_14_checks_exact_counts() {
 }
 
 #[test]
+fn exercise_16_half_fixed_names_the_item_still_stolen() {
+    let shop = Workshop::new("fix-c-16");
+    shop.init();
+    let file = "16-fix-c-pair.c";
+    let right = solution(file);
+    // Fixed for one item only, the other is stolen: the probe says which, before dropping
+    // the tuple frees it.
+    for (unfixed, stolen) in [("1", "b"), ("0", "a")] {
+        let half = right.replace(
+            &format!("Py_NewRef(args[{unfixed}])"),
+            &format!("args[{unfixed}]"),
+        );
+        assert_ne!(half, right);
+        let (passed, stdout) = try_c(&shop, file, &half);
+        assert!(!passed, "{stdout}");
+        let said = format!("the tuple holds {stolen}, but {stolen} has 1 holder(s), not 2");
+        assert!(stdout.contains(&said), "{stdout}");
+    }
+    // Released once too often, b is freed while its name still holds it: no count is read.
+    let frees = right.replace(
+        "    return tuple;",
+        "    Py_DECREF(args[1]);\n    Py_DECREF(args[1]);\n    return tuple;",
+    );
+    let (passed, stdout) = try_c(&shop, file, &frees);
+    assert!(!passed, "{stdout}");
+    assert!(stdout.contains("pair(a, b) freed a or b"), "{stdout}");
+    let (passed, stdout) = try_c(&shop, file, &right);
+    assert!(passed, "{stdout}");
+}
+
+#[test]
 fn a_teacher_collects_exported_progress() {
     let ada = Workshop::new("export-ada");
     ada.init();
