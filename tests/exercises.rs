@@ -673,6 +673,32 @@ fn exercise_16_half_fixed_names_the_item_still_stolen() {
 }
 
 #[test]
+fn a_module_that_replaces_getrefcount_does_not_pass() {
+    let shop = Workshop::new("fix-c-patch");
+    shop.init();
+    let patch = |text: &str| {
+        let patched = text.replace(
+            "    return PyModule_Create(&module_def);",
+            "    PyRun_SimpleString(\"import sys; sys.getrefcount = lambda obj: 3\");\n    \
+             return PyModule_Create(&module_def);",
+        );
+        assert_ne!(patched, text);
+        patched
+    };
+    for file in &solutions()[13..] {
+        let starter = std::fs::read_to_string(shop.work().join(file)).unwrap();
+        // Unfixed: the probe's counts are real, and show the bug.
+        let (passed, stdout) = try_c(&shop, file, &patch(&starter));
+        assert!(!passed, "{file} as given:\n{stdout}");
+        assert!(!stdout.contains("replaced sys.getrefcount"), "{stdout}");
+        // Fixed: the module still changed how it is checked.
+        let (passed, stdout) = try_c(&shop, file, &patch(&solution(file)));
+        assert!(!passed, "{file} fixed:\n{stdout}");
+        assert!(stdout.contains("replaced sys.getrefcount"), "{stdout}");
+    }
+}
+
+#[test]
 fn a_teacher_collects_exported_progress() {
     let ada = Workshop::new("export-ada");
     ada.init();
