@@ -93,6 +93,16 @@ fn regex_escape(text: &str) -> String {
         .collect()
 }
 
+/// The reference solution `file` of `fixtures/exercise-solutions/`.
+fn solution(file: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/exercise-solutions")
+            .join(file),
+    )
+    .unwrap()
+}
+
 fn solutions() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/exercise-solutions");
     let mut files: Vec<String> = std::fs::read_dir(dir)
@@ -553,14 +563,6 @@ fn each_c_exercise_fails_as_given_and_passes_with_its_fix() {
         );
     }
     // Fixes that go too far fail too, and say which way.
-    let solution = |file: &str| {
-        std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/exercise-solutions")
-                .join(file),
-        )
-        .unwrap()
-    };
     let too_many = solution("14-fix-c-returned-default.c").replace(
         "    return Py_NewRef(the_default);",
         "    Py_INCREF(the_default);\n    return Py_NewRef(the_default);",
@@ -594,6 +596,106 @@ fn each_c_exercise_fails_as_given_and_passes_with_its_fix() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no C compiler found"), "{stderr}");
     assert!(stderr.contains("apt install gcc"), "{stderr}");
+}
+
+/// `exercise N` on `text` as the learner's file: whether it passes, and the verdict (the
+/// output before it shows the probe's source, which holds every message).
+fn try_c(shop: &Workshop, file: &str, text: &str) -> (bool, String) {
+    shop.write(file, text);
+    let (code, stdout) = shop.stdout(&["exercise", &file[..2]]);
+    let verdict = stdout
+        .rfind("\nNot yet: ")
+        .or_else(|| stdout.rfind("\nDone: "))
+        .map_or(stdout.as_str(), |at| &stdout[at..]);
+    (code == Some(0), verdict.to_owned())
+}
+
+#[test]
+fn exercise_14_checks_exact_counts() {
+    let shop = Workshop::new("fix-c-14");
+    shop.init();
+    let file = "14-fix-c-returned-default.c";
+    let right = solution(file);
+    // The module keeps two references: the probe's own count reads 3 where 2 is right.
+    let twice = right.replace("Py_NewRef(obj)", "Py_NewRef(Py_NewRef(obj))");
+    assert_ne!(twice, right);
+    let (passed, stdout) = try_c(&shop, file, &twice);
+    assert!(!passed, "{stdout}");
+    assert!(
+        stdout.contains("the default has 3 holders, not 2"),
+        "{stdout}"
+    );
+    // Forgetting the old default on replacing it leaks it.
+    let keeps_old = right.replace(
+        "Py_XSETREF(the_default, Py_NewRef(obj));",
+        "the_default = Py_NewRef(obj);",
+    );
+    assert_ne!(keeps_old, right);
+    let (passed, stdout) = try_c(&shop, file, &keeps_old);
+    assert!(!passed, "{stdout}");
+    assert!(
+        stdout.contains("should release the default it replaces"),
+        "{stdout}"
+    );
+    let (passed, stdout) = try_c(&shop, file, &right);
+    assert!(passed, "{stdout}");
+}
+
+#[test]
+fn exercise_16_half_fixed_names_the_item_still_stolen() {
+    let shop = Workshop::new("fix-c-16");
+    shop.init();
+    let file = "16-fix-c-pair.c";
+    let right = solution(file);
+    // Fixed for one item only, the other is stolen: the probe says which, before dropping
+    // the tuple frees it.
+    for (unfixed, stolen) in [("1", "b"), ("0", "a")] {
+        let half = right.replace(
+            &format!("Py_NewRef(args[{unfixed}])"),
+            &format!("args[{unfixed}]"),
+        );
+        assert_ne!(half, right);
+        let (passed, stdout) = try_c(&shop, file, &half);
+        assert!(!passed, "{stdout}");
+        let said = format!("the tuple holds {stolen}, but {stolen} has 1 holder(s), not 2");
+        assert!(stdout.contains(&said), "{stdout}");
+    }
+    // Released once too often, b is freed while its name still holds it: no count is read.
+    let frees = right.replace(
+        "    return tuple;",
+        "    Py_DECREF(args[1]);\n    Py_DECREF(args[1]);\n    return tuple;",
+    );
+    let (passed, stdout) = try_c(&shop, file, &frees);
+    assert!(!passed, "{stdout}");
+    assert!(stdout.contains("pair(a, b) freed a or b"), "{stdout}");
+    let (passed, stdout) = try_c(&shop, file, &right);
+    assert!(passed, "{stdout}");
+}
+
+#[test]
+fn a_module_that_replaces_getrefcount_does_not_pass() {
+    let shop = Workshop::new("fix-c-patch");
+    shop.init();
+    let patch = |text: &str| {
+        let patched = text.replace(
+            "    return PyModule_Create(&module_def);",
+            "    PyRun_SimpleString(\"import sys; sys.getrefcount = lambda obj: 3\");\n    \
+             return PyModule_Create(&module_def);",
+        );
+        assert_ne!(patched, text);
+        patched
+    };
+    for file in &solutions()[13..] {
+        let starter = std::fs::read_to_string(shop.work().join(file)).unwrap();
+        // Unfixed: the probe's counts are real, and show the bug.
+        let (passed, stdout) = try_c(&shop, file, &patch(&starter));
+        assert!(!passed, "{file} as given:\n{stdout}");
+        assert!(!stdout.contains("replaced sys.getrefcount"), "{stdout}");
+        // Fixed: the module still changed how it is checked.
+        let (passed, stdout) = try_c(&shop, file, &patch(&solution(file)));
+        assert!(!passed, "{file} fixed:\n{stdout}");
+        assert!(stdout.contains("replaced sys.getrefcount"), "{stdout}");
+    }
 }
 
 #[test]

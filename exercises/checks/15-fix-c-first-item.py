@@ -1,5 +1,7 @@
 """The probe of exercise 15: does first() give its caller a reference of its own?"""
-import os
+# Taken before the module is imported, so that nothing the module does can replace them.
+from os import _exit
+from sys import getrefcount
 import sys
 
 import fixc_first
@@ -11,7 +13,7 @@ def fail(message):
     counts the module got wrong, and crash before the message was read."""
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
-    os._exit(1)
+    _exit(1)
 
 
 class Item:
@@ -21,9 +23,9 @@ class Item:
 item = Item()
 items = [item]
 lab.refcount(item, "item", "held by the name item and by the list")
-before = sys.getrefcount(item)
+before = getrefcount(item)
 fixc_first.first(items)  # the result is dropped at once
-after = sys.getrefcount(item)
+after = getrefcount(item)
 lab.refcount(item, "item", "after one call, its result dropped")
 if after < before:
     fail(
@@ -39,4 +41,7 @@ try:
     fixc_first.first([])
 except IndexError:
     lab.say("first([]) raises IndexError")
+if sys.getrefcount is not getrefcount:
+    fail("fixc_first replaced sys.getrefcount: a module that changes how it is checked "
+         "cannot pass")
 lab.say("first() hands out references of its own: the count is back where it was")

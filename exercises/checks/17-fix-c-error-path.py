@@ -1,5 +1,7 @@
 """The probe of exercise 17: does split() release what it took when it fails?"""
-import os
+# Taken before the module is imported, so that nothing the module does can replace them.
+from os import _exit
+from sys import getrefcount
 import sys
 
 import fixc_split
@@ -11,7 +13,7 @@ def fail(message):
     counts the module got wrong, and crash before the message was read."""
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
-    os._exit(1)
+    _exit(1)
 
 
 class Head:
@@ -22,7 +24,7 @@ head = Head()
 if fixc_split.split([head, 2]) != (head, 2):
     fail("split([head, 2]) does not return (head, 2)")
 lab.watch(head, "head")
-before = sys.getrefcount(head)
+before = getrefcount(head)
 for _ in range(3):
     try:
         fixc_split.split([head])
@@ -30,7 +32,7 @@ for _ in range(3):
         pass
     else:
         fail("split([head]) did not raise IndexError")
-after = sys.getrefcount(head)
+after = getrefcount(head)
 lab.refcount(head, "head", "after 3 calls that raised IndexError")
 if after != before:
     fail(
@@ -41,4 +43,7 @@ try:
     fixc_split.split([])
 except IndexError:
     lab.say("split([]) raises IndexError too")
+if sys.getrefcount is not getrefcount:
+    fail("fixc_split replaced sys.getrefcount: a module that changes how it is checked "
+         "cannot pass")
 lab.say("split() releases what it took on every way out")

@@ -12,6 +12,10 @@
 
 static PyObject *the_default = NULL; /* owned by the module once set */
 
+/* Py_XSETREF(var, new) stores new in var, then releases the value var held before (X: that
+   value may be NULL, as the_default is until the first call). Storing first matters:
+   releasing the old value can run Python code (a __del__) that calls default_value(), and
+   it must find the new value there, not a freed one. */
 static PyObject *
 set_default(PyObject *module, PyObject *obj)
 {
