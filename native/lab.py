@@ -55,6 +55,9 @@ _instructions = weakref.WeakKeyDictionary()  # code object -> its instructions
 # A reference count read from memory the debug allocator filled with its dead byte, 0xDD
 # (3.14 reads 32 bits of it, earlier versions 64).
 _DEAD_COUNT = 0xDDDDDDDD
+# Taken now, before any script or module of the learner's is imported: one that replaces
+# sys.getrefcount cannot change what the probes read.
+_getrefcount = sys.getrefcount
 
 
 # What a JSON string cannot hold as itself: control characters, quote, backslash, and
@@ -133,7 +136,7 @@ def _pinned(obj):
     """Why obj's count cannot move, or None: immortal objects never change their count."""
     if sys.version_info >= (3, 14):
         return "immortal" if sys._is_immortal(obj) else None
-    if sys.version_info >= (3, 12) and sys.getrefcount(obj) >= 1 << 29:
+    if sys.version_info >= (3, 12) and _getrefcount(obj) >= 1 << 29:
         return "immortal"
     return None
 
@@ -145,7 +148,7 @@ def _refs(obj):
     0xDD bytes, and a count made of them is no count. It is read first, before anything
     here allocates and could reuse that memory.
     """
-    raw = sys.getrefcount(obj)
+    raw = _getrefcount(obj)
     if raw & 0xFFFFFFFF == _DEAD_COUNT:
         return -1
     borrowed = _pushed_borrowed(sys._getframe(1)) + _pushed_borrowed(sys._getframe(2))
