@@ -852,7 +852,14 @@ def unreachable(key, reachable, roots):
 def main():
     config = json.loads(sys.argv[1])
     sys.argv = sys.argv[:1]
-    sys.path.insert(0, os.getcwd())
+    # What `python SCRIPT` and `python -m MODULE` put first on sys.path: the script's own
+    # folder, or the current one. Not the current folder for a script: another user's
+    # module there would be imported (by this harness too) as yours.
+    if config["kind"] == "script":
+        script = config["target"].rsplit("::", 1)[0]
+        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    else:
+        sys.path.insert(0, os.getcwd())
     Hunt(config).main()
 
 

@@ -13,9 +13,23 @@ use anyhow::{Context, Result};
 const HASHTABLE: &[u8] = include_bytes!(env!("REFCOUNT_LAB_NATIVE_MODULE"));
 const LAB: &[u8] = include_bytes!("../native/lab.py");
 
+/// The script a run's interpreter starts with (`runner.rs`). Run as a file, not with `-c`:
+/// `sys.path[0]` is then this private folder, where `-c` would put the current folder,
+/// from which Python (3.14 imports `linecache` at start-up) could import another user's
+/// module. The collector stays off until the script starts (`lab._run_main` turns it on),
+/// so the first collection happens in the script, at a point that does not move when lab's
+/// own code changes: a dangling pointer a collection trips over (lesson 17) trips where the
+/// learner can see it.
+pub const LAUNCHER: &str = "refcount_lab_launch.py";
+const LAUNCHER_SOURCE: &[u8] = b"import gc; gc.disable(); import lab; lab._run_main()\n";
+
 /// The files of the module folder: name and contents. `.abi3.so` is the suffix every CPython
 /// (but free-threaded ones) accepts for a stable-ABI extension.
-const FILES: [(&str, &[u8]); 2] = [("hashtable.abi3.so", HASHTABLE), ("lab.py", LAB)];
+const FILES: [(&str, &[u8]); 3] = [
+    ("hashtable.abi3.so", HASHTABLE),
+    ("lab.py", LAB),
+    (LAUNCHER, LAUNCHER_SOURCE),
+];
 /// `_labtrace` (the lab probes' trace emitter) is the same library under a second name: a
 /// symbolic link, so that both modules live in one loaded copy and share one trace sink.
 const LAB_TRACE_LINK: (&str, &str) = ("_labtrace.abi3.so", "hashtable.abi3.so");
@@ -45,7 +59,15 @@ mod tests {
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["_labtrace.abi3.so", "hashtable.abi3.so", "lab.py"]);
+        assert_eq!(
+            names,
+            [
+                "_labtrace.abi3.so",
+                "hashtable.abi3.so",
+                "lab.py",
+                "refcount_lab_launch.py"
+            ]
+        );
         assert_eq!(
             std::fs::read(dir.path().join("_labtrace.abi3.so")).unwrap(),
             HASHTABLE

@@ -215,8 +215,9 @@ pub fn threads_at_exit(run: &Run) -> Option<&[String]> {
 /// The fatal error line and the Python stack faulthandler printed, without addresses, and
 /// without the frames of the launcher that runs the script (`lab._run_main`).
 fn crash_report(stderr: &str) -> Vec<String> {
-    let launcher =
-        |line: &str| line.contains("File \"<string>\"") || line.contains("File \"lab.py\"");
+    let launcher = |line: &str| {
+        line.contains("File \"refcount_lab_launch.py\"") || line.contains("File \"lab.py\"")
+    };
     stderr
         .lines()
         .filter(|line| {

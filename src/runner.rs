@@ -1,12 +1,12 @@
 //! The child-process runner: runs one Python script in a fresh child interpreter and
 //! collects everything it left behind, whatever way it ended.
 //!
-//! The child is the chosen interpreter itself (`python -X faulthandler -c LAUNCHER SCRIPT`,
-//! where `LAUNCHER` imports `lab` and calls `lab._run_main` in `native/lab.py`), with the
-//! module importable and the faults of this run switched on (`python.rs`), under the debug
-//! allocator and a fixed hash seed, in its own process group, with stdin closed. Its stdout
-//! and stderr are captured up to a cap (the rest is counted, not kept), and trace events arrive on a
-//! dedicated pipe (fd 3). A crash, a hang, a flood of output or a closed pipe ends the
+//! The child is the chosen interpreter itself (`python -X faulthandler LAUNCHER SCRIPT`,
+//! where `LAUNCHER`, in the module folder, imports `lab` and calls `lab._run_main` in
+//! `native/lab.py`), with the module importable and the faults of this run handed over
+//! privately, under the debug allocator and a fixed hash seed, in its own process group,
+//! with stdin closed. Its stdout and stderr are captured up to a cap (the rest is counted,
+//! not kept), and trace events arrive on a dedicated pipe (fd 3). A crash, a hang, a flood of output or a closed pipe ends the
 //! child, never the parent. Classifying what happened is `outcome.rs`'s job.
 //!
 //! A run is the script's process and everything it starts: `processes.rs` holds them all
@@ -21,6 +21,7 @@
 //! native objects' `alloc`/`free` events past the cap, which cancel in pairs.
 
 use crate::faults::Fault;
+use crate::native;
 use crate::printable;
 use crate::processes;
 use crate::python::Python;
@@ -34,15 +35,6 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// What the child runs before the script. The collector stays off until the script starts
-/// (`lab._run_main` turns it on), so the first collection happens in the script, at a
-/// point that does not move when lab's own code changes: a dangling pointer that a
-/// collection would trip over (lesson 17) trips where the learner can see it.
-/// The current folder (`''`, first on `sys.path` for `-c`) is dropped first: `lab` is
-/// imported from refcount-lab's own module folder, never from wherever the run starts.
-const LAUNCHER: &str = "import sys; sys.path[:1] == [''] and sys.path.pop(0); \
-                        import gc; gc.disable(); import lab; lab._run_main()";
 
 /// Bytes of stdout and of stderr kept; the rest is counted.
 const OUTPUT_CAP: usize = 256 * 1024;
@@ -215,7 +207,8 @@ pub fn run(job: &Job) -> Result<Run> {
 
     let mut command = job.python.command();
     command
-        .args(["-X", "faulthandler", "-c", LAUNCHER])
+        .args(["-X", "faulthandler"])
+        .arg(job.python.module_dir().join(native::LAUNCHER))
         .arg(job.script)
         .args(job.args)
         .current_dir(job.dir)
