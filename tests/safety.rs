@@ -351,6 +351,9 @@ fn files_planted_beside_a_run_are_never_imported() {
         "dis.py",
         "sitecustomize.py",
         "hashtable.py",
+        "linecache.py",
+        "pkgutil.py",
+        "traceback.py",
     ] {
         std::fs::write(planted.join(name), &payload).unwrap();
     }
@@ -372,6 +375,12 @@ fn files_planted_beside_a_run_are_never_imported() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("lab is refcount-lab's: True"), "{stdout}");
+    let hunt = sandbox
+        .lab(&["hunt", copy.to_str().unwrap(), "--repeat", "1"])
+        .current_dir(&planted)
+        .output()
+        .unwrap();
+    assert!(hunt.status.code().is_some(), "{}", report(&hunt));
     assert!(
         !ran.exists(),
         "planted code ran: {:?}",
