@@ -181,15 +181,29 @@ pub fn process_limit() -> libc::rlim_t {
     }
 }
 
-/// Has the run of `child` more than [`MAX_PROCESSES`] processes alive?
-pub fn too_many(child: i32) -> bool {
-    descendants(Some(child)).len() + 1 > MAX_PROCESSES
+/// Reaps the run's orphans that have ended (re-parented here, as subreaper: a script that
+/// keeps forking and leaving would otherwise fill the machine's process table with
+/// zombies), and says whether more than [`MAX_PROCESSES`] of its processes are alive.
+pub fn reap_and_check(child: i32) -> bool {
+    let me = std::process::id() as i32;
+    let mut alive = 1;
+    for (pid, process) in descendants(Some(child)) {
+        if process.state != 'Z' {
+            alive += 1;
+        } else if process.ppid == me {
+            // SAFETY: reaping a zombie child of ours (never `child`, which descendants()
+            // leaves out); WNOHANG never blocks.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+    }
+    alive > MAX_PROCESSES
 }
 
 /// Waits until no descendant but zombies is left besides `child`; false if `deadline`
 /// came first.
 pub fn wait_for_descendants(child: i32, deadline: Instant) -> bool {
     loop {
+        reap_and_check(child);
         if descendants(Some(child)).iter().all(|(_, p)| p.state == 'Z') {
             return true;
         }
@@ -508,15 +522,36 @@ pub mod interrupts {
     /// Set before the interrupt thread stops anything.
     static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-    const SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+    /// Every signal whose default action would end refcount-lab, and that it can take:
+    /// Ctrl-C, Ctrl-\, a hang-up, `kill`, and the rest a script could send its parent. (The
+    /// faults the standard library handles, SIGSEGV and SIGBUS, are left to it; SIGKILL and
+    /// SIGSTOP cannot be taken, which is why children also die with their parent.)
+    const SIGNALS: [(i32, &str); 15] = [
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGVTALRM, "SIGVTALRM"),
+        (libc::SIGPROF, "SIGPROF"),
+        (libc::SIGIO, "SIGIO"),
+        (libc::SIGPWR, "SIGPWR"),
+        (libc::SIGSTKFLT, "SIGSTKFLT"),
+        (libc::SIGXCPU, "SIGXCPU"),
+        (libc::SIGXFSZ, "SIGXFSZ"),
+        (libc::SIGSYS, "SIGSYS"),
+    ];
 
     /// How the signals are taken.
     #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Mode {
         /// Stop everything, clean up, exit 128 + the signal.
         Stop,
-        /// For an interactive child on the same terminal (`refcount-lab python`): Ctrl-C is
-        /// the child's to take (the terminal sends it there too); the others stop everything.
+        /// For an interactive child on the same terminal (`refcount-lab python`): Ctrl-C and
+        /// Ctrl-\ are the child's to take (the terminal sends them there too); the others
+        /// stop everything.
         Interactive,
     }
 
@@ -531,7 +566,7 @@ pub mod interrupts {
         // mask only.
         unsafe {
             libc::sigemptyset(&mut set);
-            for signal in SIGNALS {
+            for (signal, _) in SIGNALS {
                 libc::sigaddset(&mut set, signal);
             }
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -542,7 +577,7 @@ pub mod interrupts {
             if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
                 continue;
             }
-            if mode == Mode::Interactive && signal == libc::SIGINT {
+            if mode == Mode::Interactive && matches!(signal, libc::SIGINT | libc::SIGQUIT) {
                 continue;
             }
             stop(signal);
@@ -584,11 +619,10 @@ pub mod interrupts {
         let _held = spawn_lock();
         let stopped = stop_descendants(None, HashMap::new());
         scratch::remove_all();
-        let name = match signal {
-            libc::SIGINT => "SIGINT",
-            libc::SIGTERM => "SIGTERM",
-            _ => "SIGHUP",
-        };
+        let name = SIGNALS
+            .iter()
+            .find(|(number, _)| *number == signal)
+            .map_or("a signal", |(_, name)| name);
         let processes = match stopped.len() {
             0 => String::from("nothing was left running"),
             1 => String::from("1 process it started was stopped"),

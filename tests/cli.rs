@@ -267,9 +267,14 @@ fn daemon_threads_at_exit_are_explained() {
 /// part of the run: the timeout holds, and nothing of the run outlives it.
 #[test]
 fn a_daemon_that_left_the_session_is_found_and_stopped() {
+    // A mark in the environment, which the daemon inherits: this test's processes, not
+    // another run's of the same fixture on the same machine.
+    let mark = format!("REFCOUNT_LAB_DAEMON_TEST={}", std::process::id());
     let started = std::time::Instant::now();
-    settings()
-        .bind(|| assert_cmd_snapshot!(run_fixture("starts_a_daemon.py", &["--timeout", "30"])));
+    settings().bind(|| {
+        assert_cmd_snapshot!(run_fixture("starts_a_daemon.py", &["--timeout", "30"])
+            .env("REFCOUNT_LAB_DAEMON_TEST", std::process::id().to_string()))
+    });
     // The daemon sleeps for a day: a bound no busy machine comes near shows the run did
     // not wait for it.
     assert!(
@@ -280,9 +285,15 @@ fn a_daemon_that_left_the_session_is_found_and_stopped() {
     let left: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
+        .filter(|entry| {
+            std::fs::read(entry.path().join("environ")).is_ok_and(|environ| {
+                environ
+                    .split(|&byte| byte == 0)
+                    .any(|variable| variable == mark.as_bytes())
+            })
+        })
         .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
         .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
-        .filter(|cmdline| cmdline.contains("starts_a_daemon.py"))
         .collect();
     assert!(left.is_empty(), "still running: {left:?}");
 }
