@@ -125,10 +125,14 @@ fn report(output: &Output) -> String {
     )
 }
 
-/// Is `pid` a child interpreter running a script (`lab._run_main`)?
+/// Is `pid` a child interpreter running a script (through refcount-lab's launcher)?
 fn runs_a_script(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|cmdline| cmdline.windows(9).any(|window| window == b"_run_main"))
+    let launcher = b"refcount_lab_launch.py";
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        cmdline
+            .windows(launcher.len())
+            .any(|window| window == launcher)
+    })
 }
 
 /// Waits for a script of `child`'s to run, freezes it so that the command cannot finish on
