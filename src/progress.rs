@@ -135,14 +135,15 @@ impl Progress {
 
 fn load_from(dir: &Path) -> Result<Progress> {
     let path = dir.join(FILE);
-    match std::fs::read_to_string(&path) {
+    match read_bounded(&path) {
         Ok(text) => serde_json::from_str(&text)
             .with_context(|| format!("{} is damaged; {RESET_ADVICE}", path.display())),
         Err(error) if error.kind() == ErrorKind::NotFound => Ok(Progress::default()),
         Err(error) => {
             // Reset moves a folder in the file's place aside; other reasons are the folder's.
             let advice = match error.kind() {
-                ErrorKind::IsADirectory => RESET_ADVICE,
+                // A folder, a link, a pipe or a huge file in its place: not a progress file.
+                ErrorKind::IsADirectory | ErrorKind::Other => RESET_ADVICE,
                 _ => FOLDER_ADVICE,
             };
             Err(error).with_context(|| format!("cannot read {}; {advice}", path.display()))
@@ -237,6 +238,42 @@ fn move_aside(path: &Path) -> Result<PathBuf> {
     std::fs::rename(path, &aside)
         .with_context(|| format!("cannot move {} aside", path.display()))?;
     Ok(aside)
+}
+
+/// The most a progress file may hold (a real one is a few hundred bytes).
+const PROGRESS_CAP: u64 = 1024 * 1024;
+
+/// A progress file's text (the learner's own, or one handed in): a regular file (not a pipe
+/// that would hang the reader, not a link), of at most [`PROGRESS_CAP`] bytes.
+pub fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("a symbolic link, not followed"),
+            _ => error,
+        })?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a pipe or a device?)",
+        ));
+    }
+    if meta.len() > PROGRESS_CAP {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, more than a progress file holds",
+            meta.len()
+        )));
+    }
+    let mut text = String::new();
+    file.take(PROGRESS_CAP).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 #[cfg(test)]

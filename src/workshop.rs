@@ -347,7 +347,22 @@ pub fn export_command(file: &Path, name: Option<String>) -> Result<bool> {
             .collect(),
     };
     let text = serde_json::to_string_pretty(&exported)? + "\n";
-    std::fs::write(file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    // Not through a link: in a hand-in folder others can write to, one could point at a
+    // file of yours.
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(file)
+        .and_then(|mut out| out.write_all(text.as_bytes()))
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("it is a symbolic link, not followed"),
+            _ => error,
+        })
+        .with_context(|| format!("cannot write {}", file.display()))?;
     show(&format!(
         "Wrote {} ({} of {} done, as {}). Hand it to your teacher.\n",
         file.display(),
@@ -359,42 +374,6 @@ pub fn export_command(file: &Path, name: Option<String>) -> Result<bool> {
 }
 
 /// `class DIR`: every learner's progress, and where the class is stuck.
-/// The most a handed-in progress file may hold (a real one is a few hundred bytes).
-const HANDED_IN_CAP: u64 = 1024 * 1024;
-
-/// A handed-in file's text: a regular file (not a pipe a learner left to hang `class`, not
-/// a link), of at most [`HANDED_IN_CAP`] bytes.
-fn read_handed_in(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|error| match error.raw_os_error() {
-            Some(libc::ELOOP) => std::io::Error::other("a symbolic link, not followed"),
-            _ => error,
-        })?;
-    let meta = file.metadata()?;
-    if meta.is_dir() {
-        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
-    }
-    if !meta.is_file() {
-        return Err(std::io::Error::other(
-            "not a regular file (a pipe or a device?)",
-        ));
-    }
-    if meta.len() > HANDED_IN_CAP {
-        return Err(std::io::Error::other(format!(
-            "{} bytes, more than a progress file holds",
-            meta.len()
-        )));
-    }
-    let mut text = String::new();
-    file.take(HANDED_IN_CAP).read_to_string(&mut text)?;
-    Ok(text)
-}
-
 pub fn class_command(dir: &Path) -> Result<bool> {
     let all = exercises::catalogue()?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -406,7 +385,7 @@ pub fn class_command(dir: &Path) -> Result<bool> {
     let mut learners = Vec::new();
     let mut skipped = Vec::new();
     for path in files {
-        let read = read_handed_in(&path)
+        let read = progress::read_bounded(&path)
             .map_err(|error| format!("cannot read it: {error}"))
             .and_then(|text| {
                 serde_json::from_str::<Exported>(&text)

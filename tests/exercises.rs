@@ -841,3 +841,41 @@ fn a_class_that_takes_exercises_out_of_order_and_a_learner_who_resumes() {
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("C extensions build here"), "{stdout}");
 }
+
+/// The progress file is read only if it is a regular file of sane size (a pipe would hang
+/// the reader, `/dev/zero` would fill memory), and `--export` never writes through a link
+/// (in a hand-in folder others can write to, one could point at a file of yours).
+#[test]
+fn progress_and_export_files_are_bounded_and_never_followed() {
+    let shop = Workshop::new("bounded-files");
+    let state = shop.root.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let fifo = std::ffi::CString::new(state.join("progress.json").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path of ours.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let output = shop.lab(&["exercises"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a regular file"));
+    std::fs::remove_file(state.join("progress.json")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", state.join("progress.json")).unwrap();
+    let output = shop.lab(&["exercises"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    std::fs::remove_file(state.join("progress.json")).unwrap();
+
+    let precious = shop.root.join("precious.txt");
+    std::fs::write(&precious, "mine\n").unwrap();
+    let link = shop.root.join("handed-in.json");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    let output = shop
+        .lab(&[
+            "exercises",
+            "--export",
+            link.to_str().unwrap(),
+            "--name",
+            "Eve",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "mine\n");
+}
