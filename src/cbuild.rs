@@ -41,7 +41,13 @@ pub fn build(python: &Python, source: &Path, module: &str, out_dir: &Path) -> Re
     for dir in &paths.include_dirs {
         command.arg("-I").arg(dir);
     }
-    command.arg("-o").arg(&library).arg(source);
+    // Its temporary files go in the scratch folder too: a compiler stopped at its limit
+    // cannot leave them in /tmp.
+    command
+        .arg("-o")
+        .arg(&library)
+        .arg(source)
+        .env("TMPDIR", out_dir);
     let limits = [
         (libc::RLIMIT_CPU, COMPILE_CPU_SECONDS),
         (libc::RLIMIT_AS, COMPILE_MEMORY),
