@@ -243,15 +243,15 @@ pub enum Command {
         /// Run pytest with ARGS… (pytest must be installed in the chosen interpreter).
         #[arg(long)]
         pytest: bool,
-        /// Runs before measuring starts (caches fill, imports settle).
-        #[arg(long, default_value_t = 2)]
-        warmup: usize,
+        /// Runs before measuring starts (caches fill, imports settle; 0 to 1000).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        warmup: u64,
         /// Measured runs: a leak must grow in every one of them (1 to 1000).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
         repeat: u64,
         /// Runs after a suspected leak, with tracemalloc on: a leak must grow in these too,
-        /// and they say where it was allocated.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..))]
+        /// and they say where it was allocated (2 to 1000).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=1000))]
         confirm: u64,
         /// Follow the refcount of this object too, by dotted name (repeatable), e.g. `hash`.
         #[arg(long, value_name = "NAME")]

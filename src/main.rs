@@ -182,7 +182,7 @@ fn main() -> ExitCode {
                     kind,
                     target,
                     args,
-                    warmup,
+                    warmup: warmup as usize,
                     repeat: repeat as usize,
                     confirm: confirm as usize,
                     watch,
