@@ -4,14 +4,18 @@
 //! - **Subreaper.** This process is the "child subreaper" of its descendants
 //!   (`PR_SET_CHILD_SUBREAPER`): a process a script leaves behind, even one that left its
 //!   process group and session (`setsid`, a double fork), is re-parented here instead of to
-//!   init, and is found in `/proc` below this process. [`stop_all`] kills them by pid, not
-//!   by group, so no `setpgid` escapes it.
+//!   init, and is found in `/proc` below this process. [`stop_all`] kills the script's group
+//!   in one call, then every descendant by pid, so no `setpgid` escapes it. While a script
+//!   runs, its orphans that ended are reaped and its live processes counted
+//!   ([`reap_and_check`]): a fork bomb is stopped past [`MAX_PROCESSES`].
 //! - **Parent death.** Every child is started by [`spawn`] with `PR_SET_PDEATHSIG`: if
 //!   refcount-lab itself is killed (even by `SIGKILL`), the kernel kills its children too.
-//! - **Interrupts.** `SIGINT`, `SIGTERM` and `SIGHUP` are taken by one thread
-//!   ([`interrupts::install`]) that stops every descendant, removes the scratch folders
-//!   (`scratch.rs`), says "interrupted" and exits 128 + the signal's number, whatever the
-//!   main thread was doing (running a child, waiting at a prompt, compiling).
+//!   (Not their own children: that would take a cgroup.)
+//! - **Interrupts.** `SIGINT`, `SIGTERM`, `SIGHUP` and every other signal that would end
+//!   refcount-lab are taken by one thread ([`interrupts::install`]) that stops every
+//!   descendant, removes the scratch folders (`scratch.rs`), says "interrupted" and exits
+//!   128 + the signal's number, whatever the main thread was doing (running a child,
+//!   waiting at a prompt, compiling).
 //!
 //! [`output`] runs a helper program (the interpreter's self-description, the C compiler)
 //! with the same holds, a time limit and capped output.
@@ -144,7 +148,7 @@ pub const WATCH_INTERVAL: Duration = Duration::from_millis(50);
 /// The limit on processes for a run's child (`RLIMIT_NPROC`, which counts every process of
 /// the user): those the user has now, and [`MAX_PROCESSES`] twice over, never above the
 /// limit already set. The kernel then refuses the forks of a fork bomb; root is exempt,
-/// and counted by [`too_many`] alone.
+/// and counted by [`reap_and_check`] alone.
 pub fn process_limit() -> libc::rlim_t {
     let uid = {
         // SAFETY: getuid cannot fail and has no preconditions.
