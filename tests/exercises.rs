@@ -194,7 +194,9 @@ fn unfinished_and_wrong_answers_say_what_to_do() {
         );
         assert_cmd_snapshot!("unknown_exercise", shop.lab(&["exercise", "99"]));
     });
-    let probe = "class Box:\n    pass\n\n\nh = hashtable.HashTable()\nh['box'] = Box()\nfound = h.get('box')\ndel found\nh['box']\n";
+    // A weak reference sees the table's Box freed at once, whatever the allocator does
+    // with its memory next (reading the freed Box back crashes, or not, by heap layout).
+    let probe = "import weakref\n\n\nclass Box:\n    pass\n\n\nh = hashtable.HashTable()\nh['box'] = Box()\nalive = weakref.ref(h['box'])\nfound = h.get('box')\ndel found\nassert alive() is not None, 'the Box in the table was freed'\n";
     let named = |name: &str| format!("import hashtable\nFAULT = {name}\n{probe}");
     let cases: [(&str, &str, &str); 6] = [
         ("fault_not_named", "09-diagnose-reading.py", &named("...")),
