@@ -7,7 +7,7 @@
 //!   init, and is found in `/proc` below this process. [`stop_all`] kills the script's group
 //!   in one call, then every descendant by pid, so no `setpgid` escapes it. While a script
 //!   runs, its orphans that ended are reaped and its live processes counted
-//!   ([`reap_and_check`]): a fork bomb is stopped past [`MAX_PROCESSES`].
+//!   ([`too_many`]): a fork bomb is stopped past [`MAX_PROCESSES`].
 //! - **Parent death.** Every child is started by [`spawn`] with `PR_SET_PDEATHSIG`: if
 //!   refcount-lab itself is killed (even by `SIGKILL`), the kernel kills its children too.
 //!   (Not their own children: that would take a cgroup.)
@@ -148,7 +148,7 @@ pub const WATCH_INTERVAL: Duration = Duration::from_millis(50);
 /// The limit on processes for a run's child (`RLIMIT_NPROC`, which counts every process of
 /// the user): those the user has now, and [`MAX_PROCESSES`] twice over, never above the
 /// limit already set. The kernel then refuses the forks of a fork bomb; root is exempt,
-/// and counted by [`reap_and_check`] alone.
+/// and counted by [`too_many`] alone.
 pub fn process_limit() -> libc::rlim_t {
     let uid = {
         // SAFETY: getuid cannot fail and has no preconditions.
@@ -187,10 +187,10 @@ pub fn process_limit() -> libc::rlim_t {
 
 /// Reaps the run's orphans that have ended (re-parented here, as subreaper: a script that
 /// keeps forking and leaving would otherwise fill the machine's process table with
-/// zombies), and says whether more than [`MAX_PROCESSES`] of its processes are alive.
-pub fn reap_and_check(child: i32) -> bool {
+/// zombies), and counts its live processes besides `child`, in one pass over `/proc`.
+pub fn reap_and_count(child: i32) -> usize {
     let me = std::process::id() as i32;
-    let mut alive = 1;
+    let mut alive = 0;
     for (pid, process) in descendants(Some(child)) {
         if process.state != 'Z' {
             alive += 1;
@@ -200,15 +200,20 @@ pub fn reap_and_check(child: i32) -> bool {
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
         }
     }
-    alive > MAX_PROCESSES
+    alive
+}
+
+/// Has the run of `child` more than [`MAX_PROCESSES`] processes alive, itself included?
+/// Reaps its orphans on the way ([`reap_and_count`]).
+pub fn too_many(child: i32) -> bool {
+    reap_and_count(child) + 1 > MAX_PROCESSES
 }
 
 /// Waits until no descendant but zombies is left besides `child`; false if `deadline`
 /// came first.
 pub fn wait_for_descendants(child: i32, deadline: Instant) -> bool {
     loop {
-        reap_and_check(child);
-        if descendants(Some(child)).iter().all(|(_, p)| p.state == 'Z') {
+        if reap_and_count(child) == 0 {
             return true;
         }
         if Instant::now() >= deadline {

@@ -366,7 +366,7 @@ fn wait_for_exit(pid: i32, deadline: Instant) -> Waited {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if processes::reap_and_check(pid) {
+        if processes::too_many(pid) {
             return Waited::TooManyProcesses;
         }
     }
