@@ -22,6 +22,7 @@ mod faults;
 mod hunt;
 mod lessons;
 mod markdown;
+mod namespace;
 mod native;
 mod outcome;
 mod printable;

@@ -10,7 +10,7 @@
 //!   ([`too_many`]): a fork bomb is stopped past [`MAX_PROCESSES`].
 //! - **Parent death.** Every child is started by [`spawn`] with `PR_SET_PDEATHSIG`: if
 //!   refcount-lab itself is killed (even by `SIGKILL`), the kernel kills its children too.
-//!   (Not their own children: that would take a cgroup.)
+//!   (Theirs too when a run has a PID namespace: `namespace.rs`.)
 //! - **Interrupts.** `SIGINT`, `SIGTERM`, `SIGHUP` and every other signal that would end
 //!   refcount-lab are taken by one thread ([`interrupts::install`]) that stops every
 //!   descendant, removes the scratch folders (`scratch.rs`), says "interrupted" and exits
@@ -50,11 +50,19 @@ pub fn become_subreaper() {
 
 /// Starts `command` so that it dies with this process (see the module's docs).
 pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    spawn_with(command, || Ok(()))
+}
+
+/// [`spawn`], running `then` in the child last, after this module's own preparations.
+pub fn spawn_with(
+    command: &mut Command,
+    then: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+) -> std::io::Result<Child> {
     become_subreaper();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // SAFETY: only async-signal-safe calls (sigprocmask, prctl, getppid) run between fork
-    // and exec.
+    // and exec; `then`'s caller promises the same of it.
     unsafe {
         command.pre_exec(move || {
             // The interrupt signals are blocked here (see `interrupts`); a blocked mask is
@@ -73,6 +81,7 @@ pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
             }
             Ok(())
         });
+        command.pre_exec(then);
     }
     let _held = spawn_lock();
     command.spawn()
@@ -137,6 +146,25 @@ fn descendants(child: Option<i32>) -> Vec<(i32, Process)> {
         }
     }
     found
+}
+
+/// The child of `parent` whose pid inside its own PID namespace is `inner` (from the
+/// `NSpid` line of `/proc/PID/status`, whose last number is the innermost pid).
+pub fn child_with_inner_pid(parent: i32, inner: i32) -> Option<i32> {
+    table()
+        .into_iter()
+        .filter(|(_, process)| process.ppid == parent)
+        .map(|(pid, _)| pid)
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("NSpid:"))
+                    .and_then(|pids| pids.split_whitespace().last())
+                    .and_then(|last| last.parse::<i32>().ok())
+                    == Some(inner)
+            })
+        })
 }
 
 /// The most processes a run may have alive at once: far more than any lesson or test suite
@@ -225,8 +253,9 @@ pub fn wait_for_descendants(child: i32, deadline: Instant) -> bool {
 
 /// Kills `child` (our unreaped child, wherever its process group now is) and every other
 /// descendant, and reaps the ones re-parented here. Returns the names of the processes
-/// besides `child` that were still running.
-pub fn stop_all(child: i32) -> Vec<String> {
+/// besides `child` and `own` (the run's own, such as a namespace's init) that were still
+/// running.
+pub fn stop_all(child: i32, own: &[i32]) -> Vec<String> {
     // Named before the group goes: most of them are in it.
     let mut stopped = HashMap::new();
     for (pid, process) in descendants(Some(child)) {
@@ -241,12 +270,19 @@ pub fn stop_all(child: i32) -> Vec<String> {
         libc::kill(-child, libc::SIGKILL);
         libc::kill(child, libc::SIGKILL);
     }
-    stop_descendants(Some(child), stopped)
+    for pid in own {
+        stopped.remove(pid);
+    }
+    stop_descendants(Some(child), stopped, own)
 }
 
 /// Kills every descendant but `child` until none is left; the names of those that were
-/// running (`stopped`, and any found now), in the order of their pids.
-fn stop_descendants(child: Option<i32>, mut stopped: HashMap<i32, String>) -> Vec<String> {
+/// running (`stopped`, and any found now but `own`), in the order of their pids.
+fn stop_descendants(
+    child: Option<i32>,
+    mut stopped: HashMap<i32, String>,
+    own: &[i32],
+) -> Vec<String> {
     let me = std::process::id() as i32;
     // Rounds: a dying process's children are re-parented here, then killed too.
     for _ in 0..1000 {
@@ -262,7 +298,9 @@ fn stop_descendants(child: Option<i32>, mut stopped: HashMap<i32, String>) -> Ve
                 }
                 continue;
             }
-            stopped.entry(pid).or_insert(process.name);
+            if !own.contains(&pid) {
+                stopped.entry(pid).or_insert(process.name);
+            }
             // SAFETY: killing a descendant of this process (its zombie keeps the pid ours).
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
@@ -317,7 +355,7 @@ pub fn output(command: &mut Command, limit: Duration, cap: usize) -> std::io::Re
         });
         let stopped = wait_without_reaping(pid, Instant::now() + limit, full);
         interrupts::hold_if_interrupted();
-        stop_all(pid);
+        stop_all(pid, &[]);
         let status = child.wait()?;
         drop(wake_writer);
         let _ = collector.join();
@@ -626,7 +664,7 @@ pub mod interrupts {
         INTERRUPTED.store(true, Ordering::SeqCst);
         // Held to the exit: nothing starts after the sweep.
         let _held = spawn_lock();
-        let stopped = stop_descendants(None, HashMap::new());
+        let stopped = stop_descendants(None, HashMap::new(), &[]);
         scratch::remove_all();
         let name = SIGNALS
             .iter()

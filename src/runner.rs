@@ -21,6 +21,7 @@
 //! native objects' `alloc`/`free` events past the cap, which cancel in pairs.
 
 use crate::faults::Fault;
+use crate::namespace::{self, Namespace};
 use crate::native;
 use crate::printable;
 use crate::processes;
@@ -31,7 +32,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -249,7 +250,7 @@ pub fn run(job: &Job) -> Result<Run> {
             Ok(())
         });
     }
-    let mut child = processes::spawn(&mut command).with_context(|| {
+    let (mut child, namespace) = namespace::spawn(&mut command).with_context(|| {
         format!(
             "cannot start a child interpreter for {}",
             job.script.display()
@@ -261,6 +262,19 @@ pub fn run(job: &Job) -> Result<Run> {
     drop(command);
 
     let pid = child.id() as i32;
+    // Inside a namespace the script has pid 2 there (what its events carry), and the run
+    // has processes of its own besides the script: init, and the keeper (`pid`).
+    let (script, own) = match &namespace {
+        Some(namespace) => {
+            let mut own = vec![namespace.init];
+            own.extend(processes::child_with_inner_pid(
+                namespace.init,
+                namespace::SCRIPT_PID,
+            ));
+            (namespace::SCRIPT_PID, own)
+        }
+        None => (pid, Vec::new()),
+    };
     let streams = [
         OwnedFd::from(child.stdout.take().expect("stdout is piped")),
         OwnedFd::from(child.stderr.take().expect("stderr is piped")),
@@ -268,7 +282,7 @@ pub fn run(job: &Job) -> Result<Run> {
     ];
     let mut stdout = processes::Capped::new(OUTPUT_CAP);
     let mut stderr = processes::Capped::new(OUTPUT_CAP);
-    let mut trace = TraceReader::new(key, pid as u32);
+    let mut trace = TraceReader::new(key, script as u32);
     let deadline = Instant::now() + job.timeout;
     let (ending, leftovers, status) = thread::scope(|scope| {
         let (wake_reader, wake_writer) =
@@ -279,18 +293,22 @@ pub fn run(job: &Job) -> Result<Run> {
             let mut sinks: [&mut dyn processes::Sink; 3] = [out, err, trace];
             processes::collect(streams, &mut sinks, wake_reader);
         });
-        let ending = match wait_for_exit(pid, deadline) {
+        let mut reported = None;
+        let ending = match wait_for_exit(pid, namespace, deadline) {
             Waited::TimedOut => Some(Ending::TimedOut),
             Waited::TooManyProcesses => Some(Ending::TooManyProcesses(processes::MAX_PROCESSES)),
-            // A script that ended well may have left work running: it is part of the run.
-            Waited::Exited { well: true } if !processes::wait_for_descendants(pid, deadline) => {
-                Some(Ending::LeftRunning)
+            Waited::Exited { status } => {
+                reported = Some(status);
+                // A script that ended well may have left work running: it is part of the run.
+                (status.success() && !processes::wait_for_descendants(pid, deadline))
+                    .then_some(Ending::LeftRunning)
             }
-            Waited::Exited { .. } => None,
+            // Init ended without a word: the namespace was killed, the script with it.
+            Waited::Unreported => Some(Ending::Signaled(libc::SIGKILL)),
         };
         processes::interrupts::hold_if_interrupted();
-        let leftovers = processes::stop_all(pid);
-        let status = child.wait();
+        let leftovers = processes::stop_all(pid, &own);
+        let status = child.wait().map(|keeper| reported.unwrap_or(keeper));
         // Every process of the run is dead: what they wrote is in the pipes.
         drop(wake_writer);
         collector.join().expect("the collector does not panic");
@@ -327,40 +345,67 @@ pub fn run(job: &Job) -> Result<Run> {
 
 /// How waiting for the script ended.
 enum Waited {
-    Exited { well: bool },
+    /// It ended, as `status` says.
+    Exited {
+        status: ExitStatus,
+    },
+    /// Init ended without reporting the script's end.
+    Unreported,
     TimedOut,
     TooManyProcesses,
 }
 
-/// Waits until `deadline` for the child `pid` to end, without reaping it (so its pid stays
-/// ours to signal), counting the run's processes as it goes: a fork bomb is stopped before
-/// it fills the machine.
-fn wait_for_exit(pid: i32, deadline: Instant) -> Waited {
-    let (exited_tx, exited_rx) = mpsc::channel();
-    // Not joined: at the timeout it ends when the child is killed and reaped.
+/// Waits until `deadline` for the script to end, counting the run's processes as it goes:
+/// a fork bomb is stopped before it fills the machine. Outside a namespace the script is
+/// `pid`, waited for without reaping (so its pid stays ours to signal); inside one, init
+/// reports its end.
+fn wait_for_exit(pid: i32, namespace: Option<Namespace>, deadline: Instant) -> Waited {
+    let (ended_tx, ended_rx) = mpsc::channel();
+    // Not joined: at the timeout it ends when the run is killed.
     thread::spawn(move || {
-        // SAFETY: `info` is a plain C struct that waitid fills in.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waiting on our own child; WNOWAIT leaves it to `child.wait()` to reap.
-        unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
+        let waited = match namespace {
+            Some(mut namespace) => match namespace.wait_for_script() {
+                Some(raw) => Waited::Exited {
+                    status: ExitStatus::from_raw(raw),
+                },
+                None => Waited::Unreported,
+            },
+            None => {
+                // SAFETY: `info` is a plain C struct that waitid fills in.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: waiting on our own child; WNOWAIT leaves it to `child.wait()`
+                // to reap.
+                unsafe {
+                    libc::waitid(
+                        libc::P_PID,
+                        pid as libc::id_t,
+                        &mut info,
+                        libc::WEXITED | libc::WNOWAIT,
+                    )
+                };
+                // SAFETY: waitid filled `info` for an exited child.
+                let status = unsafe { info.si_status() };
+                // In the encoding of a wait status: the code in the second byte, or the
+                // signal in the first.
+                let raw = if info.si_code == libc::CLD_EXITED {
+                    status << 8
+                } else {
+                    status
+                };
+                Waited::Exited {
+                    status: ExitStatus::from_raw(raw),
+                }
+            }
         };
-        // SAFETY: waitid filled `info` for an exited child.
-        let ended_well = info.si_code == libc::CLD_EXITED && unsafe { info.si_status() } == 0;
-        let _ = exited_tx.send(ended_well);
+        let _ = ended_tx.send(waited);
     });
     loop {
         let slice = deadline
             .saturating_duration_since(Instant::now())
             .min(processes::WATCH_INTERVAL);
-        match exited_rx.recv_timeout(slice) {
-            Ok(well) => return Waited::Exited { well },
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Waited::Exited { well: false },
+        match ended_rx.recv_timeout(slice) {
+            Ok(waited) => return waited,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Waited::Unreported,
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
                 return Waited::TimedOut
             }

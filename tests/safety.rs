@@ -222,29 +222,75 @@ fn sigterm_and_sighup_stop_everything_too() {
     }
 }
 
-/// Killed outright (SIGKILL: nothing of refcount-lab's runs), its child dies with it.
+/// Does a run get a PID namespace of its own here (not where the kernel or a policy
+/// refuses unprivileged namespaces)? The script is pid 2 inside one.
+fn runs_in_a_namespace(sandbox: &Sandbox) -> bool {
+    let output = sandbox
+        .lab(&["run", "attacks/tells_its_pid.py"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", report(&output));
+    let contained = String::from_utf8_lossy(&output.stdout).contains("│ 2\n");
+    if !contained {
+        eprintln!("no PID namespace for a run here: only refcount-lab's child is held");
+    }
+    contained
+}
+
+/// Killed outright (SIGKILL: nothing of refcount-lab's runs), its child dies with it, and
+/// inside a namespace so does every process the script started.
 #[test]
-fn killed_outright_its_child_dies_with_it() {
+fn killed_outright_nothing_it_started_survives() {
     let sandbox = Sandbox::new("sigkill");
+    let contained = runs_in_a_namespace(&sandbox);
     let mut child = spawn(sandbox.lab(&["run", "attacks/sleeps_with_a_daemon.py"]));
     let deadline = Instant::now() + PATIENCE;
-    let python = loop {
+    let (python, daemon) = loop {
         let found = sandbox.marked(Some(child.id()));
-        if let Some((pid, _)) = found.iter().find(|(_, stat)| stat.contains("(python")) {
-            break *pid;
+        let python = found.iter().find(|(_, stat)| stat.contains("(python"));
+        let daemon = found.iter().find(|(_, stat)| stat.contains("(sleep)"));
+        if let (Some((python, _)), Some((daemon, _))) = (python, daemon) {
+            break (*python, *daemon);
         }
         assert!(Instant::now() < deadline, "the script never started");
         std::thread::sleep(Duration::from_millis(5));
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    while sandbox.marked(None).iter().any(|(pid, _)| *pid == python) {
+    let outliving = |pid: u32| sandbox.marked(None).iter().any(|(found, _)| *found == pid);
+    while outliving(python) || (contained && outliving(daemon)) {
         assert!(
             Instant::now() < deadline,
-            "the interpreter outlived refcount-lab"
+            "outlived refcount-lab: {:?}",
+            sandbox.marked(None)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Inside a namespace a script cannot name refcount-lab: stopping or killing its parent
+/// reaches the namespace's init, which ignores both, and the timeout holds.
+#[test]
+fn a_script_cannot_stop_or_kill_refcount_lab() {
+    let sandbox = Sandbox::new("parent");
+    if !runs_in_a_namespace(&sandbox) {
+        return;
+    }
+    let output = sandbox
+        .lab(&[
+            "run",
+            "attacks/stops_and_kills_its_parent.py",
+            "--timeout",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    assert!(stdout.contains("outcome:  timeout"), "{stdout}");
+    assert!(stdout.contains("stopped:  sleep"), "{stdout}");
+    sandbox.assert_nothing_left();
+    sandbox.assert_scratch_removed();
 }
 
 /// A script that leaves its process group (for refcount-lab's, or a child's) is still
@@ -268,18 +314,19 @@ fn a_script_cannot_escape_the_timeout_by_changing_its_process_group() {
     }
 }
 
-/// Work a script leaves behind, even a daemon that keeps changing its pid, is stopped,
-/// and the run is not `ok`.
+/// Work a script leaves behind, even a daemon that keeps changing its pid, is part of the
+/// run: still running at the timeout, it is stopped, named, and the run is not `ok`.
 #[test]
 fn a_script_that_leaves_processes_is_not_ok() {
     let sandbox = Sandbox::new("leftovers");
     let output = sandbox
-        .lab(&["run", "attacks/hops_pids.py", "--timeout", "600"])
+        .lab(&["run", "attacks/hops_pids.py", "--timeout", "2"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{}", report(&output));
     assert!(!stdout.contains("outcome:  ok"), "{stdout}");
+    assert!(stdout.contains("stopped:  python3"), "{stdout}");
     sandbox.assert_nothing_left();
 }
 
