@@ -227,7 +227,13 @@ pub fn hunt_target(
                 );
             }
             let script = target.remove(0);
-            let path = script.split("::").next().unwrap_or(&script);
+            let (path, function) = script.split_once("::").unwrap_or((&script, ""));
+            if function.contains("::") {
+                bail!(
+                    "{script}: name one function the script defines, as SCRIPT::FUNCTION \
+                     (for a test of a class, hunt with --pytest {script})"
+                );
+            }
             if !Path::new(path).is_file() {
                 bail!("{path} is not a file: give the path of a Python script");
             }
@@ -246,6 +252,20 @@ pub fn run_hunt(
     plot: Option<&Path>,
     timeout: Duration,
 ) -> Result<bool> {
+    // A plot that cannot be written is found before the hunt, not after it.
+    if let Some(folder) = plot.and_then(Path::parent) {
+        let folder = if folder.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            folder
+        };
+        if !folder.is_dir() {
+            bail!(
+                "cannot write the plot into {}: no such folder (create it, or name another)",
+                folder.display()
+            );
+        }
+    }
     let hunt = hunt::hunt(python, config, faults, timeout)?;
     match format {
         Format::Text => show(&hunt::render(&hunt)),

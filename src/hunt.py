@@ -85,7 +85,7 @@ class Script(Target):
     def __init__(self, spec):
         self.namespace = None
         if "::" in spec:
-            path, function = spec.rsplit("::", 1)
+            path, function = spec.split("::", 1)
             self.name = os.path.splitext(os.path.basename(path))[0]
             self.namespace = runpy.run_path(path, run_name="__hunted__")
             if not callable(self.namespace.get(function)):
@@ -856,7 +856,7 @@ def main():
     # folder, or the current one. Not the current folder for a script: another user's
     # module there would be imported (by this harness too) as yours.
     if config["kind"] == "script":
-        script = config["target"].rsplit("::", 1)[0]
+        script = config["target"].split("::", 1)[0]
         sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     else:
         sys.path.insert(0, os.getcwd())

@@ -406,7 +406,8 @@ pub fn render(hunt: &Hunt) -> String {
             objects.len() - SHOWN
         );
     }
-    for found in findings.tests.iter().take(SHOWN) {
+    // Every leaking test: the line a maintainer acts on.
+    for found in &findings.tests {
         let what = if found.together {
             "leaks only when these run together:"
         } else {
@@ -415,13 +416,6 @@ pub fn render(hunt: &Hunt) -> String {
         let _ = writeln!(out, "  {what} {}", shown(&found.tests));
         let metrics: Vec<String> = found.metrics.iter().map(|m| plain(m)).collect();
         wrapped(&mut out, "    ", &format!("({})", metrics.join("; ")));
-    }
-    if findings.tests.len() > SHOWN {
-        let _ = writeln!(
-            out,
-            "  ... and {} more leaking tests (all in --format json)",
-            findings.tests.len() - SHOWN
-        );
     }
     notes(&mut out, hunt);
     out

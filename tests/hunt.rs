@@ -443,3 +443,38 @@ fn a_watched_name_the_target_creates_is_found_after_it_runs() {
     );
     assert!(!text.contains("hunted target"), "{text}");
 }
+
+#[test]
+fn the_text_report_names_every_leaking_test() {
+    let output = hunt("fixtures/hunt", &["-m", "unittest", "test_four_leak"]);
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    for test in ["one", "two", "three", "four"] {
+        assert!(
+            text.contains(&format!("leaking test: test_four_leak.Four.test_{test}\n")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_target_or_plot_it_cannot_use_is_refused_before_the_hunt() {
+    let output = hunt("fixtures/hunt", &["leaks_one_per_run.py::run::again"]);
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("name one function the script defines"),
+        "{text}"
+    );
+    let output = hunt(
+        "fixtures/hunt",
+        &["leaks_one_per_run.py", "--plot", "no-such-folder/leak.svg"],
+    );
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("cannot write the plot into no-such-folder: no such folder"),
+        "{text}"
+    );
+    assert!(output.stdout.is_empty(), "hunted first: {text}");
+}
