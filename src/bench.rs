@@ -78,6 +78,7 @@ pub fn measure(python: &Python, quick: bool, timeout: Duration) -> Result<Report
         faults: &[],
         timeout,
         debug_allocator: false,
+        wait_for_leftovers: true,
     })?;
     if run.ending != Ending::Exited(0) {
         bail!(

@@ -78,6 +78,7 @@ pub fn run_lesson(
             faults: &faults,
             timeout,
             debug_allocator: true,
+            wait_for_leftovers: true,
         };
         let run = runner::run(&job)?;
         let outcome = outcome::classify(&run);
@@ -171,6 +172,7 @@ pub fn run_script(
         faults,
         timeout,
         debug_allocator: true,
+        wait_for_leftovers: true,
     };
     let run = runner::run(&job)?;
     let outcome = outcome::classify(&run);

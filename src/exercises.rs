@@ -237,6 +237,7 @@ fn run(python: &Python, dir: &Path, script: &Path, faults: &[Fault]) -> Result<R
         faults,
         timeout: TIMEOUT,
         debug_allocator: true,
+        wait_for_leftovers: true,
     })
 }
 

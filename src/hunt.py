@@ -20,6 +20,7 @@ as an allocated block.
 """
 
 import array
+import atexit
 import gc
 import importlib
 import json
@@ -861,6 +862,23 @@ def main():
     else:
         sys.path.insert(0, os.getcwd())
     Hunt(config).main()
+    end_now()
+
+
+def end_now():
+    """The hunt is over. A thread the target left running (not a daemon) would hold the
+    interpreter at its shutdown for as long as it runs, and the report with it: run the
+    exit handlers (`lab` names the threads still running) and leave without waiting."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return
+    main_thread = threading.main_thread()
+    if all(t is main_thread or t.daemon for t in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 main()

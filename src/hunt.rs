@@ -90,6 +90,10 @@ pub struct Hunt {
     pub not_leaks: Vec<NotLeak>,
     /// What leaked, when a leak was suspected and confirmed.
     pub findings: Option<Findings>,
+    /// Threads the target left running at the end, which the hunt did not wait for.
+    pub threads_left: Vec<String>,
+    /// Processes the target left running at the end, stopped by refcount-lab.
+    pub processes_left: Vec<String>,
 }
 
 impl Hunt {
@@ -117,11 +121,13 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
         faults,
         timeout,
         debug_allocator: false,
+        wait_for_leftovers: false,
     })?;
     // Between repetitions, HashTable and SafeHashTable report every table they make and free.
     let mut tables_alive = 0;
     let mut repetitions: Vec<Repetition> = Vec::new();
     let mut findings = None;
+    let mut threads_left = Vec::new();
     for event in run.events() {
         match event {
             Event::Alloc { .. } => tables_alive += 1,
@@ -131,6 +137,7 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
                 ..(**r).clone()
             }),
             Event::Findings(found) => findings = Some((**found).clone()),
+            Event::Threads { names } => threads_left.clone_from(names),
             _ => {}
         }
     }
@@ -149,6 +156,8 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
         accepted: Vec::new(),
         not_leaks,
         findings,
+        threads_left,
+        processes_left: run.leftovers.clone(),
     };
     accept(&mut hunt);
     Ok(hunt)
@@ -554,6 +563,31 @@ fn notes(out: &mut String, hunt: &Hunt) {
     }
     for name in &hunt.accepted {
         wrapped(out, "  ", &format!("accepted (--accept): {name}"));
+    }
+    if !hunt.threads_left.is_empty() {
+        wrapped(
+            out,
+            "  ",
+            &format!(
+                "note: the target left {} running; the hunt ended without waiting: {}",
+                count(hunt.threads_left.len() as i64, "thread"),
+                shown(&hunt.threads_left)
+            ),
+        );
+    }
+    if !hunt.processes_left.is_empty() {
+        wrapped(
+            out,
+            "  ",
+            &format!(
+                "note: the target left {} running, stopped at the hunt's end: {}",
+                match hunt.processes_left.len() {
+                    1 => "1 process".to_owned(),
+                    n => format!("{n} processes"),
+                },
+                shown(&hunt.processes_left)
+            ),
+        );
     }
     for name in &hunt.config.accept {
         let used = last.skipped.contains(name)

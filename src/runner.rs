@@ -66,6 +66,10 @@ pub struct Job<'a> {
     /// Run under `PYTHONMALLOC=debug` (freed memory is filled with 0xDD, so use-after-free
     /// crashes at once), as lessons do; benchmarks run with the ordinary allocator.
     pub debug_allocator: bool,
+    /// When the script ends well, wait (until the timeout) for what it left running, as
+    /// part of the run; otherwise stop it at once (a hunt's work is done when its script's
+    /// is).
+    pub wait_for_leftovers: bool,
 }
 
 /// How the child ended.
@@ -300,8 +304,10 @@ pub fn run(job: &Job) -> Result<Run> {
             Waited::Exited { status } => {
                 reported = Some(status);
                 // A script that ended well may have left work running: it is part of the run.
-                (status.success() && !processes::wait_for_descendants(pid, deadline))
-                    .then_some(Ending::LeftRunning)
+                (status.success()
+                    && job.wait_for_leftovers
+                    && !processes::wait_for_descendants(pid, deadline))
+                .then_some(Ending::LeftRunning)
             }
             // Init ended without a word: the namespace was killed, the script with it.
             Waited::Unreported => Some(Ending::Signaled(libc::SIGKILL)),

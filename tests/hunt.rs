@@ -478,3 +478,21 @@ fn a_target_or_plot_it_cannot_use_is_refused_before_the_hunt() {
     );
     assert!(output.stdout.is_empty(), "hunted first: {text}");
 }
+
+/// A hunt ends when its runs do, whatever thread or process the target left running (a
+/// regression would wait for the default timeout, ten minutes, and then lose the runs).
+#[test]
+fn work_the_target_leaves_running_does_not_hold_the_hunt() {
+    let output = hunt("fixtures/hunt", &["-m", "unittest", "test_leaves_work"]);
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("no leak"), "{text}");
+    assert!(
+        text.contains("note: the target left 1 thread running; the hunt ended without waiting"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: the target left 1 process running, stopped at the hunt's end: sleep"),
+        "{text}"
+    );
+}
