@@ -496,3 +496,37 @@ fn work_the_target_leaves_running_does_not_hold_the_hunt() {
         "{text}"
     );
 }
+
+/// References leaked onto strings: a constant only a test's code object holds (code objects
+/// show the collector nothing), a string made at run time (3.12 has mortal strings too), and
+/// one interned at run time (mortal but on 3.12, which makes interned strings immortal).
+#[test]
+fn references_leaked_onto_strings_are_found_wherever_the_string_is_mortal() {
+    let output = hunt("fixtures/hunt", &["-m", "unittest", "test_incref_strings"]);
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let mut leaking = vec![
+        ("constant", "a constant-only-here"),
+        ("made", "made-at-run-time"),
+    ];
+    let interned = ("interned", "interned-at-run-time");
+    if python_minor() == 12 {
+        assert!(!text.contains(interned.1), "{text}");
+    } else {
+        leaking.push(interned);
+    }
+    for (test, string) in leaking {
+        assert!(
+            text.contains(&format!(
+                "LEAK references to '{string}' (str): +1.0 per run"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "leaking test: test_incref_strings.IncrefStrings.test_{test}\n"
+            )),
+            "{text}"
+        );
+    }
+}
