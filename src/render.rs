@@ -6,7 +6,7 @@
 
 use crate::compiler;
 use crate::faults::{self, Expected, Fault, InSafePyO3, CATALOGUE};
-use crate::lessons::{Lesson, Observation, Question, Shown, Topic};
+use crate::lessons::{Lesson, Observation, Question, Shown};
 use crate::markdown;
 use crate::outcome::{self, Leak, Outcome};
 use crate::runner::{Captured, Run, TraceLine};
@@ -764,82 +764,6 @@ pub fn verdict(p: Painter, results: &[(&str, &Outcome, Option<&str>)]) -> String
 }
 
 /// `refcount-lab list`.
-/// The ownership rules the lessons teach, as a handout in Markdown: each rule
-/// under its kind of reference, with the lesson that shows it.
-pub fn rules_markdown(lessons: &[Lesson]) -> String {
-    let mut out = String::from(
-        "# Who owns this reference? The rules of refcount-lab\n\n\
-         Every object counts its references. Each reference has one owner, and its owner \
-         releases it once: when the count reaches zero, the object is freed. For every \
-         `PyObject *` in C, know whether you own it.\n",
-    );
-    for (topic, title, intro) in HANDOUT_SECTIONS {
-        let _ = write!(out, "\n## {title}\n\n{intro}\n\n");
-        for lesson in lessons.iter().filter(|l| l.topic == Some(topic)) {
-            // A no-break space keeps "(lesson N)" on one line.
-            let _ = writeln!(out, "- {} (lesson\u{a0}{})", lesson.rule, lesson.number);
-        }
-    }
-    out.push_str(
-        "\nEach lesson runs the right and the wrong code side by side: \
-         `refcount-lab lesson N`.\n",
-    );
-    out
-}
-
-/// The handout's sections: topic, title, what the kind of reference is.
-const HANDOUT_SECTIONS: [(Topic, &str, &str); 8] = [
-    (
-        Topic::Counting,
-        "What a count is",
-        "The count is the number of owners: names, container slots, attributes, calls still \
-         running.",
-    ),
-    (
-        Topic::New,
-        "New references: yours to release",
-        "A *new* reference is one you own: from a constructor, from a call, or one you took \
-         with `Py_INCREF`. Release it once (`Py_DECREF`), or hand it on to a new owner.",
-    ),
-    (
-        Topic::Borrowed,
-        "Borrowed references: someone else's",
-        "A *borrowed* reference (an argument, `PyTuple_GetItem`, `PyList_GetItem`, \
-         `PyDict_GetItem`, `PyEval_GetBuiltins`) is owned by someone else: use it while its owner holds it, \
-         never release it, and take your own (`Py_NewRef`) to keep it.",
-    ),
-    (
-        Topic::Stolen,
-        "Stolen references: given away",
-        "A few functions *steal* the reference you pass (`PyTuple_SetItem`, `PyList_SetItem`, \
-         `PyModule_AddObject` on success): after the call it is theirs, not yours.",
-    ),
-    (
-        Topic::Immortal,
-        "Immortal objects",
-        "Since 3.12, `None`, `True`, `False`, small ints and some other built-in objects are \
-         *immortal*: their count never moves. Count them as if they were not: older versions \
-         still free them.",
-    ),
-    (
-        Topic::Cycles,
-        "Cycles",
-        "Counting cannot free objects that hold each other; the garbage collector can, if \
-         every container shows it what it holds.",
-    ),
-    (
-        Topic::Types,
-        "Types",
-        "A `PyObject *` promises only the common header: check the type before you read more.",
-    ),
-    (
-        Topic::Pyo3,
-        "In safe PyO3",
-        "`Py<T>` and `Bound<'py, T>` own a reference, `&Bound` borrows one: the compiler \
-         checks most of the rules above, and leaves a few to you.",
-    ),
-];
-
 pub fn lesson_list(lessons: &[Lesson]) -> String {
     let mut out = String::new();
     for lesson in lessons {

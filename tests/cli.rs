@@ -124,6 +124,26 @@ fn the_rules_handout_as_text_and_as_markdown() {
     });
 }
 
+/// The handout is one printed page: at most 60 lines of at most 80 columns, as `rules`
+/// prints it when its output is not a terminal. In Markdown, Python's dunder names are
+/// code (unmarked, `__traverse__` would read as a bold "traverse").
+#[test]
+fn the_rules_handout_fits_one_page() {
+    let output = lab(&["rules", "--color=never"]).output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() <= 60, "{} lines:\n{text}", lines.len());
+    for line in &lines {
+        assert!(line.chars().count() <= 80, "over 80 columns: {line}");
+    }
+    let output = lab(&["rules", "--markdown"]).output().unwrap();
+    let markdown = String::from_utf8(output.stdout).unwrap();
+    assert!(markdown.contains("`__traverse__`"), "{markdown}");
+    let outside_code: String = markdown.split('`').step_by(2).collect();
+    assert!(!outside_code.contains("__"), "{outside_code}");
+}
+
 #[test]
 fn list_and_faults() {
     settings().bind(|| assert_cmd_snapshot!(lab(&["list"])));
