@@ -106,6 +106,7 @@ fn main() -> ExitCode {
             faults,
             timeout,
             no_predict,
+            all_messages,
             source,
             python: choice,
             look,
@@ -115,6 +116,7 @@ fn main() -> ExitCode {
                 faults,
                 timeout: Duration::from_secs(timeout),
                 predict: cli::interactive(no_predict),
+                all_messages,
             };
             commands::run_lesson(
                 painter(look),

@@ -613,8 +613,10 @@ pub fn site(p: Painter, fault: Fault) -> String {
 }
 
 /// The catalogue as safe PyO3 sees it (lesson 19): each raw fault, what it did, and what
-/// becomes of it in safe PyO3; then the compiler's message for each fault it rules out.
-pub fn safe_pyo3(p: Painter) -> String {
+/// becomes of it in safe PyO3; then the compiler's message for each fault it rules out: the
+/// first in full and the others by their first line, or all in full with `all_messages`
+/// (`refcount-lab lesson LESSON --all-messages`).
+pub fn safe_pyo3(p: Painter, lesson: u32, all_messages: bool) -> String {
     let mut out = String::new();
     p.section(&mut out, "each fault of the raw type, in safe PyO3");
     let _ = writeln!(out, "  {:<28} {:<13} safe PyO3", "fault", "raw pyo3-ffi");
@@ -660,7 +662,14 @@ pub fn safe_pyo3(p: Painter) -> String {
         let _ = writeln!(out, "  {name}:\n    {}", lines.join("\n    "));
     }
     p.section(&mut out, "what the compiler says to the others");
-    for case in compiler::CASES {
+    let shown_whole = if all_messages {
+        compiler::CASES.len()
+    } else {
+        1
+    };
+    let (whole, by_first_line) = compiler::CASES.split_at(shown_whole);
+    let width = p.width.saturating_sub(4).max(40);
+    for case in whole {
         let _ = writeln!(out, "  {} ({}):", case.fault.name(), case.path);
         for line in case.message.trim_end().lines() {
             let line = line.trim_end();
@@ -668,7 +677,25 @@ pub fn safe_pyo3(p: Painter) -> String {
                 out.push('\n');
                 continue;
             }
-            for part in wrap_diagnostic(line, p.width.saturating_sub(4).max(40)) {
+            for part in wrap_diagnostic(line, width) {
+                let _ = writeln!(out, "    {}", p.paint(Style::Dim, &part));
+            }
+        }
+        out.push('\n');
+    }
+    if !by_first_line.is_empty() {
+        let intro = format!(
+            "The other {}, by their first line (`refcount-lab lesson {lesson} \
+             --all-messages` shows them whole):",
+            by_first_line.len()
+        );
+        for line in wrap(&intro, p.width.saturating_sub(2).max(40)) {
+            let _ = writeln!(out, "  {line}");
+        }
+        for case in by_first_line {
+            let first = case.message.lines().next().unwrap_or("").trim_end();
+            let line = format!("{}: {first}", case.fault.name());
+            for part in wrap_diagnostic(&line, width) {
                 let _ = writeln!(out, "    {}", p.paint(Style::Dim, &part));
             }
         }

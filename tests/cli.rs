@@ -160,6 +160,41 @@ fn unknown_fault_lists_the_valid_ones() {
     settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "3", "--fault", "forgot-everything"])));
 }
 
+/// Lesson 19 shows the first compiler message whole and the others by their first line;
+/// `--all-messages` shows every one whole (each from `tests/compile_fail/`, where trybuild
+/// checks it against the real compiler), and is refused by lessons without messages.
+#[test]
+fn compiler_messages_one_whole_or_all_of_them() {
+    let cases: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compile_fail"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|name| name.strip_suffix(".stderr").map(str::to_owned))
+            .collect();
+    assert!(cases.len() >= 7, "{cases:?}");
+    let locations = |args: &[&str]| {
+        let output = lab(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let text = String::from_utf8(output.stdout).unwrap();
+        cases
+            .iter()
+            .filter(|case| text.contains(&format!("--> tests/compile_fail/{case}.rs:")))
+            .count()
+    };
+    assert_eq!(locations(&["lesson", "19", "--variant", "correct"]), 1);
+    assert_eq!(
+        locations(&["lesson", "19", "--variant", "correct", "--all-messages"]),
+        cases.len()
+    );
+    let refused = lab(&["lesson", "3", "--all-messages"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("--all-messages is for the lessons that do: 19"),
+        "{message}"
+    );
+}
+
 #[test]
 fn faulty_variant_of_a_correct_code_lesson_is_refused() {
     settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "1", "--variant", "faulty"])));
