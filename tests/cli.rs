@@ -8,9 +8,14 @@ use std::process::Command;
 /// Fault-site line numbers move whenever `pytype.rs` is edited; the lines themselves are
 /// what the snapshots pin (and `sites.rs` tests that the numbers point at them).
 ///
-/// A wild pointer into freed memory raises SIGSEGV or SIGBUS depending on the address it
-/// holds, which differs between CPython versions for the same bug; the snapshots say
-/// "one of the two" (and `tests/determinism.rs` pins the exact signal on one version).
+/// A pointer read from freed memory raises SIGSEGV on some interpreters and SIGBUS on
+/// others, for the same bug and the same address: the debug allocator fills freed memory
+/// with 0xDD bytes, so the pointer is 0xdddddddddddddddd, which x86-64 refuses. What differs
+/// is the crash site's machine code: if the compiler that built the interpreter picked rbp or
+/// rsp as the register to read through, the CPU raises a stack-segment fault, which Linux
+/// reports as SIGBUS; any other register gives a general-protection fault, SIGSEGV (lesson
+/// 11). The snapshots say "one of the two" (and `tests/determinism.rs` pins the exact signal
+/// run after run on one interpreter).
 fn settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"(correct|faulty), line \d+:", "$1, line [N]:");
