@@ -144,6 +144,10 @@ pub enum Command {
         /// not on a terminal).
         #[arg(long)]
         no_predict: bool,
+        /// Show every compiler message in full (lesson 19 shows the first one whole, and the
+        /// first line of each of the others).
+        #[arg(long)]
+        all_messages: bool,
         #[command(flatten)]
         source: LessonSource,
         #[command(flatten)]

@@ -24,9 +24,22 @@ pub fn run_lesson(
         faults: chosen_faults,
         timeout,
         predict,
+        all_messages,
     } = options;
     let catalogue = lessons::load(lessons_dir)?;
     let lesson = lessons::find(&catalogue, number)?;
+    if all_messages && !lesson.safe_pyo3_table {
+        let with: Vec<String> = catalogue
+            .iter()
+            .filter(|lesson| lesson.safe_pyo3_table)
+            .map(|lesson| lesson.number.to_string())
+            .collect();
+        bail!(
+            "lesson {number} shows no compiler messages; --all-messages is for the lessons \
+             that do: {}",
+            with.join(", ")
+        );
+    }
     let own_faults = chosen_faults.is_empty();
     let faults = if own_faults {
         lesson.faults.clone()
@@ -60,7 +73,7 @@ pub fn run_lesson(
         !predict,
     ));
     if lesson.safe_pyo3_table {
-        show(&render::safe_pyo3(painter));
+        show(&render::safe_pyo3(painter, number, all_messages));
     }
     let answers = if predict {
         ask(painter, &lesson.questions)?
@@ -128,6 +141,8 @@ pub struct LessonOptions {
     pub faults: Vec<Fault>,
     pub timeout: Duration,
     pub predict: bool,
+    /// Every compiler message in full, not only the first (lessons with `safe_pyo3_table`).
+    pub all_messages: bool,
 }
 
 /// Asks each question on the terminal and reads one line of answer (empty: skipped).

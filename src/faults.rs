@@ -51,7 +51,9 @@ pub enum Fault {
 pub enum Expected {
     Crash,
     Leak,
-    /// A crash where `None` can die (before 3.12); nothing where it is immortal.
+    /// A crash where `None` is mortal (before 3.12: its count reaches zero and CPython stops
+    /// with a fatal error, "deallocating None"; it is never freed); nothing where it is
+    /// immortal.
     CrashBefore3_12,
 }
 

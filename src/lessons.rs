@@ -29,8 +29,8 @@ struct Metadata {
     #[serde(default)]
     faults: Vec<String>,
     expect: Expectations,
-    /// Where the rule goes on the handout (`refcount-lab rules`); none for lessons about
-    /// the table itself.
+    /// Which rule of the handout (`refcount-lab rules`) the lesson shows; none for lessons
+    /// about the table itself.
     topic: Option<Topic>,
     /// The reference-counting rule the lesson teaches, in one sentence.
     rule: String,
@@ -126,12 +126,18 @@ impl Expectations {
     }
 }
 
-/// The kinds of rule on the handout, in its order.
+/// The rules of the handout (`handout.rs`), one each, in its order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Topic {
+    /// What a count is: the number of owners.
     Counting,
-    New,
+    /// What your function returns is a new reference.
+    Returned,
+    /// What a function returns to you is yours to release, on every path.
+    Received,
+    /// What an object owns, its dealloc releases, once.
+    Released,
     Borrowed,
     Stolen,
     Immortal,

@@ -6,8 +6,10 @@
 //! `sites` their source lines, `native` the module carried in this binary, `python` the
 //! interpreter it runs in, `trace` the child → parent protocol, `runner` the child process,
 //! `processes` the hold on every process it starts, `scratch` the private folders it
-//! writes, `outcome` what a run adds up to, `lessons` the catalogue, `render` the text (`markdown` the lessons' prose), `commands` and `workshop` what
-//! each subcommand does, `bench`, `hunt`, `exercises` (with `cbuild` for the C ones) and `progress` their subjects.
+//! writes, `outcome` what a run adds up to, `lessons` the catalogue, `render` the text
+//! (`markdown` the lessons' prose), `handout` the rules handout, `commands` and `workshop`
+//! what each subcommand does, `bench`, `hunt`, `exercises` (with `cbuild` for the C ones)
+//! and `progress` their subjects.
 //!
 //! Exit status: 0 when all went as expected, 1 when a run did not (a crash, leak or error
 //! that was not the lesson's point), 2 when the command itself failed (bad input).
@@ -19,6 +21,7 @@ mod commands;
 mod compiler;
 mod exercises;
 mod faults;
+mod handout;
 mod hunt;
 mod lessons;
 mod markdown;
@@ -89,7 +92,7 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Command::Rules { markdown, look } => lessons::load(None).map(|lessons| {
-            let handout = render::rules_markdown(&lessons);
+            let handout = handout::markdown(&lessons);
             if markdown {
                 show(&handout);
             } else {
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
             faults,
             timeout,
             no_predict,
+            all_messages,
             source,
             python: choice,
             look,
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
                 faults,
                 timeout: Duration::from_secs(timeout),
                 predict: cli::interactive(no_predict),
+                all_messages,
             };
             commands::run_lesson(
                 painter(look),

@@ -6,7 +6,7 @@
 
 use crate::compiler;
 use crate::faults::{self, Expected, Fault, InSafePyO3, CATALOGUE};
-use crate::lessons::{Lesson, Observation, Question, Shown, Topic};
+use crate::lessons::{Lesson, Observation, Question, Shown};
 use crate::markdown;
 use crate::outcome::{self, Leak, Outcome};
 use crate::runner::{Captured, Run, TraceLine};
@@ -613,8 +613,10 @@ pub fn site(p: Painter, fault: Fault) -> String {
 }
 
 /// The catalogue as safe PyO3 sees it (lesson 19): each raw fault, what it did, and what
-/// becomes of it in safe PyO3; then the compiler's message for each fault it rules out.
-pub fn safe_pyo3(p: Painter) -> String {
+/// becomes of it in safe PyO3; then the compiler's message for each fault it rules out: the
+/// first in full and the others by their first line, or all in full with `all_messages`
+/// (`refcount-lab lesson LESSON --all-messages`).
+pub fn safe_pyo3(p: Painter, lesson: u32, all_messages: bool) -> String {
     let mut out = String::new();
     p.section(&mut out, "each fault of the raw type, in safe PyO3");
     let _ = writeln!(out, "  {:<28} {:<13} safe PyO3", "fault", "raw pyo3-ffi");
@@ -660,7 +662,14 @@ pub fn safe_pyo3(p: Painter) -> String {
         let _ = writeln!(out, "  {name}:\n    {}", lines.join("\n    "));
     }
     p.section(&mut out, "what the compiler says to the others");
-    for case in compiler::CASES {
+    let shown_whole = if all_messages {
+        compiler::CASES.len()
+    } else {
+        1
+    };
+    let (whole, by_first_line) = compiler::CASES.split_at(shown_whole);
+    let width = p.width.saturating_sub(4).max(40);
+    for case in whole {
         let _ = writeln!(out, "  {} ({}):", case.fault.name(), case.path);
         for line in case.message.trim_end().lines() {
             let line = line.trim_end();
@@ -668,7 +677,25 @@ pub fn safe_pyo3(p: Painter) -> String {
                 out.push('\n');
                 continue;
             }
-            for part in wrap_diagnostic(line, p.width.saturating_sub(4).max(40)) {
+            for part in wrap_diagnostic(line, width) {
+                let _ = writeln!(out, "    {}", p.paint(Style::Dim, &part));
+            }
+        }
+        out.push('\n');
+    }
+    if !by_first_line.is_empty() {
+        let intro = format!(
+            "The other {}, by their first line (`refcount-lab lesson {lesson} \
+             --all-messages` shows them whole):",
+            by_first_line.len()
+        );
+        for line in wrap(&intro, p.width.saturating_sub(2).max(40)) {
+            let _ = writeln!(out, "  {line}");
+        }
+        for case in by_first_line {
+            let first = case.message.lines().next().unwrap_or("").trim_end();
+            let line = format!("{}: {first}", case.fault.name());
+            for part in wrap_diagnostic(&line, width) {
                 let _ = writeln!(out, "    {}", p.paint(Style::Dim, &part));
             }
         }
@@ -764,82 +791,6 @@ pub fn verdict(p: Painter, results: &[(&str, &Outcome, Option<&str>)]) -> String
 }
 
 /// `refcount-lab list`.
-/// The ownership rules the lessons teach, as a handout in Markdown: each rule
-/// under its kind of reference, with the lesson that shows it.
-pub fn rules_markdown(lessons: &[Lesson]) -> String {
-    let mut out = String::from(
-        "# Who owns this reference? The rules of refcount-lab\n\n\
-         Every object counts its references. Each reference has one owner, and its owner \
-         releases it once: when the count reaches zero, the object is freed. For every \
-         `PyObject *` in C, know whether you own it.\n",
-    );
-    for (topic, title, intro) in HANDOUT_SECTIONS {
-        let _ = write!(out, "\n## {title}\n\n{intro}\n\n");
-        for lesson in lessons.iter().filter(|l| l.topic == Some(topic)) {
-            // A no-break space keeps "(lesson N)" on one line.
-            let _ = writeln!(out, "- {} (lesson\u{a0}{})", lesson.rule, lesson.number);
-        }
-    }
-    out.push_str(
-        "\nEach lesson runs the right and the wrong code side by side: \
-         `refcount-lab lesson N`.\n",
-    );
-    out
-}
-
-/// The handout's sections: topic, title, what the kind of reference is.
-const HANDOUT_SECTIONS: [(Topic, &str, &str); 8] = [
-    (
-        Topic::Counting,
-        "What a count is",
-        "The count is the number of owners: names, container slots, attributes, calls still \
-         running.",
-    ),
-    (
-        Topic::New,
-        "New references: yours to release",
-        "A *new* reference is one you own: from a constructor, from a call, or one you took \
-         with `Py_INCREF`. Release it once (`Py_DECREF`), or hand it on to a new owner.",
-    ),
-    (
-        Topic::Borrowed,
-        "Borrowed references: someone else's",
-        "A *borrowed* reference (an argument, `PyTuple_GetItem`, `PyList_GetItem`, \
-         `PyDict_GetItem`, `PyEval_GetBuiltins`) is owned by someone else: use it while its owner holds it, \
-         never release it, and take your own (`Py_NewRef`) to keep it.",
-    ),
-    (
-        Topic::Stolen,
-        "Stolen references: given away",
-        "A few functions *steal* the reference you pass (`PyTuple_SetItem`, `PyList_SetItem`, \
-         `PyModule_AddObject` on success): after the call it is theirs, not yours.",
-    ),
-    (
-        Topic::Immortal,
-        "Immortal objects",
-        "Since 3.12, `None`, `True`, `False`, small ints and some other built-in objects are \
-         *immortal*: their count never moves. Count them as if they were not: older versions \
-         still free them.",
-    ),
-    (
-        Topic::Cycles,
-        "Cycles",
-        "Counting cannot free objects that hold each other; the garbage collector can, if \
-         every container shows it what it holds.",
-    ),
-    (
-        Topic::Types,
-        "Types",
-        "A `PyObject *` promises only the common header: check the type before you read more.",
-    ),
-    (
-        Topic::Pyo3,
-        "In safe PyO3",
-        "`Py<T>` and `Bound<'py, T>` own a reference, `&Bound` borrows one: the compiler \
-         checks most of the rules above, and leaves a few to you.",
-    ),
-];
-
 pub fn lesson_list(lessons: &[Lesson]) -> String {
     let mut out = String::new();
     for lesson in lessons {

@@ -8,9 +8,14 @@ use std::process::Command;
 /// Fault-site line numbers move whenever `pytype.rs` is edited; the lines themselves are
 /// what the snapshots pin (and `sites.rs` tests that the numbers point at them).
 ///
-/// A wild pointer into freed memory raises SIGSEGV or SIGBUS depending on the address it
-/// holds, which differs between CPython versions for the same bug; the snapshots say
-/// "one of the two" (and `tests/determinism.rs` pins the exact signal on one version).
+/// A pointer read from freed memory raises SIGSEGV on some interpreters and SIGBUS on
+/// others, for the same bug and the same address: the debug allocator fills freed memory
+/// with 0xDD bytes, so the pointer is 0xdddddddddddddddd, which x86-64 refuses. What differs
+/// is the crash site's machine code: if the compiler that built the interpreter picked rbp or
+/// rsp as the register to read through, the CPU raises a stack-segment fault, which Linux
+/// reports as SIGBUS; any other register gives a general-protection fault, SIGSEGV (lesson
+/// 11). The snapshots say "one of the two" (and `tests/determinism.rs` pins the exact signal
+/// run after run on one interpreter).
 fn settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"(correct|faulty), line \d+:", "$1, line [N]:");
@@ -124,6 +129,26 @@ fn the_rules_handout_as_text_and_as_markdown() {
     });
 }
 
+/// The handout is one printed page: at most 60 lines of at most 80 columns, as `rules`
+/// prints it when its output is not a terminal. In Markdown, Python's dunder names are
+/// code (unmarked, `__traverse__` would read as a bold "traverse").
+#[test]
+fn the_rules_handout_fits_one_page() {
+    let output = lab(&["rules", "--color=never"]).output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() <= 60, "{} lines:\n{text}", lines.len());
+    for line in &lines {
+        assert!(line.chars().count() <= 80, "over 80 columns: {line}");
+    }
+    let output = lab(&["rules", "--markdown"]).output().unwrap();
+    let markdown = String::from_utf8(output.stdout).unwrap();
+    assert!(markdown.contains("`__traverse__`"), "{markdown}");
+    let outside_code: String = markdown.split('`').step_by(2).collect();
+    assert!(!outside_code.contains("__"), "{outside_code}");
+}
+
 #[test]
 fn list_and_faults() {
     settings().bind(|| assert_cmd_snapshot!(lab(&["list"])));
@@ -138,6 +163,41 @@ fn unknown_lesson_lists_the_valid_ones() {
 #[test]
 fn unknown_fault_lists_the_valid_ones() {
     settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "3", "--fault", "forgot-everything"])));
+}
+
+/// Lesson 19 shows the first compiler message whole and the others by their first line;
+/// `--all-messages` shows every one whole (each from `tests/compile_fail/`, where trybuild
+/// checks it against the real compiler), and is refused by lessons without messages.
+#[test]
+fn compiler_messages_one_whole_or_all_of_them() {
+    let cases: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compile_fail"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|name| name.strip_suffix(".stderr").map(str::to_owned))
+            .collect();
+    assert!(cases.len() >= 7, "{cases:?}");
+    let locations = |args: &[&str]| {
+        let output = lab(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let text = String::from_utf8(output.stdout).unwrap();
+        cases
+            .iter()
+            .filter(|case| text.contains(&format!("--> tests/compile_fail/{case}.rs:")))
+            .count()
+    };
+    assert_eq!(locations(&["lesson", "19", "--variant", "correct"]), 1);
+    assert_eq!(
+        locations(&["lesson", "19", "--variant", "correct", "--all-messages"]),
+        cases.len()
+    );
+    let refused = lab(&["lesson", "3", "--all-messages"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("--all-messages is for the lessons that do: 19"),
+        "{message}"
+    );
 }
 
 #[test]
