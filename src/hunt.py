@@ -246,6 +246,21 @@ def immortal_interned():
         return size()
 
 
+def release_built_extensions():
+    """On a debug build, the extension modules loaded from files built for a release build
+    (a wheel from PyPI, say): their Py_INCREF and Py_DECREF are inline and never touch the
+    total refcount, so it drifts with every object they make or free (regrtest -R is fooled
+    the same way). Told apart by the file's ABI tag: `.cpython-315-…` not `.cpython-315d-…`.
+    A stable-ABI module (`.abi3.so`) does not say, and is trusted."""
+    tag = "." + sys.implementation.cache_tag
+    found = []
+    for name, module in list(sys.modules.items()):
+        filename = os.path.basename(getattr(module, "__file__", None) or "")
+        if filename.endswith(".so") and (tag + "-" in filename or filename.endswith(tag + ".so")):
+            found.append(name)
+    return sorted(found)
+
+
 def settle():
     clear_caches()
     for _ in range(3):  # objects freed by one pass can free more in the next
@@ -665,6 +680,7 @@ class Hunt:
         self.watch(index)
         # The totals first, before measuring allocates anything.
         interned = immortal_interned()
+        release_built = release_built_extensions() if self.total else []
         event = {
             "ev": "repetition",
             "index": index,
@@ -672,8 +688,9 @@ class Hunt:
             "blocks": sys.getallocatedblocks() - interned,
             "fds": open_fds(),
             "total_refcount": self.total() - (2 * interned if sys.version_info[:2] == (3, 12) else 0)
-            if self.total
+            if self.total and not release_built
             else None,
+            "release_built": release_built,
             "interned": interned,
         }
         event["failed"] = self.target.failed

@@ -564,6 +564,21 @@ fn notes(out: &mut String, hunt: &Hunt) {
     for name in &hunt.accepted {
         wrapped(out, "  ", &format!("accepted (--accept): {name}"));
     }
+    if !last.release_built.is_empty() {
+        wrapped(
+            out,
+            "  ",
+            &format!(
+                "note: total refcount left out: {} built for a release build of CPython, \
+                 whose Py_INCREF and Py_DECREF it never sees, so it drifts without a leak: {}",
+                match last.release_built.len() {
+                    1 => "1 extension module was".to_owned(),
+                    n => format!("{n} extension modules were"),
+                },
+                shown(&last.release_built)
+            ),
+        );
+    }
     if !hunt.threads_left.is_empty() {
         wrapped(
             out,
@@ -862,6 +877,7 @@ mod tests {
             objects_growing: 0,
             failed: Vec::new(),
             skipped: Vec::new(),
+            release_built: Vec::new(),
             tables_alive: tables,
         }
     }

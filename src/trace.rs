@@ -208,6 +208,10 @@ pub struct Repetition {
     /// Tests not run because `--accept` named them.
     #[serde(default)]
     pub skipped: Vec<String>,
+    /// On a debug build, the extension modules loaded from files built for a release build,
+    /// whose increfs and decrefs the total refcount never sees (then left out).
+    #[serde(default)]
+    pub release_built: Vec<String>,
     /// Tables (HashTable, SafeHashTable) alive after this run by their own `alloc`/`free`
     /// events; the parent counts them from the trace (the child does not send this).
     #[serde(default)]
