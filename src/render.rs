@@ -9,7 +9,7 @@ use crate::faults::{self, Expected, Fault, InSafePyO3, CATALOGUE};
 use crate::lessons::{Lesson, Observation, Question, Shown, Topic};
 use crate::markdown;
 use crate::outcome::{self, Leak, Outcome};
-use crate::runner::{Captured, Run, TraceLine};
+use crate::runner::{Run, TraceLine};
 use crate::sites;
 use crate::trace::Event;
 use std::collections::BTreeMap;
@@ -472,17 +472,17 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// What the script printed: its stdout, and its stderr when the outcome did not already
-/// quote it (a crash or an error report does).
+/// What the script printed: its stdout, and its stderr but what the outcome quotes below
+/// (a crash's report from the interpreter, an error's traceback).
 fn script_output(p: Painter, out: &mut String, run: &Run, outcome: &Outcome) {
-    captured(p, out, "output:", &run.stdout);
-    if !matches!(outcome, Outcome::Crashed { .. } | Outcome::Error { .. }) {
-        captured(p, out, "stderr:", &run.stderr);
-    }
+    captured(p, out, "output:", &run.stdout.text, run.stdout.dropped);
+    let stderr = outcome::unquoted_stderr(run, outcome);
+    captured(p, out, "stderr:", stderr, run.stderr.dropped);
 }
 
-fn captured(p: Painter, out: &mut String, title: &str, stream: &Captured) {
-    let lines: Vec<&str> = stream.text.lines().collect();
+/// `text`, a captured stream, of which `dropped` bytes were not kept.
+fn captured(p: Painter, out: &mut String, title: &str, text: &str, dropped: usize) {
+    let lines: Vec<&str> = text.lines().collect();
     if lines.is_empty() {
         return;
     }
@@ -504,8 +504,8 @@ fn captured(p: Painter, out: &mut String, title: &str, stream: &Captured) {
         let plural = if hidden_lines == 1 { "" } else { "s" };
         hidden.push(format!("{hidden_lines} more line{plural} not shown"));
     }
-    if stream.dropped > 0 {
-        hidden.push(format!("{} more bytes not kept", stream.dropped));
+    if dropped > 0 {
+        hidden.push(format!("{dropped} more bytes not kept"));
     }
     if !hidden.is_empty() {
         let _ = writeln!(out, "    … {}", hidden.join(", "));

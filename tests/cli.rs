@@ -234,6 +234,18 @@ fn long_lines_stderr_and_signal_names() {
     }
 }
 
+/// What a script wrote to stderr itself is shown when it crashes or leaves through
+/// `os._exit`, above the outcome (which sums up the interpreter's crash report).
+#[test]
+fn a_scripts_own_stderr_is_shown_when_it_crashes_or_leaves() {
+    for script in [
+        "writes_stderr_then_crashes.py",
+        "writes_stderr_then_leaves.py",
+    ] {
+        settings().bind(|| assert_cmd_snapshot!(script, run_fixture(script, &[])));
+    }
+}
+
 /// Options are where they are used; a zero timeout is refused; completions and the
 /// manual page are generated.
 #[test]
