@@ -19,6 +19,8 @@ use std::fmt::Write as _;
 const OUTPUT_LINES_SHOWN: usize = 40;
 /// Characters shown of one line of output; the rest is counted.
 const OUTPUT_LINE_CHARS: usize = 200;
+/// Characters shown of one trace line (a long `say`); the rest is counted.
+const TRACE_LINE_CHARS: usize = 1000;
 /// Trace lines shown from the start and from the end of a very long trace (the end matters
 /// most after a crash).
 const TRACE_HEAD: usize = 300;
@@ -391,10 +393,10 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
             },
         };
         let tag = p.paint(Style::Dim, &format!("{tag:<9}"));
-        // Long lines wrap, and continuation lines (a repr, say) line up under the first; a
-        // note that does not fit beside its line goes on a line of its own below it.
+        // Long lines are cut, then wrap, and continuation lines (a repr, say) line up under
+        // the first; a note that does not fit beside its line goes on a line of its own below.
         let room = p.width.saturating_sub(12).max(20);
-        let body = wrap(&body, room);
+        let body = wrap(&cut(&body, TRACE_LINE_CHARS), room);
         let last = body.last().map_or(0, |line| line.chars().count());
         let body_text = body.join("\n            ");
         shown.push(if note.is_empty() {
@@ -454,16 +456,33 @@ fn made_and_freed(pair: &[TraceLine]) -> Option<(&str, u64)> {
     }
 }
 
-/// Splits `text` into lines of at most `width` characters, breaking at spaces.
+/// `text` up to `max` characters, and how many more there were.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => {
+            let more = text[at..].chars().count();
+            format!("{}… ({more} more characters)", &text[..at])
+        }
+        None => text.to_owned(),
+    }
+}
+
+/// Splits `text` into lines of at most `width` characters, breaking at spaces, and a word
+/// longer than a line where the line ends.
 fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
     let mut lines = Vec::new();
     for paragraph in text.lines() {
         let mut line = String::new();
-        for word in paragraph.split(' ') {
+        for mut word in paragraph.split(' ') {
             if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
                 lines.push(std::mem::take(&mut line));
             } else if !line.is_empty() {
                 line.push(' ');
+            }
+            while let Some((at, _)) = word.char_indices().nth(width) {
+                lines.push(word[..at].to_owned());
+                word = &word[at..];
             }
             line.push_str(word);
         }
@@ -886,6 +905,13 @@ mod tests {
         assert_eq!(wrap("aa bb cc", 5), vec!["aa bb", "cc"]);
         assert_eq!(wrap("[]\n[]*", 76), vec!["[]", "[]*"]);
         assert!(wrap("", 10).is_empty());
+        assert_eq!(wrap("a bcdefgh ij", 3), vec!["a", "bcd", "efg", "h", "ij"]);
+    }
+
+    #[test]
+    fn long_trace_lines_are_cut_and_say_how_much() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcdé", 2), "ab… (3 more characters)");
     }
 
     #[test]

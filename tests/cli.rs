@@ -234,6 +234,21 @@ fn long_lines_stderr_and_signal_names() {
     }
 }
 
+/// A 64 KiB `say` is cut in the report, which says how much, and wraps to the width.
+#[test]
+fn a_very_long_trace_line_is_cut_and_wrapped() {
+    let output = run_fixture("says_64_kib.py", &[]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let unwrapped = stdout.replace("\n            ", " ");
+    assert!(unwrapped.contains("x… (64536 more characters)"), "{stdout}");
+    let widest = stdout.lines().map(|line| line.chars().count()).max();
+    assert!(
+        widest <= Some(80),
+        "a line of {widest:?} characters:\n{stdout}"
+    );
+}
+
 /// What a script wrote to stderr itself is shown when it crashes or leaves through
 /// `os._exit`, above the outcome (which sums up the interpreter's crash report).
 #[test]
