@@ -9,6 +9,7 @@ use crate::faults::{self, Expected, Fault, InSafePyO3, CATALOGUE};
 use crate::lessons::{Lesson, Observation, Question, Shown, Topic};
 use crate::markdown;
 use crate::outcome::{self, Leak, Outcome};
+use crate::printable;
 use crate::runner::{Run, TraceLine};
 use crate::sites;
 use crate::trace::Event;
@@ -125,10 +126,11 @@ pub fn predictions(
     p.section(&mut out, "your predictions");
     for (i, (asked, answer)) in questions.iter().zip(answers).enumerate() {
         out.push_str(&question(p, i + 1, asked));
+        // What the learner typed is shown back, but never drives the terminal.
         let answer = if answer.trim().is_empty() {
-            "(skipped)"
+            "(skipped)".to_owned()
         } else {
-            answer.trim()
+            printable::one_line(answer.trim())
         };
         let _ = writeln!(out, "    {} {answer}", p.paint(Style::Dim, "you said:"));
         let seen: Vec<String> = asked

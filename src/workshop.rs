@@ -6,7 +6,7 @@ use crate::cli::ExercisesAction;
 use crate::python::Python;
 use crate::render::{self, show, Painter};
 use crate::{exercises, outcome, printable, progress};
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -327,6 +327,8 @@ struct Exported {
 }
 
 const EXPORT_FORMAT: &str = "refcount-lab progress 1";
+/// The longest learner's name an exported file takes, in characters (a row of `class`).
+const NAME_CHARS: usize = 64;
 
 /// `exercises --export FILE [--name NAME]`.
 pub fn export_command(file: &Path, name: Option<String>) -> Result<bool> {
@@ -336,6 +338,15 @@ pub fn export_command(file: &Path, name: Option<String>) -> Result<bool> {
         .or_else(|| std::env::var("USER").ok())
         .filter(|name| !name.trim().is_empty())
         .context("cannot tell your name: pass --name NAME")?;
+    let length = learner.chars().count();
+    ensure!(
+        length <= NAME_CHARS,
+        "the name is {length} characters long, more than the {NAME_CHARS} an exported file \
+         takes: pass a shorter one with --name NAME"
+    );
+    // Kept as it is shown: the file, its summary here and `class` print no control or bidi
+    // character of it.
+    let learner = printable::one_line(&learner);
     let exported = Exported {
         format: EXPORT_FORMAT.to_owned(),
         learner,

@@ -395,6 +395,41 @@ fn on_a_terminal_a_learner_predicts_then_sees() {
     );
 }
 
+/// An answer typed at the prompt is shown back next to the runs escaped: it cannot drive
+/// the terminal. (The terminal itself echoes it as it is typed, as any program's input.)
+#[test]
+fn a_typed_answer_is_shown_back_escaped() {
+    use std::io::Write;
+    let command = format!(
+        "{} lesson 3 --color never --width 80",
+        get_cargo_bin("refcount-lab").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) runs");
+    let answers = "2\u{1b}[2J\u{202e}\u{200b}\n\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answers.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
+    let predictions = &text[text.find("── your predictions").expect("a comparison")..];
+    assert!(
+        predictions.contains("you said: 2\\x1b[2J\\u{202e}\\u{200b}\n"),
+        "{predictions:?}"
+    );
+    assert!(
+        !predictions.chars().any(|c| c.is_control() && c != '\n'),
+        "{predictions:?}"
+    );
+}
+
 /// A run's faults are handed to the module privately: no code of the script can read them
 /// (a diagnose exercise hides its fault from the learner's probe).
 #[test]

@@ -735,6 +735,45 @@ fn a_teacher_collects_exported_progress() {
         .bind(|| assert_cmd_snapshot!("class", ada.lab(&["class", class.to_str().unwrap()])));
 }
 
+/// `--export --name` keeps a name as it can be shown (no control or bidi character reaches
+/// a terminal or the file), and refuses one too long for a row of `class`.
+#[test]
+fn an_exported_name_is_escaped_and_bounded() {
+    let shop = Workshop::new("export-name");
+    let exported = shop.root.join("me.json");
+    let exported = exported.to_str().unwrap();
+    let output = shop
+        .lab(&[
+            "exercises",
+            "--export",
+            exported,
+            "--name",
+            "Ada\u{1b}[2J\u{202e}\u{200b}",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let shown = "Ada\\x1b[2J\\u{202e}\\u{200b}";
+    assert!(stdout.contains(&format!("as {shown})")), "{stdout:?}");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exported).unwrap()).unwrap();
+    assert_eq!(file["learner"], shown);
+
+    let long = "A".repeat(65);
+    let output = shop
+        .lab(&["exercises", "--export", exported, "--name", &long])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("65 characters long"), "{stderr}");
+    assert!(
+        stderr.contains("pass a shorter one with --name"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn class_shows_what_files_say_as_text_and_counts_each_exercise_once() {
     let shop = Workshop::new("class-forged");
