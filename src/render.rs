@@ -253,6 +253,10 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
         .join("\n            ");
         let _ = writeln!(out, "  {} {note}", p.paint(Style::Dim, "fault:   "));
     }
+    if let Some(files) = not_used(run) {
+        let note = wrap(&files, p.width.saturating_sub(12)).join("\n            ");
+        let _ = writeln!(out, "  {} {note}", p.paint(Style::Dim, "note:    "));
+    }
     if let Some(names) = outcome::threads_at_exit(run) {
         let note = format!(
             "{} daemon thread{} still running at exit: CPython does not wait for daemon \
@@ -285,6 +289,28 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
         );
     }
     out
+}
+
+/// The files beside the script that were not imported in place of refcount-lab's modules,
+/// said once.
+fn not_used(run: &Run) -> Option<String> {
+    let files = run.events().find_map(|event| match event {
+        Event::NotUsed { files } if !files.is_empty() => Some(files),
+        _ => None,
+    })?;
+    let names: Vec<&str> = files.values().map(String::as_str).collect();
+    let modules: Vec<&str> = files.keys().map(String::as_str).collect();
+    let (were, modules_word, other_names, them) = if files.len() == 1 {
+        ("was", "module", "another name", "it")
+    } else {
+        ("were", "modules", "other names", "them")
+    };
+    Some(format!(
+        "{} beside the script {were} not used: `import {}` imports refcount-lab's \
+         {modules_word}; give yours {other_names} to import {them}",
+        names.join(", "),
+        modules.join(", ")
+    ))
 }
 
 fn trace(p: Painter, out: &mut String, run: &Run) {
@@ -390,7 +416,7 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                     format!("{fault}: its faulty code runs for the first time"),
                     String::new(),
                 ),
-                Event::FaultCounts { .. } => continue,
+                Event::FaultCounts { .. } | Event::NotUsed { .. } => continue,
                 Event::Done => ("end", "the interpreter shut down".into(), String::new()),
             },
         };

@@ -392,6 +392,46 @@ fn files_planted_beside_a_run_are_never_imported() {
     );
 }
 
+/// A learner's own hashtable.py or lab.py beside their script is not imported in place of
+/// refcount-lab's modules (the script's folder is first on `sys.path`, as with `python
+/// script.py`), and the report says so, once.
+#[test]
+fn modules_beside_the_script_do_not_replace_refcount_labs() {
+    let sandbox = Sandbox::new("beside");
+    let mine = sandbox.root.join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    let ran = sandbox.root.join("planted-code-ran");
+    let payload = format!(
+        "open({:?}, 'a').write(__name__ + '\\n')\n",
+        ran.display().to_string()
+    );
+    for name in ["hashtable.py", "lab.py"] {
+        std::fs::write(mine.join(name), &payload).unwrap();
+    }
+    let script = mine.join("plants_nothing.py");
+    std::fs::copy(fixtures().join("attacks/plants_nothing.py"), &script).unwrap();
+    let output = sandbox
+        .lab(&["run", script.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", report(&output));
+    assert!(
+        !ran.exists(),
+        "a module beside the script ran: {:?}",
+        std::fs::read_to_string(&ran)
+    );
+    assert!(
+        stdout.contains("hashtable is refcount-lab's: True"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("lab is refcount-lab's: True"), "{stdout}");
+    let said = stdout.replace("\n            ", " ");
+    let note = "hashtable.py, lab.py beside the script were not used";
+    assert_eq!(said.matches(note).count(), 1, "{stdout}");
+    sandbox.assert_scratch_removed();
+}
+
 /// A scratch folder is never put where another user could swap it for their own: a
 /// temporary folder others may change without the sticky bit is refused, with a way out.
 #[test]
