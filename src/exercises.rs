@@ -14,7 +14,7 @@ use crate::lessons::{self, Lesson};
 use crate::outcome::{self, Outcome};
 use crate::python::Python;
 use crate::runner::{self, Job, Run};
-use crate::scratch::ScratchDir;
+use crate::scratch::{self, ScratchDir};
 use crate::trace::Event;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
@@ -181,9 +181,10 @@ pub fn find(exercises: &[Exercise], number: usize) -> Result<&Exercise> {
 
 /// Writes every starting file into `dir`. Nothing is overwritten: if any file is there
 /// already, none is written, unless `resume`, which keeps the files there and writes only
-/// the missing ones.
+/// the missing ones. A folder other users may change is refused.
 /// Returns how many files it kept.
 pub fn init(dir: &Path, exercises: &[Exercise], resume: bool) -> Result<usize> {
+    refuse_shared(dir)?;
     let taken: Vec<String> = exercises
         .iter()
         .map(|exercise| exercise.file_name())
@@ -217,6 +218,30 @@ pub fn init(dir: &Path, exercises: &[Exercise], resume: bool) -> Result<usize> {
         }
     }
     Ok(taken.len())
+}
+
+/// Refuses a folder for the exercises that another user may change (`dir`, with the files
+/// in it, or the folder it will be made in): they could change the learner's files, or add a
+/// module the learner's scripts would import.
+fn refuse_shared(dir: &Path) -> Result<()> {
+    let (at, existing) = dir
+        .ancestors()
+        .map(|folder| match folder.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => folder,
+        })
+        .enumerate()
+        .find(|(_, folder)| folder.exists())
+        .unwrap_or((0, dir));
+    if let Some(shared) = scratch::shared_folder(existing, at == 0)? {
+        bail!(
+            "cannot put the exercises in {}: {shared}, so one of them could change your files \
+             or add a module your scripts would import. Pick a folder only you can change, \
+             such as one in your home folder",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Where an exercise stands.

@@ -128,29 +128,69 @@ fn is_private(dir: &Path) -> bool {
 /// Refuses `dir` if it, or a folder above it, may be changed by another user (but root)
 /// without the sticky bit that keeps them from renaming what is ours.
 fn check_ancestors(dir: &Path) -> Result<()> {
-    let real = dir.canonicalize().with_context(|| {
+    let shared = shared_folder(dir, false).with_context(|| {
         format!(
             "cannot use the temporary folder {}; set TMPDIR to a folder of your own",
             dir.display()
         )
     })?;
+    if let Some(shared) = shared {
+        bail!(
+            "{shared}: one of them could swap refcount-lab's private folders there for their \
+             own. Set TMPDIR to a folder only you can change"
+        );
+    }
+    Ok(())
+}
+
+/// A folder other users may change (see [`shared_folder`]).
+#[derive(Debug)]
+pub struct Shared {
+    folder: PathBuf,
+    uid: u32,
+    mode: u32,
+}
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sticky = if self.mode & 0o1000 == 0 {
+            ", no sticky bit"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "{} can be changed by other users (owner uid {}, mode {:o}{sticky})",
+            self.folder.display(),
+            self.uid,
+            self.mode & 0o7777
+        )
+    }
+}
+
+/// The first of `dir` (its real path) and the folders above it that another user (but
+/// root) may change: one they own, or one their group or anyone may write in. Above `dir`
+/// the sticky bit makes such a folder safe (it keeps them from renaming what is ours); for
+/// `dir` itself too unless `with_its_files`, when adding files to it is change enough.
+pub fn shared_folder(dir: &Path, with_its_files: bool) -> Result<Option<Shared>> {
+    let real = dir
+        .canonicalize()
+        .with_context(|| format!("cannot find {}", dir.display()))?;
     for folder in real.ancestors() {
         let meta = std::fs::metadata(folder)
             .with_context(|| format!("cannot read {}", folder.display()))?;
         let mode = meta.permissions().mode();
         let others_write = meta.uid() != my_uid() && meta.uid() != 0 || mode & 0o022 != 0;
-        if others_write && mode & 0o1000 == 0 {
-            bail!(
-                "{} can be changed by other users (owner uid {}, mode {:o}, no sticky bit): \
-                 one of them could swap refcount-lab's private folders there for their own. \
-                 Set TMPDIR to a folder only you can change",
-                folder.display(),
-                meta.uid(),
-                mode & 0o7777
-            );
+        let sticky_protects = mode & 0o1000 != 0 && !(with_its_files && folder == real);
+        if others_write && !sticky_protects {
+            return Ok(Some(Shared {
+                folder: folder.to_owned(),
+                uid: meta.uid(),
+                mode,
+            }));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -185,5 +225,10 @@ mod tests {
         assert!(error.contains("no sticky bit"), "{error}");
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
         check_ancestors(&open).unwrap();
+        // Others may still add files to it, and to a folder of it that is not sticky.
+        let shared = shared_folder(&open, true).unwrap().unwrap();
+        assert!(shared.to_string().ends_with("mode 1777)"), "{shared}");
+        std::fs::create_dir(open.join("mine")).unwrap();
+        assert!(shared_folder(&open.join("mine"), true).unwrap().is_none());
     }
 }

@@ -455,6 +455,58 @@ fn a_temporary_folder_others_may_change_is_refused() {
     sandbox.assert_scratch_removed();
 }
 
+/// `exercises init` refuses a folder other users may change, as the temporary folder is
+/// refused: one they may write in without the sticky bit (they could swap the folder made
+/// there), or one they may add files to (a module the learner's scripts would import).
+#[test]
+fn init_refuses_a_folder_others_may_change() {
+    let sandbox = Sandbox::new("init-shared");
+    let open = sandbox.root.join("open");
+    let sticky = sandbox.root.join("sticky");
+    for (dir, mode) in [(&open, 0o777), (&sticky, 0o1777)] {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut refused = vec![open.join("work"), open.clone(), sticky.clone()];
+    let other = SecondUser::make();
+    if let Some(other) = &other {
+        let theirs = sandbox.root.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        let chown = Command::new("chown").arg(other.0).arg(&theirs).status();
+        assert!(chown.unwrap().success());
+        refused.push(theirs);
+    }
+    for dir in &refused {
+        let output = sandbox
+            .lab(&["exercises", "init", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{dir:?}: {}",
+            report(&output)
+        );
+        assert!(stderr.contains("can be changed by other users"), "{stderr}");
+        assert!(
+            stderr.contains("Pick a folder only you can change"),
+            "{stderr}"
+        );
+        assert!(!dir.join("01-predict-buckets.py").exists(), "{dir:?}");
+    }
+    assert!(!open.join("work").exists());
+    // A folder of one's own made in a sticky one, as in /tmp, is fine.
+    let mine = sticky.join("work");
+    let output = sandbox
+        .lab(&["exercises", "init", mine.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", report(&output));
+    let mode = std::fs::metadata(&mine).unwrap().permissions().mode();
+    assert_eq!(mode & 0o022, 0, "others may not change it: {mode:o}");
+}
+
 /// A second local user, made by the test where the machine allows it (root, `useradd`;
 /// the CI machine runs as root), removed again when dropped.
 struct SecondUser(&'static str);
