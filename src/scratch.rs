@@ -7,7 +7,9 @@
 //! child's current folder and `sys.path[0]` are folders only the user controls. They go in
 //! `$XDG_RUNTIME_DIR` when it is the user's own, else in `$TMPDIR` (else `/tmp`), once
 //! every folder above is checked: one that another user may change must be sticky
-//! (`/tmp` is), or they could swap our folder for theirs.
+//! (`/tmp` is), or they could swap our folder for theirs. Files that belong in a folder of
+//! the user's (the exercises, the progress file) are written in a hidden scratch folder
+//! there instead ([`ScratchDir::new_in`]), and moved into place once whole.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::{CString, OsString};
@@ -26,9 +28,27 @@ pub struct ScratchDir(PathBuf);
 impl ScratchDir {
     pub fn new() -> Result<ScratchDir> {
         let base = base()?;
-        let template = base.join("refcount-lab-XXXXXX");
+        ScratchDir::make(&base, "refcount-lab-").with_context(|| {
+            format!(
+                "cannot create a scratch folder in {}; free some space there, or set TMPDIR \
+                 to a folder of your own",
+                base.display()
+            )
+        })
+    }
+
+    /// A new hidden scratch folder in `parent`, for files that belong there once they are
+    /// whole: written here, then moved into place by [`ScratchDir::hand_over`]. The caller
+    /// checks `parent`.
+    pub fn new_in(parent: &Path) -> Result<ScratchDir> {
+        ScratchDir::make(parent, ".refcount-lab-")
+            .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))
+    }
+
+    fn make(base: &Path, prefix: &str) -> std::io::Result<ScratchDir> {
+        let template = base.join(format!("{prefix}XXXXXX"));
         let template = CString::new(template.into_os_string().into_vec())
-            .context("the temporary folder's path holds a NUL byte")?;
+            .map_err(|_| std::io::Error::other("the path holds a NUL byte"))?;
         let raw = template.into_raw();
         // SAFETY: `raw` is a NUL-terminated template of ours, which mkdtemp fills in.
         let made = unsafe { libc::mkdtemp(raw) };
@@ -37,17 +57,20 @@ impl ScratchDir {
         let path = unsafe { CString::from_raw(raw) };
         let path = PathBuf::from(OsString::from_vec(path.into_bytes()));
         if made.is_null() {
-            return Err(error).with_context(|| {
-                format!(
-                    "cannot create a scratch folder in {}; free some space there, or set \
-                     TMPDIR to a folder of your own",
-                    base.display()
-                )
-            });
+            return Err(error);
         }
         let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         live.push(path.clone());
         Ok(ScratchDir(path))
+    }
+
+    /// Runs `finish` (which fills the folder and moves what it holds to where it belongs)
+    /// while an interrupt cannot remove scratch folders: one that comes meanwhile waits for
+    /// `finish` to end, and one that came before has removed the folder, so `finish` fails
+    /// and moves nothing. `finish` must not make or drop a scratch folder.
+    pub fn hand_over<T>(&self, finish: impl FnOnce(&Path) -> T) -> T {
+        let _live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        finish(&self.0)
     }
 
     /// A new scratch folder holding one file, `name`, with `contents`.
@@ -212,6 +235,22 @@ mod tests {
         );
         let path = first.path().to_owned();
         drop(first);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_folder_made_in_place_is_hidden_and_one_an_interrupt_removes() {
+        let parent = ScratchDir::new().unwrap();
+        let scratch = ScratchDir::new_in(parent.path()).unwrap();
+        assert_eq!(scratch.path().parent(), Some(parent.path()));
+        let name = scratch.path().file_name().unwrap().to_string_lossy();
+        assert!(name.starts_with(".refcount-lab-"), "{name}");
+        let live = || LIVE.lock().unwrap().contains(&scratch.path().to_owned());
+        assert!(live(), "remove_all (an interrupt) removes it");
+        // While it hands over, an interrupt's removal waits for the lock.
+        assert!(scratch.hand_over(|_| LIVE.try_lock().is_err()));
+        let path = scratch.path().to_owned();
+        drop(scratch);
         assert!(!path.exists());
     }
 

@@ -30,21 +30,13 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
     }
     let progress = progress::Progress::load()?;
     if let Some(ExercisesAction::Init { dir, resume }) = action {
-        let kept = exercises::init(&dir, &all, resume)?;
-        let dir = dir
-            .canonicalize()
-            .with_context(|| format!("cannot find {}", dir.display()))?;
-        let written = all.len() - kept;
-        let kept = match kept {
-            0 => String::new(),
-            n => format!(" (kept the {n} already there)"),
-        };
-        show(&format!(
-            "Wrote {written} exercises to {}{kept}.\n\n{FIRST_STEPS}\nThe first file: {}\n",
-            dir.display(),
-            dir.join(all[0].file_name()).display()
-        ));
-        progress::Progress::update(|progress| {
+        // Under the progress lock, so that the folder and the progress naming it are saved
+        // together: interrupted while waiting for the lock, init leaves nothing behind.
+        let (kept, dir) = progress::Progress::update_with(|progress| {
+            let kept = exercises::init(&dir, &all, resume)?;
+            let dir = dir
+                .canonicalize()
+                .with_context(|| format!("cannot find {}", dir.display()))?;
             // Resuming in the folder already in use, however it is spelled, keeps what is
             // done there.
             let saved = progress
@@ -55,8 +47,19 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
                 progress.done.clear();
                 progress.passed.clear();
             }
-            progress.workdir = Some(dir);
+            progress.workdir = Some(dir.clone());
+            Ok((kept, dir))
         })?;
+        let written = all.len() - kept;
+        let kept = match kept {
+            0 => String::new(),
+            n => format!(" (kept the {n} already there)"),
+        };
+        show(&format!(
+            "Wrote {written} exercises to {}{kept}.\n\n{FIRST_STEPS}\nThe first file: {}\n",
+            dir.display(),
+            dir.join(all[0].file_name()).display()
+        ));
         return Ok(true);
     }
     let mut out = String::new();

@@ -455,6 +455,60 @@ fn a_temporary_folder_others_may_change_is_refused() {
     sandbox.assert_scratch_removed();
 }
 
+/// Is `pid` waiting for a file lock (flock), as `/proc/locks` says?
+fn waits_for_a_lock(pid: u32) -> bool {
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    let pid = pid.to_string();
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"->") && fields.contains(&pid.as_str())
+    })
+}
+
+/// SIGTERM or Ctrl-C during `exercises init` leaves no partial folder, no temporary folder
+/// and no temporary progress file. The test holds the progress lock, which init fills its
+/// folder under, so the signal comes at the same point every time.
+#[test]
+fn an_interrupted_init_leaves_nothing_behind() {
+    use std::os::fd::AsRawFd;
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let sandbox = Sandbox::new(&format!("init-{signal}"));
+        let state = sandbox.root.join("state");
+        std::fs::create_dir(&state).unwrap();
+        let lock = std::fs::File::create(state.join("progress.lock")).unwrap();
+        // SAFETY: flock reads only its two integer arguments; the descriptor is `lock`'s.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let work = sandbox.root.join("work");
+        let child = spawn(sandbox.lab(&["exercises", "init", work.to_str().unwrap()]));
+        let deadline = Instant::now() + PATIENCE;
+        while !waits_for_a_lock(child.id()) {
+            assert!(Instant::now() < deadline, "init never waited for the lock");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: signalling a process this test started.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let output = child.wait_with_output().unwrap();
+        drop(lock);
+        assert_eq!(output.status.code(), Some(code), "{}", report(&output));
+        assert!(
+            !work.exists(),
+            "a partial folder: {:?}",
+            std::fs::read_dir(&work)
+        );
+        let names = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&sandbox.root), ["state", "tmp"]);
+        assert_eq!(names(&state), ["progress.lock"]);
+        sandbox.assert_scratch_removed();
+    }
+}
+
 /// `exercises init` refuses a folder other users may change, as the temporary folder is
 /// refused: one they may write in without the sticky bit (they could swap the folder made
 /// there), or one they may add files to (a module the learner's scripts would import).
