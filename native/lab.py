@@ -289,6 +289,39 @@ def _report_threads():
         _send({"ev": "threads", "names": names})
 
 
+# refcount-lab's own modules. `lab` and `_labtrace` are imported before the script runs;
+# `hashtable` is left for the script to import (its module init is part of lesson 17).
+_OWN_MODULES = ("hashtable", "lab", "_labtrace")
+
+
+class _OwnModuleFinder:
+    """First on sys.meta_path: finds refcount-lab's modules in its own folder only.
+
+    The script's folder comes first on sys.path, as `python script.py` puts it, so a
+    learner's hashtable.py there would otherwise be imported in place of refcount-lab's.
+    """
+
+    def __init__(self, path_finder, folder):
+        self._path_finder = path_finder
+        self._folder = folder
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in _OWN_MODULES:
+            return None
+        return self._path_finder.find_spec(name, [self._folder])
+
+
+def _not_used(path_finder, folder):
+    """The files in `folder` that `import NAME` would have found for one of refcount-lab's
+    modules, by module name (a folder without __init__.py replaces nothing)."""
+    found = {}
+    for name in _OWN_MODULES:
+        spec = path_finder.find_spec(name, [folder])
+        if spec is not None and spec.origin is not None:
+            found[name] = os.path.relpath(spec.origin, folder)
+    return found
+
+
 def _run_main():
     """Run the script named by sys.argv[1] as __main__, then report watched objects.
 
@@ -299,10 +332,20 @@ def _run_main():
     """
     import __main__
 
+    # importlib.machinery's PathFinder, loaded at start-up: importing importlib.machinery
+    # would import `warnings` too (3.10-3.12), a change to what the probes measure.
+    from _frozen_importlib_external import PathFinder
+
     path = sys.argv[1]
     sys.argv = sys.argv[1:]
+    folder = os.path.dirname(os.path.abspath(path))
+    own = os.path.dirname(os.path.abspath(__file__))
+    sys.meta_path.insert(0, _OwnModuleFinder(PathFinder, own))
+    not_used = _not_used(PathFinder, folder)
+    if not_used:
+        _send({"ev": "not_used", "files": not_used})
     # Before refcount-lab's module folder, as `python script.py` puts the script's folder.
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    sys.path.insert(0, folder)
     with open(path, "rb") as source:
         code = compile(source.read(), path, "exec")
     __main__.__file__ = path

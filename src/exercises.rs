@@ -14,11 +14,12 @@ use crate::lessons::{self, Lesson};
 use crate::outcome::{self, Outcome};
 use crate::python::Python;
 use crate::runner::{self, Job, Run};
-use crate::scratch::ScratchDir;
+use crate::scratch::{self, ScratchDir};
 use crate::trace::Event;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -181,9 +182,12 @@ pub fn find(exercises: &[Exercise], number: usize) -> Result<&Exercise> {
 
 /// Writes every starting file into `dir`. Nothing is overwritten: if any file is there
 /// already, none is written, unless `resume`, which keeps the files there and writes only
-/// the missing ones.
-/// Returns how many files it kept.
+/// the missing ones. The files are written in a hidden folder of their own first (removed
+/// at an interrupt) and moved into place together, a new `dir` in one rename: a failed
+/// write or an interrupt leaves `dir` as it was. A folder other users may change is
+/// refused. Returns how many files it kept.
 pub fn init(dir: &Path, exercises: &[Exercise], resume: bool) -> Result<usize> {
+    refuse_shared(dir)?;
     let taken: Vec<String> = exercises
         .iter()
         .map(|exercise| exercise.file_name())
@@ -197,26 +201,102 @@ pub fn init(dir: &Path, exercises: &[Exercise], resume: bool) -> Result<usize> {
         taken.join(", "),
         dir.display()
     );
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for exercise in exercises {
-        let path = dir.join(exercise.file_name());
-        if taken.contains(&exercise.file_name()) {
-            continue;
+    let missing: Vec<&Exercise> = exercises
+        .iter()
+        .filter(|exercise| !taken.contains(&exercise.file_name()))
+        .collect();
+    let again = format!(
+        "refcount-lab exercises init {}{}",
+        dir.display(),
+        if resume { " --resume" } else { "" }
+    );
+    let write = |folder: &Path| -> Result<()> {
+        for exercise in &missing {
+            std::fs::write(folder.join(exercise.file_name()), exercise.starter).with_context(
+                || {
+                    format!(
+                        "cannot write {}; nothing was written (once it can be, `{again}` \
+                         writes the files)",
+                        dir.join(exercise.file_name()).display()
+                    )
+                },
+            )?;
         }
-        if let Err(error) = std::fs::write(&path, exercise.starter) {
-            // A half-written file would be kept by --resume as if it were the learner's.
-            let _ = std::fs::remove_file(&path);
-            return Err(error).with_context(|| {
-                format!(
-                    "cannot write {} (once it can, `refcount-lab exercises init {} --resume` \
-                     writes the rest)",
-                    path.display(),
-                    dir.display()
-                )
-            });
-        }
+        Ok(())
+    };
+    if dir.is_dir() {
+        let scratch = ScratchDir::new_in(dir)?;
+        scratch.hand_over(|scratch| {
+            write(scratch)?;
+            move_into(scratch, dir, &missing)
+        })?;
+    } else {
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let scratch = ScratchDir::new_in(parent)?;
+        scratch.hand_over(|scratch| {
+            let made = scratch.join("exercises");
+            // Others may read the files, not change them (whatever the umask).
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&made)
+                .with_context(|| format!("cannot create a folder in {}", scratch.display()))?;
+            write(&made)?;
+            std::fs::rename(&made, dir).with_context(|| format!("cannot create {}", dir.display()))
+        })?;
     }
     Ok(taken.len())
+}
+
+/// Moves the starting files from `scratch` into `dir`, never over a file there; if one
+/// cannot be moved, those moved before it are taken out again.
+fn move_into(scratch: &Path, dir: &Path, files: &[&Exercise]) -> Result<()> {
+    let mut moved = Vec::new();
+    for exercise in files {
+        let to = dir.join(exercise.file_name());
+        let result = if std::fs::symlink_metadata(&to).is_ok() {
+            Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists))
+        } else {
+            std::fs::rename(scratch.join(exercise.file_name()), &to)
+        };
+        if let Err(error) = result {
+            for path in moved {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(error)
+                .with_context(|| format!("cannot write {}; nothing was written", to.display()));
+        }
+        moved.push(to);
+    }
+    Ok(())
+}
+
+/// Refuses a folder for the exercises that another user may change (`dir`, with the files
+/// in it, or the folder it will be made in): they could change the learner's files, or add a
+/// module the learner's scripts would import.
+fn refuse_shared(dir: &Path) -> Result<()> {
+    let (at, existing) = dir
+        .ancestors()
+        .map(|folder| match folder.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => folder,
+        })
+        .enumerate()
+        .find(|(_, folder)| folder.exists())
+        .unwrap_or((0, dir));
+    if let Some(shared) = scratch::shared_folder(existing, at == 0)? {
+        bail!(
+            "cannot put the exercises in {}: {shared}, so one of them could change your files \
+             or add a module your scripts would import. Pick a folder only you can change, \
+             such as one in your home folder",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Where an exercise stands.

@@ -230,12 +230,57 @@ fn crash_report(stderr: &str) -> Vec<String> {
 
 /// The traceback of the exception that ended the script (or the last lines of stderr).
 fn error_report(stderr: &str) -> Vec<String> {
-    let lines: Vec<&str> = stderr.lines().collect();
-    let start = lines
+    stderr[error_report_start(stderr)..]
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Where in `stderr` [`error_report`] starts quoting: the last traceback, else the tenth
+/// line from the end.
+fn error_report_start(stderr: &str) -> usize {
+    let starts = line_starts(stderr);
+    starts
         .iter()
-        .rposition(|line| line.starts_with("Traceback (most recent call last):"))
-        .unwrap_or(lines.len().saturating_sub(10));
-    lines[start..].iter().map(|line| line.to_string()).collect()
+        .rev()
+        .find(|&&at| stderr[at..].starts_with("Traceback (most recent call last):"))
+        .or_else(|| starts.get(starts.len().saturating_sub(10)))
+        .copied()
+        .unwrap_or(stderr.len())
+}
+
+/// Where [`crash_report`]'s source starts: the interpreter's `Fatal Python error:` line.
+fn crash_report_start(stderr: &str) -> Option<usize> {
+    line_starts(stderr)
+        .into_iter()
+        .find(|&at| stderr[at..].starts_with("Fatal Python error:"))
+}
+
+/// The byte offset of each line of `text`.
+fn line_starts(text: &str) -> Vec<usize> {
+    text.split_inclusive('\n')
+        .scan(0, |at, line| {
+            let start = *at;
+            *at += line.len();
+            Some(start)
+        })
+        .collect()
+}
+
+/// What the script wrote to stderr that `outcome`'s report does not quote: all of it, but
+/// the interpreter's crash report (from its `Fatal Python error:` line on, which the
+/// outcome sums up) and the traceback or last lines an error report shows.
+pub fn unquoted_stderr<'a>(run: &'a Run, outcome: &Outcome) -> &'a str {
+    let stderr = run.stderr.text.as_str();
+    let quoted_from = match (outcome, run.ending) {
+        (Outcome::Crashed { .. }, _) => crash_report_start(stderr),
+        // Only an exit with a status of its own is reported from stderr.
+        (Outcome::Error { .. }, Ending::Exited(code)) if code != 0 => {
+            Some(error_report_start(stderr))
+        }
+        _ => None,
+    };
+    &stderr[..quoted_from.unwrap_or(stderr.len())]
 }
 
 #[cfg(test)]
@@ -373,6 +418,23 @@ mod tests {
             "File \"demo.py\", line 20 in <module>".to_string(),
         ];
         assert_eq!(outcome, Outcome::Crashed { signal: 11, report });
+    }
+
+    #[test]
+    fn stderr_the_report_does_not_quote_is_the_scripts_own() {
+        let crash = "mine\nFatal Python error: Segmentation fault\n\n  File \"x.py\"\n";
+        let crashed = run(Ending::Signaled(11), vec![], crash);
+        assert_eq!(unquoted_stderr(&crashed, &classify(&crashed)), "mine\n");
+        let raised = "mine\nTraceback (most recent call last):\n  File \"x.py\"\nValueError\n";
+        let raised = run(Ending::Exited(1), vec![], raised);
+        assert_eq!(unquoted_stderr(&raised, &classify(&raised)), "mine\n");
+        // Without a traceback the report quotes the last ten lines.
+        let many: String = (0..12).map(|n| format!("{n}\n")).collect();
+        let exited = run(Ending::Exited(3), vec![], &many);
+        assert_eq!(unquoted_stderr(&exited, &classify(&exited)), "0\n1\n");
+        // A report that quotes nothing of stderr (os._exit(0)) leaves all of it.
+        let left = run(Ending::Exited(0), vec![], "mine\n");
+        assert_eq!(unquoted_stderr(&left, &classify(&left)), "mine\n");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Text from other programs (a script's output and trace, process names, a learner's
 //! files), made safe to print on a terminal: control characters, which could clear the
-//! screen, move the cursor or forge a line, and the marks that reorder text on screen
-//! (bidirectional overrides) are shown as escapes (`\x1b`, `\u{202e}`), never sent.
+//! screen, move the cursor or forge a line, the marks that reorder text on screen
+//! (bidirectional overrides) and the characters that hide text or break lines unseen
+//! (zero-width characters, line and paragraph separators) are shown as escapes (`\x1b`,
+//! `\u{202e}`, `\u{200b}`), never sent.
 
 /// `text` for one line: newlines and tabs are escaped too.
 pub fn one_line(text: &str) -> String {
@@ -14,10 +16,7 @@ pub fn lines(text: &str) -> String {
 }
 
 fn escape(text: &str, keep: impl Fn(char) -> bool) -> String {
-    let unsafe_char = |c: char| {
-        !keep(c)
-            && (c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
-    };
+    let unsafe_char = |c: char| !keep(c) && (c.is_control() || invisible(c));
     if !text.chars().any(unsafe_char) {
         return text.to_owned();
     }
@@ -33,6 +32,22 @@ fn escape(text: &str, keep: impl Fn(char) -> bool) -> String {
         .collect()
 }
 
+/// A character that changes how text around it is shown without showing itself: bidi marks,
+/// embeddings, overrides and isolates; zero-width spaces, joiners and the byte-order mark;
+/// line and paragraph separators (U+0085, NEL, is a control character already).
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +60,23 @@ mod tests {
         );
         assert_eq!(lines("a\n\tb\x1b"), "a\n\tb\\x1b");
         assert_eq!(lines("plain … text"), "plain … text");
+    }
+
+    #[test]
+    fn zero_width_characters_and_separators_are_shown_not_sent() {
+        assert_eq!(
+            one_line("a\u{200b}b\u{200c}c\u{200d}d\u{2060}e\u{feff}f"),
+            "a\\u{200b}b\\u{200c}c\\u{200d}d\\u{2060}e\\u{feff}f"
+        );
+        assert_eq!(
+            lines("one\u{2028}two\u{2029}three\u{85}four\n"),
+            "one\\u{2028}two\\u{2029}three\\x85four\n"
+        );
+        // Bidi marks too, not only overrides; letters and spaces of any script pass.
+        assert_eq!(
+            one_line("\u{200e}\u{200f}\u{61c}"),
+            "\\u{200e}\\u{200f}\\u{61c}"
+        );
+        assert_eq!(one_line("naïve 日本語 Ω\u{a0}x"), "naïve 日本語 Ω\u{a0}x");
     }
 }

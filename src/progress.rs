@@ -5,17 +5,17 @@
 //! Commands that change it go through `Progress::update`, which holds an exclusive lock
 //! (flock(2) on `progress.lock` beside it) from reading the file to writing it back: two
 //! commands at once both count, neither overwrites what the other saved. Each write goes to
-//! a temporary file of its own (a fresh unpredictable name, created exclusively, so nothing
-//! already there, such as a symlink, is ever followed), is flushed to disk, then renamed over
-//! the old file: a reader (say, `exercises` beside a running `verify --watch`) sees the old
-//! file or the new one, never an empty or half-written one. A failed write removes its
-//! temporary file. A file that cannot be read is never deleted: `reset` moves it aside.
+//! a file in a new private folder beside it (`scratch.rs`: nothing already there, such as a
+//! symlink, is ever followed), is flushed to disk, then renamed over the old file: a reader
+//! (say, `exercises` beside a running `verify --watch`) sees the old file or the new one,
+//! never an empty or half-written one. A failed write, or an interrupt, removes that folder
+//! with what it holds. A file that cannot be read is never deleted: `reset` moves it aside.
 
-use anyhow::{bail, Context, Result};
+use crate::scratch::ScratchDir;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::hash::{BuildHasher, RandomState};
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -35,8 +35,6 @@ pub struct Progress {
 
 const FILE: &str = "progress.json";
 const LOCK: &str = "progress.lock";
-/// How many fresh names a save tries for its temporary file before giving up.
-const TEMPORARY_TRIES: u32 = 8;
 
 const RESET_ADVICE: &str = "`refcount-lab exercises --reset` moves it aside and starts over";
 /// What to do when the state folder cannot be read or written.
@@ -65,6 +63,14 @@ impl Progress {
     /// Reads the progress, applies `change` and saves it, all under the lock: a command
     /// changing it at the same time waits, and keeps this change. `change` should be quick.
     pub fn update(change: impl FnOnce(&mut Progress)) -> Result<()> {
+        Progress::update_with(|progress| {
+            change(progress);
+            Ok(())
+        })
+    }
+
+    /// `update` with a change that may fail, in which case nothing is saved.
+    pub fn update_with<T>(change: impl FnOnce(&mut Progress) -> Result<T>) -> Result<T> {
         update_in(&state_dir()?, change)
     }
 
@@ -114,21 +120,26 @@ impl Progress {
         ))
     }
 
-    /// Writes the progress file in `dir` through a temporary file of its own; the caller
+    /// Writes the progress file in `dir` through a folder of its own beside it; the caller
     /// holds the lock.
     fn save_in(&self, dir: &Path) -> Result<()> {
         let path = dir.join(FILE);
         let text = serde_json::to_string_pretty(self)?;
-        let (mut file, temporary) = create_temporary(dir, temporary_names())?;
+        let scratch = ScratchDir::new_in(dir)
+            .with_context(|| format!("cannot save your progress; {FOLDER_ADVICE}"))?;
         // Flushed to disk before the rename, so that a crash leaves the old file or the new
         // one, not an empty one.
-        let written = file
-            .write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| std::fs::rename(&temporary, &path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
+        let written = scratch.hand_over(|scratch| {
+            let temporary = scratch.join(FILE);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)
+        });
         written.with_context(|| format!("cannot write {}; {FOLDER_ADVICE}", path.display()))
     }
 }
@@ -151,11 +162,12 @@ fn load_from(dir: &Path) -> Result<Progress> {
     }
 }
 
-fn update_in(dir: &Path, change: impl FnOnce(&mut Progress)) -> Result<()> {
+fn update_in<T>(dir: &Path, change: impl FnOnce(&mut Progress) -> Result<T>) -> Result<T> {
     let _lock = lock(dir)?;
     let mut progress = load_from(dir)?;
-    change(&mut progress);
-    progress.save_in(dir)
+    let changed = change(&mut progress)?;
+    progress.save_in(dir)?;
+    Ok(changed)
 }
 
 /// Takes the lock on the progress in `dir` (made if missing, private), waiting for whoever
@@ -187,43 +199,6 @@ fn lock(dir: &Path) -> Result<File> {
                 .with_context(|| format!("cannot lock {}; {FOLDER_ADVICE}", path.display()));
         }
     }
-}
-
-/// Names for a temporary file beside the progress file, that no one else can guess.
-fn temporary_names() -> impl Iterator<Item = String> {
-    let random = RandomState::new();
-    (0..TEMPORARY_TRIES).map(move |n| format!("{FILE}.{:016x}.tmp", random.hash_one(n)))
-}
-
-/// Creates the first of `names` free in `dir`, readable and writable by the user alone.
-/// Whatever is already at a name (a file, a symlink planted there) is left alone: O_EXCL
-/// never follows a symlink, and O_NOFOLLOW says so again.
-fn create_temporary(
-    dir: &Path,
-    names: impl IntoIterator<Item = String>,
-) -> Result<(File, PathBuf)> {
-    for name in names {
-        let path = dir.join(name);
-        let created = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path);
-        match created {
-            Ok(file) => return Ok((file, path)),
-            Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
-            Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("cannot create {}; {FOLDER_ADVICE}", path.display()))
-            }
-        }
-    }
-    bail!(
-        "cannot save progress: every name tried for a temporary file in {} is taken; remove \
-         the {FILE}.*.tmp files there",
-        dir.display()
-    )
 }
 
 /// Renames `path` to the first free `path.damaged`, `path.damaged.2`, …
@@ -324,6 +299,7 @@ mod tests {
                         for n in 0..EACH {
                             update_in(dir, |progress| {
                                 progress.done.insert(format!("{thread}-{n}"));
+                                Ok(())
                             })
                             .unwrap();
                         }
@@ -338,27 +314,6 @@ mod tests {
         assert!(reads > 0);
         assert_eq!(load_from(dir).unwrap().done.len(), THREADS * EACH);
         assert_eq!(folder.names(), [FILE, LOCK], "no temporary file is left");
-    }
-
-    #[test]
-    fn a_symlink_at_a_temporary_name_is_not_followed() {
-        let folder = Folder::new("symlink");
-        let dir = folder.0.as_path();
-        let target = dir.join("target");
-        std::fs::write(&target, "someone else's").unwrap();
-        let planted: Vec<String> = (0..3).map(|n| format!("planted-{n}")).collect();
-        for name in &planted {
-            std::os::unix::fs::symlink(&target, dir.join(name)).unwrap();
-        }
-        assert!(create_temporary(dir, planted.clone()).is_err());
-        let names = planted.into_iter().chain(["free".to_owned()]);
-        let (_, path) = create_temporary(dir, names).unwrap();
-        assert_eq!(path, dir.join("free"));
-        let mode = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions());
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "someone else's");
-        // Each save tries names of its own.
-        assert_ne!(temporary_names().next(), temporary_names().next());
     }
 
     #[test]

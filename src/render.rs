@@ -9,7 +9,8 @@ use crate::faults::{self, Expected, Fault, InSafePyO3, CATALOGUE};
 use crate::lessons::{Lesson, Observation, Question, Shown};
 use crate::markdown;
 use crate::outcome::{self, Leak, Outcome};
-use crate::runner::{Captured, Run, TraceLine};
+use crate::printable;
+use crate::runner::{Run, TraceLine};
 use crate::sites;
 use crate::trace::Event;
 use std::collections::BTreeMap;
@@ -19,6 +20,8 @@ use std::fmt::Write as _;
 const OUTPUT_LINES_SHOWN: usize = 40;
 /// Characters shown of one line of output; the rest is counted.
 const OUTPUT_LINE_CHARS: usize = 200;
+/// Characters shown of one trace line (a long `say`); the rest is counted.
+const TRACE_LINE_CHARS: usize = 1000;
 /// Trace lines shown from the start and from the end of a very long trace (the end matters
 /// most after a crash).
 const TRACE_HEAD: usize = 300;
@@ -123,10 +126,11 @@ pub fn predictions(
     p.section(&mut out, "your predictions");
     for (i, (asked, answer)) in questions.iter().zip(answers).enumerate() {
         out.push_str(&question(p, i + 1, asked));
+        // What the learner typed is shown back, but never drives the terminal.
         let answer = if answer.trim().is_empty() {
-            "(skipped)"
+            "(skipped)".to_owned()
         } else {
-            answer.trim()
+            printable::one_line(answer.trim())
         };
         let _ = writeln!(out, "    {} {answer}", p.paint(Style::Dim, "you said:"));
         let seen: Vec<String> = asked
@@ -249,6 +253,10 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
         .join("\n            ");
         let _ = writeln!(out, "  {} {note}", p.paint(Style::Dim, "fault:   "));
     }
+    if let Some(files) = not_used(run) {
+        let note = wrap(&files, p.width.saturating_sub(12)).join("\n            ");
+        let _ = writeln!(out, "  {} {note}", p.paint(Style::Dim, "note:    "));
+    }
     if let Some(names) = outcome::threads_at_exit(run) {
         let note = format!(
             "{} daemon thread{} still running at exit: CPython does not wait for daemon \
@@ -281,6 +289,28 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
         );
     }
     out
+}
+
+/// The files beside the script that were not imported in place of refcount-lab's modules,
+/// said once.
+fn not_used(run: &Run) -> Option<String> {
+    let files = run.events().find_map(|event| match event {
+        Event::NotUsed { files } if !files.is_empty() => Some(files),
+        _ => None,
+    })?;
+    let names: Vec<&str> = files.values().map(String::as_str).collect();
+    let modules: Vec<&str> = files.keys().map(String::as_str).collect();
+    let (were, modules_word, other_names, them) = if files.len() == 1 {
+        ("was", "module", "another name", "it")
+    } else {
+        ("were", "modules", "other names", "them")
+    };
+    Some(format!(
+        "{} beside the script {were} not used: `import {}` imports refcount-lab's \
+         {modules_word}; give yours {other_names} to import {them}",
+        names.join(", "),
+        modules.join(", ")
+    ))
 }
 
 fn trace(p: Painter, out: &mut String, run: &Run) {
@@ -386,15 +416,15 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                     format!("{fault}: its faulty code runs for the first time"),
                     String::new(),
                 ),
-                Event::FaultCounts { .. } => continue,
+                Event::FaultCounts { .. } | Event::NotUsed { .. } => continue,
                 Event::Done => ("end", "the interpreter shut down".into(), String::new()),
             },
         };
         let tag = p.paint(Style::Dim, &format!("{tag:<9}"));
-        // Long lines wrap, and continuation lines (a repr, say) line up under the first; a
-        // note that does not fit beside its line goes on a line of its own below it.
+        // Long lines are cut, then wrap, and continuation lines (a repr, say) line up under
+        // the first; a note that does not fit beside its line goes on a line of its own below.
         let room = p.width.saturating_sub(12).max(20);
-        let body = wrap(&body, room);
+        let body = wrap(&cut(&body, TRACE_LINE_CHARS), room);
         let last = body.last().map_or(0, |line| line.chars().count());
         let body_text = body.join("\n            ");
         shown.push(if note.is_empty() {
@@ -454,16 +484,33 @@ fn made_and_freed(pair: &[TraceLine]) -> Option<(&str, u64)> {
     }
 }
 
-/// Splits `text` into lines of at most `width` characters, breaking at spaces.
+/// `text` up to `max` characters, and how many more there were.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => {
+            let more = text[at..].chars().count();
+            format!("{}… ({more} more characters)", &text[..at])
+        }
+        None => text.to_owned(),
+    }
+}
+
+/// Splits `text` into lines of at most `width` characters, breaking at spaces, and a word
+/// longer than a line where the line ends.
 fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
     let mut lines = Vec::new();
     for paragraph in text.lines() {
         let mut line = String::new();
-        for word in paragraph.split(' ') {
+        for mut word in paragraph.split(' ') {
             if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
                 lines.push(std::mem::take(&mut line));
             } else if !line.is_empty() {
                 line.push(' ');
+            }
+            while let Some((at, _)) = word.char_indices().nth(width) {
+                lines.push(word[..at].to_owned());
+                word = &word[at..];
             }
             line.push_str(word);
         }
@@ -472,17 +519,17 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// What the script printed: its stdout, and its stderr when the outcome did not already
-/// quote it (a crash or an error report does).
+/// What the script printed: its stdout, and its stderr but what the outcome quotes below
+/// (a crash's report from the interpreter, an error's traceback).
 fn script_output(p: Painter, out: &mut String, run: &Run, outcome: &Outcome) {
-    captured(p, out, "output:", &run.stdout);
-    if !matches!(outcome, Outcome::Crashed { .. } | Outcome::Error { .. }) {
-        captured(p, out, "stderr:", &run.stderr);
-    }
+    captured(p, out, "output:", &run.stdout.text, run.stdout.dropped);
+    let stderr = outcome::unquoted_stderr(run, outcome);
+    captured(p, out, "stderr:", stderr, run.stderr.dropped);
 }
 
-fn captured(p: Painter, out: &mut String, title: &str, stream: &Captured) {
-    let lines: Vec<&str> = stream.text.lines().collect();
+/// `text`, a captured stream, of which `dropped` bytes were not kept.
+fn captured(p: Painter, out: &mut String, title: &str, text: &str, dropped: usize) {
+    let lines: Vec<&str> = text.lines().collect();
     if lines.is_empty() {
         return;
     }
@@ -504,8 +551,8 @@ fn captured(p: Painter, out: &mut String, title: &str, stream: &Captured) {
         let plural = if hidden_lines == 1 { "" } else { "s" };
         hidden.push(format!("{hidden_lines} more line{plural} not shown"));
     }
-    if stream.dropped > 0 {
-        hidden.push(format!("{} more bytes not kept", stream.dropped));
+    if dropped > 0 {
+        hidden.push(format!("{dropped} more bytes not kept"));
     }
     if !hidden.is_empty() {
         let _ = writeln!(out, "    … {}", hidden.join(", "));
@@ -837,6 +884,13 @@ mod tests {
         assert_eq!(wrap("aa bb cc", 5), vec!["aa bb", "cc"]);
         assert_eq!(wrap("[]\n[]*", 76), vec!["[]", "[]*"]);
         assert!(wrap("", 10).is_empty());
+        assert_eq!(wrap("a bcdefgh ij", 3), vec!["a", "bcd", "efg", "h", "ij"]);
+    }
+
+    #[test]
+    fn long_trace_lines_are_cut_and_say_how_much() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcdé", 2), "ab… (3 more characters)");
     }
 
     #[test]

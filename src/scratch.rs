@@ -7,7 +7,9 @@
 //! child's current folder and `sys.path[0]` are folders only the user controls. They go in
 //! `$XDG_RUNTIME_DIR` when it is the user's own, else in `$TMPDIR` (else `/tmp`), once
 //! every folder above is checked: one that another user may change must be sticky
-//! (`/tmp` is), or they could swap our folder for theirs.
+//! (`/tmp` is), or they could swap our folder for theirs. Files that belong in a folder of
+//! the user's (the exercises, the progress file) are written in a hidden scratch folder
+//! there instead ([`ScratchDir::new_in`]), and moved into place once whole.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::{CString, OsString};
@@ -26,9 +28,27 @@ pub struct ScratchDir(PathBuf);
 impl ScratchDir {
     pub fn new() -> Result<ScratchDir> {
         let base = base()?;
-        let template = base.join("refcount-lab-XXXXXX");
+        ScratchDir::make(&base, "refcount-lab-").with_context(|| {
+            format!(
+                "cannot create a scratch folder in {}; free some space there, or set TMPDIR \
+                 to a folder of your own",
+                base.display()
+            )
+        })
+    }
+
+    /// A new hidden scratch folder in `parent`, for files that belong there once they are
+    /// whole: written here, then moved into place by [`ScratchDir::hand_over`]. The caller
+    /// checks `parent`.
+    pub fn new_in(parent: &Path) -> Result<ScratchDir> {
+        ScratchDir::make(parent, ".refcount-lab-")
+            .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))
+    }
+
+    fn make(base: &Path, prefix: &str) -> std::io::Result<ScratchDir> {
+        let template = base.join(format!("{prefix}XXXXXX"));
         let template = CString::new(template.into_os_string().into_vec())
-            .context("the temporary folder's path holds a NUL byte")?;
+            .map_err(|_| std::io::Error::other("the path holds a NUL byte"))?;
         let raw = template.into_raw();
         // SAFETY: `raw` is a NUL-terminated template of ours, which mkdtemp fills in.
         let made = unsafe { libc::mkdtemp(raw) };
@@ -37,17 +57,20 @@ impl ScratchDir {
         let path = unsafe { CString::from_raw(raw) };
         let path = PathBuf::from(OsString::from_vec(path.into_bytes()));
         if made.is_null() {
-            return Err(error).with_context(|| {
-                format!(
-                    "cannot create a scratch folder in {}; free some space there, or set \
-                     TMPDIR to a folder of your own",
-                    base.display()
-                )
-            });
+            return Err(error);
         }
         let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         live.push(path.clone());
         Ok(ScratchDir(path))
+    }
+
+    /// Runs `finish` (which fills the folder and moves what it holds to where it belongs)
+    /// while an interrupt cannot remove scratch folders: one that comes meanwhile waits for
+    /// `finish` to end, and one that came before has removed the folder, so `finish` fails
+    /// and moves nothing. `finish` must not make or drop a scratch folder.
+    pub fn hand_over<T>(&self, finish: impl FnOnce(&Path) -> T) -> T {
+        let _live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        finish(&self.0)
     }
 
     /// A new scratch folder holding one file, `name`, with `contents`.
@@ -128,29 +151,69 @@ fn is_private(dir: &Path) -> bool {
 /// Refuses `dir` if it, or a folder above it, may be changed by another user (but root)
 /// without the sticky bit that keeps them from renaming what is ours.
 fn check_ancestors(dir: &Path) -> Result<()> {
-    let real = dir.canonicalize().with_context(|| {
+    let shared = shared_folder(dir, false).with_context(|| {
         format!(
             "cannot use the temporary folder {}; set TMPDIR to a folder of your own",
             dir.display()
         )
     })?;
+    if let Some(shared) = shared {
+        bail!(
+            "{shared}: one of them could swap refcount-lab's private folders there for their \
+             own. Set TMPDIR to a folder only you can change"
+        );
+    }
+    Ok(())
+}
+
+/// A folder other users may change (see [`shared_folder`]).
+#[derive(Debug)]
+pub struct Shared {
+    folder: PathBuf,
+    uid: u32,
+    mode: u32,
+}
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sticky = if self.mode & 0o1000 == 0 {
+            ", no sticky bit"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "{} can be changed by other users (owner uid {}, mode {:o}{sticky})",
+            self.folder.display(),
+            self.uid,
+            self.mode & 0o7777
+        )
+    }
+}
+
+/// The first of `dir` (its real path) and the folders above it that another user (but
+/// root) may change: one they own, or one their group or anyone may write in. Above `dir`
+/// the sticky bit makes such a folder safe (it keeps them from renaming what is ours); for
+/// `dir` itself too unless `with_its_files`, when adding files to it is change enough.
+pub fn shared_folder(dir: &Path, with_its_files: bool) -> Result<Option<Shared>> {
+    let real = dir
+        .canonicalize()
+        .with_context(|| format!("cannot find {}", dir.display()))?;
     for folder in real.ancestors() {
         let meta = std::fs::metadata(folder)
             .with_context(|| format!("cannot read {}", folder.display()))?;
         let mode = meta.permissions().mode();
         let others_write = meta.uid() != my_uid() && meta.uid() != 0 || mode & 0o022 != 0;
-        if others_write && mode & 0o1000 == 0 {
-            bail!(
-                "{} can be changed by other users (owner uid {}, mode {:o}, no sticky bit): \
-                 one of them could swap refcount-lab's private folders there for their own. \
-                 Set TMPDIR to a folder only you can change",
-                folder.display(),
-                meta.uid(),
-                mode & 0o7777
-            );
+        let sticky_protects = mode & 0o1000 != 0 && !(with_its_files && folder == real);
+        if others_write && !sticky_protects {
+            return Ok(Some(Shared {
+                folder: folder.to_owned(),
+                uid: meta.uid(),
+                mode,
+            }));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -176,6 +239,22 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_made_in_place_is_hidden_and_one_an_interrupt_removes() {
+        let parent = ScratchDir::new().unwrap();
+        let scratch = ScratchDir::new_in(parent.path()).unwrap();
+        assert_eq!(scratch.path().parent(), Some(parent.path()));
+        let name = scratch.path().file_name().unwrap().to_string_lossy();
+        assert!(name.starts_with(".refcount-lab-"), "{name}");
+        let live = || LIVE.lock().unwrap().contains(&scratch.path().to_owned());
+        assert!(live(), "remove_all (an interrupt) removes it");
+        // While it hands over, an interrupt's removal waits for the lock.
+        assert!(scratch.hand_over(|_| LIVE.try_lock().is_err()));
+        let path = scratch.path().to_owned();
+        drop(scratch);
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn a_folder_others_may_change_without_the_sticky_bit_is_refused() {
         let scratch = ScratchDir::new().unwrap();
         let open = scratch.path().join("open");
@@ -185,5 +264,10 @@ mod tests {
         assert!(error.contains("no sticky bit"), "{error}");
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
         check_ancestors(&open).unwrap();
+        // Others may still add files to it, and to a folder of it that is not sticky.
+        let shared = shared_folder(&open, true).unwrap().unwrap();
+        assert!(shared.to_string().ends_with("mode 1777)"), "{shared}");
+        std::fs::create_dir(open.join("mine")).unwrap();
+        assert!(shared_folder(&open.join("mine"), true).unwrap().is_none());
     }
 }

@@ -175,6 +175,9 @@ pub enum Event {
     FaultRan { fault: String },
     /// At the end: how often each fault's faulty branch ran.
     FaultCounts { counts: BTreeMap<String, u64> },
+    /// Files beside the script named as refcount-lab's modules, which were not imported in
+    /// their place: module name to file, as the script's folder has it.
+    NotUsed { files: BTreeMap<String, String> },
     /// The script ran to its end.
     Done,
 }

@@ -6,7 +6,7 @@ use crate::cli::ExercisesAction;
 use crate::python::Python;
 use crate::render::{self, show, Painter};
 use crate::{exercises, outcome, printable, progress};
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,21 +30,13 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
     }
     let progress = progress::Progress::load()?;
     if let Some(ExercisesAction::Init { dir, resume }) = action {
-        let kept = exercises::init(&dir, &all, resume)?;
-        let dir = dir
-            .canonicalize()
-            .with_context(|| format!("cannot find {}", dir.display()))?;
-        let written = all.len() - kept;
-        let kept = match kept {
-            0 => String::new(),
-            n => format!(" (kept the {n} already there)"),
-        };
-        show(&format!(
-            "Wrote {written} exercises to {}{kept}.\n\n{FIRST_STEPS}\nThe first file: {}\n",
-            dir.display(),
-            dir.join(all[0].file_name()).display()
-        ));
-        progress::Progress::update(|progress| {
+        // Under the progress lock, so that the folder and the progress naming it are saved
+        // together: interrupted while waiting for the lock, init leaves nothing behind.
+        let (kept, dir) = progress::Progress::update_with(|progress| {
+            let kept = exercises::init(&dir, &all, resume)?;
+            let dir = dir
+                .canonicalize()
+                .with_context(|| format!("cannot find {}", dir.display()))?;
             // Resuming in the folder already in use, however it is spelled, keeps what is
             // done there.
             let saved = progress
@@ -55,8 +47,19 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
                 progress.done.clear();
                 progress.passed.clear();
             }
-            progress.workdir = Some(dir);
+            progress.workdir = Some(dir.clone());
+            Ok((kept, dir))
         })?;
+        let written = all.len() - kept;
+        let kept = match kept {
+            0 => String::new(),
+            n => format!(" (kept the {n} already there)"),
+        };
+        show(&format!(
+            "Wrote {written} exercises to {}{kept}.\n\n{FIRST_STEPS}\nThe first file: {}\n",
+            dir.display(),
+            dir.join(all[0].file_name()).display()
+        ));
         return Ok(true);
     }
     let mut out = String::new();
@@ -327,6 +330,8 @@ struct Exported {
 }
 
 const EXPORT_FORMAT: &str = "refcount-lab progress 1";
+/// The longest learner's name an exported file takes, in characters (a row of `class`).
+const NAME_CHARS: usize = 64;
 
 /// `exercises --export FILE [--name NAME]`.
 pub fn export_command(file: &Path, name: Option<String>) -> Result<bool> {
@@ -336,6 +341,15 @@ pub fn export_command(file: &Path, name: Option<String>) -> Result<bool> {
         .or_else(|| std::env::var("USER").ok())
         .filter(|name| !name.trim().is_empty())
         .context("cannot tell your name: pass --name NAME")?;
+    let length = learner.chars().count();
+    ensure!(
+        length <= NAME_CHARS,
+        "the name is {length} characters long, more than the {NAME_CHARS} an exported file \
+         takes: pass a shorter one with --name NAME"
+    );
+    // Kept as it is shown: the file, its summary here and `class` print no control or bidi
+    // character of it.
+    let learner = printable::one_line(&learner);
     let exported = Exported {
         format: EXPORT_FORMAT.to_owned(),
         learner,

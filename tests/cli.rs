@@ -294,6 +294,33 @@ fn long_lines_stderr_and_signal_names() {
     }
 }
 
+/// A 64 KiB `say` is cut in the report, which says how much, and wraps to the width.
+#[test]
+fn a_very_long_trace_line_is_cut_and_wrapped() {
+    let output = run_fixture("says_64_kib.py", &[]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let unwrapped = stdout.replace("\n            ", " ");
+    assert!(unwrapped.contains("x… (64536 more characters)"), "{stdout}");
+    let widest = stdout.lines().map(|line| line.chars().count()).max();
+    assert!(
+        widest <= Some(80),
+        "a line of {widest:?} characters:\n{stdout}"
+    );
+}
+
+/// What a script wrote to stderr itself is shown when it crashes or leaves through
+/// `os._exit`, above the outcome (which sums up the interpreter's crash report).
+#[test]
+fn a_scripts_own_stderr_is_shown_when_it_crashes_or_leaves() {
+    for script in [
+        "writes_stderr_then_crashes.py",
+        "writes_stderr_then_leaves.py",
+    ] {
+        settings().bind(|| assert_cmd_snapshot!(script, run_fixture(script, &[])));
+    }
+}
+
 /// Options are where they are used; a zero timeout is refused; completions and the
 /// manual page are generated.
 #[test]
@@ -425,6 +452,41 @@ fn on_a_terminal_a_learner_predicts_then_sees() {
     assert!(
         predictions.contains("the runs: faulty: crashed: SIG"),
         "{predictions}"
+    );
+}
+
+/// An answer typed at the prompt is shown back next to the runs escaped: it cannot drive
+/// the terminal. (The terminal itself echoes it as it is typed, as any program's input.)
+#[test]
+fn a_typed_answer_is_shown_back_escaped() {
+    use std::io::Write;
+    let command = format!(
+        "{} lesson 3 --color never --width 80",
+        get_cargo_bin("refcount-lab").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) runs");
+    let answers = "2\u{1b}[2J\u{202e}\u{200b}\n\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answers.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
+    let predictions = &text[text.find("── your predictions").expect("a comparison")..];
+    assert!(
+        predictions.contains("you said: 2\\x1b[2J\\u{202e}\\u{200b}\n"),
+        "{predictions:?}"
+    );
+    assert!(
+        !predictions.chars().any(|c| c.is_control() && c != '\n'),
+        "{predictions:?}"
     );
 }
 

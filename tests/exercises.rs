@@ -371,8 +371,8 @@ fn verify_shows_its_results_even_when_progress_cannot_be_saved() {
 #[test]
 fn errors_keep_the_systems_reason_and_say_what_to_do() {
     let shop = Workshop::new("errors");
-    // Files may not grow past 100 bytes: init fails on its first file and leaves none half
-    // written, for --resume would keep it as the learner's.
+    // Files may not grow past 100 bytes: init fails on its first file and leaves nothing
+    // (a file half written would be kept by --resume as the learner's).
     let work = shop.work();
     let mut init = shop.lab(&["exercises", "init", work.to_str().unwrap()]);
     // SAFETY: setrlimit and signal are async-signal-safe, and touch only the child.
@@ -395,14 +395,17 @@ fn errors_keep_the_systems_reason_and_say_what_to_do() {
         "the system's reason: {stderr}"
     );
     assert!(
-        stderr.contains("--resume` writes the rest"),
+        stderr.contains("nothing was written (once it can be, `refcount-lab exercises init"),
         "what to do: {stderr}"
     );
-    assert_eq!(
-        std::fs::read_dir(&work).unwrap().count(),
-        0,
-        "no half-written file"
-    );
+    assert!(!work.exists(), "no folder, no half-written file");
+    let left: Vec<_> = std::fs::read_dir(&shop.root)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .filter(|name| name != "state")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 
     // A state folder that is a file.
     let file = shop.root.join("a-file");
@@ -733,6 +736,45 @@ fn a_teacher_collects_exported_progress() {
     std::fs::write(class.join("notes.json"), "{}").unwrap();
     ada.settings()
         .bind(|| assert_cmd_snapshot!("class", ada.lab(&["class", class.to_str().unwrap()])));
+}
+
+/// `--export --name` keeps a name as it can be shown (no control or bidi character reaches
+/// a terminal or the file), and refuses one too long for a row of `class`.
+#[test]
+fn an_exported_name_is_escaped_and_bounded() {
+    let shop = Workshop::new("export-name");
+    let exported = shop.root.join("me.json");
+    let exported = exported.to_str().unwrap();
+    let output = shop
+        .lab(&[
+            "exercises",
+            "--export",
+            exported,
+            "--name",
+            "Ada\u{1b}[2J\u{202e}\u{200b}",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let shown = "Ada\\x1b[2J\\u{202e}\\u{200b}";
+    assert!(stdout.contains(&format!("as {shown})")), "{stdout:?}");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exported).unwrap()).unwrap();
+    assert_eq!(file["learner"], shown);
+
+    let long = "A".repeat(65);
+    let output = shop
+        .lab(&["exercises", "--export", exported, "--name", &long])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("65 characters long"), "{stderr}");
+    assert!(
+        stderr.contains("pass a shorter one with --name"),
+        "{stderr}"
+    );
 }
 
 #[test]

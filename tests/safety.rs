@@ -439,6 +439,46 @@ fn files_planted_beside_a_run_are_never_imported() {
     );
 }
 
+/// A learner's own hashtable.py or lab.py beside their script is not imported in place of
+/// refcount-lab's modules (the script's folder is first on `sys.path`, as with `python
+/// script.py`), and the report says so, once.
+#[test]
+fn modules_beside_the_script_do_not_replace_refcount_labs() {
+    let sandbox = Sandbox::new("beside");
+    let mine = sandbox.root.join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    let ran = sandbox.root.join("planted-code-ran");
+    let payload = format!(
+        "open({:?}, 'a').write(__name__ + '\\n')\n",
+        ran.display().to_string()
+    );
+    for name in ["hashtable.py", "lab.py"] {
+        std::fs::write(mine.join(name), &payload).unwrap();
+    }
+    let script = mine.join("plants_nothing.py");
+    std::fs::copy(fixtures().join("attacks/plants_nothing.py"), &script).unwrap();
+    let output = sandbox
+        .lab(&["run", script.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", report(&output));
+    assert!(
+        !ran.exists(),
+        "a module beside the script ran: {:?}",
+        std::fs::read_to_string(&ran)
+    );
+    assert!(
+        stdout.contains("hashtable is refcount-lab's: True"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("lab is refcount-lab's: True"), "{stdout}");
+    let said = stdout.replace("\n            ", " ");
+    let note = "hashtable.py, lab.py beside the script were not used";
+    assert_eq!(said.matches(note).count(), 1, "{stdout}");
+    sandbox.assert_scratch_removed();
+}
+
 /// A scratch folder is never put where another user could swap it for their own: a
 /// temporary folder others may change without the sticky bit is refused, with a way out.
 #[test]
@@ -460,6 +500,112 @@ fn a_temporary_folder_others_may_change_is_refused() {
         .unwrap();
     assert!(output.status.success(), "{}", report(&output));
     sandbox.assert_scratch_removed();
+}
+
+/// Is `pid` waiting for a file lock (flock), as `/proc/locks` says?
+fn waits_for_a_lock(pid: u32) -> bool {
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    let pid = pid.to_string();
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"->") && fields.contains(&pid.as_str())
+    })
+}
+
+/// SIGTERM or Ctrl-C during `exercises init` leaves no partial folder, no temporary folder
+/// and no temporary progress file. The test holds the progress lock, which init fills its
+/// folder under, so the signal comes at the same point every time.
+#[test]
+fn an_interrupted_init_leaves_nothing_behind() {
+    use std::os::fd::AsRawFd;
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let sandbox = Sandbox::new(&format!("init-{signal}"));
+        let state = sandbox.root.join("state");
+        std::fs::create_dir(&state).unwrap();
+        let lock = std::fs::File::create(state.join("progress.lock")).unwrap();
+        // SAFETY: flock reads only its two integer arguments; the descriptor is `lock`'s.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let work = sandbox.root.join("work");
+        let child = spawn(sandbox.lab(&["exercises", "init", work.to_str().unwrap()]));
+        let deadline = Instant::now() + PATIENCE;
+        while !waits_for_a_lock(child.id()) {
+            assert!(Instant::now() < deadline, "init never waited for the lock");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: signalling a process this test started.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let output = child.wait_with_output().unwrap();
+        drop(lock);
+        assert_eq!(output.status.code(), Some(code), "{}", report(&output));
+        assert!(
+            !work.exists(),
+            "a partial folder: {:?}",
+            std::fs::read_dir(&work)
+        );
+        let names = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&sandbox.root), ["state", "tmp"]);
+        assert_eq!(names(&state), ["progress.lock"]);
+        sandbox.assert_scratch_removed();
+    }
+}
+
+/// `exercises init` refuses a folder other users may change, as the temporary folder is
+/// refused: one they may write in without the sticky bit (they could swap the folder made
+/// there), or one they may add files to (a module the learner's scripts would import).
+#[test]
+fn init_refuses_a_folder_others_may_change() {
+    let sandbox = Sandbox::new("init-shared");
+    let open = sandbox.root.join("open");
+    let sticky = sandbox.root.join("sticky");
+    for (dir, mode) in [(&open, 0o777), (&sticky, 0o1777)] {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut refused = vec![open.join("work"), open.clone(), sticky.clone()];
+    let other = SecondUser::make();
+    if let Some(other) = &other {
+        let theirs = sandbox.root.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        let chown = Command::new("chown").arg(other.0).arg(&theirs).status();
+        assert!(chown.unwrap().success());
+        refused.push(theirs);
+    }
+    for dir in &refused {
+        let output = sandbox
+            .lab(&["exercises", "init", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{dir:?}: {}",
+            report(&output)
+        );
+        assert!(stderr.contains("can be changed by other users"), "{stderr}");
+        assert!(
+            stderr.contains("Pick a folder only you can change"),
+            "{stderr}"
+        );
+        assert!(!dir.join("01-predict-buckets.py").exists(), "{dir:?}");
+    }
+    assert!(!open.join("work").exists());
+    // A folder of one's own made in a sticky one, as in /tmp, is fine.
+    let mine = sticky.join("work");
+    let output = sandbox
+        .lab(&["exercises", "init", mine.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", report(&output));
+    let mode = std::fs::metadata(&mine).unwrap().permissions().mode();
+    assert_eq!(mode & 0o022, 0, "others may not change it: {mode:o}");
 }
 
 /// A second local user, made by the test where the machine allows it (root, `useradd`;

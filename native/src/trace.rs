@@ -31,7 +31,7 @@ static SINK: OnceLock<Option<Sink>> = OnceLock::new();
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 /// The event kinds `lab.py` may send through `_labtrace._emit`.
-const PYTHON_KINDS: [&str; 7] = [
+const PYTHON_KINDS: [&str; 8] = [
     "say",
     "refcount",
     "watch",
@@ -39,6 +39,7 @@ const PYTHON_KINDS: [&str; 7] = [
     "repetition",
     "findings",
     "threads",
+    "not_used",
 ];
 
 /// What the parent handed over on the key pipe besides the key: this run's faults.
