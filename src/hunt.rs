@@ -260,6 +260,15 @@ fn leaks_by_rule(metric: &str, deltas: &[i64]) -> bool {
     }
 }
 
+/// Whether confirming runs of the total refcount (debug builds) grew in all but one run, and
+/// grew overall: one dip (the collector, tracemalloc's own books) does not clear a leak
+/// that `regrtest -R 3:3`, which has no confirming runs, reports from the measured ones.
+fn steady_but_one_dip(deltas: &[i64]) -> bool {
+    deltas.len() >= 3
+        && deltas.iter().filter(|&&d| d <= 0).count() <= 1
+        && deltas.iter().sum::<i64>() > 0
+}
+
 const BLOCKS: &str = "allocated blocks";
 const FDS: &str = "open file descriptors";
 const TOTAL: &str = "total refcount";
@@ -316,7 +325,9 @@ pub fn find_leaks(
         let deltas = growth(&values[from..measured_end]);
         let confirming = growth(&values[confirm_from.min(values.len())..]);
         let suspected = leaks_by_rule(&metric, &deltas);
-        let confirmed = confirming.is_empty() || leaks_by_rule(&metric, &confirming);
+        let confirmed = confirming.is_empty()
+            || leaks_by_rule(&metric, &confirming)
+            || (metric == TOTAL && steady_but_one_dip(&confirming));
         if suspected && confirmed {
             leaks.push(Leak {
                 metric,
@@ -946,6 +957,25 @@ mod tests {
         assert_eq!(leaks[1].confirming, [1, 1, 1]);
         assert_eq!(fine[0].metric, BLOCKS);
         assert_eq!(fine[0].confirming, [0, 0, 0]);
+    }
+
+    #[test]
+    fn one_dip_in_the_confirming_runs_does_not_clear_a_steady_total_refcount_leak() {
+        // Measured on python3.11-dbg (issue 22): +15, +6, +6, then confirming with a dip.
+        let totals = [0, 15, 21, 27, 42, 50, 56, 51, 57, 63, 69, 75, 81];
+        let mut values = runs(&vec![(100, 0); totals.len()]);
+        for (run, total) in values.iter_mut().zip(totals) {
+            run.total_refcount = Some(total);
+        }
+        for run in &mut values[5..] {
+            run.phase = "confirming".into();
+        }
+        let (leaks, _) = find_leaks(&values, 1, 3);
+        assert_eq!(names(&leaks), [TOTAL]);
+        // Two dips, or no growth overall, and it is not confirmed.
+        values[10].total_refcount = Some(60);
+        let (leaks, _) = find_leaks(&values, 1, 3);
+        assert!(leaks.is_empty());
     }
 
     #[test]
