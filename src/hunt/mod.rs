@@ -1,0 +1,259 @@
+//! `refcount-lab hunt`: a refleak hunter that works on release builds of CPython.
+//!
+//! The child (`hunt.py`, compiled in) runs the target `warmup + repeat` times in one
+//! interpreter and sends what it measured after each run; when something grew, it runs the
+//! target more times to confirm, with tracemalloc on, and sends what it found leaked (the
+//! objects, their lines, their verdicts, the leaking tests).
+//!
+//! The stages here: this file runs the child and gathers what it sent; `verdict` decides,
+//! with regrtest's rule for `-R`, what leaks (a metric that grew in *every* measured run
+//! after the warm-up, and in every confirming run: warm-up runs absorb caches that fill
+//! once, confirming runs those that fill over a few); `report` writes the text report and
+//! `plot` the SVG.
+
+mod plot;
+mod report;
+mod verdict;
+
+pub use plot::plot;
+pub use report::render;
+pub use verdict::find_leaks;
+
+use crate::faults::Fault;
+use crate::python::Python;
+use crate::runner::{self, Ending, Job, Run};
+use crate::scratch::ScratchDir;
+use crate::trace::{Event, Findings, LeakKind, LeakedObject, Repetition};
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+const SCRIPT: &str = include_str!("hunt.py");
+/// `hunt.py`'s exit status when a `--watch` name never resolved.
+const WATCH_NOT_FOUND: i32 = 3;
+
+/// What to hunt in, and how.
+#[derive(Debug, Serialize)]
+pub struct Config {
+    /// `script` (re-run each time, or `path::function` imported once and called each time),
+    /// `module` (`python -m`) or `pytest`.
+    pub kind: &'static str,
+    pub target: String,
+    pub args: Vec<String>,
+    pub warmup: usize,
+    pub repeat: usize,
+    /// Extra runs, with tracemalloc on, when something grew in every measured run.
+    pub confirm: usize,
+    /// Dotted names of objects whose refcount to follow, e.g. `hash`.
+    pub watch: Vec<String>,
+    /// Known, accepted leaks: type names, or test ids (those tests are not run).
+    pub accept: Vec<String>,
+}
+
+/// A metric that grew in every measured run and every confirming one.
+#[derive(Debug, Serialize)]
+pub struct Leak {
+    /// e.g. `allocated blocks`, `objects: HashTable`, `refcount: hash`.
+    pub metric: String,
+    /// The metric after every run, warm-up included.
+    pub values: Vec<i64>,
+    /// Growth in each measured run.
+    pub deltas: Vec<i64>,
+    /// Growth in each confirming run.
+    pub confirming: Vec<i64>,
+}
+
+impl Leak {
+    /// Growth per run: in the confirming runs when there were some (the first measured
+    /// run often still carries a warm-up's growth), else in the measured runs.
+    pub fn per_run(&self) -> f64 {
+        let deltas = if self.confirming.is_empty() {
+            &self.deltas
+        } else {
+            &self.confirming
+        };
+        deltas.iter().sum::<i64>() as f64 / deltas.len() as f64
+    }
+}
+
+/// A metric that moved without leaking by the rule, and why that is fine.
+#[derive(Debug, Serialize)]
+pub struct NotLeak {
+    pub metric: String,
+    pub deltas: Vec<i64>,
+    pub confirming: Vec<i64>,
+    /// Why, in words: "not in every run", …
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Hunt {
+    pub config: Config,
+    pub repetitions: Vec<Repetition>,
+    pub leaks: Vec<Leak>,
+    /// Leaks named by `--accept`: reported, but they do not fail the hunt.
+    pub accepted: Vec<String>,
+    pub not_leaks: Vec<NotLeak>,
+    /// What leaked, when a leak was suspected and confirmed.
+    pub findings: Option<Findings>,
+    /// Threads the target left running at the end, which the hunt did not wait for.
+    pub threads_left: Vec<String>,
+    /// Processes the target left running at the end, stopped by refcount-lab.
+    pub processes_left: Vec<String>,
+}
+
+impl Hunt {
+    /// Leaks the hunt fails on: metrics, and long-lived objects that gained references.
+    pub fn failed(&self) -> bool {
+        !self.leaks.is_empty() || self.reference_leaks().next().is_some()
+    }
+
+    fn reference_leaks(&self) -> impl Iterator<Item = &LeakedObject> {
+        let objects = self.findings.iter().flat_map(|f| &f.objects);
+        objects.filter(|o| o.kind == LeakKind::References)
+    }
+}
+
+/// Runs the hunt in a child interpreter.
+pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration) -> Result<Hunt> {
+    let scratch = ScratchDir::with_file("hunt.py", SCRIPT)?;
+    let script = scratch.path().join("hunt.py");
+    let config_json = serde_json::to_string(&config)?;
+    let run = runner::run(&Job {
+        python,
+        script: &script,
+        args: &[&config_json],
+        dir: Path::new("."),
+        faults,
+        timeout,
+        debug_allocator: false,
+        wait_for_leftovers: false,
+    })?;
+    // Between repetitions, HashTable and SafeHashTable report every table they make and free.
+    let mut tables_alive = 0;
+    let mut repetitions: Vec<Repetition> = Vec::new();
+    let mut findings = None;
+    let mut threads_left = Vec::new();
+    for event in run.events() {
+        match event {
+            Event::Alloc { .. } => tables_alive += 1,
+            Event::Free { .. } => tables_alive -= 1,
+            Event::Repetition(r) => repetitions.push(Repetition {
+                tables_alive,
+                ..(**r).clone()
+            }),
+            Event::Findings(found) => findings = Some((**found).clone()),
+            Event::Threads { names } => threads_left.clone_from(names),
+            _ => {}
+        }
+    }
+    let expected = config.warmup + config.repeat;
+    if run.ending == Ending::Exited(WATCH_NOT_FOUND) {
+        bail!("{}", run.stderr.text.trim());
+    }
+    if run.ending != Ending::Exited(0) || repetitions.len() < expected {
+        bail!("{}", failure(&run, repetitions.len(), expected));
+    }
+    let (leaks, not_leaks) = find_leaks(&repetitions, config.warmup, config.repeat);
+    let mut hunt = Hunt {
+        config,
+        repetitions,
+        leaks,
+        accepted: Vec::new(),
+        not_leaks,
+        findings,
+        threads_left,
+        processes_left: run.leftovers.clone(),
+    };
+    accept(&mut hunt);
+    Ok(hunt)
+}
+
+/// Moves the leaks `--accept` names (by type) out of the failing ones. When every named
+/// leak (objects of a type, references to an object) was accepted, the totals that grew with
+/// them (blocks, the total refcount, the tables alive) are taken to be theirs and go too.
+fn accept(hunt: &mut Hunt) {
+    let accepted_types: BTreeSet<&str> = hunt.config.accept.iter().map(String::as_str).collect();
+    let mut accepted = Vec::new();
+    if let Some(findings) = &mut hunt.findings {
+        findings.objects.retain(|object| {
+            let keep = !accepted_types.contains(object.type_name.as_str());
+            if !keep {
+                accepted.push(match object.kind {
+                    LeakKind::References => format!("references to {}", object.repr),
+                    LeakKind::NewObjects => format!(
+                        "{} objects{}",
+                        object.type_name,
+                        object
+                            .allocated
+                            .as_ref()
+                            .map(|site| format!(" made at {site}"))
+                            .unwrap_or_default()
+                    ),
+                });
+            }
+            keep
+        });
+    }
+    hunt.leaks.retain(|leak| {
+        let keep = !leak
+            .metric
+            .strip_prefix("objects: ")
+            .is_some_and(|name| accepted_types.contains(name));
+        let objects_named = accepted.iter().any(|a| {
+            leak.metric
+                .strip_prefix("objects: ")
+                .is_some_and(|name| a.starts_with(&format!("{name} objects")))
+        });
+        if !keep && !objects_named {
+            accepted.push(leak.metric.clone());
+        }
+        keep
+    });
+    let named =
+        |leak: &Leak| leak.metric.starts_with("objects: ") || leak.metric.starts_with("refcount: ");
+    if !accepted.is_empty()
+        && !hunt.leaks.iter().any(named)
+        && hunt.reference_leaks().next().is_none()
+    {
+        accepted.extend(hunt.leaks.drain(..).map(|leak| {
+            format!(
+                "{} ({:+.1} per run), counted as the accepted objects' memory",
+                leak.metric,
+                leak.per_run()
+            )
+        }));
+    }
+    hunt.accepted = accepted;
+}
+
+/// Why a hunt did not complete, with what the target printed.
+fn failure(run: &Run, completed: usize, expected: usize) -> String {
+    let how = run.ending_described();
+    format!(
+        "the hunted target {how} after {completed} of {expected} runs\n{}",
+        without_harness_frames(&run.stderr.text)
+    )
+}
+
+/// A traceback without the frames of the hunt's own harness (`hunt.py`, `runpy`).
+fn without_harness_frames(stderr: &str) -> String {
+    let mut kept = Vec::new();
+    let mut skipping = false;
+    for line in stderr.lines() {
+        if line.starts_with("  File ") {
+            // runpy is frozen from 3.11 on, a file before.
+            skipping = line.contains("hunt.py\"")
+                || line.contains("<frozen runpy>")
+                || line.contains("/runpy.py\"");
+        } else if !line.starts_with("    ") {
+            skipping = false;
+        }
+        if !skipping {
+            kept.push(line);
+        }
+    }
+    kept.join("\n")
+}
