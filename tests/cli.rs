@@ -421,8 +421,8 @@ fn colour_only_when_asked_or_on_a_terminal() {
 /// On a terminal, `lesson` asks its questions first, reads the answers, runs, and puts
 /// each answer next to what the runs showed. Driven through a pseudo-terminal (`script`,
 /// from util-linux).
-#[test]
-fn on_a_terminal_a_learner_predicts_then_sees() {
+/// What `lesson 3` prints on a pseudo-terminal (`script`, from util-linux) given `answers`.
+fn lesson_3_on_a_terminal(answers: &str) -> String {
     use std::io::Write;
     let command = format!(
         "{} lesson 3 --color never --width 80",
@@ -434,9 +434,19 @@ fn on_a_terminal_a_learner_predicts_then_sees() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("`script` (util-linux) runs");
-    child.stdin.take().unwrap().write_all(b"2\n\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answers.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
+    String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n")
+}
+
+#[test]
+fn on_a_terminal_a_learner_predicts_then_sees() {
+    let text = lesson_3_on_a_terminal("2\n\n");
     let asked = text
         .find(" 1. Before you run it")
         .expect("the question is asked");
@@ -459,26 +469,7 @@ fn on_a_terminal_a_learner_predicts_then_sees() {
 /// the terminal. (The terminal itself echoes it as it is typed, as any program's input.)
 #[test]
 fn a_typed_answer_is_shown_back_escaped() {
-    use std::io::Write;
-    let command = format!(
-        "{} lesson 3 --color never --width 80",
-        get_cargo_bin("refcount-lab").display()
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("`script` (util-linux) runs");
-    let answers = "2\u{1b}[2J\u{202e}\u{200b}\n\n";
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(answers.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
+    let text = lesson_3_on_a_terminal("2\u{1b}[2J\u{202e}\u{200b}\n\n");
     let predictions = &text[text.find("── your predictions").expect("a comparison")..];
     assert!(
         predictions.contains("you said: 2\\x1b[2J\\u{202e}\\u{200b}\n"),
