@@ -6,7 +6,7 @@ use crate::faults::Fault;
 use crate::outcome::{self, Outcome};
 use crate::python::Python;
 use crate::render::{self, show, Painter};
-use crate::{bench, hunt, lessons, runner};
+use crate::{bench, hunt, lessons, printable, runner};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::time::Duration;
@@ -192,7 +192,7 @@ pub fn run_script(
     let run = runner::run(&job)?;
     let outcome = outcome::classify(&run);
     show(&render::interpreter(painter, &python.describe()));
-    let heading = format!("run {}", script.display());
+    let heading = format!("run {}", printable::one_line(&script.to_string_lossy()));
     show(&render::run(painter, &heading, &run, &outcome));
     for fault in faults {
         show(&render::site(painter, *fault));

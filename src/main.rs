@@ -80,6 +80,14 @@ fn main() -> ExitCode {
                 .map_err(|error| {
                     anyhow::anyhow!("cannot run {}: {error}", python.executable.display())
                 })?;
+            // Nothing it started outlives the command, here as for a run.
+            let left = processes::stop_leftovers();
+            if !left.is_empty() {
+                eprintln!(
+                    "refcount-lab: stopped what the interpreter left running: {}",
+                    left.join(", ")
+                );
+            }
             interpreter_exit = Some(status);
             Ok(true)
         }),
@@ -235,7 +243,8 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Escaped: a message may quote a file name or a file's line.
+            eprintln!("error: {}", printable::lines(&format!("{error:#}")));
             ExitCode::from(2)
         }
     }

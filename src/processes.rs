@@ -276,6 +276,12 @@ pub fn stop_all(child: i32, own: &[i32]) -> Vec<String> {
     stop_descendants(Some(child), stopped, own)
 }
 
+/// Kills every descendant of this process (none of them an unreaped child we still wait
+/// for) and names those that were running: what a finished interpreter left behind.
+pub fn stop_leftovers() -> Vec<String> {
+    stop_descendants(None, HashMap::new(), &[])
+}
+
 /// Kills every descendant but `child` until none is left; the names of those that were
 /// running (`stopped`, and any found now but `own`), in the order of their pids.
 fn stop_descendants(
@@ -570,10 +576,12 @@ pub mod interrupts {
     static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
     /// Every signal whose default action would end refcount-lab, and that it can take:
-    /// Ctrl-C, Ctrl-\, a hang-up, `kill`, and the rest a script could send its parent. (The
-    /// faults the standard library handles, SIGSEGV and SIGBUS, are left to it; SIGKILL and
-    /// SIGSTOP cannot be taken, which is why children also die with their parent.)
-    const SIGNALS: [(i32, &str); 15] = [
+    /// Ctrl-C, Ctrl-\, a hang-up, `kill`, and the rest anyone could send it, the real-time
+    /// ones too ([`real_time`]). (The faults the standard library handles, SIGSEGV and
+    /// SIGBUS, are left to it; SIGKILL and SIGSTOP cannot be taken, which is why children
+    /// also die with their parent. A real SIGFPE, SIGILL or SIGTRAP of refcount-lab's own
+    /// is delivered by the kernel whatever the mask.)
+    const SIGNALS: [(i32, &str); 19] = [
         (libc::SIGINT, "SIGINT"),
         (libc::SIGTERM, "SIGTERM"),
         (libc::SIGHUP, "SIGHUP"),
@@ -589,7 +597,16 @@ pub mod interrupts {
         (libc::SIGXCPU, "SIGXCPU"),
         (libc::SIGXFSZ, "SIGXFSZ"),
         (libc::SIGSYS, "SIGSYS"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGTRAP, "SIGTRAP"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGILL, "SIGILL"),
     ];
+
+    /// The real-time signals the C library leaves to programs (it keeps the first two).
+    fn real_time() -> std::ops::RangeInclusive<i32> {
+        libc::SIGRTMIN()..=libc::SIGRTMAX()
+    }
 
     /// How the signals are taken.
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -613,7 +630,11 @@ pub mod interrupts {
         // mask only.
         unsafe {
             libc::sigemptyset(&mut set);
-            for (signal, _) in SIGNALS {
+            for signal in SIGNALS
+                .map(|(signal, _)| signal)
+                .into_iter()
+                .chain(real_time())
+            {
                 libc::sigaddset(&mut set, signal);
             }
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -666,10 +687,10 @@ pub mod interrupts {
         let _held = spawn_lock();
         let stopped = stop_descendants(None, HashMap::new(), &[]);
         scratch::remove_all();
-        let name = SIGNALS
-            .iter()
-            .find(|(number, _)| *number == signal)
-            .map_or("a signal", |(_, name)| name);
+        let name = match SIGNALS.iter().find(|(number, _)| *number == signal) {
+            Some((_, name)) => name.to_string(),
+            None => format!("SIGRTMIN+{}", signal - libc::SIGRTMIN()),
+        };
         let processes = match stopped.len() {
             0 => String::from("nothing was left running"),
             1 => String::from("1 process it started was stopped"),

@@ -193,7 +193,8 @@ impl std::fmt::Display for Shared {
 
 /// The first of `dir` (its real path) and the folders above it that another user (but
 /// root) may change: one they own, or one their group or anyone may write in. Above `dir`
-/// the sticky bit makes such a folder safe (it keeps them from renaming what is ours); for
+/// the sticky bit makes a folder of root's or ours that others may write in safe (it keeps
+/// them from renaming what is ours; not its owner); for
 /// `dir` itself too unless `with_its_files`, when adding files to it is change enough.
 pub fn shared_folder(dir: &Path, with_its_files: bool) -> Result<Option<Shared>> {
     let real = dir
@@ -203,9 +204,10 @@ pub fn shared_folder(dir: &Path, with_its_files: bool) -> Result<Option<Shared>>
         let meta = std::fs::metadata(folder)
             .with_context(|| format!("cannot read {}", folder.display()))?;
         let mode = meta.permissions().mode();
-        let others_write = meta.uid() != my_uid() && meta.uid() != 0 || mode & 0o022 != 0;
+        // Its owner may rename anything in it, the sticky bit notwithstanding.
+        let owned_by_another = meta.uid() != my_uid() && meta.uid() != 0;
         let sticky_protects = mode & 0o1000 != 0 && !(with_its_files && folder == real);
-        if others_write && !sticky_protects {
+        if owned_by_another || (mode & 0o022 != 0 && !sticky_protects) {
             return Ok(Some(Shared {
                 folder: folder.to_owned(),
                 uid: meta.uid(),

@@ -211,12 +211,30 @@ fn ctrl_c_stops_everything_every_command_started() {
 
 /// SIGTERM and SIGHUP stop a run as Ctrl-C does, with their own exit status.
 #[test]
-fn sigterm_and_sighup_stop_everything_too() {
-    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGHUP, 129)] {
+fn every_terminating_signal_stops_everything_too() {
+    // Those a shell sends, and the rarer ones anyone may send with `kill`.
+    let real_time = libc::SIGRTMIN() + 6;
+    for signal in [
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGABRT,
+        libc::SIGFPE,
+        real_time,
+    ] {
         let sandbox = Sandbox::new(&format!("signal-{signal}"));
         let child = spawn(sandbox.lab(&["run", "attacks/sleeps_with_a_daemon.py"]));
         let output = interrupt_once_running(&sandbox, child, signal);
-        assert_eq!(output.status.code(), Some(code), "{}", report(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(128 + signal),
+            "{}",
+            report(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("refcount-lab: interrupted (SIG"),
+            "{}",
+            report(&output)
+        );
         sandbox.assert_nothing_left();
         sandbox.assert_scratch_removed();
     }
@@ -652,7 +670,7 @@ impl Drop for SecondUser {
 }
 
 /// The same with a real second user: a folder of theirs is refused even with no write bit
-/// for others.
+/// for others, and even sticky.
 #[test]
 fn a_temporary_folder_of_another_user_is_refused() {
     let Some(other) = SecondUser::make() else {
@@ -666,13 +684,21 @@ fn a_temporary_folder_of_another_user_is_refused() {
         .status()
         .unwrap();
     assert!(chown.success());
-    std::fs::set_permissions(sandbox.tmp(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let output = sandbox
-        .lab(&["lesson", "3", "--no-predict"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("can be changed by other users"));
+    // Sticky or not: its owner may rename what is in it, and so swap our folder.
+    for mode in [0o755, 0o1777] {
+        std::fs::set_permissions(sandbox.tmp(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let output = sandbox
+            .lab(&["lesson", "3", "--no-predict"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{mode:o}: {}",
+            report(&output)
+        );
+        assert!(String::from_utf8_lossy(&output.stderr).contains("can be changed by other users"));
+    }
 }
 
 /// `--timeout` is bounded, with a clear error, not a panic.
@@ -711,6 +737,31 @@ fn the_python_command_ends_as_its_interpreter_did() {
         "{}",
         report(&output)
     );
+    sandbox.assert_scratch_removed();
+}
+
+/// What an interpreter run by `refcount-lab python` leaves running (a child, a daemon in
+/// a session of its own) is stopped when it ends, and named.
+#[test]
+fn the_python_command_leaves_nothing_running() {
+    let sandbox = Sandbox::new("python-leftovers");
+    let output = sandbox
+        .lab(&[
+            "python",
+            "-c",
+            "import subprocess; subprocess.Popen(['sleep', '100000']); \
+             subprocess.Popen(['sleep', '100001'], start_new_session=True)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", report(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("stopped what the interpreter left running: sleep, sleep"),
+        "{}",
+        report(&output)
+    );
+    sandbox.assert_nothing_left();
     sandbox.assert_scratch_removed();
 }
 
@@ -861,4 +912,26 @@ fn folders_another_user_planted_are_never_used() {
         assert!(output.status.code().is_some(), "{}", report(&output));
     }
     assert!(!ran.exists(), "planted code ran as the victim");
+}
+
+/// A file name that holds terminal controls reaches the terminal escaped: in a run's
+/// heading, a hunt's first line and an error.
+#[test]
+fn file_names_reach_the_terminal_escaped() {
+    let sandbox = Sandbox::new("names");
+    let name = "evil\u{1b}]0;T\u{7}\u{1b}[2J.py";
+    let script = sandbox.root.join(name);
+    std::fs::write(&script, "print(1)\n").unwrap();
+    let script = script.to_str().unwrap();
+    let missing = format!("{script}.missing");
+    for args in [
+        vec!["run", script],
+        vec!["hunt", script],
+        vec!["run", missing.as_str()],
+    ] {
+        let output = sandbox.lab(&args).output().unwrap();
+        let text = report(&output);
+        assert!(text.contains("evil\\x1b]0;T\\x07\\x1b[2J.py"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+    }
 }

@@ -98,7 +98,7 @@ fn header(out: &mut String, hunt: &Hunt) {
         "",
         &format!(
             "hunt: {}: {} warm-up + {} measured runs{}",
-            target.join(" "),
+            crate::printable::one_line(&target.join(" ")),
             config.warmup,
             config.repeat,
             match confirming {
