@@ -65,6 +65,15 @@ impl Outcome {
 
 pub fn classify(run: &Run) -> Outcome {
     let outcome = classify_ending(run);
+    // A trace with holes cannot vouch for a run that ended well.
+    if let Some(fault) = &run.sequence_fault {
+        if matches!(outcome, Outcome::Ok | Outcome::Leaked(_)) {
+            return Outcome::Error {
+                exit_code: Some(0),
+                report: vec![format!("{fault}: the trace cannot be trusted")],
+            };
+        }
+    }
     // Work the script left behind is part of the run: it cannot have ended well.
     if !run.leftovers.is_empty() && matches!(outcome, Outcome::Ok | Outcome::Leaked(_)) {
         return Outcome::Error {
@@ -297,6 +306,7 @@ mod tests {
             dropped_trace_lines: 0,
             dropped_decisive: 0,
             other_process_events: 0,
+            sequence_fault: None,
             stdout: Captured::default(),
             stderr: Captured {
                 text: stderr.into(),

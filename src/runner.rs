@@ -115,6 +115,8 @@ pub struct Run {
     pub dropped_decisive: usize,
     /// Signed events sent by other processes than the script's (its forks): not counted.
     pub other_process_events: usize,
+    /// Events of the script's that never arrived or arrived twice, said in a sentence.
+    pub sequence_fault: Option<String>,
     pub stdout: Captured,
     pub stderr: Captured,
     /// Names of the processes the script left running, which the runner stopped.
@@ -342,6 +344,7 @@ pub fn run(job: &Job) -> Result<Run> {
         dropped_trace_lines: trace.dropped,
         dropped_decisive: trace.dropped_decisive,
         other_process_events: trace.other_processes,
+        sequence_fault: trace.sequence_fault,
         stdout: Captured::from(stdout),
         stderr,
         leftovers,
@@ -451,8 +454,75 @@ struct TraceReader {
     dropped: usize,
     dropped_decisive: usize,
     other_processes: usize,
+    sequence: Sequence,
     current: Vec<u8>,
     overlong: bool,
+}
+
+/// The numbers of the script's events seen so far: each must come once, none may be
+/// missing. A process the script forked can hold the pipe's other end and relay the
+/// module's signed lines; dropping one (a table's `alloc`) would hide a leak.
+#[derive(Default)]
+struct Sequence {
+    /// The lowest number not seen yet (numbers start at 1).
+    next: u64,
+    /// Numbers seen above `next`: threads may write their events out of order.
+    ahead: std::collections::BTreeSet<u64>,
+    /// Numbers seen twice.
+    repeated: usize,
+    /// Too far out of order to keep track of: not a run of the module's own.
+    lost_track: bool,
+}
+
+impl Sequence {
+    /// The most numbers kept waiting for a lower one.
+    const AHEAD_CAP: usize = 100_000;
+
+    fn saw(&mut self, seq: u64) {
+        self.next = self.next.max(1);
+        if self.lost_track {
+            return;
+        }
+        if seq < self.next || self.ahead.contains(&seq) {
+            self.repeated += 1;
+        } else if seq == self.next {
+            self.next += 1;
+            while self.ahead.remove(&self.next) {
+                self.next += 1;
+            }
+        } else if self.ahead.len() < Self::AHEAD_CAP {
+            self.ahead.insert(seq);
+        } else {
+            self.ahead.clear();
+            self.lost_track = true;
+        }
+    }
+
+    /// How many numbers below the highest seen never came.
+    fn missing(&self) -> u64 {
+        match self.ahead.last() {
+            Some(&highest) => highest + 1 - self.next - self.ahead.len() as u64,
+            None => 0,
+        }
+    }
+
+    /// What is wrong with the numbers seen, if anything.
+    fn fault(&self) -> Option<String> {
+        if self.lost_track {
+            return Some("the script's trace events came too far out of order".into());
+        }
+        match (self.missing(), self.repeated) {
+            (0, 0) => None,
+            (missing, 0) => Some(format!(
+                "{missing} of the script's trace events never arrived (held back by a process \
+                 that holds the trace pipe?)"
+            )),
+            (_, repeated) => Some(format!(
+                "{repeated} of the script's trace events arrived twice (replayed by a process \
+                 that holds the trace pipe?)"
+            )),
+        }
+    }
 }
 
 /// What a [`TraceReader`] kept.
@@ -461,6 +531,8 @@ struct Trace {
     dropped: usize,
     dropped_decisive: usize,
     other_processes: usize,
+    /// What is wrong with the numbering of the script's events, if anything.
+    sequence_fault: Option<String>,
 }
 
 impl TraceReader {
@@ -476,6 +548,7 @@ impl TraceReader {
             dropped: 0,
             dropped_decisive: 0,
             other_processes: 0,
+            sequence: Sequence::default(),
             current: Vec::new(),
             overlong: false,
         }
@@ -490,7 +563,13 @@ impl TraceReader {
             Some((cut, _)) => format!("{}…", printable::one_line(&text[..cut])),
             None => printable::one_line(&text),
         };
-        let line = match trace::check(&text, self.key) {
+        let checked = trace::check(&text, self.key);
+        if let Checked::Event { seq, pid, .. } = checked {
+            if pid == self.pid {
+                self.sequence.saw(seq);
+            }
+        }
+        let line = match checked {
             Checked::Event { pid, .. } if pid != self.pid => {
                 self.other_processes += 1;
                 return;
@@ -576,6 +655,7 @@ impl TraceReader {
             dropped: self.dropped,
             dropped_decisive: self.dropped_decisive,
             other_processes: self.other_processes,
+            sequence_fault: self.sequence.fault(),
         }
     }
 }
@@ -630,6 +710,23 @@ mod tests {
             matches!(&lines[3], TraceLine::Unreadable(text) if text.starts_with(r#"{"seq":2,"#))
         );
         assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn event_numbers_may_come_out_of_order_but_none_missing_or_twice() {
+        let seen = |numbers: &[u64]| {
+            let mut sequence = Sequence::default();
+            for &seq in numbers {
+                sequence.saw(seq);
+            }
+            sequence.fault()
+        };
+        assert_eq!(seen(&[1, 2, 4, 3, 5]), None);
+        assert_eq!(seen(&[]), None);
+        let missing = seen(&[2, 3, 5]).unwrap();
+        assert!(missing.starts_with("2 of the script's trace events never arrived"));
+        let twice = seen(&[1, 2, 2, 3]).unwrap();
+        assert!(twice.starts_with("1 of the script's trace events arrived twice"));
     }
 
     #[test]

@@ -935,3 +935,27 @@ fn file_names_reach_the_terminal_escaped() {
         assert!(!text.contains('\u{1b}'), "{text:?}");
     }
 }
+
+/// A process of the script's that relays the module's signed events and drops one (the
+/// leaked table's `alloc`) cannot make the run `ok`: the hole in the numbers shows.
+#[test]
+fn a_relay_that_drops_an_event_cannot_hide_a_leak() {
+    let sandbox = Sandbox::new("relay");
+    let output = sandbox
+        .lab(&[
+            "run",
+            "attacks/relays_the_trace_but_one_event.py",
+            "--fault",
+            "no-traverse",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    assert!(stdout.contains("outcome:  error"), "{stdout}");
+    assert!(
+        stdout.contains("1 of the script's trace events never arrived"),
+        "{stdout}"
+    );
+    sandbox.assert_nothing_left();
+}

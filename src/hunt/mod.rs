@@ -153,6 +153,9 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
     if run.ending == Ending::Exited(WATCH_NOT_FOUND) {
         bail!("{}", run.stderr.text.trim());
     }
+    if let Some(fault) = &run.sequence_fault {
+        bail!("{fault}: the hunt's measurements cannot be trusted");
+    }
     if run.ending != Ending::Exited(0) || repetitions.len() < expected {
         bail!("{}", failure(&run, repetitions.len(), expected));
     }
