@@ -65,6 +65,18 @@ impl Outcome {
 
 pub fn classify(run: &Run) -> Outcome {
     let outcome = classify_ending(run);
+    // Faulty code that ran where the trace does not reach (a fork, which may have crashed)
+    // leaves nothing to vouch for a run that ended well.
+    if !run.faults_in_forks.is_empty() && matches!(outcome, Outcome::Ok | Outcome::Leaked(_)) {
+        return Outcome::Error {
+            exit_code: Some(0),
+            report: vec![format!(
+                "the faulty code of {} ran in a process the script forked, which refcount-lab \
+                 does not trace: run it in the script's own process to see what it does",
+                run.faults_in_forks.join(", ")
+            )],
+        };
+    }
     // A trace with holes cannot vouch for a run that ended well.
     if let Some(fault) = &run.sequence_fault {
         if matches!(outcome, Outcome::Ok | Outcome::Leaked(_)) {
@@ -307,6 +319,7 @@ mod tests {
             dropped_decisive: 0,
             other_process_events: 0,
             sequence_fault: None,
+            faults_in_forks: Vec::new(),
             stdout: Captured::default(),
             stderr: Captured {
                 text: stderr.into(),

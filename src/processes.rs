@@ -18,7 +18,8 @@
 //!   waiting at a prompt, compiling).
 //!
 //! [`output`] runs a helper program (the interpreter's self-description, the C compiler)
-//! with the same holds, a time limit and capped output.
+//! with the same holds (in a namespace of its own too, `namespace.rs`), a time limit and
+//! capped output.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -344,7 +345,9 @@ pub fn output(command: &mut Command, limit: Duration, cap: usize) -> std::io::Re
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = spawn(command)?;
+    // In a namespace of its own where there is one: a compiler's own children (cc1) die
+    // with refcount-lab too, however it ends.
+    let (mut child, namespace) = crate::namespace::spawn(command)?;
     let streams = [
         OwnedFd::from(child.stdout.take().expect("piped")),
         OwnedFd::from(child.stderr.take().expect("piped")),
@@ -362,7 +365,14 @@ pub fn output(command: &mut Command, limit: Duration, cap: usize) -> std::io::Re
         let stopped = wait_without_reaping(pid, Instant::now() + limit, full);
         interrupts::hold_if_interrupted();
         stop_all(pid, &[]);
-        let status = child.wait()?;
+        let mut status = child.wait()?;
+        if let Some(mut namespace) = namespace {
+            // The program's own status, reported by init before it ended; none when it
+            // was killed with the namespace.
+            status = std::os::unix::process::ExitStatusExt::from_raw(
+                namespace.wait_for_script().unwrap_or(libc::SIGKILL),
+            );
+        }
         drop(wake_writer);
         let _ = collector.join();
         Ok::<_, std::io::Error>((status, stopped))

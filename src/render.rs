@@ -229,6 +229,11 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
     outcome_block(p, &mut out, outcome);
     for fault in &run.faults {
         let ran = match run.fault_ran(*fault) {
+            Some(0) if run.faults_in_forks.iter().any(|name| name == fault.name()) => {
+                "ran only in a process the script forked, which refcount-lab does not \
+                 trace: what it did there is not in this report"
+                    .to_owned()
+            }
             Some(0) => "never ran: the script did not reach its site, so this run shows \
                         nothing of it"
                 .to_owned(),

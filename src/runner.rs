@@ -117,6 +117,8 @@ pub struct Run {
     pub other_process_events: usize,
     /// Events of the script's that never arrived or arrived twice, said in a sentence.
     pub sequence_fault: Option<String>,
+    /// Faults whose faulty branch ran in a process the script forked (not traced).
+    pub faults_in_forks: Vec<String>,
     pub stdout: Captured,
     pub stderr: Captured,
     /// Names of the processes the script left running, which the runner stopped.
@@ -345,6 +347,7 @@ pub fn run(job: &Job) -> Result<Run> {
         dropped_decisive: trace.dropped_decisive,
         other_process_events: trace.other_processes,
         sequence_fault: trace.sequence_fault,
+        faults_in_forks: trace.faults_in_forks,
         stdout: Captured::from(stdout),
         stderr,
         leftovers,
@@ -454,6 +457,8 @@ struct TraceReader {
     dropped: usize,
     dropped_decisive: usize,
     other_processes: usize,
+    /// Faults whose faulty branch ran in a fork of the script.
+    faults_in_forks: std::collections::BTreeSet<String>,
     sequence: Sequence,
     current: Vec<u8>,
     overlong: bool,
@@ -533,6 +538,7 @@ struct Trace {
     other_processes: usize,
     /// What is wrong with the numbering of the script's events, if anything.
     sequence_fault: Option<String>,
+    faults_in_forks: Vec<String>,
 }
 
 impl TraceReader {
@@ -548,6 +554,7 @@ impl TraceReader {
             dropped: 0,
             dropped_decisive: 0,
             other_processes: 0,
+            faults_in_forks: Default::default(),
             sequence: Sequence::default(),
             current: Vec::new(),
             overlong: false,
@@ -570,8 +577,11 @@ impl TraceReader {
             }
         }
         let line = match checked {
-            Checked::Event { pid, .. } if pid != self.pid => {
+            Checked::Event { pid, event, .. } if pid != self.pid => {
                 self.other_processes += 1;
+                if let Event::FaultRan { fault } = event {
+                    self.faults_in_forks.insert(fault);
+                }
                 return;
             }
             Checked::Event { event, .. } if !overlong => TraceLine::Event(event),
@@ -656,6 +666,7 @@ impl TraceReader {
             dropped_decisive: self.dropped_decisive,
             other_processes: self.other_processes,
             sequence_fault: self.sequence.fault(),
+            faults_in_forks: self.faults_in_forks.into_iter().collect(),
         }
     }
 }

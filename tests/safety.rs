@@ -959,3 +959,66 @@ fn a_relay_that_drops_an_event_cannot_hide_a_leak() {
     );
     sandbox.assert_nothing_left();
 }
+
+/// Faulty code that runs only in a fork of the script (a multiprocessing worker that
+/// crashes) is not traced, and the run says so instead of `ok`.
+#[test]
+fn a_fault_that_runs_only_in_a_fork_is_not_ok() {
+    let sandbox = Sandbox::new("fork-fault");
+    let output = sandbox
+        .lab(&[
+            "run",
+            "attacks/faults_in_a_fork.py",
+            "--fault",
+            "set-missing-incref",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    assert!(stdout.contains("outcome:  error"), "{stdout}");
+    assert!(
+        stdout.contains("set-missing-incref ran in a process the script forked"),
+        "{stdout}"
+    );
+    sandbox.assert_nothing_left();
+}
+
+/// The C compiler of a fix-the-C exercise runs in a namespace of its own: SIGKILL of
+/// refcount-lab while `cc1` waits on an `#include` that never ends (a FIFO) leaves no
+/// compiler behind.
+#[test]
+fn killed_outright_while_compiling_no_compiler_survives() {
+    let sandbox = Sandbox::new("cc-sigkill");
+    if !runs_in_a_namespace(&sandbox) {
+        return;
+    }
+    let work = sandbox.root.join("work");
+    let init = sandbox
+        .lab(&["exercises", "init", work.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", report(&init));
+    let fifo = sandbox.root.join("never-ends.h");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a valid C string and a mode.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    std::fs::write(
+        work.join("14-fix-c-returned-default.c"),
+        format!("#include \"{}\"\n", fifo.display()),
+    )
+    .unwrap();
+    let mut child = spawn(sandbox.lab(&["exercise", "14"]));
+    let deadline = Instant::now() + PATIENCE;
+    while !sandbox
+        .marked(Some(child.id()))
+        .iter()
+        .any(|(_, stat)| stat.contains("(cc1)"))
+    {
+        assert!(Instant::now() < deadline, "the compiler never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    sandbox.assert_nothing_left();
+}
