@@ -375,7 +375,7 @@ pub enum CAttempt {
     /// The compiler's messages.
     Rejected(String),
     /// The probe's run against the compiled module.
-    Ran(Run),
+    Ran(Box<Run>),
 }
 
 /// Compiles the learner's C file and runs the exercise's probe against it, in a scratch
@@ -397,9 +397,12 @@ pub fn try_c(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<CAt
     Ok(
         match cbuild::build(python, &source, module, scratch.path())? {
             Built::Rejected(messages) => CAttempt::Rejected(messages),
-            Built::Compiled => {
-                CAttempt::Ran(run(python, scratch.path(), Path::new(&probe_file), &[])?)
-            }
+            Built::Compiled => CAttempt::Ran(Box::new(run(
+                python,
+                scratch.path(),
+                Path::new(&probe_file),
+                &[],
+            )?)),
         },
     )
 }
@@ -421,7 +424,7 @@ pub fn c_verdict(exercise: &Exercise, attempt: &CAttempt) -> Verdict {
                 shown.join("\n")
             ));
         }
-        CAttempt::Ran(run) => run,
+        CAttempt::Ran(run) => run.as_ref(),
     };
     match outcome::classify(run) {
         Outcome::Ok => Verdict::Done,
