@@ -38,6 +38,8 @@ pub enum Fault {
     ReleasesBorrowedBuiltins,
     /// When `hash_func` fails or returns a non-int, its result leaks and its error is replaced.
     HashErrorLeak,
+    /// `==` keeps an entry's key and value borrowed while looking the key up runs Python code.
+    CompareKeepsBorrowedEntry,
     /// `SafeHashTable.__traverse__` shows the GC nothing the table holds (safe PyO3).
     SafeNoTraverse,
     /// `SafeHashTable()` forgets a clone of `hash_func` with `mem::forget` (safe PyO3).
@@ -304,6 +306,24 @@ pub const CATALOGUE: &[FaultInfo] = &[
         ),
     },
     FaultInfo {
+        fault: Fault::CompareKeepsBorrowedEntry,
+        lesson: 20,
+        site: "HashTable == mapping",
+        expected: Expected::Crash,
+        summary: "== looks each key up in the other mapping with the entry's key and value \
+                  only borrowed; the lookup runs a key's __eq__, which empties the table, \
+                  and the value is compared after it was freed",
+        c: CSite {
+            correct: "PyObject *key = entry->key, *value = entry->value;  /* borrowed */\nPy_INCREF(key);    /* references of our own: they live */\nPy_INCREF(value);  /* whatever the Python code below does */\nPyObject *theirs = PyObject_GetItem(other, key);  /* runs __hash__, __eq__ */\nint equal = theirs ? PyObject_RichCompareBool(value, theirs, Py_EQ) : -1;\nPy_XDECREF(theirs);\nPy_DECREF(key);\nPy_DECREF(value);",
+            faulty: "PyObject *key = entry->key, *value = entry->value;  /* borrowed */\nPyObject *theirs = PyObject_GetItem(other, key);  /* runs __hash__, __eq__ */\nint equal = theirs ? PyObject_RichCompareBool(value, theirs, Py_EQ) : -1;\nPy_XDECREF(theirs);",
+        },
+        safe: InSafePyO3::CannotHappen(
+            "a reference into the table is a borrow of the table (a PyRef): Python code that \
+             tries to change the table while it is held fails with \"Already borrowed\" \
+             instead of freeing what the reference points to",
+        ),
+    },
+    FaultInfo {
         fault: Fault::SafeNoTraverse,
         lesson: 19,
         site: "SafeHashTable.__traverse__",
@@ -378,6 +398,7 @@ impl Fault {
             Fault::ModuleAddObject => "module-add-object",
             Fault::ReleasesBorrowedBuiltins => "releases-borrowed-builtins",
             Fault::HashErrorLeak => "hash-error-leak",
+            Fault::CompareKeepsBorrowedEntry => "compare-keeps-borrowed-entry",
             Fault::SafeNoTraverse => "safe-no-traverse",
             Fault::SafeMemForget => "safe-mem-forget",
             Fault::SafeStaticKeepsKeys => "safe-static-keeps-keys",

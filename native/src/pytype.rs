@@ -502,6 +502,26 @@ unsafe extern "C" fn table_repr(slf: *mut PyObject) -> *mut PyObject {
     }
 }
 
+/// Does `other` map `key` to a value equal to `value`? 1 yes, 0 no, -1 with an exception set.
+/// The lookup and the comparison both run Python code: `key`'s `__hash__`, the `__eq__` of
+/// the keys it is compared with, `value`'s `__eq__`, a dict subclass's `__getitem__`.
+unsafe fn maps_to_equal(other: *mut PyObject, key: *mut PyObject, value: *mut PyObject) -> c_int {
+    // SAFETY: the three are live objects the caller keeps alive for the length of this call.
+    unsafe {
+        let theirs = PyObject_GetItem(other, key); // new reference, or NULL
+        if theirs.is_null() {
+            if PyErr_ExceptionMatches(PyExc_KeyError) != 0 {
+                PyErr_Clear();
+                return 0;
+            }
+            return -1;
+        }
+        let equal = PyObject_RichCompareBool(value, theirs, Py_EQ);
+        Py_DECREF(theirs); // the looked-up value was ours to release
+        equal
+    }
+}
+
 /// Do `slf` and the mapping `other` hold equal values under equal keys?
 unsafe fn equal_to(slf: *mut HashTableObject, other: *mut PyObject) -> Result<bool, Raised> {
     // SAFETY: `slf` and `other` are live; entries are re-read after every call into Python.
@@ -517,23 +537,20 @@ unsafe fn equal_to(slf: *mut HashTableObject, other: *mut PyObject) -> Result<bo
         let mut slot = 0;
         while let Some(entry) = (*slf).table.get(slot) {
             slot += 1;
-            Py_INCREF(entry.key); // keep key and value alive while Python code runs
-            Py_INCREF(entry.value);
-            let theirs = PyObject_GetItem(other, entry.key); // new reference, or NULL
-            let verdict = if theirs.is_null() {
-                if PyErr_ExceptionMatches(PyExc_KeyError) != 0 {
-                    PyErr_Clear();
-                    0
-                } else {
-                    -1
-                }
+            // `entry` holds borrowed pointers: the table owns the key and the value, and
+            // the comparison runs Python code that may empty the table (lesson 20).
+            let verdict;
+            // fault-site: compare-keeps-borrowed-entry
+            if faults::is_on("compare-keeps-borrowed-entry") {
+                // Thin ice: still borrowed while Python code runs, which may free them.
+                verdict = maps_to_equal(other, entry.key, entry.value);
             } else {
-                let equal = PyObject_RichCompareBool(entry.value, theirs, Py_EQ);
-                Py_DECREF(theirs); // the looked-up value was ours to release
-                equal
-            };
-            Py_DECREF(entry.key); // release the temporary references taken above
-            Py_DECREF(entry.value);
+                Py_INCREF(entry.key); // references of our own: whatever Python code does
+                Py_INCREF(entry.value); // to the table, these two live until we are done
+                verdict = maps_to_equal(other, entry.key, entry.value);
+                Py_DECREF(entry.key); // done with them: release the references taken above
+                Py_DECREF(entry.value);
+            }
             if verdict < 0 {
                 return Err(Raised);
             }
