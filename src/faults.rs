@@ -40,6 +40,8 @@ pub enum Fault {
     HashErrorLeak,
     /// `==` keeps an entry's key and value borrowed while looking the key up runs Python code.
     CompareKeepsBorrowedEntry,
+    /// Dealloc never releases the table's reference to its type (a heap type).
+    ForgetsTypeReference,
     /// `SafeHashTable.__traverse__` shows the GC nothing the table holds (safe PyO3).
     SafeNoTraverse,
     /// `SafeHashTable()` forgets a clone of `hash_func` with `mem::forget` (safe PyO3).
@@ -324,6 +326,22 @@ pub const CATALOGUE: &[FaultInfo] = &[
         ),
     },
     FaultInfo {
+        fault: Fault::ForgetsTypeReference,
+        lesson: 21,
+        site: "HashTable dealloc (its type)",
+        expected: Expected::Leak,
+        summary: "dealloc frees the table but never releases its reference to HashTable, a \
+                  heap type: one more reference to the type per table, forever (the bug \
+                  multidict shipped)",
+        c: CSite {
+            correct: "PyTypeObject *tp = Py_TYPE(self);\nPyObject_GC_UnTrack(self);\nhashtable_clear(self);\ntp->tp_free(self);\nPy_DECREF(tp);  /* the instance's reference to its type */",
+            faulty: "PyTypeObject *tp = Py_TYPE(self);\nPyObject_GC_UnTrack(self);\nhashtable_clear(self);\ntp->tp_free(self);\n/* the instance's reference to its type is never released */",
+        },
+        safe: InSafePyO3::CannotHappen(
+            "PyO3 writes the tp_dealloc of every #[pyclass], and it releases the type",
+        ),
+    },
+    FaultInfo {
         fault: Fault::SafeNoTraverse,
         lesson: 19,
         site: "SafeHashTable.__traverse__",
@@ -399,6 +417,7 @@ impl Fault {
             Fault::ReleasesBorrowedBuiltins => "releases-borrowed-builtins",
             Fault::HashErrorLeak => "hash-error-leak",
             Fault::CompareKeepsBorrowedEntry => "compare-keeps-borrowed-entry",
+            Fault::ForgetsTypeReference => "forgets-type-reference",
             Fault::SafeNoTraverse => "safe-no-traverse",
             Fault::SafeMemForget => "safe-mem-forget",
             Fault::SafeStaticKeepsKeys => "safe-static-keeps-keys",

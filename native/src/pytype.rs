@@ -1,10 +1,11 @@
 //! `hashtable.HashTable`: the heap type, a thin and explicit skin over `table::Table`.
 //!
 //! Ownership rule of this file: the table owns one reference to every key and every value it
-//! stores, and one to its `hash_func`. Every `Py_INCREF`/`Py_DECREF` says whose reference it
-//! takes or releases. Fault sites are marked `// fault-site: NAME`: the `if` branch below the
-//! marker is the faulty variant, the `else` branch the correct one, and lessons print both
-//! straight from this file.
+//! stores, one to its `hash_func` and, as every instance of a heap type, one to its type
+//! (taken by `tp_alloc`, released last in dealloc). Every `Py_INCREF`/`Py_DECREF` says whose
+//! reference it takes or releases. Fault sites are marked `// fault-site: NAME`: the `if`
+//! branch below the marker is the faulty variant, the `else` branch the correct one, and
+//! lessons print both straight from this file.
 //!
 //! Python code can run in the middle of any operation (`hash_func`, a key's `__eq__`, a
 //! value's `__del__`), and that code may change this very table. So no Rust borrow of the
@@ -12,7 +13,7 @@
 //! and iterators check `Table::version` to notice that their chain moved.
 
 use super::table::{self, Slot, MAX_SIZE};
-use super::{alloc_instance, free_instance, iter, state_of, type_attribute, type_name, Raised};
+use super::{alloc_instance, free_memory, iter, state_of, type_attribute, type_name, Raised};
 use crate::{faults, trace};
 use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
@@ -462,7 +463,8 @@ unsafe extern "C" fn table_clear(slf: *mut PyObject) -> c_int {
     }
 }
 
-// dealloc: untrack from the GC, release owned references, free the memory, release the type.
+// dealloc: untrack from the GC, release owned references, free the memory, release the type
+// (every instance of a heap type owns a reference to its type: lesson 21).
 unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
     // SAFETY: the refcount reached zero; nobody else can reach this object any more.
     unsafe {
@@ -478,7 +480,14 @@ unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
             Py_CLEAR(&raw mut (*table).hash_func); // the table's own reference
         }
         std::ptr::drop_in_place(&raw mut (*table).table);
-        free_instance(slf);
+        let tp = Py_TYPE(slf); // read while the object still exists
+        free_memory(slf);
+        // fault-site: forgets-type-reference
+        if faults::is_on("forgets-type-reference") {
+            // Forgotten: the table's reference to its type is never released.
+        } else {
+            Py_DECREF(tp.cast()); // the table's reference to its type (a heap type), last
+        }
     }
 }
 
