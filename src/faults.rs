@@ -312,9 +312,9 @@ pub const CATALOGUE: &[FaultInfo] = &[
         lesson: 20,
         site: "HashTable == mapping",
         expected: Expected::Crash,
-        summary: "== looks each key up in the other mapping with the entry's key and value \
-                  only borrowed; the lookup runs a key's __eq__, which empties the table, \
-                  and the value is compared after it was freed",
+        summary: "== keeps each entry's key and value borrowed while it looks the key up in \
+                  the other mapping: the lookup runs Python code (a key's __eq__) that can \
+                  empty the table, and the value is compared after it was freed",
         c: CSite {
             correct: "PyObject *key = entry->key, *value = entry->value;  /* borrowed */\nPy_INCREF(key);    /* references of our own: they live */\nPy_INCREF(value);  /* whatever the Python code below does */\nPyObject *theirs = PyObject_GetItem(other, key);  /* runs __hash__, __eq__ */\nint equal = theirs ? PyObject_RichCompareBool(value, theirs, Py_EQ) : -1;\nPy_XDECREF(theirs);\nPy_DECREF(key);\nPy_DECREF(value);",
             faulty: "PyObject *key = entry->key, *value = entry->value;  /* borrowed */\nPyObject *theirs = PyObject_GetItem(other, key);  /* runs __hash__, __eq__ */\nint equal = theirs ? PyObject_RichCompareBool(value, theirs, Py_EQ) : -1;\nPy_XDECREF(theirs);",
