@@ -316,8 +316,8 @@ pub const CATALOGUE: &[FaultInfo] = &[
                   the other mapping: the lookup runs Python code (a key's __eq__) that can \
                   empty the table, and the value is compared after it was freed",
         c: CSite {
-            correct: "PyObject *key = entry->key, *value = entry->value;  /* borrowed */\nPy_INCREF(key);    /* references of our own: they live */\nPy_INCREF(value);  /* whatever the Python code below does */\nPyObject *theirs = PyObject_GetItem(other, key);  /* runs __hash__, __eq__ */\nint equal = theirs ? PyObject_RichCompareBool(value, theirs, Py_EQ) : -1;\nPy_XDECREF(theirs);\nPy_DECREF(key);\nPy_DECREF(value);",
-            faulty: "PyObject *key = entry->key, *value = entry->value;  /* borrowed */\nPyObject *theirs = PyObject_GetItem(other, key);  /* runs __hash__, __eq__ */\nint equal = theirs ? PyObject_RichCompareBool(value, theirs, Py_EQ) : -1;\nPy_XDECREF(theirs);",
+            correct: "PyObject *key = entry->key, *value = entry->value;  /* borrowed */\nPy_INCREF(key);    /* references of our own: they live */\nPy_INCREF(value);  /* whatever the Python code below does */\nPyObject *theirs = PyObject_GetItem(other, key);  /* runs Python code */\nint equal = theirs ? PyObject_RichCompareBool(value, theirs, Py_EQ) : -1;\nPy_XDECREF(theirs);\nPy_DECREF(key);\nPy_DECREF(value);",
+            faulty: "PyObject *key = entry->key, *value = entry->value;  /* borrowed */\nPyObject *theirs = PyObject_GetItem(other, key);  /* runs Python code */\nint equal = theirs ? PyObject_RichCompareBool(value, theirs, Py_EQ) : -1;\nPy_XDECREF(theirs);",
         },
         safe: InSafePyO3::CannotHappen(
             "a reference into the table is a borrow of the table (a PyRef): Python code that \

@@ -486,7 +486,7 @@ unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
         if faults::is_on("forgets-type-reference") {
             // Forgotten: the table's reference to its type is never released.
         } else {
-            Py_DECREF(tp.cast()); // the table's reference to its type (a heap type), last
+            Py_DECREF(tp.cast()); // the table's reference to its type, released last
         }
     }
 }
