@@ -38,6 +38,10 @@ pub enum Fault {
     ReleasesBorrowedBuiltins,
     /// When `hash_func` fails or returns a non-int, its result leaks and its error is replaced.
     HashErrorLeak,
+    /// `==` keeps an entry's key and value borrowed while looking the key up runs Python code.
+    CompareKeepsBorrowedEntry,
+    /// Dealloc never releases the table's reference to its type (a heap type).
+    ForgetsTypeReference,
     /// `SafeHashTable.__traverse__` shows the GC nothing the table holds (safe PyO3).
     SafeNoTraverse,
     /// `SafeHashTable()` forgets a clone of `hash_func` with `mem::forget` (safe PyO3).
@@ -306,6 +310,40 @@ pub const CATALOGUE: &[FaultInfo] = &[
         ),
     },
     FaultInfo {
+        fault: Fault::CompareKeepsBorrowedEntry,
+        lesson: 20,
+        site: "HashTable == mapping",
+        expected: Expected::Crash,
+        summary: "== keeps each entry's key and value borrowed while it looks the key up in \
+                  the other mapping: the lookup runs Python code (a key's __eq__) that can \
+                  empty the table, and the value is compared after it was freed",
+        c: CSite {
+            correct: "PyObject *key = entry->key, *value = entry->value;  /* borrowed */\nPy_INCREF(key);    /* references of our own: they live */\nPy_INCREF(value);  /* whatever the Python code below does */\nPyObject *theirs = PyObject_GetItem(other, key);  /* runs Python code */\nint equal = theirs ? PyObject_RichCompareBool(value, theirs, Py_EQ) : -1;\nPy_XDECREF(theirs);\nPy_DECREF(key);\nPy_DECREF(value);",
+            faulty: "PyObject *key = entry->key, *value = entry->value;  /* borrowed */\nPyObject *theirs = PyObject_GetItem(other, key);  /* runs Python code */\nint equal = theirs ? PyObject_RichCompareBool(value, theirs, Py_EQ) : -1;\nPy_XDECREF(theirs);",
+        },
+        safe: InSafePyO3::CannotHappen(
+            "a reference into the table is a borrow of the table (a PyRef): Python code that \
+             tries to change the table while it is held fails with \"Already borrowed\" \
+             instead of freeing what the reference points to",
+        ),
+    },
+    FaultInfo {
+        fault: Fault::ForgetsTypeReference,
+        lesson: 21,
+        site: "HashTable dealloc (its type)",
+        expected: Expected::Leak,
+        summary: "dealloc frees the table but never releases its reference to HashTable, a \
+                  heap type: one more reference to the type per table, forever (the bug \
+                  multidict shipped)",
+        c: CSite {
+            correct: "PyTypeObject *tp = Py_TYPE(self);\nPyObject_GC_UnTrack(self);\nhashtable_clear(self);\ntp->tp_free(self);\nPy_DECREF(tp);  /* the instance's reference to its type */",
+            faulty: "PyTypeObject *tp = Py_TYPE(self);\nPyObject_GC_UnTrack(self);\nhashtable_clear(self);\ntp->tp_free(self);\n/* the instance's reference to its type is never released */",
+        },
+        safe: InSafePyO3::CannotHappen(
+            "PyO3 writes the tp_dealloc of every #[pyclass], and it releases the type",
+        ),
+    },
+    FaultInfo {
         fault: Fault::SafeNoTraverse,
         lesson: 19,
         site: "SafeHashTable.__traverse__",
@@ -380,6 +418,8 @@ impl Fault {
             Fault::ModuleAddObject => "module-add-object",
             Fault::ReleasesBorrowedBuiltins => "releases-borrowed-builtins",
             Fault::HashErrorLeak => "hash-error-leak",
+            Fault::CompareKeepsBorrowedEntry => "compare-keeps-borrowed-entry",
+            Fault::ForgetsTypeReference => "forgets-type-reference",
             Fault::SafeNoTraverse => "safe-no-traverse",
             Fault::SafeMemForget => "safe-mem-forget",
             Fault::SafeStaticKeepsKeys => "safe-static-keeps-keys",

@@ -1,7 +1,7 @@
 //! `refcount-lab hunt` on real targets: the HashTable test-suite in correct mode and under
 //! leaking faults (and SafeHashTable's, with the leaks safe PyO3 still allows), fixture test modules with the leaks C code makes (an incref on a
-//! long-lived object, on a new one), a suite where one test of twelve leaks, and scripts
-//! that leak once per run or fill a cache.
+//! long-lived object, on a new one, a dealloc that keeps its type), a suite where one test of
+//! twelve leaks, and scripts that leak once per run or fill a cache.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -177,6 +177,38 @@ fn a_c_level_incref_on_a_long_lived_object_is_named_over_counted() {
         serde_json::json!(["test_incref_function.IncrefFunction.test_incref"])
     );
     assert_eq!(objects.as_array().unwrap().len(), 1, "{objects}");
+}
+
+/// Lesson 21's leak, the one multidict 6.7.1 shipped: a dealloc that never releases the
+/// reference each instance of a heap type holds to its type. Heap types are not immortal on
+/// any version, so every interpreter sees it, named by the module that holds the type.
+#[test]
+fn a_dealloc_that_keeps_its_type_reference_is_found_on_the_type() {
+    let clean = hunt("fixtures/hunt", &["-m", "unittest", "test_type_reference"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", report(&clean));
+    let hunt = findings(
+        "fixtures/hunt",
+        &[
+            "--fault",
+            "forgets-type-reference",
+            "-m",
+            "unittest",
+            "test_type_reference",
+        ],
+        1,
+    );
+    let objects = &hunt["findings"]["objects"];
+    assert_eq!(objects.as_array().unwrap().len(), 1, "{objects}");
+    let leak = &objects[0];
+    assert_eq!(leak["repr"], "<class 'hashtable.HashTable'>", "{leak}");
+    assert_eq!(leak["kind"], "references", "{leak}");
+    assert_eq!(leak["verdict"], "over-counted", "{leak}");
+    assert_eq!(leak["per_run"], 3.0, "{leak}");
+    assert_eq!(leak["chain"], "hashtable.HashTable", "{leak}");
+    assert_eq!(
+        hunt["findings"]["tests"][0]["tests"],
+        serde_json::json!(["test_type_reference.TypeReference.test_tables_come_and_go"])
+    );
 }
 
 #[test]

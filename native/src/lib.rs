@@ -109,17 +109,31 @@ unsafe fn alloc_instance(tp: *mut PyTypeObject) -> *mut PyObject {
     }
 }
 
+/// Frees the memory of an instance whose references were already released; its reference
+/// to its type is then the caller's to release (read `Py_TYPE(obj)` first).
+///
+/// (The full API calls `Py_TYPE(obj)->tp_free`; the limited API reads the slot.)
+///
+/// # Safety
+/// `obj` must be an instance of a heap type in its dealloc, untracked and cleared.
+unsafe fn free_memory(obj: *mut PyObject) {
+    // SAFETY: every ready type has a `tp_free` slot; the instance keeps its type alive.
+    unsafe {
+        let free: freefunc = std::mem::transmute(PyType_GetSlot(Py_TYPE(obj), Py_tp_free));
+        free(obj.cast());
+    }
+}
+
 /// Frees the memory of an instance whose references were already released, then releases
 /// the instance's reference to its type.
 ///
 /// # Safety
 /// `obj` must be an instance of a heap type in its dealloc, untracked and cleared.
 unsafe fn free_instance(obj: *mut PyObject) {
-    // SAFETY: every ready type has a `tp_free` slot; `tp` stays alive until the DECREF.
+    // SAFETY: `tp` stays alive until the DECREF: the instance owned a reference to it.
     unsafe {
         let tp = Py_TYPE(obj);
-        let free: freefunc = std::mem::transmute(PyType_GetSlot(tp, Py_tp_free));
-        free(obj.cast());
+        free_memory(obj);
         Py_DECREF(tp.cast()); // every instance of a heap type owns a reference to its type
     }
 }

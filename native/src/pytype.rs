@@ -1,10 +1,11 @@
 //! `hashtable.HashTable`: the heap type, a thin and explicit skin over `table::Table`.
 //!
 //! Ownership rule of this file: the table owns one reference to every key and every value it
-//! stores, and one to its `hash_func`. Every `Py_INCREF`/`Py_DECREF` says whose reference it
-//! takes or releases. Fault sites are marked `// fault-site: NAME`: the `if` branch below the
-//! marker is the faulty variant, the `else` branch the correct one, and lessons print both
-//! straight from this file.
+//! stores, one to its `hash_func` and, as every instance of a heap type, one to its type
+//! (taken by `tp_alloc`, released last in dealloc). Every `Py_INCREF`/`Py_DECREF` says whose
+//! reference it takes or releases. Fault sites are marked `// fault-site: NAME`: the `if`
+//! branch below the marker is the faulty variant, the `else` branch the correct one, and
+//! lessons print both straight from this file.
 //!
 //! Python code can run in the middle of any operation (`hash_func`, a key's `__eq__`, a
 //! value's `__del__`), and that code may change this very table. So no Rust borrow of the
@@ -12,7 +13,7 @@
 //! and iterators check `Table::version` to notice that their chain moved.
 
 use super::table::{self, Slot, MAX_SIZE};
-use super::{alloc_instance, free_instance, iter, state_of, type_attribute, type_name, Raised};
+use super::{alloc_instance, free_memory, iter, state_of, type_attribute, type_name, Raised};
 use crate::{faults, trace};
 use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
@@ -462,7 +463,8 @@ unsafe extern "C" fn table_clear(slf: *mut PyObject) -> c_int {
     }
 }
 
-// dealloc: untrack from the GC, release owned references, free the memory, release the type.
+// dealloc: untrack from the GC, release owned references, free the memory, release the type
+// (every instance of a heap type owns a reference to its type: lesson 21).
 unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
     // SAFETY: the refcount reached zero; nobody else can reach this object any more.
     unsafe {
@@ -478,7 +480,14 @@ unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
             Py_CLEAR(&raw mut (*table).hash_func); // the table's own reference
         }
         std::ptr::drop_in_place(&raw mut (*table).table);
-        free_instance(slf);
+        let tp = Py_TYPE(slf); // read while the object still exists
+        free_memory(slf);
+        // fault-site: forgets-type-reference
+        if faults::is_on("forgets-type-reference") {
+            // Forgotten: the table's reference to its type is never released.
+        } else {
+            Py_DECREF(tp.cast()); // the table's reference to its type, released last
+        }
     }
 }
 
@@ -502,6 +511,26 @@ unsafe extern "C" fn table_repr(slf: *mut PyObject) -> *mut PyObject {
     }
 }
 
+/// Does `other` map `key` to a value equal to `value`? 1 yes, 0 no, -1 with an exception set.
+/// The lookup and the comparison both run Python code: `key`'s `__hash__`, the `__eq__` of
+/// the keys it is compared with, `value`'s `__eq__`, a dict subclass's `__getitem__`.
+unsafe fn maps_to_equal(other: *mut PyObject, key: *mut PyObject, value: *mut PyObject) -> c_int {
+    // SAFETY: the three are live objects the caller keeps alive for the length of this call.
+    unsafe {
+        let theirs = PyObject_GetItem(other, key); // new reference, or NULL
+        if theirs.is_null() {
+            if PyErr_ExceptionMatches(PyExc_KeyError) != 0 {
+                PyErr_Clear();
+                return 0;
+            }
+            return -1;
+        }
+        let equal = PyObject_RichCompareBool(value, theirs, Py_EQ);
+        Py_DECREF(theirs); // the looked-up value was ours to release
+        equal
+    }
+}
+
 /// Do `slf` and the mapping `other` hold equal values under equal keys?
 unsafe fn equal_to(slf: *mut HashTableObject, other: *mut PyObject) -> Result<bool, Raised> {
     // SAFETY: `slf` and `other` are live; entries are re-read after every call into Python.
@@ -517,23 +546,20 @@ unsafe fn equal_to(slf: *mut HashTableObject, other: *mut PyObject) -> Result<bo
         let mut slot = 0;
         while let Some(entry) = (*slf).table.get(slot) {
             slot += 1;
-            Py_INCREF(entry.key); // keep key and value alive while Python code runs
-            Py_INCREF(entry.value);
-            let theirs = PyObject_GetItem(other, entry.key); // new reference, or NULL
-            let verdict = if theirs.is_null() {
-                if PyErr_ExceptionMatches(PyExc_KeyError) != 0 {
-                    PyErr_Clear();
-                    0
-                } else {
-                    -1
-                }
+            // `entry` holds borrowed pointers: the table owns the key and the value, and
+            // the comparison runs Python code that may empty the table (lesson 20).
+            let verdict;
+            // fault-site: compare-keeps-borrowed-entry
+            if faults::is_on("compare-keeps-borrowed-entry") {
+                // Thin ice: still borrowed while Python code runs, which may free them.
+                verdict = maps_to_equal(other, entry.key, entry.value);
             } else {
-                let equal = PyObject_RichCompareBool(entry.value, theirs, Py_EQ);
-                Py_DECREF(theirs); // the looked-up value was ours to release
-                equal
-            };
-            Py_DECREF(entry.key); // release the temporary references taken above
-            Py_DECREF(entry.value);
+                Py_INCREF(entry.key); // references of our own: whatever Python code does
+                Py_INCREF(entry.value); // to the table, these two live until we are done
+                verdict = maps_to_equal(other, entry.key, entry.value);
+                Py_DECREF(entry.key); // done with them: release the references taken above
+                Py_DECREF(entry.value);
+            }
             if verdict < 0 {
                 return Err(Raised);
             }

@@ -30,6 +30,7 @@ import runpy
 import sys
 import time
 import tracemalloc
+import types
 
 import lab
 
@@ -629,6 +630,12 @@ def step(parent, child):
     """How `parent` refers to `child`, as Python would write it (`.name`, `[3]`, `['key']`)."""
     if getattr(parent, "__dict__", None) is child:
         return ""
+    if isinstance(parent, types.ModuleType):
+        # An extension module's state refers to its types directly (m_traverse): the
+        # name the module gives them says more than "module -> type".
+        for name, value in vars(parent).items():
+            if value is child:
+                return "." + name
     if isinstance(parent, dict):
         for key, value in parent.items():
             if value is child:
