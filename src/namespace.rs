@@ -202,6 +202,12 @@ unsafe fn init(status: RawFd) -> io::Result<()> {
     // SAFETY: system calls on this process's own attributes, mounts and descriptors.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        // FREEZE from outside stops every process inside at once (see `freeze_all`); the
+        // script's exec resets the handler.
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = freeze_all as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigaction(FREEZE, &action, std::ptr::null_mut());
         // Not dumpable: the script may not open init's descriptors (the status pipe) through
         // `/proc/1/fd`.
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -235,6 +241,23 @@ unsafe fn init(status: RawFd) -> io::Result<()> {
                 Ok(())
             }
             script => reap(status, script),
+        }
+    }
+}
+
+/// The signal refcount-lab sends init to freeze the namespace before it names and kills
+/// what is in it.
+pub const FREEZE: i32 = libc::SIGUSR1;
+
+/// Init's handler of [`FREEZE`]: stops every other process of the namespace in one call
+/// (the kernel signals them all under one lock, so none forks past it). Only for a sender
+/// outside the namespace (whose pid reads 0 here): a script may not freeze its own run.
+extern "C" fn freeze_all(_: i32, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel hands a valid siginfo_t to an SA_SIGINFO handler; kill is
+    // async-signal-safe.
+    unsafe {
+        if (*info).si_pid() == 0 {
+            libc::kill(-1, libc::SIGSTOP);
         }
     }
 }

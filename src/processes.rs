@@ -257,12 +257,34 @@ pub fn wait_for_descendants(child: i32, deadline: Instant) -> bool {
 /// besides `child` and `own` (the run's own, such as a namespace's init) that were still
 /// running.
 pub fn stop_all(child: i32, own: &[i32]) -> Vec<String> {
-    // Named before the group goes: most of them are in it.
+    // Named before the group goes: most of them are in it. In a namespace (whose init
+    // takes all with it when it dies), init freezes everything first: a process that forks
+    // and exits to hop pids could slip between two entries of one scan and die unnamed.
+    // Then the scans go on until they find all of them stopped (or, five times over,
+    // none at all).
     let mut stopped = HashMap::new();
-    for (pid, process) in descendants(Some(child)) {
-        if process.state != 'Z' {
+    // SAFETY: signalling the namespace's init, a descendant of ours (see
+    // namespace::FREEZE): it stops every other process inside.
+    let freezing = own
+        .first()
+        .is_some_and(|&init| unsafe { libc::kill(init, crate::namespace::FREEZE) } == 0);
+    let mut empty_scans = 0;
+    for _ in 0..1000 {
+        let mut running = false;
+        let mut found = false;
+        for (pid, process) in descendants(Some(child)) {
+            if process.state == 'Z' || own.contains(&pid) {
+                continue;
+            }
+            found = true;
+            running |= process.state != 'T';
             stopped.insert(pid, process.name);
         }
+        empty_scans = if found { 0 } else { empty_scans + 1 };
+        if !freezing || (found && !running) || empty_scans == 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
     // SAFETY: `child` is our own unreaped child, so neither its pid nor its process group
     // (which it leads, or led) can have been reused. The group first: one call stops all
@@ -270,9 +292,6 @@ pub fn stop_all(child: i32, own: &[i32]) -> Vec<String> {
     unsafe {
         libc::kill(-child, libc::SIGKILL);
         libc::kill(child, libc::SIGKILL);
-    }
-    for pid in own {
-        stopped.remove(pid);
     }
     stop_descendants(Some(child), stopped, own)
 }
