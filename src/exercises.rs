@@ -920,7 +920,10 @@ pub fn workdir(saved: Option<&Path>) -> Result<PathBuf> {
         bail!("no exercise folder yet: start with `refcount-lab exercises init DIR`")
     };
     match std::fs::metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => Ok(dir.to_owned()),
+        Ok(metadata) if metadata.is_dir() => {
+            refuse_foreign(dir, &metadata)?;
+            Ok(dir.to_owned())
+        }
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
             Err(error).with_context(|| {
                 format!(
@@ -935,6 +938,35 @@ pub fn workdir(saved: Option<&Path>) -> Result<PathBuf> {
             dir.display()
         ),
     }
+}
+
+/// Refuses an exercise folder (as the progress file names it) that is not the user's own,
+/// or that another user may change, it or a folder above it (`scratch::shared_folder`):
+/// its scripts run, and its C compiles, as the user.
+fn refuse_foreign(dir: &Path, metadata: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    const ADVICE: &str = "`refcount-lab exercises init DIR` makes a new one in a folder only \
+                          you can change (copy your work over), or if the folder is yours, \
+                          take write access from the others (chmod go-w)";
+    if let Some(shared) = scratch::shared_folder(dir, true)? {
+        bail!(
+            "refusing the exercise folder {}: {shared}, so one of them could change your files \
+             or add a module your scripts would import, and refcount-lab runs them as you. \
+             {ADVICE}",
+            dir.display()
+        );
+    }
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if metadata.uid() != me {
+        bail!(
+            "refusing the exercise folder {}: it is not yours (owner uid {}), and refcount-lab \
+             would run its scripts as you. {ADVICE}",
+            dir.display(),
+            metadata.uid()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -362,7 +362,7 @@ fn verify_shows_its_results_even_when_progress_cannot_be_saved() {
         "the system's reason: {stderr}"
     );
     assert!(
-        stderr.contains("REFCOUNT_LAB_STATE_DIR"),
+        stderr.contains("set REFCOUNT_LAB_STATE_DIR to a folder only you can change"),
         "what to do: {stderr}"
     );
     assert_eq!(output.status.code(), Some(1), "exercise 2 is still to do");
@@ -922,4 +922,46 @@ fn progress_and_export_files_are_bounded_and_never_followed() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "mine\n");
+}
+
+/// The exercise folder the progress file names is used only while no one else may change
+/// it (its scripts run as the learner), nor the state folder: a learner's own folder made
+/// group- or other-writable is refused with what to do, and works again once it is not.
+#[test]
+fn a_folder_others_may_change_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let shop = Workshop::new("others-may-change");
+    shop.init();
+    let work = shop.work();
+    for mode in [0o775, 0o757] {
+        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(mode)).unwrap();
+        for command in [vec!["verify"], vec!["exercise", "6"]] {
+            let output = shop.lab(&command).output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{mode:o} {command:?}: {stderr}"
+            );
+            assert!(stderr.contains("refusing the exercise folder"), "{stderr}");
+            assert!(stderr.contains("can be changed by other users"), "{stderr}");
+            assert!(stderr.contains("chmod go-w"), "what to do: {stderr}");
+            assert!(output.stdout.is_empty(), "nothing ran");
+        }
+    }
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, stdout) = shop.stdout(&["verify"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("0 of 17 exercises done"), "{stdout}");
+
+    let state = shop.root.join("state");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let output = shop.lab(&["exercises"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot keep your progress in"), "{stderr}");
+    assert!(
+        stderr.contains("Set REFCOUNT_LAB_STATE_DIR to a folder only you can change"),
+        "{stderr}"
+    );
 }

@@ -1022,3 +1022,115 @@ fn killed_outright_while_compiling_no_compiler_survives() {
     child.wait().unwrap();
     sandbox.assert_nothing_left();
 }
+
+/// Writes `path` as `user` would have: the file, then its ownership.
+fn write_as(user: &str, path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let chown = Command::new("chown").arg(user).arg(path).status().unwrap();
+    assert!(chown.success());
+}
+
+/// H4 of issue 23: a progress file is trusted only in a state folder of the user's own that
+/// no one else may change, only if it is the user's, and the exercise folder it names only
+/// if that folder passes the same check. Else another user who writes a progress file
+/// naming a folder of theirs gets their "probe" run as the user by `verify`.
+#[test]
+fn a_progress_file_or_exercise_folder_of_another_user_is_not_trusted() {
+    let Some(other) = SecondUser::make() else {
+        return;
+    };
+    let user = other.0;
+    let sandbox = Sandbox::new("planted-progress");
+    std::fs::set_permissions(&sandbox.root, std::fs::Permissions::from_mode(0o711)).unwrap();
+    // Only the user (root here) may create this: the mark that the payload ran as them.
+    let ran = sandbox.root.join("payload-ran");
+    let payload = format!(
+        "open({:?}, 'w').write('ran')\nraise SystemExit(1)\n",
+        ran.to_str().unwrap()
+    );
+    // Their exercise folder: the starting files, with a payload for a probe.
+    let theirs = sandbox.root.join("theirs");
+    let init = sandbox
+        .lab(&["exercises", "init", theirs.to_str().unwrap()])
+        .env("REFCOUNT_LAB_STATE_DIR", sandbox.root.join("their-state"))
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", report(&init));
+    std::fs::write(theirs.join("10-diagnose-removing.py"), &payload).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", user])
+        .arg(&theirs)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let planted = format!(
+        "{{\"workdir\": {:?}, \"done\": [], \"passed\": {{}}}}",
+        theirs.to_str().unwrap()
+    );
+    let verify = |state: &Path| {
+        let output = sandbox
+            .lab(&["verify"])
+            .env("REFCOUNT_LAB_STATE_DIR", state)
+            .output()
+            .unwrap();
+        assert!(
+            !ran.exists(),
+            "their payload ran as the user: {}",
+            report(&output)
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    // A state folder anyone may write in (sticky or not), their progress file in it.
+    let shared = sandbox.root.join("shared-state");
+    std::fs::create_dir(&shared).unwrap();
+    for mode in [0o1777, 0o777] {
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(mode)).unwrap();
+        write_as(user, &shared.join("progress.json"), &planted);
+        let stderr = verify(&shared);
+        assert!(stderr.contains("can be changed by other users"), "{stderr}");
+        assert!(
+            stderr.contains("REFCOUNT_LAB_STATE_DIR to a folder only you can change"),
+            "{stderr}"
+        );
+        std::fs::remove_file(shared.join("progress.json")).unwrap();
+    }
+    // A state folder of theirs.
+    let their_state = sandbox.root.join("their-state");
+    let chown = Command::new("chown")
+        .args(["-R", user])
+        .arg(&their_state)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    write_as(user, &their_state.join("progress.json"), &planted);
+    let stderr = verify(&their_state);
+    assert!(stderr.contains("can be changed by other users"), "{stderr}");
+
+    // The user's own state folder, holding a progress file of theirs.
+    let state = sandbox.root.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    write_as(user, &state.join("progress.json"), &planted);
+    let stderr = verify(&state);
+    assert!(stderr.contains("is not yours"), "{stderr}");
+    assert!(stderr.contains("exercises --reset"), "what to do: {stderr}");
+
+    // The user's own progress file, naming their exercise folder.
+    std::fs::remove_file(state.join("progress.json")).unwrap();
+    std::fs::write(state.join("progress.json"), &planted).unwrap();
+    for command in [vec!["verify"], vec!["exercise", "10"]] {
+        let output = sandbox.lab(&command).output().unwrap();
+        assert!(
+            !ran.exists(),
+            "their payload ran as the user: {}",
+            report(&output)
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("the exercise folder"), "{stderr}");
+        assert!(stderr.contains("can be changed by other users"), "{stderr}");
+        assert!(stderr.contains("exercises init"), "what to do: {stderr}");
+    }
+}
