@@ -965,3 +965,111 @@ fn a_folder_others_may_change_is_not_used() {
         "{stderr}"
     );
 }
+
+/// Runs `command` with at most 1 GiB of address space (a file read whole fails at once
+/// instead of filling the machine's memory), killed if it runs for more than two minutes (a
+/// pipe read whole waits for ever). Its exit code, stdout and stderr.
+fn run_bounded(mut command: Command) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    // SAFETY: setrlimit is async-signal-safe, and touches only the child.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &limit);
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{command:?} still ran after two minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child.stdout.unwrap().read_to_string(&mut stdout).unwrap();
+    child.stderr.unwrap().read_to_string(&mut stderr).unwrap();
+    (status.code(), stdout, stderr)
+}
+
+/// M5 and M6 of issue 23: `verify` reads the exercise files as it reads the progress file,
+/// within bounds: a pipe (which hung it), `/dev/zero` behind a link (which grew it to
+/// gigabytes), a huge sparse file, a folder. Each gets a message naming the file and what
+/// to do, and the rest of verify goes on; `exercise N` says the same.
+#[test]
+fn exercise_files_are_read_within_bounds() {
+    let shop = Workshop::new("bounded-exercises");
+    shop.init();
+    let work = shop.work();
+    let fifo = |name: &str| {
+        let path = work.join(name);
+        std::fs::remove_file(&path).unwrap();
+        let path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path of ours.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    };
+    fifo("01-predict-buckets.py");
+    fifo("14-fix-c-returned-default.c");
+    let sparse = work.join("06-probe-hash-results.py");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let folder = work.join("07-probe-stolen-references.py");
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::create_dir(&folder).unwrap();
+    let zero = work.join("10-diagnose-removing.py");
+    std::fs::remove_file(&zero).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+
+    let (code, stdout, stderr) = run_bounded(shop.lab(&["verify"]));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    for said in [
+        "to do  1  01-predict-buckets\n\n01-predict-buckets.py is not a regular file (a pipe or \
+         a device?)",
+        "06-probe-hash-results.py is 2147483648 bytes, more than an exercise file holds",
+        "07-probe-stolen-references.py is a folder",
+        "10-diagnose-removing.py is a symbolic link, not followed",
+        "14-fix-c-returned-default.c is not a regular file",
+        "exercises init",
+    ] {
+        assert!(stdout.contains(said), "{said:?} in:\n{stdout}");
+    }
+    assert!(stdout.contains("0 of 17 exercises done"), "{stdout}");
+    // The rest goes on: exercise 1 solved, it is done, and the others still say why not.
+    std::fs::remove_file(work.join("01-predict-buckets.py")).unwrap();
+    shop.solve("01-predict-buckets.py");
+    let (code, stdout, stderr) = run_bounded(shop.lab(&["verify"]));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("1 of 17 exercises done"), "{stdout}");
+    assert!(
+        stdout.contains("10-diagnose-removing.py is a symbolic"),
+        "{stdout}"
+    );
+
+    for (number, said) in [
+        (
+            "10",
+            "10-diagnose-removing.py is a symbolic link, not followed",
+        ),
+        ("14", "14-fix-c-returned-default.c is not a regular file"),
+        ("6", "more than an exercise file holds"),
+    ] {
+        let (code, stdout, stderr) = run_bounded(shop.lab(&["exercise", number]));
+        assert_eq!(code, Some(2), "{stdout}{stderr}");
+        assert!(stderr.contains(said), "{said:?} in:\n{stderr}");
+    }
+}
