@@ -226,7 +226,7 @@ fn update_in<T>(dir: &Path, change: impl FnOnce(&mut Progress) -> Result<T>) -> 
 }
 
 /// Takes the lock on the progress in `dir` (made if missing, private), waiting for whoever
-/// holds it; dropping the file lets go.
+/// holds it (and saying so once on stderr); dropping the file lets go.
 fn lock(dir: &Path) -> Result<File> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -243,16 +243,28 @@ fn lock(dir: &Path) -> Result<File> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .with_context(|| format!("cannot open {}; {FOLDER_ADVICE}", path.display()))?;
+    // First without waiting, to say why nothing happens while another command holds it.
+    let mut how = libc::LOCK_EX | libc::LOCK_NB;
     loop {
         // SAFETY: flock reads only its two integer arguments; the descriptor is `file`'s,
         // open for the whole call.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
             return Ok(file);
         }
         let error = std::io::Error::last_os_error();
-        if error.kind() != ErrorKind::Interrupted {
-            return Err(error)
-                .with_context(|| format!("cannot lock {}; {FOLDER_ADVICE}", path.display()));
+        match error.raw_os_error() {
+            Some(libc::EWOULDBLOCK) if how & libc::LOCK_NB != 0 => {
+                eprintln!(
+                    "refcount-lab: waiting for another refcount-lab to finish with the \
+                     progress file…"
+                );
+                how = libc::LOCK_EX;
+            }
+            Some(libc::EINTR) => {}
+            _ => {
+                return Err(error)
+                    .with_context(|| format!("cannot lock {}; {FOLDER_ADVICE}", path.display()))
+            }
         }
     }
 }

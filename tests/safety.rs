@@ -1134,3 +1134,35 @@ fn a_progress_file_or_exercise_folder_of_another_user_is_not_trusted() {
         assert!(stderr.contains("exercises init"), "what to do: {stderr}");
     }
 }
+
+/// A command that finds the progress file locked by another says so once, then waits; one
+/// that finds it free says nothing.
+#[test]
+fn waiting_for_the_progress_lock_is_said_once() {
+    use std::os::fd::AsRawFd;
+    const WAITING: &str = "waiting for another refcount-lab to finish with the progress file";
+    let sandbox = Sandbox::new("lock-wait");
+    let state = sandbox.root.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let lock = std::fs::File::create(state.join("progress.lock")).unwrap();
+    // SAFETY: flock reads only its two integer arguments; the descriptor is `lock`'s.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let child = spawn(sandbox.lab(&["exercises", "--reset"]));
+    let deadline = Instant::now() + PATIENCE;
+    while !waits_for_a_lock(child.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "--reset never waited for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(lock);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", report(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches(WAITING).count(), 1, "{stderr}");
+    let output = sandbox.lab(&["exercises", "--reset"]).output().unwrap();
+    assert!(output.status.success(), "{}", report(&output));
+    assert!(output.stderr.is_empty(), "{}", report(&output));
+}
