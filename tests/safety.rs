@@ -1133,6 +1133,25 @@ fn a_progress_file_or_exercise_folder_of_another_user_is_not_trusted() {
         assert!(stderr.contains("can be changed by other users"), "{stderr}");
         assert!(stderr.contains("exercises init"), "what to do: {stderr}");
     }
+    // The user's own exercise folder, in a sticky folder of theirs (its owner may rename
+    // what is in it, the sticky bit notwithstanding).
+    let their_sticky = sandbox.root.join("their-sticky");
+    std::fs::create_dir(&their_sticky).unwrap();
+    let mine = their_sticky.join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::set_permissions(&their_sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let chown = Command::new("chown").arg(user).arg(&their_sticky).status();
+    assert!(chown.unwrap().success());
+    let progress = format!(
+        "{{\"workdir\": {:?}, \"done\": [], \"passed\": {{}}}}",
+        mine.to_str().unwrap()
+    );
+    std::fs::write(state.join("progress.json"), progress).unwrap();
+    let output = sandbox.lab(&["verify"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing the exercise folder"), "{stderr}");
+    assert!(stderr.contains("their-sticky can be changed"), "{stderr}");
 }
 
 /// A command that finds the progress file locked by another says so once, then waits; one
