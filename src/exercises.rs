@@ -16,7 +16,7 @@ use crate::python::Python;
 use crate::runner::{self, Job, Run};
 use crate::scratch::{self, ScratchDir};
 use crate::trace::Event;
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
@@ -335,16 +335,65 @@ pub fn run_both_ways(
     ))
 }
 
-/// Checks one exercise in the learner's folder.
+/// The most an exercise file may hold: a learner's script or C file is a few kilobytes.
+const FILE_CAP: u64 = 1024 * 1024;
+
+/// Why a learner's file cannot be checked: a sentence naming it and saying what to do.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// There is no such file (a later exercise's is then just not started).
+    pub missing: bool,
+    pub why: String,
+}
+
+/// The learner's file of `exercise`, read the way refcount-lab reads every file it reads
+/// itself (`progress::read_regular`): a regular file (not a pipe, which would hang the
+/// read, nor a device such as `/dev/zero`, which never ends), not a symbolic link, of at
+/// most [`FILE_CAP`] bytes. The interpreter or the compiler is given it only once it is.
+pub fn learners_file(workdir: &Path, exercise: &Exercise) -> Result<Vec<u8>, Unreadable> {
+    let name = exercise.file_name();
+    let path = workdir.join(&name);
+    let error = match crate::progress::read_regular(&path, FILE_CAP, "an exercise file") {
+        Ok((contents, _)) => return Ok(contents),
+        Err(error) => error,
+    };
+    let again = format!(
+        "`refcount-lab exercises init {} --resume` writes its starting file again",
+        workdir.display()
+    );
+    let plain = format!(
+        "refcount-lab reads an exercise file only as a plain file of at most {} MiB; put \
+         your work there as one (or remove it: {again})",
+        FILE_CAP >> 20
+    );
+    let missing = error.kind() == std::io::ErrorKind::NotFound;
+    let why = match error.raw_os_error() {
+        _ if missing => format!("{name} is missing from {}: {again}", workdir.display()),
+        Some(libc::EISDIR) => format!("{name} is a folder, not a file: {plain}"),
+        // One of read_regular's own reasons: "a symbolic link, not followed", …
+        None => format!("{name} is {error}: {plain}"),
+        Some(_) => format!("cannot read {}: {error}", path.display()),
+    };
+    Err(Unreadable { missing, why })
+}
+
+/// Checks one exercise in the learner's folder; a file that cannot be read is not done
+/// yet, and the verdict says why.
 pub fn check(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<Verdict> {
-    let path = workdir.join(exercise.file_name());
-    let source = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {}: `refcount-lab exercises init DIR` makes the files",
-            path.display()
-        )
-    })?;
-    let answers = read_answers(&source);
+    match learners_file(workdir, exercise) {
+        Ok(contents) => check_contents(python, exercise, workdir, &contents),
+        Err(unreadable) => Ok(Verdict::NotYet(unreadable.why)),
+    }
+}
+
+/// `check`, with the file's `contents` read.
+fn check_contents(
+    python: &Python,
+    exercise: &Exercise,
+    workdir: &Path,
+    contents: &[u8],
+) -> Result<Verdict> {
+    let answers = read_answers(&String::from_utf8_lossy(contents));
     match exercise.kind {
         Kind::Predict => check_predictions(python, exercise, &answers),
         Kind::Diagnose => check_diagnosis(python, exercise, workdir, answers.get("FAULT")),
@@ -388,12 +437,9 @@ pub fn try_c(python: &Python, exercise: &Exercise, workdir: &Path) -> Result<CAt
     let probe = probe_of(&exercise.name).expect("checked by catalogue()");
     let probe_file = format!("{}.py", exercise.name);
     let scratch = ScratchDir::with_file(&probe_file, probe)?;
+    // Compiled only once it is a plain file of sane size.
+    learners_file(workdir, exercise).map_err(|unreadable| anyhow!(unreadable.why))?;
     let source = workdir.join(exercise.file_name());
-    ensure!(
-        source.is_file(),
-        "cannot read {}: `refcount-lab exercises init DIR` makes the files",
-        source.display()
-    );
     Ok(
         match cbuild::build(python, &source, module, scratch.path())? {
             Built::Rejected(messages) => CAttempt::Rejected(messages),
@@ -810,13 +856,16 @@ pub fn verify_all(
                 // from its starting file is checked now.
                 let mut also_done = Vec::new();
                 let mut started = Vec::new();
+                let mut unreadable = Vec::new();
                 for later in &exercises[done + 1..] {
                     match verdict_of(python, later, workdir, passed, true)? {
                         Some((Verdict::Done, stamped)) => {
                             stamps.extend(stamped.map(|stamp| (later.name.clone(), stamp)));
                             also_done.push(later.name.clone());
                         }
-                        Some((Verdict::NotYet(_), _)) => started.push(later.number),
+                        // No stamp: the file could not be read.
+                        Some((Verdict::NotYet(why), None)) => unreadable.push(why),
+                        Some((Verdict::NotYet(_), Some(_))) => started.push(later.number),
                         None => {}
                     }
                 }
@@ -825,6 +874,7 @@ pub fn verify_all(
                     stuck: Some((exercise.number, why)),
                     also_done,
                     started,
+                    unreadable,
                     passed: stamps,
                 });
             }
@@ -835,13 +885,14 @@ pub fn verify_all(
         stuck: None,
         also_done: Vec::new(),
         started: Vec::new(),
+        unreadable: Vec::new(),
         passed: stamps,
     })
 }
 
-/// `exercise`'s verdict and the stamp of its file (`None` if it cannot be read). Done
-/// without a check when the stamp is the one that passed; with `skip_untouched`, `None` for
-/// a file that cannot be read or is still as it started.
+/// `exercise`'s verdict and the stamp of its file (`None` if it cannot be read, when the
+/// verdict says why). Done without a check when the stamp is the one that passed; with
+/// `skip_untouched`, `None` for a file that is missing or still as it started.
 fn verdict_of(
     python: &Python,
     exercise: &Exercise,
@@ -849,16 +900,20 @@ fn verdict_of(
     passed: &BTreeMap<String, String>,
     skip_untouched: bool,
 ) -> Result<Option<(Verdict, Option<String>)>> {
-    let contents = std::fs::read(workdir.join(exercise.file_name())).ok();
-    let stamped = contents.as_deref().map(|contents| stamp(python, contents));
-    if stamped.is_some() && passed.get(&exercise.name) == stamped.as_ref() {
-        return Ok(Some((Verdict::Done, stamped)));
+    let contents = match learners_file(workdir, exercise) {
+        Ok(contents) => contents,
+        Err(unreadable) if skip_untouched && unreadable.missing => return Ok(None),
+        Err(unreadable) => return Ok(Some((Verdict::NotYet(unreadable.why), None))),
+    };
+    let stamped = stamp(python, &contents);
+    if passed.get(&exercise.name) == Some(&stamped) {
+        return Ok(Some((Verdict::Done, Some(stamped))));
     }
-    let untouched = contents.is_none_or(|contents| contents == exercise.starter.as_bytes());
-    if skip_untouched && untouched {
+    if skip_untouched && contents == exercise.starter.as_bytes() {
         return Ok(None);
     }
-    Ok(Some((check(python, exercise, workdir)?, stamped)))
+    let verdict = check_contents(python, exercise, workdir, &contents)?;
+    Ok(Some((verdict, Some(stamped))))
 }
 
 /// Remembers `verdict` on one exercise, as `exercise N` gives it after its run: a pass goes
@@ -871,7 +926,7 @@ pub fn remember(
     verdict: &Verdict,
     passed: &mut BTreeMap<String, String>,
 ) {
-    let contents = std::fs::read(workdir.join(exercise.file_name())).ok();
+    let contents = learners_file(workdir, exercise).ok();
     match (verdict, contents.map(|contents| stamp(python, &contents))) {
         (Verdict::Done, Some(stamp)) => {
             passed.insert(exercise.name.clone(), stamp);
@@ -892,6 +947,8 @@ pub struct Verified {
     pub also_done: Vec<String>,
     /// Numbers of the exercises after it that the learner changed and that do not pass yet.
     pub started: Vec<usize>,
+    /// Why files of exercises after it cannot be read (`learners_file`), one each.
+    pub unreadable: Vec<String>,
     /// The stamps of the exercises done (see `verify_all`).
     pub passed: BTreeMap<String, String>,
 }
@@ -920,7 +977,10 @@ pub fn workdir(saved: Option<&Path>) -> Result<PathBuf> {
         bail!("no exercise folder yet: start with `refcount-lab exercises init DIR`")
     };
     match std::fs::metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => Ok(dir.to_owned()),
+        Ok(metadata) if metadata.is_dir() => {
+            refuse_foreign(dir, &metadata)?;
+            Ok(dir.to_owned())
+        }
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
             Err(error).with_context(|| {
                 format!(
@@ -935,6 +995,35 @@ pub fn workdir(saved: Option<&Path>) -> Result<PathBuf> {
             dir.display()
         ),
     }
+}
+
+/// Refuses an exercise folder (as the progress file names it) that is not the user's own,
+/// or that another user may change, it or a folder above it (`scratch::shared_folder`):
+/// its scripts run, and its C compiles, as the user.
+fn refuse_foreign(dir: &Path, metadata: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    const ADVICE: &str = "`refcount-lab exercises init DIR` makes a new one in a folder only \
+                          you can change (copy your work over), or if the folder is yours, \
+                          take write access from the others (chmod go-w)";
+    if let Some(shared) = scratch::shared_folder(dir, true)? {
+        bail!(
+            "refusing the exercise folder {}: {shared}, so one of them could change your files \
+             or add a module your scripts would import, and refcount-lab runs them as you. \
+             {ADVICE}",
+            dir.display()
+        );
+    }
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if metadata.uid() != me {
+        bail!(
+            "refusing the exercise folder {}: it is not yours (owner uid {}), and refcount-lab \
+             would run its scripts as you. {ADVICE}",
+            dir.display(),
+            metadata.uid()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,15 +10,20 @@
 //! (say, `exercises` beside a running `verify --watch`) sees the old file or the new one,
 //! never an empty or half-written one. A failed write, or an interrupt, removes that folder
 //! with what it holds. A file that cannot be read is never deleted: `reset` moves it aside.
+//!
+//! The progress file names a folder whose scripts `verify` runs, so it is trusted only in
+//! a state folder of the user's own that no other user may change (nor any folder above
+//! it but through the sticky bit, as `scratch.rs` checks its folders), and only if it is
+//! the user's own file; `exercises::workdir` checks the folder it names the same way.
 
 use crate::scratch::ScratchDir;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -38,8 +43,8 @@ const LOCK: &str = "progress.lock";
 
 const RESET_ADVICE: &str = "`refcount-lab exercises --reset` moves it aside and starts over";
 /// What to do when the state folder cannot be read or written.
-const FOLDER_ADVICE: &str =
-    "free space or fix permissions there, or set REFCOUNT_LAB_STATE_DIR to another folder";
+const FOLDER_ADVICE: &str = "free space or fix permissions there, or set REFCOUNT_LAB_STATE_DIR \
+                             to a folder only you can change";
 
 /// The folder holding the progress file and its lock.
 fn state_dir() -> Result<PathBuf> {
@@ -57,7 +62,13 @@ fn state_dir() -> Result<PathBuf> {
 impl Progress {
     /// The saved progress, or none yet. To change it, use `update`.
     pub fn load() -> Result<Progress> {
-        load_from(&state_dir()?)
+        let dir = state_dir()?;
+        match std::fs::metadata(&dir) {
+            // Nothing saved yet (`lock` makes the folder, private, for the first save).
+            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(Progress::default()),
+            _ => check_state_dir(&dir)?,
+        }
+        load_from(&dir)
     }
 
     /// Reads the progress, applies `change` and saves it, all under the lock: a command
@@ -107,6 +118,8 @@ impl Progress {
         }
         let what = if metadata.is_dir() {
             "was a folder"
+        } else if metadata.uid() != my_uid() {
+            "was not yours"
         } else {
             "could not be read"
         };
@@ -144,10 +157,52 @@ impl Progress {
     }
 }
 
+fn my_uid() -> u32 {
+    // SAFETY: getuid cannot fail and has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+/// Refuses a state folder (`dir`, which exists) that is not the user's, or that another
+/// user may change, it or a folder above it (see `scratch::shared_folder`): they could put
+/// a progress file there naming a folder of theirs, whose scripts `verify` would run as the
+/// user. Something else in its place is left to fail on use, with the system's reason.
+fn check_state_dir(dir: &Path) -> Result<()> {
+    let metadata = std::fs::metadata(dir)
+        .with_context(|| format!("cannot open {}; {FOLDER_ADVICE}", dir.display()))?;
+    if !metadata.is_dir() {
+        return Ok(());
+    }
+    const WHY: &str = "so one of them could put a progress file there that has refcount-lab \
+                       run their scripts as you";
+    if let Some(shared) = crate::scratch::shared_folder(dir, true)? {
+        bail!(
+            "cannot keep your progress in {}: {shared}, {WHY}. Set REFCOUNT_LAB_STATE_DIR to a \
+             folder only you can change (or if that folder is yours, take write access from \
+             the others: chmod go-w)",
+            dir.display()
+        );
+    }
+    if metadata.uid() != my_uid() {
+        bail!(
+            "cannot keep your progress in {}: it is not yours (owner uid {}), {WHY}. Set \
+             REFCOUNT_LAB_STATE_DIR to a folder only you can change",
+            dir.display(),
+            metadata.uid()
+        );
+    }
+    Ok(())
+}
+
 fn load_from(dir: &Path) -> Result<Progress> {
     let path = dir.join(FILE);
-    match read_bounded(&path) {
-        Ok(text) => serde_json::from_str(&text)
+    match read_regular(&path, PROGRESS_CAP, "a progress file") {
+        Ok((_, metadata)) if metadata.uid() != my_uid() => bail!(
+            "{} is not yours (owner uid {}): it may name a folder of someone else's, whose \
+             scripts refcount-lab would run as you; {RESET_ADVICE}",
+            path.display(),
+            metadata.uid()
+        ),
+        Ok((bytes, _)) => serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is damaged; {RESET_ADVICE}", path.display())),
         Err(error) if error.kind() == ErrorKind::NotFound => Ok(Progress::default()),
         Err(error) => {
@@ -171,13 +226,14 @@ fn update_in<T>(dir: &Path, change: impl FnOnce(&mut Progress) -> Result<T>) -> 
 }
 
 /// Takes the lock on the progress in `dir` (made if missing, private), waiting for whoever
-/// holds it; dropping the file lets go.
+/// holds it (and saying so once on stderr); dropping the file lets go.
 fn lock(dir: &Path) -> Result<File> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create {}; {FOLDER_ADVICE}", dir.display()))?;
+    check_state_dir(dir)?;
     let path = dir.join(LOCK);
     let file = OpenOptions::new()
         .read(true)
@@ -187,16 +243,28 @@ fn lock(dir: &Path) -> Result<File> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .with_context(|| format!("cannot open {}; {FOLDER_ADVICE}", path.display()))?;
+    // First without waiting, to say why nothing happens while another command holds it.
+    let mut how = libc::LOCK_EX | libc::LOCK_NB;
     loop {
         // SAFETY: flock reads only its two integer arguments; the descriptor is `file`'s,
         // open for the whole call.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
             return Ok(file);
         }
         let error = std::io::Error::last_os_error();
-        if error.kind() != ErrorKind::Interrupted {
-            return Err(error)
-                .with_context(|| format!("cannot lock {}; {FOLDER_ADVICE}", path.display()));
+        match error.raw_os_error() {
+            Some(libc::EWOULDBLOCK) if how & libc::LOCK_NB != 0 => {
+                eprintln!(
+                    "refcount-lab: waiting for another refcount-lab to finish with the \
+                     progress file…"
+                );
+                how = libc::LOCK_EX;
+            }
+            Some(libc::EINTR) => {}
+            _ => {
+                return Err(error)
+                    .with_context(|| format!("cannot lock {}; {FOLDER_ADVICE}", path.display()))
+            }
         }
     }
 }
@@ -218,12 +286,27 @@ fn move_aside(path: &Path) -> Result<PathBuf> {
 /// The most a progress file may hold (a real one is a few hundred bytes).
 const PROGRESS_CAP: u64 = 1024 * 1024;
 
-/// A progress file's text (the learner's own, or one handed in): a regular file (not a pipe
-/// that would hang the reader, not a link), of at most [`PROGRESS_CAP`] bytes.
+/// A progress file's text (the learner's own, or one handed in): see [`read_regular`].
 pub fn read_bounded(path: &Path) -> std::io::Result<String> {
+    let (bytes, _) = read_regular(path, PROGRESS_CAP, "a progress file")?;
+    String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8")
+    })
+}
+
+/// The bytes of a file refcount-lab reads itself (a progress file, an exercise file), and
+/// what `fstat` said of it: only a regular file (not a pipe that would hang the reader or
+/// a device that never ends, not a symbolic link, which is not followed), of at most `cap`
+/// bytes; `what` names such a file in the error for a larger one ("a progress file").
+/// The errors read after "… is": "a symbolic link, not followed", "not a regular file (a
+/// pipe or a device?)", "N bytes, more than a progress file holds"; a folder is `EISDIR`.
+pub fn read_regular(
+    path: &Path,
+    cap: u64,
+    what: &str,
+) -> std::io::Result<(Vec<u8>, std::fs::Metadata)> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)
@@ -231,24 +314,24 @@ pub fn read_bounded(path: &Path) -> std::io::Result<String> {
             Some(libc::ELOOP) => std::io::Error::other("a symbolic link, not followed"),
             _ => error,
         })?;
-    let meta = file.metadata()?;
-    if meta.is_dir() {
+    let metadata = file.metadata()?;
+    if metadata.is_dir() {
         return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
     }
-    if !meta.is_file() {
+    if !metadata.is_file() {
         return Err(std::io::Error::other(
             "not a regular file (a pipe or a device?)",
         ));
     }
-    if meta.len() > PROGRESS_CAP {
+    if metadata.len() > cap {
         return Err(std::io::Error::other(format!(
-            "{} bytes, more than a progress file holds",
-            meta.len()
+            "{} bytes, more than {what} holds",
+            metadata.len()
         )));
     }
-    let mut text = String::new();
-    file.take(PROGRESS_CAP).read_to_string(&mut text)?;
-    Ok(text)
+    let mut bytes = Vec::new();
+    file.take(cap).read_to_end(&mut bytes)?;
+    Ok((bytes, metadata))
 }
 
 #[cfg(test)]

@@ -103,6 +103,9 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
     let exercise = exercises::find(&all, number)?;
     let progress = progress::Progress::load()?;
     let workdir = exercises::workdir(progress.workdir.as_deref())?;
+    // Nothing is run or compiled from a file that is not a plain one of sane size.
+    exercises::learners_file(&workdir, exercise)
+        .map_err(|unreadable| anyhow::anyhow!(unreadable.why))?;
     let kind = exercise.kind.name();
     let about = match lesson_shown(exercise, &progress) {
         Some(lesson) => format!("{kind}, lesson {lesson}"),
@@ -204,6 +207,7 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
             stuck,
             also_done,
             started,
+            unreadable,
             passed: now_passed,
         } = exercises::verify_all(python, &all, &workdir, &passed)?;
         passed = now_passed;
@@ -239,6 +243,9 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
                 "Started, not done yet: {} (`refcount-lab exercise N` says why)\n",
                 numbers.join(", ")
             ));
+        }
+        for why in &unreadable {
+            out.push_str(&format!("Not checked: {why}\n"));
         }
         let done = done + also_done.len();
         out.push_str(&format!("\n{done} of {} exercises done.\n", all.len()));

@@ -362,7 +362,7 @@ fn verify_shows_its_results_even_when_progress_cannot_be_saved() {
         "the system's reason: {stderr}"
     );
     assert!(
-        stderr.contains("REFCOUNT_LAB_STATE_DIR"),
+        stderr.contains("set REFCOUNT_LAB_STATE_DIR to a folder only you can change"),
         "what to do: {stderr}"
     );
     assert_eq!(output.status.code(), Some(1), "exercise 2 is still to do");
@@ -922,4 +922,154 @@ fn progress_and_export_files_are_bounded_and_never_followed() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "mine\n");
+}
+
+/// The exercise folder the progress file names is used only while no one else may change
+/// it (its scripts run as the learner), nor the state folder: a learner's own folder made
+/// group- or other-writable is refused with what to do, and works again once it is not.
+#[test]
+fn a_folder_others_may_change_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let shop = Workshop::new("others-may-change");
+    shop.init();
+    let work = shop.work();
+    for mode in [0o775, 0o757] {
+        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(mode)).unwrap();
+        for command in [vec!["verify"], vec!["exercise", "6"]] {
+            let output = shop.lab(&command).output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{mode:o} {command:?}: {stderr}"
+            );
+            assert!(stderr.contains("refusing the exercise folder"), "{stderr}");
+            assert!(stderr.contains("can be changed by other users"), "{stderr}");
+            assert!(stderr.contains("chmod go-w"), "what to do: {stderr}");
+            assert!(output.stdout.is_empty(), "nothing ran");
+        }
+    }
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, stdout) = shop.stdout(&["verify"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("0 of 17 exercises done"), "{stdout}");
+
+    let state = shop.root.join("state");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let output = shop.lab(&["exercises"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot keep your progress in"), "{stderr}");
+    assert!(
+        stderr.contains("Set REFCOUNT_LAB_STATE_DIR to a folder only you can change"),
+        "{stderr}"
+    );
+}
+
+/// Runs `command` with at most 1 GiB of address space (a file read whole fails at once
+/// instead of filling the machine's memory), killed if it runs for more than two minutes (a
+/// pipe read whole waits for ever). Its exit code, stdout and stderr.
+fn run_bounded(mut command: Command) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    // SAFETY: setrlimit is async-signal-safe, and touches only the child.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &limit);
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{command:?} still ran after two minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child.stdout.unwrap().read_to_string(&mut stdout).unwrap();
+    child.stderr.unwrap().read_to_string(&mut stderr).unwrap();
+    (status.code(), stdout, stderr)
+}
+
+/// M5 and M6 of issue 23: `verify` reads the exercise files as it reads the progress file,
+/// within bounds: a pipe (which hung it), `/dev/zero` behind a link (which grew it to
+/// gigabytes), a huge sparse file, a folder. Each gets a message naming the file and what
+/// to do, and the rest of verify goes on; `exercise N` says the same.
+#[test]
+fn exercise_files_are_read_within_bounds() {
+    let shop = Workshop::new("bounded-exercises");
+    shop.init();
+    let work = shop.work();
+    let fifo = |name: &str| {
+        let path = work.join(name);
+        std::fs::remove_file(&path).unwrap();
+        let path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path of ours.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    };
+    fifo("01-predict-buckets.py");
+    fifo("14-fix-c-returned-default.c");
+    let sparse = work.join("06-probe-hash-results.py");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let folder = work.join("07-probe-stolen-references.py");
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::create_dir(&folder).unwrap();
+    let zero = work.join("10-diagnose-removing.py");
+    std::fs::remove_file(&zero).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+
+    let (code, stdout, stderr) = run_bounded(shop.lab(&["verify"]));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    for said in [
+        "to do  1  01-predict-buckets\n\n01-predict-buckets.py is not a regular file (a pipe or \
+         a device?)",
+        "06-probe-hash-results.py is 2147483648 bytes, more than an exercise file holds",
+        "07-probe-stolen-references.py is a folder",
+        "10-diagnose-removing.py is a symbolic link, not followed",
+        "14-fix-c-returned-default.c is not a regular file",
+        "exercises init",
+    ] {
+        assert!(stdout.contains(said), "{said:?} in:\n{stdout}");
+    }
+    assert!(stdout.contains("0 of 17 exercises done"), "{stdout}");
+    // The rest goes on: exercise 1 solved, it is done, and the others still say why not.
+    std::fs::remove_file(work.join("01-predict-buckets.py")).unwrap();
+    shop.solve("01-predict-buckets.py");
+    let (code, stdout, stderr) = run_bounded(shop.lab(&["verify"]));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("1 of 17 exercises done"), "{stdout}");
+    assert!(
+        stdout.contains("10-diagnose-removing.py is a symbolic"),
+        "{stdout}"
+    );
+
+    for (number, said) in [
+        (
+            "10",
+            "10-diagnose-removing.py is a symbolic link, not followed",
+        ),
+        ("14", "14-fix-c-returned-default.c is not a regular file"),
+        ("6", "more than an exercise file holds"),
+    ] {
+        let (code, stdout, stderr) = run_bounded(shop.lab(&["exercise", number]));
+        assert_eq!(code, Some(2), "{stdout}{stderr}");
+        assert!(stderr.contains(said), "{said:?} in:\n{stderr}");
+    }
 }

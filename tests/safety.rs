@@ -1022,3 +1022,166 @@ fn killed_outright_while_compiling_no_compiler_survives() {
     child.wait().unwrap();
     sandbox.assert_nothing_left();
 }
+
+/// Writes `path` as `user` would have: the file, then its ownership.
+fn write_as(user: &str, path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let chown = Command::new("chown").arg(user).arg(path).status().unwrap();
+    assert!(chown.success());
+}
+
+/// H4 of issue 23: a progress file is trusted only in a state folder of the user's own that
+/// no one else may change, only if it is the user's, and the exercise folder it names only
+/// if that folder passes the same check. Else another user who writes a progress file
+/// naming a folder of theirs gets their "probe" run as the user by `verify`.
+#[test]
+fn a_progress_file_or_exercise_folder_of_another_user_is_not_trusted() {
+    let Some(other) = SecondUser::make() else {
+        return;
+    };
+    let user = other.0;
+    let sandbox = Sandbox::new("planted-progress");
+    std::fs::set_permissions(&sandbox.root, std::fs::Permissions::from_mode(0o711)).unwrap();
+    // Only the user (root here) may create this: the mark that the payload ran as them.
+    let ran = sandbox.root.join("payload-ran");
+    let payload = format!(
+        "open({:?}, 'w').write('ran')\nraise SystemExit(1)\n",
+        ran.to_str().unwrap()
+    );
+    // Their exercise folder: the starting files, with a payload for a probe.
+    let theirs = sandbox.root.join("theirs");
+    let init = sandbox
+        .lab(&["exercises", "init", theirs.to_str().unwrap()])
+        .env("REFCOUNT_LAB_STATE_DIR", sandbox.root.join("their-state"))
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", report(&init));
+    std::fs::write(theirs.join("10-diagnose-removing.py"), &payload).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", user])
+        .arg(&theirs)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let planted = format!(
+        "{{\"workdir\": {:?}, \"done\": [], \"passed\": {{}}}}",
+        theirs.to_str().unwrap()
+    );
+    let verify = |state: &Path| {
+        let output = sandbox
+            .lab(&["verify"])
+            .env("REFCOUNT_LAB_STATE_DIR", state)
+            .output()
+            .unwrap();
+        assert!(
+            !ran.exists(),
+            "their payload ran as the user: {}",
+            report(&output)
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    // A state folder anyone may write in (sticky or not), their progress file in it.
+    let shared = sandbox.root.join("shared-state");
+    std::fs::create_dir(&shared).unwrap();
+    for mode in [0o1777, 0o777] {
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(mode)).unwrap();
+        write_as(user, &shared.join("progress.json"), &planted);
+        let stderr = verify(&shared);
+        assert!(stderr.contains("can be changed by other users"), "{stderr}");
+        assert!(
+            stderr.contains("REFCOUNT_LAB_STATE_DIR to a folder only you can change"),
+            "{stderr}"
+        );
+        std::fs::remove_file(shared.join("progress.json")).unwrap();
+    }
+    // A state folder of theirs.
+    let their_state = sandbox.root.join("their-state");
+    let chown = Command::new("chown")
+        .args(["-R", user])
+        .arg(&their_state)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    write_as(user, &their_state.join("progress.json"), &planted);
+    let stderr = verify(&their_state);
+    assert!(stderr.contains("can be changed by other users"), "{stderr}");
+
+    // The user's own state folder, holding a progress file of theirs.
+    let state = sandbox.root.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    write_as(user, &state.join("progress.json"), &planted);
+    let stderr = verify(&state);
+    assert!(stderr.contains("is not yours"), "{stderr}");
+    assert!(stderr.contains("exercises --reset"), "what to do: {stderr}");
+
+    // The user's own progress file, naming their exercise folder.
+    std::fs::remove_file(state.join("progress.json")).unwrap();
+    std::fs::write(state.join("progress.json"), &planted).unwrap();
+    for command in [vec!["verify"], vec!["exercise", "10"]] {
+        let output = sandbox.lab(&command).output().unwrap();
+        assert!(
+            !ran.exists(),
+            "their payload ran as the user: {}",
+            report(&output)
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("the exercise folder"), "{stderr}");
+        assert!(stderr.contains("can be changed by other users"), "{stderr}");
+        assert!(stderr.contains("exercises init"), "what to do: {stderr}");
+    }
+    // The user's own exercise folder, in a sticky folder of theirs (its owner may rename
+    // what is in it, the sticky bit notwithstanding).
+    let their_sticky = sandbox.root.join("their-sticky");
+    std::fs::create_dir(&their_sticky).unwrap();
+    let mine = their_sticky.join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::set_permissions(&their_sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let chown = Command::new("chown").arg(user).arg(&their_sticky).status();
+    assert!(chown.unwrap().success());
+    let progress = format!(
+        "{{\"workdir\": {:?}, \"done\": [], \"passed\": {{}}}}",
+        mine.to_str().unwrap()
+    );
+    std::fs::write(state.join("progress.json"), progress).unwrap();
+    let output = sandbox.lab(&["verify"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing the exercise folder"), "{stderr}");
+    assert!(stderr.contains("their-sticky can be changed"), "{stderr}");
+}
+
+/// A command that finds the progress file locked by another says so once, then waits; one
+/// that finds it free says nothing.
+#[test]
+fn waiting_for_the_progress_lock_is_said_once() {
+    use std::os::fd::AsRawFd;
+    const WAITING: &str = "waiting for another refcount-lab to finish with the progress file";
+    let sandbox = Sandbox::new("lock-wait");
+    let state = sandbox.root.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let lock = std::fs::File::create(state.join("progress.lock")).unwrap();
+    // SAFETY: flock reads only its two integer arguments; the descriptor is `lock`'s.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let child = spawn(sandbox.lab(&["exercises", "--reset"]));
+    let deadline = Instant::now() + PATIENCE;
+    while !waits_for_a_lock(child.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "--reset never waited for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(lock);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", report(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches(WAITING).count(), 1, "{stderr}");
+    let output = sandbox.lab(&["exercises", "--reset"]).output().unwrap();
+    assert!(output.status.success(), "{}", report(&output));
+    assert!(output.stderr.is_empty(), "{}", report(&output));
+}
