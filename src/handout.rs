@@ -157,7 +157,7 @@ mod tests {
         }
         let handout = markdown(&catalogue);
         assert!(
-            handout.contains("(lessons\u{a0}8,\u{a0}11,\u{a0}18)"),
+            handout.contains("(lessons\u{a0}8,\u{a0}11,\u{a0}18,\u{a0}20)"),
             "{handout}"
         );
     }
