@@ -48,7 +48,8 @@ const RULES: &[Rule] = &[
     Rule {
         topic: Topic::Released,
         text: "**What an object owns, its dealloc releases**, once; a reference handed on is \
-               no longer yours. `Py_XINCREF`, `Py_XDECREF`, `Py_XNewRef`, `Py_CLEAR` accept \
+               no longer yours; a heap type's instance owns one to its type, which dealloc \
+               releases after `tp_free`. `Py_XINCREF`, `Py_XDECREF`, `Py_XNewRef`, `Py_CLEAR` accept \
                NULL. To replace a reference you own, `Py_SETREF(field, new)` (`Py_XSETREF` \
                if the old one may be NULL; neither is in the limited API) stores first, then \
                releases.",
@@ -71,7 +72,7 @@ const RULES: &[Rule] = &[
         topic: Topic::Immortal,
         text: "**Immortal** since 3.12: `None`, `True`, `False`, small ints and more; their \
                counts do not move. Count them anyway: on 3.10 and 3.11 a None released too \
-               often stops CPython at zero (\"deallocating None\"), a small int is freed in use. \
+               often stops CPython at zero (\"deallocating None\"); on 3.10 a small int is freed in use. \
                `Py_RETURN_NONE` (and `_TRUE`, `_FALSE`, `_NOTIMPLEMENTED`) is right on every \
                version; only a module for the limited API of 3.11 or older built with the 3.12 \
                headers, or 3.13's before 3.13.5 (gh-134989), must write \

@@ -652,14 +652,21 @@ impl SecondUser {
         Some(SecondUser(name))
     }
 
-    /// Runs `python3 SCRIPT ARGS…` as this user.
+    /// Runs `python3 SCRIPT ARGS…` as this user, the script given on stdin: the checkout
+    /// may sit in a folder this user cannot read.
     fn python(&self, script: &Path, args: &[&Path]) -> Output {
-        Command::new("runuser")
-            .args(["-u", self.0, "--", "python3"])
-            .arg(script)
+        use std::io::Write;
+        let mut child = Command::new("runuser")
+            .args(["-u", self.0, "--", "python3", "-"])
             .args(args)
-            .output()
-            .unwrap()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let source = std::fs::read(script).unwrap();
+        child.stdin.take().unwrap().write_all(&source).unwrap();
+        child.wait_with_output().unwrap()
     }
 }
 
