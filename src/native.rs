@@ -8,7 +8,7 @@
 //! imported, and nothing can change them between a check and the import.
 
 use crate::scratch::ScratchDir;
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 const HASHTABLE: &[u8] = include_bytes!(env!("REFCOUNT_LAB_NATIVE_MODULE"));
 const LAB: &[u8] = include_bytes!("../native/lab.py");
@@ -41,9 +41,7 @@ pub fn install() -> Result<ScratchDir> {
         dir.write(name, contents)?;
     }
     let (name, target) = LAB_TRACE_LINK;
-    let link = dir.path().join(name);
-    std::os::unix::fs::symlink(target, &link)
-        .with_context(|| format!("cannot link {} to {target}", link.display()))?;
+    dir.link(name, target)?;
     Ok(dir)
 }
 

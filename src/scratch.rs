@@ -46,6 +46,9 @@ impl ScratchDir {
     }
 
     fn make(base: &Path, prefix: &str) -> std::io::Result<ScratchDir> {
+        // Held from mkdtemp until the folder is listed: an interrupt between the two would
+        // leave it behind.
+        let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let template = base.join(format!("{prefix}XXXXXX"));
         let template = CString::new(template.into_os_string().into_vec())
             .map_err(|_| std::io::Error::other("the path holds a NUL byte"))?;
@@ -59,7 +62,6 @@ impl ScratchDir {
         if made.is_null() {
             return Err(error);
         }
-        let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         live.push(path.clone());
         Ok(ScratchDir(path))
     }
@@ -83,6 +85,9 @@ impl ScratchDir {
     /// Writes a new file `name` in the folder (never over an existing one).
     pub fn write(&self, name: &str, contents: &[u8]) -> Result<()> {
         use std::io::Write;
+        // An interrupt's removal waits for the file to be whole, and one that came before
+        // has removed the folder, so the write fails: removal never races a write.
+        let _live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let path = self.0.join(name);
         let written = std::fs::OpenOptions::new()
             .write(true)
@@ -101,6 +106,14 @@ impl ScratchDir {
         Ok(())
     }
 
+    /// Makes `name` in the folder a symbolic link to `target`.
+    pub fn link(&self, name: &str, target: &str) -> Result<()> {
+        let _live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let link = self.0.join(name);
+        std::os::unix::fs::symlink(target, &link)
+            .with_context(|| format!("cannot link {} to {target}", link.display()))
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }
@@ -115,26 +128,34 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Removes every scratch folder alive (at an interrupt, just before exiting).
+/// Removes every scratch folder alive (at an interrupt, just before exiting), and keeps
+/// any from being made or written to until the exit.
 pub fn remove_all() {
     let live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     for path in live.iter() {
         let _ = std::fs::remove_dir_all(path);
     }
+    std::mem::forget(live);
 }
 
-/// The folder scratch folders go in: `$XDG_RUNTIME_DIR` when it is private and ours, else
-/// the temporary folder, if no other user can swap what is made in it.
+/// The folder scratch folders go in, as its real path (no link in it that another user
+/// could re-point later): `$XDG_RUNTIME_DIR` when it is private and ours, else `$TMPDIR`
+/// (when set to an absolute path) or `/tmp`, if no other user can swap what is made in it.
 fn base() -> Result<PathBuf> {
     let runtime = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
-        .filter(|dir| dir.is_absolute() && is_private(dir));
-    let base = match runtime {
-        Some(dir) => dir,
-        None => std::env::temp_dir(),
-    };
-    check_ancestors(&base)?;
-    Ok(base)
+        .filter(|dir| dir.is_absolute() && is_private(dir))
+        .and_then(|dir| check_ancestors(&dir, "from XDG_RUNTIME_DIR").ok());
+    if let Some(dir) = runtime {
+        return Ok(dir);
+    }
+    match std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+    {
+        Some(dir) => check_ancestors(&dir, "from TMPDIR"),
+        None => check_ancestors(Path::new("/tmp"), "the default"),
+    }
 }
 
 fn my_uid() -> u32 {
@@ -148,22 +169,25 @@ fn is_private(dir: &Path) -> bool {
         .is_ok_and(|meta| meta.is_dir() && meta.uid() == my_uid() && meta.mode() & 0o077 == 0)
 }
 
-/// Refuses `dir` if it, or a folder above it, may be changed by another user (but root)
-/// without the sticky bit that keeps them from renaming what is ours.
-fn check_ancestors(dir: &Path) -> Result<()> {
-    let shared = shared_folder(dir, false).with_context(|| {
+/// The real path of `dir`, refused if it, or a folder above it, may be changed by another
+/// user (but root) without the sticky bit that keeps them from renaming what is ours.
+/// `source` says where it came from, for the error.
+fn check_ancestors(dir: &Path, source: &str) -> Result<PathBuf> {
+    let context = || {
         format!(
-            "cannot use the temporary folder {}; set TMPDIR to a folder of your own",
+            "cannot use the temporary folder {} ({source}); set TMPDIR to a folder of your own",
             dir.display()
         )
-    })?;
+    };
+    let real = dir.canonicalize().with_context(context)?;
+    let shared = shared_folder(&real, false).with_context(context)?;
     if let Some(shared) = shared {
         bail!(
             "{shared}: one of them could swap refcount-lab's private folders there for their \
              own. Set TMPDIR to a folder only you can change"
         );
     }
-    Ok(())
+    Ok(real)
 }
 
 /// A folder other users may change (see [`shared_folder`]).
@@ -262,14 +286,30 @@ mod tests {
         let open = scratch.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let error = check_ancestors(&open.join(".")).unwrap_err().to_string();
+        let error = check_ancestors(&open.join("."), "from TMPDIR")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("no sticky bit"), "{error}");
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        check_ancestors(&open).unwrap();
+        check_ancestors(&open, "from TMPDIR").unwrap();
         // Others may still add files to it, and to a folder of it that is not sticky.
         let shared = shared_folder(&open, true).unwrap().unwrap();
         assert!(shared.to_string().ends_with("mode 1777)"), "{shared}");
         std::fs::create_dir(open.join("mine")).unwrap();
         assert!(shared_folder(&open.join("mine"), true).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_linked_temporary_folder_is_used_by_its_real_path() {
+        // Whoever owns the link may re-point it after the check; its target is what was
+        // checked, so that is what is used.
+        let scratch = ScratchDir::new().unwrap();
+        let mine = scratch.path().join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        let link = scratch.path().join("link");
+        std::os::unix::fs::symlink(&mine, &link).unwrap();
+        let used = check_ancestors(&link, "from TMPDIR").unwrap();
+        assert_eq!(used, mine.canonicalize().unwrap());
+        assert!(!used.starts_with(&link));
     }
 }
