@@ -74,14 +74,9 @@ fn main() -> ExitCode {
             command
                 .env("REFCOUNT_LAB_FAULTS", names.join(","))
                 .args(&args);
-            let status = processes::spawn(&mut command)
-                .and_then(|mut child| child.wait())
-                .inspect(|_| processes::interrupts::hold_if_interrupted())
-                .map_err(|error| {
-                    anyhow::anyhow!("cannot run {}: {error}", python.executable.display())
-                })?;
-            // Nothing it started outlives the command, here as for a run.
-            let left = processes::stop_leftovers();
+            let (status, left) = processes::run_interactive(&mut command).map_err(|error| {
+                anyhow::anyhow!("cannot run {}: {error}", python.executable.display())
+            })?;
             if !left.is_empty() {
                 eprintln!(
                     "refcount-lab: stopped what the interpreter left running: {}",

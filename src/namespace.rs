@@ -158,6 +158,10 @@ unsafe fn unshare_and_map(maps: Option<&IdMaps>) -> io::Result<()> {
     }
 }
 
+/// The signals a terminal sends its foreground process group from the keyboard that would
+/// end the keeper or init. (Ctrl-Z stops the group, and `fg` lets it go on: no harm.)
+const TERMINAL_SIGNALS: [i32; 2] = [libc::SIGINT, libc::SIGQUIT];
+
 /// In the keeper, between fork and exec: makes the namespaces and starts init. Returns
 /// (to exec the interpreter) only in the script.
 ///
@@ -166,6 +170,12 @@ unsafe fn unshare_and_map(maps: Option<&IdMaps>) -> io::Result<()> {
 unsafe fn enter(status: RawFd, maps: Option<&IdMaps>) -> io::Result<()> {
     // SAFETY: system calls on this process's own namespaces, ids and descriptors.
     unsafe {
+        // A terminal's Ctrl-C and Ctrl-\ reach the keeper and init too when the script
+        // shares refcount-lab's process group (`refcount-lab python`): they are the
+        // script's, not the end of its run. The script takes the default actions back.
+        for signal in TERMINAL_SIGNALS {
+            libc::signal(signal, libc::SIG_IGN);
+        }
         unshare_and_map(maps)?;
         match libc::fork() {
             -1 => Err(io::Error::last_os_error()),
@@ -238,6 +248,9 @@ unsafe fn init(status: RawFd) -> io::Result<()> {
                     return Err(io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 libc::close(status);
+                for signal in TERMINAL_SIGNALS {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
                 Ok(())
             }
             script => reap(status, script),

@@ -296,10 +296,26 @@ pub fn stop_all(child: i32, own: &[i32]) -> Vec<String> {
     stop_descendants(Some(child), stopped, own)
 }
 
-/// Kills every descendant of this process (none of them an unreaped child we still wait
-/// for) and names those that were running: what a finished interpreter left behind.
-pub fn stop_leftovers() -> Vec<String> {
-    stop_descendants(None, HashMap::new(), &[])
+/// Runs `command` on the terminal, as the user's own interpreter (`refcount-lab python`):
+/// in refcount-lab's process group, so that it reads the terminal and Ctrl-C is its own,
+/// but in a namespace of its own where there is one, so that nothing it starts outlives
+/// refcount-lab, however refcount-lab ends. Returns how it ended and the names of the
+/// processes it left running, which are stopped.
+pub fn run_interactive(command: &mut Command) -> std::io::Result<(ExitStatus, Vec<String>)> {
+    use std::os::unix::process::ExitStatusExt;
+    let (mut child, namespace) = crate::namespace::spawn(command)?;
+    let Some(mut namespace) = namespace else {
+        let status = child.wait();
+        interrupts::hold_if_interrupted();
+        return Ok((status?, stop_descendants(None, HashMap::new(), &[])));
+    };
+    // The keeper ends only when every process inside has: the script's end comes from init.
+    let status = namespace.wait_for_script();
+    interrupts::hold_if_interrupted();
+    let left = stop_all(child.id() as i32, &[namespace.init]);
+    child.wait()?;
+    let status = ExitStatus::from_raw(status.unwrap_or(libc::SIGKILL));
+    Ok((status, left))
 }
 
 /// Kills every descendant but `child` until none is left; the names of those that were

@@ -772,15 +772,85 @@ fn the_python_command_leaves_nothing_running() {
     sandbox.assert_scratch_removed();
 }
 
-/// Ctrl-C typed at a lesson's prediction prompt, on a real terminal (a pseudo-terminal
-/// whose line discipline turns `^C` into SIGINT for the foreground process group).
+/// `refcount-lab python` killed with its whole process group (by its own script, or by
+/// SIGKILL from outside): in a namespace, nothing the script started survives it.
+#[test]
+fn the_python_command_killed_outright_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let sandbox = Sandbox::new("python-killpg");
+    // Without one, the daemon outlives it (and holds the output pipes open).
+    if !runs_in_a_namespace(&sandbox) {
+        return;
+    }
+    let mut command = sandbox.lab(&[
+        "python",
+        "-c",
+        "import os, signal, subprocess\n\
+         daemon = subprocess.Popen(['sleep', '100002'], start_new_session=True)\n\
+         while not os.path.exists(f'/proc/{daemon.pid}/cmdline') or \
+         b'100002' not in open(f'/proc/{daemon.pid}/cmdline', 'rb').read(): pass\n\
+         os.killpg(0, signal.SIGKILL)",
+    ]);
+    // Its own group, which the script kills (not this test's).
+    command.process_group(0);
+    let output = command.output().unwrap();
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGKILL),
+        "{}",
+        report(&output)
+    );
+    sandbox.assert_nothing_left();
+}
+
+/// Ctrl-C typed at a lesson's prediction prompt, on a real terminal.
 #[test]
 fn ctrl_c_at_the_prediction_prompt() {
-    use std::io::{Read, Write};
+    use std::io::Write;
+    let sandbox = Sandbox::new("prompt");
+    let (mut terminal, mut child) = on_a_terminal(sandbox.lab(&["lesson", "3"]));
+    let mut seen = Vec::new();
+    read_until(&mut terminal, &mut seen, "your answer");
+    terminal.write_all(b"\x03").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    sandbox.assert_nothing_left();
+    sandbox.assert_scratch_removed();
+}
+
+/// `refcount-lab python` on a terminal is the learner's interpreter: Ctrl-C interrupts
+/// what it is doing, not the command, and it goes on.
+#[test]
+fn ctrl_c_in_the_python_command_is_the_interpreters() {
+    use std::io::Write;
+    let sandbox = Sandbox::new("python-ctrl-c");
+    let (mut terminal, mut child) = on_a_terminal(sandbox.lab(&["python", "-q"]));
+    let mut seen = Vec::new();
+    read_until(&mut terminal, &mut seen, ">>> ");
+    // The echo of the line holds neither of the words looked for.
+    terminal
+        .write_all(b"import time; print('sleep' + 'ing'); time.sleep(3600)\n")
+        .unwrap();
+    read_until(&mut terminal, &mut seen, "sleeping\r\n");
+    terminal.write_all(b"\x03").unwrap();
+    read_until(&mut terminal, &mut seen, "KeyboardInterrupt");
+    terminal
+        .write_all(b"print(6 * 7); raise SystemExit(5)\n")
+        .unwrap();
+    read_until(&mut terminal, &mut seen, "42");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(5), "{}", String::from_utf8_lossy(&seen));
+    sandbox.assert_nothing_left();
+    sandbox.assert_scratch_removed();
+}
+
+/// Starts `command` in a session of its own whose controlling terminal is a new
+/// pseudo-terminal (whose line discipline turns `^C` into SIGINT for the foreground
+/// process group); returns the terminal's other end.
+fn on_a_terminal(mut command: Command) -> (std::fs::File, Child) {
     use std::os::fd::{FromRawFd, OwnedFd};
     use std::os::unix::process::CommandExt;
-    let sandbox = Sandbox::new("prompt");
-    let (mut master, slave) = {
+    let (master, slave) = {
         let (mut master, mut slave) = (0, 0);
         // SAFETY: openpty fills in two descriptors, which are then owned here.
         let opened = unsafe {
@@ -801,7 +871,6 @@ fn ctrl_c_at_the_prediction_prompt() {
             )
         }
     };
-    let mut command = sandbox.lab(&["lesson", "3"]);
     command
         .stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
@@ -815,20 +884,24 @@ fn ctrl_c_at_the_prediction_prompt() {
             Ok(())
         });
     }
-    let mut child = command.spawn().unwrap();
+    let child = command.spawn().unwrap();
     drop(command);
-    let mut seen = Vec::new();
+    (master, child)
+}
+
+/// Reads the terminal into `seen` until it holds `needle`.
+fn read_until(terminal: &mut std::fs::File, seen: &mut Vec<u8>, needle: &str) {
+    use std::io::Read;
     let mut buffer = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("your answer") {
-        let n = master.read(&mut buffer).expect("the prompt appears");
-        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        let n = terminal.read(&mut buffer).unwrap_or(0);
+        assert!(
+            n > 0,
+            "{needle:?} never came: {}",
+            String::from_utf8_lossy(seen)
+        );
         seen.extend_from_slice(&buffer[..n]);
     }
-    master.write_all(b"\x03").unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    sandbox.assert_nothing_left();
-    sandbox.assert_scratch_removed();
 }
 
 /// A script that hands its output pipes to a process outside the run (which holds them for
