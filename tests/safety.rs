@@ -1032,6 +1032,11 @@ fn what_the_trace_cannot_vouch_for_is_not_ok() {
             "set-missing-incref",
             "set-missing-incref ran in a process the script forked",
         ),
+        (
+            "attacks/faults_once_then_in_a_fork.py",
+            "set-missing-incref",
+            "set-missing-incref ran in a process the script forked",
+        ),
     ] {
         let sandbox = Sandbox::new("unvouched");
         let output = sandbox

@@ -9,14 +9,22 @@
 //! do) belongs to the CLI; a site is named only here, at the `if` that switches it.
 
 use crate::trace;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// The environment variable the switchboard is read from outside a run.
 pub const FAULTS_ENV: &str = "REFCOUNT_LAB_FAULTS";
 
-/// The faults switched on, each with how often its faulty branch has run.
-static ACTIVE: OnceLock<Vec<(String, AtomicU64)>> = OnceLock::new();
+/// A fault switched on: how often its faulty branch has run, and the last process that
+/// said it ran (a fork inherits the count, and must say so too).
+struct Active {
+    name: String,
+    ran: AtomicU64,
+    said_in: AtomicU32,
+}
+
+/// The faults switched on.
+static ACTIVE: OnceLock<Vec<Active>> = OnceLock::new();
 
 /// Reads the switchboard; later calls change nothing.
 pub fn install() {
@@ -29,23 +37,29 @@ pub fn install() {
             .split(',')
             .map(str::trim)
             .filter(|name| !name.is_empty())
-            .map(|name| (name.to_owned(), AtomicU64::new(0)))
+            .map(|name| Active {
+                name: name.to_owned(),
+                ran: AtomicU64::new(0),
+                said_in: AtomicU32::new(0),
+            })
             .collect()
     });
 }
 
 /// Is the fault named `name` switched on in this process? Asked at every fault site, which
 /// takes its faulty branch when it is: that branch is counted, so that a report can tell a
-/// fault that never ran from one whose damage went unseen (the first time, at once, in case
-/// the run does not live to report the count).
+/// fault that never ran from one whose damage went unseen (the first time in each process,
+/// at once, in case the run does not live to report the count).
 pub fn is_on(name: &str) -> bool {
-    let Some((_, ran)) = ACTIVE
+    let Some(fault) = ACTIVE
         .get()
-        .and_then(|active| active.iter().find(|(n, _)| n == name))
+        .and_then(|active| active.iter().find(|fault| fault.name == name))
     else {
         return false;
     };
-    if ran.fetch_add(1, Ordering::Relaxed) == 0 {
+    fault.ran.fetch_add(1, Ordering::Relaxed);
+    let here = std::process::id();
+    if fault.said_in.swap(here, Ordering::Relaxed) != here {
         trace::fault_ran(name);
     }
     true
@@ -57,5 +71,5 @@ pub fn counts() -> impl Iterator<Item = (&'static str, u64)> {
         .get()
         .into_iter()
         .flatten()
-        .map(|(name, ran)| (name.as_str(), ran.load(Ordering::Relaxed)))
+        .map(|fault| (fault.name.as_str(), fault.ran.load(Ordering::Relaxed)))
 }
