@@ -622,11 +622,11 @@ pub mod interrupts {
 
     /// Every signal whose default action would end refcount-lab, and that it can take:
     /// Ctrl-C, Ctrl-\, a hang-up, `kill`, and the rest anyone could send it, the real-time
-    /// ones too ([`real_time`]). (The faults the standard library handles, SIGSEGV and
-    /// SIGBUS, are left to it; SIGKILL and SIGSTOP cannot be taken, which is why children
-    /// also die with their parent. A real SIGFPE, SIGILL or SIGTRAP of refcount-lab's own
-    /// is delivered by the kernel whatever the mask.)
-    const SIGNALS: [(i32, &str); 19] = [
+    /// ones too ([`real_time`]). (SIGKILL and SIGSTOP cannot be taken, which is why children
+    /// also die with their parent. A real fault of refcount-lab's own, SIGSEGV, SIGBUS,
+    /// SIGFPE, SIGILL or SIGTRAP, is delivered by the kernel whatever the mask; only one
+    /// sent with `kill` waits here.)
+    const SIGNALS: [(i32, &str); 21] = [
         (libc::SIGINT, "SIGINT"),
         (libc::SIGTERM, "SIGTERM"),
         (libc::SIGHUP, "SIGHUP"),
@@ -646,6 +646,8 @@ pub mod interrupts {
         (libc::SIGTRAP, "SIGTRAP"),
         (libc::SIGFPE, "SIGFPE"),
         (libc::SIGILL, "SIGILL"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGBUS, "SIGBUS"),
     ];
 
     /// The real-time signals the C library leaves to programs (it keeps the first two).

@@ -219,6 +219,8 @@ fn every_terminating_signal_stops_everything_too() {
         libc::SIGHUP,
         libc::SIGABRT,
         libc::SIGFPE,
+        libc::SIGSEGV,
+        libc::SIGBUS,
         real_time,
     ] {
         let sandbox = Sandbox::new(&format!("signal-{signal}"));
