@@ -70,9 +70,8 @@ pub fn build(python: &Python, source: &Path, module: &str, out_dir: &Path) -> Re
     }
     let output = processes::output(&mut command, COMPILE_TIME, COMPILE_OUTPUT_CAP)
         .with_context(|| format!("cannot run the C compiler {}", compiler.display()))?;
-    let messages = String::from_utf8_lossy(&output.stderr)
-        .trim_end()
-        .to_owned();
+    // They quote the learner's file, whatever it holds.
+    let messages = crate::printable::lines(String::from_utf8_lossy(&output.stderr).trim_end());
     use processes::Stopped;
     match (output.stopped, output.status) {
         (None, status) if status.success() => Ok(Built::Compiled),

@@ -217,11 +217,11 @@ pub fn run_bench(
         }
         std::fs::write(path, bench::csv(&report))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        show(&format!("\nwrote {}\n", path.display()));
+        show(&format!("\nwrote {}\n", printable::path(path)));
     }
     if let Some(dir) = plot {
         for path in bench::plot(&report, dir)? {
-            show(&format!("wrote {}\n", path.display()));
+            show(&format!("wrote {}\n", printable::path(&path)));
         }
     }
     Ok(true)
@@ -291,7 +291,7 @@ pub fn run_hunt(
     if let Some(path) = plot {
         hunt::plot(&hunt, path).with_context(|| format!("cannot draw {}", path.display()))?;
         if format == Format::Text {
-            show(&format!("  wrote {}\n", path.display()));
+            show(&format!("  wrote {}\n", printable::path(path)));
         }
     }
     Ok(!hunt.failed())

@@ -225,7 +225,7 @@ impl Lesson {
             .map(|q| {
                 let shows: Result<Vec<_>> = q.shows.iter().map(|s| Observation::parse(s)).collect();
                 shows.map(|shows| Question {
-                    ask: printable(&q.ask),
+                    ask: crate::printable::lines(&q.ask),
                     shows,
                 })
             })
@@ -235,13 +235,13 @@ impl Lesson {
             questions,
             number: meta.number,
             dir: dir.to_owned(),
-            title: printable(&meta.title),
+            title: crate::printable::lines(&meta.title),
             faults,
             expect: meta.expect,
             topic: meta.topic,
-            rule: printable(&meta.rule),
-            explanation: printable(meta.explanation.trim()),
-            prose: printable(&prose),
+            rule: crate::printable::lines(&meta.rule),
+            explanation: crate::printable::lines(meta.explanation.trim()),
+            prose: crate::printable::lines(&prose),
             demo,
             safe_pyo3_table: meta.safe_pyo3_table,
         })
@@ -361,20 +361,6 @@ fn read_text(file: &Path) -> Result<String> {
         FILE_CAP / 1024
     );
     Ok(text)
-}
-
-/// `text` with control characters (a terminal's escape sequences) shown as `\x1b` and so
-/// on, instead of being sent to the terminal; newlines and tabs stay.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                format!("\\x{:02x}", u32::from(c))
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// The lesson numbered `number`, or an error that lists the valid numbers.

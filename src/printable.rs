@@ -10,6 +10,11 @@ pub fn one_line(text: &str) -> String {
     escape(text, |_| false)
 }
 
+/// A path (a learner's folder, a file to write) for one line.
+pub fn path(path: &std::path::Path) -> String {
+    one_line(&path.display().to_string())
+}
+
 /// `text` for several lines: newlines and tabs are kept.
 pub fn lines(text: &str) -> String {
     escape(text, |c| c == '\n' || c == '\t')
@@ -34,17 +39,26 @@ fn escape(text: &str, keep: impl Fn(char) -> bool) -> String {
 
 /// A character that changes how text around it is shown without showing itself: bidi marks,
 /// embeddings, overrides and isolates; zero-width spaces, joiners and the byte-order mark;
-/// line and paragraph separators (U+0085, NEL, is a control character already).
+/// line and paragraph separators (U+0085, NEL, is a control character already); the soft
+/// hyphen, blank fillers and the tag characters that hide text in plain sight.
 fn invisible(c: char) -> bool {
     matches!(
         c,
-        '\u{061c}'
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{061c}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
             | '\u{180e}'
             | '\u{200b}'..='\u{200f}'
             | '\u{2028}'..='\u{202e}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{206f}'
+            | '\u{3164}'
             | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}'
     )
 }
 
@@ -78,5 +92,7 @@ mod tests {
             "\\u{200e}\\u{200f}\\u{61c}"
         );
         assert_eq!(one_line("naïve 日本語 Ω\u{a0}x"), "naïve 日本語 Ω\u{a0}x");
+        // Text hidden in tag characters or split by soft hyphens shows.
+        assert_eq!(one_line("ok\u{e0041}\u{ad}"), "ok\\u{e0041}\\xad");
     }
 }

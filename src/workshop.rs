@@ -57,8 +57,8 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
         };
         show(&format!(
             "Wrote {written} exercises to {}{kept}.\n\n{FIRST_STEPS}\nThe first file: {}\n",
-            dir.display(),
-            dir.join(all[0].file_name()).display()
+            printable::path(&dir),
+            printable::path(&dir.join(all[0].file_name()))
         ));
         return Ok(true);
     }
@@ -82,7 +82,7 @@ pub fn exercises_command(action: Option<ExercisesAction>, reset: bool) -> Result
         .count();
     out.push_str(&format!("\n{done} of {} done. ", all.len()));
     match &progress.workdir {
-        Some(dir) => out.push_str(&format!("Your files are in {}.\n", dir.display())),
+        Some(dir) => out.push_str(&format!("Your files are in {}.\n", printable::path(dir))),
         None => out.push_str("Start with `refcount-lab exercises init DIR`.\n"),
     }
     show(&out);
@@ -114,7 +114,7 @@ pub fn exercise_command(painter: Painter, python: &Python, number: usize) -> Res
     show(&format!(
         "Exercise {number} · {} ({about})\nYour file: {}\n",
         exercise.name,
-        workdir.join(exercise.file_name()).display()
+        printable::path(&workdir.join(exercise.file_name()))
     ));
     let verdict = if exercise.kind == exercises::Kind::FixC {
         let attempt = exercises::try_c(python, exercise, &workdir)?;
@@ -228,7 +228,7 @@ pub fn verify_command(python: &Python, watch: bool) -> Result<bool> {
             out.push_str(&format!(
                 "  to do {number:>2}  {}\n\n{why}\n\nYour file: {}\nA hint: `refcount-lab hint {number}`\n",
                 exercise.name,
-                workdir.join(exercise.file_name()).display()
+                printable::path(&workdir.join(exercise.file_name()))
             ));
         }
         if !also_done.is_empty() {
@@ -386,7 +386,7 @@ pub fn export_command(file: &Path, name: Option<String>) -> Result<bool> {
         .with_context(|| format!("cannot write {}", file.display()))?;
     show(&format!(
         "Wrote {} ({} of {} done, as {}). Hand it to your teacher.\n",
-        file.display(),
+        printable::path(file),
         exported.done.len(),
         exported.exercises.len(),
         exported.learner
@@ -425,7 +425,7 @@ pub fn class_command(dir: &Path) -> Result<bool> {
         out.push_str(&format!(
             "No progress files in {}: each learner runs `refcount-lab exercises --export \
              FILE` and hands FILE in.\n",
-            dir.display()
+            printable::path(dir)
         ));
     } else {
         out.push_str(&format!("{:<20} {:>5}  next\n", "learner", "done"));

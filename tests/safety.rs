@@ -1016,6 +1016,19 @@ fn file_names_reach_the_terminal_escaped() {
         assert!(text.contains("evil\\x1b]0;T\\x07\\x1b[2J.py"), "{text}");
         assert!(!text.contains('\u{1b}'), "{text:?}");
     }
+    // Folders named by the learner, in what the workshop says (not only in errors).
+    let folder = sandbox.root.join("work\u{1b}[2J\u{202e}");
+    let folder = folder.to_str().unwrap();
+    for args in [vec!["exercises", "init", folder], vec!["exercises"]] {
+        let output = sandbox.lab(&args).output().unwrap();
+        let text = report(&output);
+        assert_eq!(output.status.code(), Some(0), "{text}");
+        assert!(text.contains("work\\x1b[2J\\u{202e}"), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+    }
 }
 
 /// What the trace cannot vouch for is an error, not `ok`: a process of the script's that
