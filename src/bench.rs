@@ -254,66 +254,71 @@ macro_rules! draw_markers {
 /// One panel per hash function: `metric` against max_load, one line per initial size. Each
 /// panel has its own scale (the longest chains of `hash` and of `terrible_hash` differ a
 /// hundredfold), and one legend below the panels keeps the data clear.
-fn plot_sweep(report: &Report, path: &Path, title: &str, metric: Metric) -> Result<()> {
+fn plot_sweep(report: &Report, title: &str, metric: Metric) -> Result<String> {
     let mut hash_funcs: Vec<&str> = report.sweep.iter().map(|r| r.hash_func.as_str()).collect();
     hash_funcs.dedup();
     let mut sizes: Vec<usize> = report.sweep.iter().map(|r| r.size).collect();
     sizes.sort_unstable();
     sizes.dedup();
 
-    let root = SVGBackend::new(path, (360 * hash_funcs.len() as u32, 380)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(title, ("sans-serif", 18))?;
-    let (panels, legend) = root.split_vertically(310);
-    for (panel, hash_func) in panels
-        .split_evenly((1, hash_funcs.len()))
-        .iter()
-        .zip(&hash_funcs)
+    let mut svg = String::new();
+    let size = (360 * hash_funcs.len() as u32, 380);
+    // Drawn in a block of its own: the drawing areas borrow `svg` until they go.
     {
-        let rows = || report.sweep.iter().filter(|r| r.hash_func == *hash_func);
-        let top = rows().map(metric).fold(0.0, f64::max).max(1.0) * 1.15;
-        let mut chart = ChartBuilder::on(panel)
-            .caption(*hash_func, ("sans-serif", 15))
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(45)
-            .build_cartesian_2d(0.2f64..1.05f64, 0.0..top)?;
-        chart
-            .configure_mesh()
-            .x_desc("max_load")
-            .y_label_formatter(&|y| tick(*y))
-            .draw()?;
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(title, ("sans-serif", 18))?;
+        let (panels, legend) = root.split_vertically(310);
+        for (panel, hash_func) in panels
+            .split_evenly((1, hash_funcs.len()))
+            .iter()
+            .zip(&hash_funcs)
+        {
+            let rows = || report.sweep.iter().filter(|r| r.hash_func == *hash_func);
+            let top = rows().map(metric).fold(0.0, f64::max).max(1.0) * 1.15;
+            let mut chart = ChartBuilder::on(panel)
+                .caption(*hash_func, ("sans-serif", 15))
+                .margin(12)
+                .x_label_area_size(30)
+                .y_label_area_size(45)
+                .build_cartesian_2d(0.2f64..1.05f64, 0.0..top)?;
+            chart
+                .configure_mesh()
+                .x_desc("max_load")
+                .y_label_formatter(&|y| tick(*y))
+                .draw()?;
+            for (i, size) in sizes.iter().enumerate() {
+                let colour = SERIES_COLOURS[i % SERIES_COLOURS.len()];
+                let points: Vec<(f64, f64)> = rows()
+                    .filter(|r| r.size == *size)
+                    .map(|r| (r.max_load, metric(r)))
+                    .collect();
+                chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
+                draw_markers!(i, points.iter().copied(), colour, |markers| chart
+                    .draw_series(markers)
+                    .map(|_| ()))?;
+            }
+        }
+        // The legend: a line and a marker per initial size, in a row under the panels.
         for (i, size) in sizes.iter().enumerate() {
             let colour = SERIES_COLOURS[i % SERIES_COLOURS.len()];
-            let points: Vec<(f64, f64)> = rows()
-                .filter(|r| r.size == *size)
-                .map(|r| (r.max_load, metric(r)))
-                .collect();
-            chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
-            draw_markers!(i, points.iter().copied(), colour, |markers| chart
-                .draw_series(markers)
-                .map(|_| ()))?;
+            let x = 60 + 170 * i as i32;
+            legend.draw(&PathElement::new(
+                [(x, 20), (x + 30, 20)],
+                colour.stroke_width(2),
+            ))?;
+            draw_markers!(i, std::iter::once((x + 15, 20)), colour, |markers| markers
+                .into_iter()
+                .try_for_each(|m| legend.draw(&m)))?;
+            legend.draw(&Text::new(
+                format!("initial size {size}"),
+                (x + 40, 13),
+                ("sans-serif", 14),
+            ))?;
         }
+        root.present()?;
     }
-    // The legend: a line and a marker per initial size, in a row under the panels.
-    for (i, size) in sizes.iter().enumerate() {
-        let colour = SERIES_COLOURS[i % SERIES_COLOURS.len()];
-        let x = 60 + 170 * i as i32;
-        legend.draw(&PathElement::new(
-            [(x, 20), (x + 30, 20)],
-            colour.stroke_width(2),
-        ))?;
-        draw_markers!(i, std::iter::once((x + 15, 20)), colour, |markers| markers
-            .into_iter()
-            .try_for_each(|m| legend.draw(&m)))?;
-        legend.draw(&Text::new(
-            format!("initial size {size}"),
-            (x + 40, 13),
-            ("sans-serif", 14),
-        ))?;
-    }
-    root.present()?;
-    Ok(())
+    Ok(svg)
 }
 
 /// An axis label: at most two decimals, no trailing zeros (`0.6`, not `0.6000000000000001`).
@@ -322,29 +327,22 @@ fn tick(value: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-/// Writes the sweep's plots into `dir`; returns their paths.
+/// The files `--plot DIR` writes.
+pub const PLOTS: [&str; 3] = ["get-throughput.svg", "set-throughput.svg", "max-chain.svg"];
+
+/// Writes the sweep's plots into `dir` (which exists); returns their paths.
 pub fn plot(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let plots: [(&str, &str, Metric); 3] = [
-        (
-            "get-throughput.svg",
-            "h[k]: million lookups per second",
-            |r| r.get_mops,
-        ),
-        (
-            "set-throughput.svg",
-            "h[k] = v: million stores per second",
-            |r| r.set_mops,
-        ),
-        ("max-chain.svg", "longest chain after filling", |r| {
-            r.max_chain as f64
-        }),
+    let plots: [(&str, Metric); 3] = [
+        ("h[k]: million lookups per second", |r| r.get_mops),
+        ("h[k] = v: million stores per second", |r| r.set_mops),
+        ("longest chain after filling", |r| r.max_chain as f64),
     ];
     let mut written = Vec::new();
-    for (file, title, metric) in plots {
+    for (file, (title, metric)) in PLOTS.into_iter().zip(plots) {
         let path = dir.join(file);
-        plot_sweep(report, &path, title, metric)
+        let svg = plot_sweep(report, title, metric)
             .with_context(|| format!("cannot draw {}", path.display()))?;
+        crate::outputs::write(&path, svg.as_bytes())?;
         written.push(path);
     }
     Ok(written)

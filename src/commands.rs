@@ -6,7 +6,7 @@ use crate::faults::Fault;
 use crate::outcome::{self, Outcome};
 use crate::python::Python;
 use crate::render::{self, show, Painter};
-use crate::{bench, hunt, lessons, printable, runner};
+use crate::{bench, hunt, lessons, outputs, printable, runner};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::time::Duration;
@@ -208,15 +208,24 @@ pub fn run_bench(
     plot: Option<&Path>,
     timeout: Duration,
 ) -> Result<bool> {
-    let report = bench::measure(python, quick, timeout)?;
-    show(&bench::render(&report));
+    // What cannot be written is found before the bench, not after it.
     if let Some(path) = csv {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(path, bench::csv(&report))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        outputs::check(path)?;
+    }
+    if let Some(dir) = plot {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for file in bench::PLOTS {
+            outputs::check(&dir.join(file))?;
+        }
+    }
+    let report = bench::measure(python, quick, timeout)?;
+    show(&bench::render(&report));
+    if let Some(path) = csv {
+        outputs::write(path, bench::csv(&report).as_bytes())?;
         show(&format!("\nwrote {}\n", printable::path(path)));
     }
     if let Some(dir) = plot {
@@ -270,18 +279,8 @@ pub fn run_hunt(
     timeout: Duration,
 ) -> Result<bool> {
     // A plot that cannot be written is found before the hunt, not after it.
-    if let Some(folder) = plot.and_then(Path::parent) {
-        let folder = if folder.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            folder
-        };
-        if !folder.is_dir() {
-            bail!(
-                "cannot write the plot into {}: no such folder (create it, or name another)",
-                folder.display()
-            );
-        }
+    if let Some(path) = plot {
+        outputs::check(path)?;
     }
     let hunt = hunt::hunt(python, config, faults, timeout)?;
     match format {

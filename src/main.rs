@@ -28,6 +28,7 @@ mod markdown;
 mod namespace;
 mod native;
 mod outcome;
+mod outputs;
 mod printable;
 mod processes;
 mod progress;

@@ -368,22 +368,7 @@ pub fn export_command(file: &Path, name: Option<String>) -> Result<bool> {
             .collect(),
     };
     let text = serde_json::to_string_pretty(&exported)? + "\n";
-    // Not through a link: in a hand-in folder others can write to, one could point at a
-    // file of yours.
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(file)
-        .and_then(|mut out| out.write_all(text.as_bytes()))
-        .map_err(|error| match error.raw_os_error() {
-            Some(libc::ELOOP) => std::io::Error::other("it is a symbolic link, not followed"),
-            _ => error,
-        })
-        .with_context(|| format!("cannot write {}", file.display()))?;
+    crate::outputs::write(file, text.as_bytes())?;
     show(&format!(
         "Wrote {} ({} of {} done, as {}). Hand it to your teacher.\n",
         printable::path(file),

@@ -505,7 +505,7 @@ fn a_target_or_plot_it_cannot_use_is_refused_before_the_hunt() {
     let text = report(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(
-        text.contains("cannot write the plot into no-such-folder: no such folder"),
+        text.contains("the folder no-such-folder does not exist"),
         "{text}"
     );
     assert!(output.stdout.is_empty(), "hunted first: {text}");

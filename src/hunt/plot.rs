@@ -6,8 +6,14 @@ use anyhow::Result;
 use plotters::prelude::*;
 use std::path::Path;
 
-/// Every metric that leaked, as growth since the first run, one line each.
+/// Every metric that leaked, as growth since the first run, one line each, written to
+/// `path`.
 pub fn plot(hunt: &Hunt, path: &Path) -> Result<()> {
+    let svg = draw(hunt)?;
+    crate::outputs::write(path, svg.as_bytes())
+}
+
+fn draw(hunt: &Hunt) -> Result<String> {
     let growth = |values: &[i64]| values.iter().map(|v| v - values[0]).collect::<Vec<i64>>();
     let blocks: Vec<i64> = hunt.repetitions.iter().map(|r| r.blocks).collect();
     let mut series = vec![("allocated blocks".to_owned(), growth(&blocks))];
@@ -18,7 +24,8 @@ pub fn plot(hunt: &Hunt, path: &Path) -> Result<()> {
         .iter()
         .flat_map(|(_, values)| values.iter().copied())
         .fold((0, 1), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let runs = hunt.repetitions.len();
     // Runs after the measured ones were made to confirm, tracemalloc on from the first.
@@ -70,5 +77,7 @@ pub fn plot(hunt: &Hunt, path: &Path) -> Result<()> {
         .border_style(BLACK)
         .draw()?;
     root.present()?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    Ok(svg)
 }

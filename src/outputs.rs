@@ -1,0 +1,94 @@
+//! Files written where the user says (`bench --csv` and `--plot`, `hunt --plot`,
+//! `exercises --export`): never through a symbolic link (in a folder others can write to,
+//! one could point at a file of yours), never into a pipe or a device (which could hold the
+//! command for good), and checked before the work whose result they hold, so that a path
+//! that cannot be written costs nothing.
+
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Refuses `path` now if writing it later would fail: its folder missing, or a link, a
+/// folder, a pipe or a device in its place.
+pub fn check(path: &Path) -> Result<()> {
+    let folder = match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!(
+            "cannot write {}: the folder {} does not exist (create it, or name another)",
+            path.display(),
+            folder.display()
+        );
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => bail!(
+            "cannot write {}: it is a symbolic link, not followed (remove it, or name another \
+             file)",
+            path.display()
+        ),
+        Ok(meta) if !meta.is_file() => bail!(
+            "cannot write {}: it is not a plain file (name another)",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` to `path`, a plain file, made or replaced.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("it is a symbolic link, not followed"),
+            _ => error,
+        })
+        .and_then(|mut file| {
+            // Checked on what was opened: the name may have changed since `check`.
+            if !file.metadata()?.is_file() {
+                return Err(std::io::Error::other("it is not a plain file"));
+            }
+            file.set_len(0)?;
+            file.write_all(bytes)
+        });
+    written.with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scratch::ScratchDir;
+
+    #[test]
+    fn links_pipes_and_missing_folders_are_refused_plain_files_replaced() {
+        let scratch = ScratchDir::new().unwrap();
+        let file = scratch.path().join("out.csv");
+        check(&file).unwrap();
+        write(&file, b"a long first text").unwrap();
+        write(&file, b"short").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"short");
+
+        let link = scratch.path().join("link.csv");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        for error in [check(&link).unwrap_err(), write(&link, b"x").unwrap_err()] {
+            assert!(format!("{error:#}").contains("symbolic link"), "{error:#}");
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), b"short");
+
+        let pipe = scratch.path().join("pipe.csv");
+        let name = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid path of ours.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        assert!(format!("{:#}", check(&pipe).unwrap_err()).contains("not a plain file"));
+        // With no reader, opening it does not wait for one.
+        assert!(write(&pipe, b"x").is_err());
+
+        let missing = scratch.path().join("no/such/out.csv");
+        assert!(format!("{:#}", check(&missing).unwrap_err()).contains("does not exist"));
+    }
+}
