@@ -235,8 +235,17 @@ fn accept(hunt: &mut Hunt) {
 /// Why a hunt did not complete, with what the target printed.
 fn failure(run: &Run, completed: usize, expected: usize) -> String {
     let how = run.ending_described();
+    let when = if completed < expected {
+        format!("after {completed} of {expected} runs")
+    } else {
+        // Past the measured runs, in those made to confirm a leak.
+        format!(
+            "after {expected} measured runs and {} more to confirm what they showed",
+            completed - expected
+        )
+    };
     format!(
-        "the hunted target {how} after {completed} of {expected} runs\n{}",
+        "the hunted target {how} {when}\n{}",
         without_harness_frames(&run.stderr.text)
     )
 }
