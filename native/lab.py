@@ -60,9 +60,12 @@ _DEAD_COUNT = 0xDDDDDDDD
 _getrefcount = sys.getrefcount
 
 
-# What a JSON string cannot hold as itself: control characters, quote, backslash, and
-# lone surrogates (not UTF-8). str.translate does the work in C.
-_JSON_ESCAPES = {c: "\\u%04x" % c for c in [*range(0x20), 0x22, 0x5C, *range(0xD800, 0xE000)]}
+# What a JSON string cannot hold as itself: control characters, quote and backslash.
+# str.translate does the work in C.
+_JSON_ESCAPES = {c: "\\u%04x" % c for c in [*range(0x20), 0x22, 0x5C]}
+# A lone surrogate (a file name's undecodable byte, through surrogateescape) is no JSON
+# text: it goes as U+FFFD, as refcount-lab shows such a name anyway.
+_JSON_ESCAPES.update({c: "\\ufffd" for c in range(0xD800, 0xE000)})
 # Characters of a `say` sent; the rest is cut (refcount-lab keeps a bounded trace anyway).
 _SAY_CAP = 64 * 1024
 

@@ -68,7 +68,7 @@ pub fn measure(python: &Python, quick: bool, timeout: Duration) -> Result<Report
     let scratch = ScratchDir::with_file("bench.py", SCRIPT)?;
     let mut args = Vec::new();
     if quick {
-        args.push("--quick");
+        args.push(std::ffi::OsStr::new("--quick"));
     }
     let run = runner::run(&Job {
         python,

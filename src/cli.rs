@@ -281,7 +281,7 @@ pub enum Command {
         /// The script (or SCRIPT::FUNCTION), or the module's or pytest's arguments (after
         /// `--` when they start with `-`).
         #[arg(value_name = "TARGET")]
-        target: Vec<String>,
+        target: Vec<OsString>,
     },
     /// Measure HashTable against dict, and the talk's three knobs.
     ///

@@ -8,6 +8,8 @@ use crate::python::Python;
 use crate::render::{self, show, Painter};
 use crate::{bench, hunt, lessons, outputs, printable, runner};
 use anyhow::{bail, Context, Result};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -241,11 +243,11 @@ pub fn run_bench(
 pub fn hunt_target(
     module: Option<String>,
     pytest: bool,
-    mut target: Vec<String>,
-) -> Result<(&'static str, String, Vec<String>)> {
+    mut target: Vec<OsString>,
+) -> Result<(&'static str, OsString, Vec<OsString>)> {
     let (kind, name) = match (module, pytest) {
-        (Some(module), _) => ("module", module),
-        (None, true) => ("pytest", String::new()),
+        (Some(module), _) => ("module", OsString::from(module)),
+        (None, true) => ("pytest", OsString::new()),
         (None, false) => {
             if target.is_empty() {
                 bail!(
@@ -253,15 +255,24 @@ pub fn hunt_target(
                 );
             }
             let script = target.remove(0);
-            let (path, function) = script.split_once("::").unwrap_or((&script, ""));
-            if function.contains("::") {
+            // A path need not be UTF-8; the function's name, after `::`, is Python's.
+            let bytes = script.as_bytes();
+            let (path, function) = match bytes.windows(2).position(|pair| pair == b"::") {
+                Some(at) => (&bytes[..at], &bytes[at + 2..]),
+                None => (bytes, &b""[..]),
+            };
+            let shown = script.to_string_lossy();
+            if function.windows(2).any(|pair| pair == b"::") {
                 bail!(
-                    "{script}: name one function the script defines, as SCRIPT::FUNCTION \
-                     (for a test of a class, hunt with --pytest {script})"
+                    "{shown}: name one function the script defines, as SCRIPT::FUNCTION \
+                     (for a test of a class, hunt with --pytest {shown})"
                 );
             }
-            if !Path::new(path).is_file() {
-                bail!("{path} is not a file: give the path of a Python script");
+            if !Path::new(OsStr::from_bytes(path)).is_file() {
+                bail!(
+                    "{} is not a file: give the path of a Python script",
+                    String::from_utf8_lossy(path)
+                );
             }
             ("script", script)
         }

@@ -58,7 +58,7 @@ pub struct Job<'a> {
     /// The script, as the child will be given it (relative to `dir`, or absolute).
     pub script: &'a Path,
     /// Arguments for the script (its `sys.argv[1:]`).
-    pub args: &'a [&'a str],
+    pub args: &'a [&'a std::ffi::OsStr],
     /// The child's working directory.
     pub dir: &'a Path,
     pub faults: &'a [Fault],

@@ -231,6 +231,46 @@ fn an_incref_on_the_int_type_leaks_until_3_12_made_it_immortal() {
 /// The float's own line, but on 3.12 and 3.13: there the leaked float reuses memory from
 /// the float free list (no new allocation for tracemalloc to see), and the report says that
 /// no line was found, and why that can happen.
+/// A script whose name is not UTF-8 is hunted, as `run` runs it, and its line named.
+#[test]
+fn a_script_whose_name_is_not_utf8_is_hunted() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("rl-hunt-bytes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join(std::ffi::OsStr::from_bytes(b"leaks_\xff.py"));
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hunt/leaks_one_per_run.py");
+    std::fs::copy(fixture, &script).unwrap();
+    let mut target = script.clone().into_os_string();
+    target.push("::run");
+    let output = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
+        .arg("hunt")
+        .arg(&target)
+        .output()
+        .expect("refcount-lab runs");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("LEAK objects: Record"), "{text}");
+    assert!(text.contains("leaks_\u{fffd}.py:12"), "{text}");
+}
+
+/// New objects of a plain class are named with the line that made them on every version:
+/// 3.11's tracemalloc cannot find them by themselves (gh-101430).
+#[test]
+fn a_leaked_instance_of_a_plain_class_is_named_with_its_line() {
+    let result = findings("fixtures/hunt", &["leaks_one_per_run.py::run"], 1);
+    let found = named(&result);
+    assert!(
+        found.iter().any(
+            |(kind, type_name, verdict, allocated)| kind == "new objects"
+                && type_name == "Record"
+                && verdict == "held"
+                && allocated == "leaks_one_per_run.py:12"
+        ),
+        "{found:?}"
+    );
+}
+
 #[test]
 fn an_unreachable_leaked_float_is_found_by_the_line_that_made_it() {
     let result = findings("fixtures/hunt", &["-m", "unittest", "test_incref_float"], 1);

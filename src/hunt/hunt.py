@@ -1,6 +1,6 @@
 """The child side of `refcount-lab hunt`: run a target again and again, measure after each run.
 
-Configuration comes as JSON in sys.argv[1]. After every run of the target (and clearing
+Configuration comes as JSON in sys.argv[1], the target and its arguments after it. After every run of the target (and clearing
 CPython's caches, and a full collection) one `repetition` event goes to the trace pipe:
 allocated blocks, open file descriptors, live objects per type (gc census), refcounts of
 watched objects, the total refcount on debug builds, and how long the run and the measuring
@@ -34,6 +34,8 @@ import types
 
 import lab
 
+# Py_TPFLAGS_MANAGED_DICT (3.11+): a type whose instances keep their __dict__ before them.
+MANAGED_DICT = 1 << 4
 # The exit status that says a --watch name never resolved (the target itself was fine).
 WATCH_NOT_FOUND = 3
 # Frames from these files are the harness, not the code under test.
@@ -815,7 +817,7 @@ class Hunt:
             name = type_name(obj)
             # Objects the scan did not see are the naming's own (Roots' tuples).
             if name in leaking_types and id(obj) not in existing and id(obj) in reachable.objects:
-                traceback = tracemalloc.get_object_traceback(obj)
+                traceback = object_traceback(obj)
                 site = traceback and user_frame(traceback)
                 groups.setdefault((name, site or ""), []).append(id(obj))
         obj = None  # the loop's last object: not a reference to count
@@ -863,6 +865,25 @@ class Hunt:
         return series.leaking(max(warmup - 1, 0)) & checks
 
 
+def object_traceback(obj):
+    """Where tracemalloc saw `obj` made. 3.11's tracemalloc misses an object with a managed
+    `__dict__` (an instance of a plain class; gh-101430, fixed in 3.12): its memory starts
+    before the collector's header, at two pointers of its own, and is looked up there."""
+    traceback = tracemalloc.get_object_traceback(obj)
+    if traceback is not None or sys.version_info[:2] != (3, 11):
+        return traceback
+    if not type(obj).__flags__ & MANAGED_DICT or not gc.is_tracked(obj):
+        return None
+    import ctypes
+
+    lookup = ctypes.pythonapi._PyTraceMalloc_GetTraceback
+    lookup.restype = ctypes.py_object
+    lookup.argtypes = [ctypes.c_uint, ctypes.c_size_t]
+    word = ctypes.sizeof(ctypes.c_void_p)
+    frames = lookup(0, id(obj) - 4 * word)  # domain 0: Python's own allocators
+    return tracemalloc.Traceback(frames) if frames is not None else None
+
+
 def unreachable(key, reachable, roots):
     """What holds a leaked object: a chain from a module, or why nothing that can be reached
     does and it is still alive."""
@@ -889,7 +910,10 @@ def unreachable(key, reachable, roots):
 
 
 def main():
+    # The target and its arguments come as arguments of their own: a path need not be
+    # UTF-8, and JSON holds only text.
     config = json.loads(sys.argv[1])
+    config["target"], config["args"] = sys.argv[2], sys.argv[3:]
     sys.argv = sys.argv[:1]
     # What `python SCRIPT` and `python -m MODULE` put first on sys.path: the script's own
     # folder, or the current one. Not the current folder for a script: another user's

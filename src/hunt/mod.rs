@@ -27,6 +27,7 @@ use crate::trace::{Event, Findings, LeakKind, LeakedObject, Repetition};
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::time::Duration;
 
@@ -40,8 +41,12 @@ pub struct Config {
     /// `script` (re-run each time, or `path::function` imported once and called each time),
     /// `module` (`python -m`) or `pytest`.
     pub kind: &'static str,
-    pub target: String,
-    pub args: Vec<String>,
+    /// Paths and arguments as the system gave them (not always UTF-8): shown lossily, and
+    /// handed to the child as arguments of its own, not in the JSON.
+    #[serde(serialize_with = "lossy")]
+    pub target: OsString,
+    #[serde(serialize_with = "lossy_all")]
+    pub args: Vec<OsString>,
     pub warmup: usize,
     pub repeat: usize,
     /// Extra runs, with tracemalloc on, when something grew in every measured run.
@@ -50,6 +55,14 @@ pub struct Config {
     pub watch: Vec<String>,
     /// Known, accepted leaks: type names, or test ids (those tests are not run).
     pub accept: Vec<String>,
+}
+
+fn lossy<S: serde::Serializer>(text: &OsString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&text.to_string_lossy())
+}
+
+fn lossy_all<S: serde::Serializer>(texts: &[OsString], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(texts.iter().map(|text| text.to_string_lossy()))
 }
 
 /// A metric that grew in every measured run and every confirming one.
@@ -121,10 +134,13 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
     let scratch = ScratchDir::with_file("hunt.py", SCRIPT)?;
     let script = scratch.path().join("hunt.py");
     let config_json = serde_json::to_string(&config)?;
+    // The target and its arguments after the JSON, as they are (see `Config`).
+    let mut args = vec![OsStr::new(&config_json), &config.target];
+    args.extend(config.args.iter().map(OsString::as_os_str));
     let run = runner::run(&Job {
         python,
         script: &script,
-        args: &[&config_json],
+        args: &args,
         dir: Path::new("."),
         faults,
         timeout,

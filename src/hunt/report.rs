@@ -88,9 +88,13 @@ pub fn render(hunt: &Hunt) -> String {
 /// The first line (what was run, how often) and the totals after the last run.
 fn header(out: &mut String, hunt: &Hunt) {
     let config = &hunt.config;
-    let target: Vec<&str> = std::iter::once(config.kind)
-        .chain(std::iter::once(config.target.as_str()).filter(|t| !t.is_empty()))
-        .chain(config.args.iter().map(String::as_str))
+    let target: Vec<std::borrow::Cow<str>> = std::iter::once(config.kind.into())
+        .chain(
+            std::iter::once(&config.target)
+                .filter(|t| !t.is_empty())
+                .map(|t| t.to_string_lossy()),
+        )
+        .chain(config.args.iter().map(|arg| arg.to_string_lossy()))
         .collect();
     let confirming = confirming_runs(hunt);
     wrapped(
