@@ -84,9 +84,17 @@ impl<P> Table<P> {
     }
 
     /// The bucket a hash falls into: `hash mod size`, always in range, negative hashes too.
+    #[inline]
     pub fn bucket_of(&self, hash: isize) -> usize {
-        // Sizes stay far below isize::MAX, so the cast back and forth is exact.
-        hash.rem_euclid(self.size() as isize) as usize
+        let size = self.size();
+        if size & (size - 1) == 0 {
+            // The same number without a division (tens of cycles): modulo a power of two
+            // is the hash's low bits, negative hashes included (two's complement).
+            (hash as usize) & (size - 1)
+        } else {
+            // Sizes stay far below isize::MAX, so the cast back and forth is exact.
+            hash.rem_euclid(size as isize) as usize
+        }
     }
 
     /// The first entry chained in `bucket`.
@@ -175,6 +183,7 @@ impl<P> Table<P> {
     }
 
     /// The link (a bucket head or an entry's `next`) that points at `slot`.
+    #[inline]
     fn link_to(&mut self, slot: Slot) -> &mut u32 {
         let bucket = self.bucket_of(self.nodes[slot].entry.hash);
         if self.heads[bucket] == slot as u32 {
@@ -244,6 +253,15 @@ mod tests {
         assert_eq!(table.bucket_of(-1), 3);
         assert_eq!(table.bucket_of(isize::MIN), 0);
         assert_eq!(table.bucket_of(7), 3);
+        // A size that is no power of two divides; one that is masks: the same buckets.
+        let odd: Table<*mut u8> = Table::new(3, 0.5);
+        assert_eq!(
+            (odd.bucket_of(-1), odd.bucket_of(-3), odd.bucket_of(7)),
+            (2, 0, 1)
+        );
+        for hash in [-9, -8, -1, 0, 5, isize::MAX, isize::MIN + 1] {
+            assert_eq!(table.bucket_of(hash), hash.rem_euclid(4) as usize);
+        }
     }
 
     #[test]
