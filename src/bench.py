@@ -81,7 +81,8 @@ def memory_per_entry(n):
     for key in range(n):
         table[key] = safe[key] = plain[key] = key
     return {"entries": n, "hashtable": sys.getsizeof(table) / n,
-            "safe": sys.getsizeof(safe) / n, "dict": sys.getsizeof(plain) / n}
+            "safe": sys.getsizeof(safe) / n, "dict": sys.getsizeof(plain) / n,
+            "buckets": table.size}
 
 
 def sweep(n):
@@ -118,7 +119,8 @@ def main():
         "rounds": rounds,
         "versus_dict": compare_with_dict(n, rounds),
         # Both containers grow in steps, so one size can flatter either: measure several.
-        "memory": [memory_per_entry(size) for size in (1_000, 10_000, 100_000)],
+        "memory": [memory_per_entry(size)
+                   for size in (1_000, 3_000, 10_000, 30_000, 100_000, 1_000_000)],
         "sweep_entries": sweep_n,
         "sweep": sweep(sweep_n),
     }
