@@ -39,6 +39,14 @@ OPERATIONS = {  # name: (loop body, needs a full table first)
     "pop(k)": ("table.pop(key)", True),
 }
 
+# Function names that make up what PyO3 adds around the table's own work.
+PYO3_GROUPS = (
+    ("pyo3::impl_::trampoline", "AttachGuard", "__tls_get_addr", "__pymethod_",
+     "extract_argument", "slot_impl", "PyTuple::new"),
+    ("BorrowChecker",),
+    ("_Py_IncRef", "_Py_DecRef", "Py_IncRef", "Py_DecRef"),
+)
+
 WORKLOAD = """
 import gc, os, sys
 from hashtable import HashTable, SafeHashTable
@@ -132,6 +140,18 @@ def main():
                                      for t in types if t != "dict" and "dict" in per_op)
                     print(f"  {kind:<5} {name:<10}" +
                           "".join(f"{per_op[t]:>15.0f}" for t in types) + ratios)
+            if "SafeHashTable" in types:
+                print("\n  What SafeHashTable pays on top, per operation (instructions, summed by "
+                      "function): PyO3's entry and exit (trampoline, GIL count, argument\n"
+                      "  extraction), the borrow flag, and reference counts by function call\n")
+                print("  keys  operation      entry/exit  borrow flag  refcount calls")
+                for (kind, name, type_name), profile in profiles.items():
+                    if type_name != "SafeHashTable":
+                        continue
+                    sums = [sum(count for function, count in profile.items()
+                                if any(part in function for part in group))
+                            for group in PYO3_GROUPS]
+                    print(f"  {kind:<5} {name:<10}" + "".join(f"{x:>13.0f}" for x in sums))
             if args.top:
                 for (kind, name, type_name), profile in profiles.items():
                     print(f"\n  {type_name}, {kind} keys, {name}: instructions per operation "
