@@ -418,7 +418,10 @@ fn colour_only_when_asked_or_on_a_terminal() {
     };
     assert!(ansi(&["lesson", "1", "--color", "always"], false));
     assert!(ansi(&["--color", "always", "lesson", "1"], false));
-    assert!(!ansi(&["--color", "always", "lesson", "1", "--color", "never"], false));
+    assert!(!ansi(
+        &["--color", "always", "lesson", "1", "--color", "never"],
+        false
+    ));
     assert!(
         !ansi(&["lesson", "1"], false),
         "stdout is a pipe here, not a terminal"

@@ -337,7 +337,10 @@ mod tests {
             let mut before = END;
             let mut next = table.heads[bucket];
             while let Some(slot) = link(next) {
-                assert_eq!(table.nodes[slot].prev, before, "bucket {bucket}, slot {slot}");
+                assert_eq!(
+                    table.nodes[slot].prev, before,
+                    "bucket {bucket}, slot {slot}"
+                );
                 assert_eq!(table.bucket_of(table.nodes[slot].entry.hash), bucket);
                 before = slot as u32;
                 next = table.nodes[slot].next;
