@@ -338,8 +338,8 @@ fn command_line_conventions() {
     assert!(refused(&["--color", "always", "list"]).contains("`list` does not use --color"));
     let missing = "/nonexistent/python3";
     assert!(refused(&["--python", missing, "lesson", "1"]).contains(missing));
-    let own_wins = lab(&["--python", missing, "lesson", "1", "--python", "python3"]);
-    assert!(own_wins.output().unwrap().status.success());
+    let own_wins = lab(&["--python", missing, "lesson", "1", "--python", "python3"]).output();
+    assert!(own_wins.unwrap().status.success());
     let generated = |args: &[&str], needle: &str| {
         let output = lab(args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
