@@ -163,35 +163,48 @@ unsafe fn find(
             if entry.key == key {
                 return Ok(Some(slot));
             }
-            if entry.hash == hash {
-                // Comparing two exact strs or two exact ints runs no Python code, so the
-                // table's borrowed key cannot go away meanwhile; any other `==` might.
-                let runs_python = !(PyUnicode_CheckExact(entry.key) != 0
-                    && PyUnicode_CheckExact(key) != 0
-                    || PyLong_CheckExact(entry.key) != 0 && PyLong_CheckExact(key) != 0);
-                if runs_python {
-                    Py_INCREF(entry.key); // keep the stored key alive while its __eq__ runs
-                }
-                let equal = PyObject_RichCompareBool(entry.key, key, Py_EQ);
-                if runs_python {
-                    Py_DECREF(entry.key); // done comparing: release our temporary reference
-                }
-                if equal < 0 {
-                    return Err(Raised);
-                }
-                if (*slf).table.version() != version {
-                    return Err(raise(
-                        PyExc_RuntimeError,
-                        c"HashTable changed size while comparing keys",
-                    ));
-                }
-                if equal == 1 {
-                    return Ok(Some(slot));
-                }
+            if entry.hash == hash && keys_equal(slf, entry.key, key, version)? {
+                return Ok(Some(slot));
             }
             next = (*slf).table.next_in_chain(slot);
         }
         Ok(None)
+    }
+}
+
+/// `stored == key`, for a stored key whose hash matches: runs Python code (`__eq__`), after
+/// which the table may have changed (an error then). Out of `find`'s loop, which it keeps
+/// short: with a good hash, equal hashes mostly mean the very same key object.
+#[inline(never)]
+unsafe fn keys_equal(
+    slf: *mut HashTableObject,
+    stored: *mut PyObject,
+    key: *mut PyObject,
+    version: u64,
+) -> Result<bool, Raised> {
+    // SAFETY: `slf` is a live table, `stored` a key it owns, `key` a live borrowed object.
+    unsafe {
+        // Comparing two exact strs or two exact ints runs no Python code, so the
+        // table's borrowed key cannot go away meanwhile; any other `==` might.
+        let runs_python = !(PyUnicode_CheckExact(stored) != 0 && PyUnicode_CheckExact(key) != 0
+            || PyLong_CheckExact(stored) != 0 && PyLong_CheckExact(key) != 0);
+        if runs_python {
+            Py_INCREF(stored); // keep the stored key alive while its __eq__ runs
+        }
+        let equal = PyObject_RichCompareBool(stored, key, Py_EQ);
+        if runs_python {
+            Py_DECREF(stored); // done comparing: release our temporary reference
+        }
+        if equal < 0 {
+            return Err(Raised);
+        }
+        if (*slf).table.version() != version {
+            return Err(raise(
+                PyExc_RuntimeError,
+                c"HashTable changed size while comparing keys",
+            ));
+        }
+        Ok(equal == 1)
     }
 }
 
