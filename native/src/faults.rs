@@ -38,13 +38,11 @@ pub fn install() {
 /// takes its faulty branch when it is: that branch is counted, so that a report can tell a
 /// fault that never ran from one whose damage went unseen (the first time, at once, in case
 /// the run does not live to report the count).
-#[inline]
 pub fn is_on(name: &str) -> bool {
-    // Asked on every operation: with no fault on (the usual case) the answer is one load.
-    let Some(active) = ACTIVE.get().filter(|active| !active.is_empty()) else {
-        return false;
-    };
-    let Some((_, ran)) = active.iter().find(|(n, _)| n == name) else {
+    let Some((_, ran)) = ACTIVE
+        .get()
+        .and_then(|active| active.iter().find(|(n, _)| n == name))
+    else {
         return false;
     };
     if ran.fetch_add(1, Ordering::Relaxed) == 0 {
