@@ -121,7 +121,7 @@ def main():
                   "instructions per operation (loop's own cost subtracted)\n")
             types = args.types.split(",")
             print("  keys  operation " + "".join(f"{t:>15}" for t in types) +
-                  "".join(f"  {t} / dict" for t in types if t != "dict"))
+                  "".join(f"  {t} / dict" for t in types if t != "dict" and "dict" in types))
             profiles = {}
             for kind in args.kinds.split(","):
                 for name in args.operations.split(","):
