@@ -13,8 +13,45 @@ const MAX_TIMEOUT: u64 = 24 * 60 * 60;
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
+    /// The CPython to run, for any command that runs Python: the same as `--python` after
+    /// the command (`refcount-lab --python python3.14 lesson 3`), which wins when both are given.
+    #[arg(long, value_name = "PATH_OR_NAME")]
+    pub python: Option<OsString>,
+    /// When to use colours, for the commands that colour their output: the same as `--color`
+    /// after the command, which wins when both are given.
+    #[arg(long, value_enum)]
+    pub color: Option<ColorChoice>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command, with `--python` and `--color` given before it moved into it (its own
+    /// win), as users of uv and ruff expect; an error when the command has no use for one.
+    pub fn into_command(self, name: &str) -> Result<Command, clap::Error> {
+        let Cli {
+            python,
+            color,
+            mut command,
+        } = self;
+        let unused = |flag: &str| {
+            use clap::CommandFactory;
+            Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("`{name}` does not use {flag}: it runs no Python and draws no colours"),
+            )
+        };
+        let (python_slot, look_slot) = command.options_mut();
+        if let Some(python) = python {
+            let slot = python_slot.ok_or_else(|| unused("--python"))?;
+            slot.python.get_or_insert(python);
+        }
+        if let Some(color) = color {
+            let slot = look_slot.ok_or_else(|| unused("--color"))?;
+            slot.color.get_or_insert(color);
+        }
+        Ok(command)
+    }
 }
 
 /// Which CPython runs the Python code.
@@ -31,9 +68,9 @@ pub struct PythonChoice {
 /// How the report looks.
 #[derive(Args, Clone, Copy)]
 pub struct Look {
-    /// When to use colours.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
-    pub color: ColorChoice,
+    /// When to use colours [default: auto].
+    #[arg(long, value_enum)]
+    pub color: Option<ColorChoice>,
     /// Wrap prose and trace lines to this many columns (default: the terminal's width, or 80
     /// when the output is not a terminal).
     #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..))]
@@ -41,6 +78,11 @@ pub struct Look {
 }
 
 impl Look {
+    /// Whether to colour: as `--color` says, or `auto`.
+    pub fn color(&self) -> bool {
+        self.color.unwrap_or(ColorChoice::Auto).enabled()
+    }
+
     /// The columns to wrap to.
     pub fn width(&self) -> usize {
         self.width
@@ -324,6 +366,24 @@ pub enum Command {
     },
     /// Print the manual page (roff), e.g. `refcount-lab man | man -l -`.
     Man,
+}
+
+impl Command {
+    /// Where the command keeps `--python` and `--color`, if it takes them.
+    fn options_mut(&mut self) -> (Option<&mut PythonChoice>, Option<&mut Look>) {
+        match self {
+            Command::Lesson { python, look, .. }
+            | Command::Run { python, look, .. }
+            | Command::Exercise { python, look, .. } => (Some(python), Some(look)),
+            Command::Exercises { python, .. }
+            | Command::Verify { python, .. }
+            | Command::Hunt { python, .. }
+            | Command::Bench { python, .. }
+            | Command::Python { python, .. } => (Some(python), None),
+            Command::Rules { look, .. } => (None, Some(look)),
+            _ => (None, None),
+        }
+    }
 }
 
 impl ColorChoice {

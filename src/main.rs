@@ -40,7 +40,7 @@ mod sites;
 mod trace;
 mod workshop;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command, Look, PythonChoice};
 use python::Python;
 use render::{show, Painter};
@@ -48,20 +48,24 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let name = matches.subcommand_name().unwrap_or_default().to_owned();
+    let command = Cli::from_arg_matches(&matches)
+        .and_then(|cli| cli.into_command(&name))
+        .unwrap_or_else(|error| error.exit());
     // Before any other thread starts (see processes.rs).
-    processes::interrupts::install(match cli.command {
+    processes::interrupts::install(match command {
         Command::Python { .. } => processes::interrupts::Mode::Interactive,
         _ => processes::interrupts::Mode::Stop,
     });
     let painter = |look: Look| Painter {
-        color: look.color.enabled(),
+        color: look.color(),
         width: look.width(),
     };
     let python = |choice: &PythonChoice| Python::choose(choice.python.as_deref());
     // `refcount-lab python`'s status: the interpreter's own.
     let mut interpreter_exit: Option<std::process::ExitStatus> = None;
-    let result = match cli.command {
+    let result = match command {
         Command::Python {
             faults,
             python: choice,

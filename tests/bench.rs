@@ -23,6 +23,8 @@ fn bench_quick(dir: &std::path::Path) -> Vec<String> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("HashTable against dict") && stdout.contains("Memory per entry"));
     assert!(stdout.contains("SafeHashTable / HashTable"), "{stdout}");
+    assert!(stdout.contains("\nSafeHashTable against HashTable, the same rounds"));
+    assert!(stdout.contains("geometric mean of HashTable / dict") && stdout.contains("1000000"));
     for plot in ["get-throughput.svg", "set-throughput.svg", "max-chain.svg"] {
         let svg = std::fs::read_to_string(plots.join(plot)).unwrap();
         assert!(

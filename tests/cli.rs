@@ -333,6 +333,13 @@ fn command_line_conventions() {
     assert!(refused(&["run", "x.py", "--timeout", "0"]).contains("0 is not in 1.."));
     assert!(refused(&["faults", "--lessons-dir", "x"]).contains("unexpected argument"));
     assert!(refused(&["hint", "1", "--python", "python3"]).contains("unexpected argument"));
+    // Before the command too, as uv and ruff take them; refused where nothing uses them.
+    assert!(refused(&["--python", "python3", "faults"]).contains("`faults` does not use --python"));
+    assert!(refused(&["--color", "always", "list"]).contains("`list` does not use --color"));
+    let missing = "/nonexistent/python3";
+    assert!(refused(&["--python", missing, "lesson", "1"]).contains(missing));
+    let own_wins = lab(&["--python", missing, "lesson", "1", "--python", "python3"]).output();
+    assert!(own_wins.unwrap().status.success());
     let generated = |args: &[&str], needle: &str| {
         let output = lab(args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
@@ -410,6 +417,11 @@ fn colour_only_when_asked_or_on_a_terminal() {
         String::from_utf8_lossy(&stdout).contains("\x1b[")
     };
     assert!(ansi(&["lesson", "1", "--color", "always"], false));
+    assert!(ansi(&["--color", "always", "lesson", "1"], false));
+    assert!(!ansi(
+        &["--color", "always", "lesson", "1", "--color", "never"],
+        false
+    ));
     assert!(
         !ansi(&["lesson", "1"], false),
         "stdout is a pipe here, not a terminal"

@@ -30,12 +30,14 @@
 //! is what runs this module's init.
 //!
 //! Reading order: `table.rs` (the chained table in plain Rust), `pytype.rs` (the type, every
-//! `Py_INCREF`/`Py_DECREF`, the fault sites), `iter.rs` (its iterator), this file (the module),
-//! then `safe.rs` (the same type again, where PyO3's types do the counting).
+//! `Py_INCREF`/`Py_DECREF`, the fault sites), `refcount.rs` (how those two write the count),
+//! `iter.rs` (its iterator), this file (the module), then `safe.rs` (the same type again,
+//! where PyO3's types do the counting).
 
 mod faults;
 mod iter;
 mod pytype;
+mod refcount;
 mod safe;
 mod table;
 mod trace;
@@ -200,7 +202,8 @@ unsafe extern "C" fn terrible_hash(_module: *mut PyObject, key: *mut PyObject) -
 
 /// Runs when the module is imported: makes the types and fills the module state.
 unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
-    // SAFETY: `module` is the module being initialised, with `m_size` bytes of zeroed state.
+    refcount::install(); // before the first reference this module counts itself
+                         // SAFETY: `module` is the module being initialised, with `m_size` bytes of zeroed state.
     unsafe {
         let state = PyModule_GetState(module) as *mut ModuleState;
         let table_type = PyType_FromModuleAndSpec(module, pytype::spec(), null_mut());

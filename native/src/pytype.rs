@@ -12,6 +12,8 @@
 //! table is held across a call into Python, positions are re-read afterwards, and lookups
 //! and iterators check `Table::version` to notice that their chain moved.
 
+// The C API's reference counting, written as CPython's headers inline it (`refcount.rs`).
+use super::refcount::{Py_CLEAR, Py_DECREF, Py_INCREF, Py_NewRef, Py_XDECREF, Py_XNewRef};
 use super::table::{self, Slot, MAX_SIZE};
 use super::{alloc_instance, free_memory, iter, state_of, type_attribute, type_name, Raised};
 use crate::{faults, trace};
@@ -79,9 +81,27 @@ unsafe fn raise_not_an_int(result: *mut PyObject, key: *mut PyObject) {
     }
 }
 
+/// The hash of `key`: `hash_func(key)`, or what the built-in `hash` would return without
+/// building a call when `hash_func` is that (every operation starts here).
+#[inline(always)]
+unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isize, Raised> {
+    // SAFETY: `slf` is a live table and `key` a live borrowed object (GIL held).
+    unsafe {
+        if !(*slf).builtin_hash {
+            return call_hash_func(slf, key);
+        }
+        let hash = PyObject_Hash(key);
+        if hash == -1 && !PyErr_Occurred().is_null() {
+            return Err(Raised);
+        }
+        Ok(hash)
+    }
+}
+
 /// Calls `hash_func(key)` and folds the int it returns into a hash, as `hash()` folds the
 /// int returned by a `__hash__` method, so negative and huge results are fine.
-unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isize, Raised> {
+#[inline(never)]
+unsafe fn call_hash_func(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isize, Raised> {
     // SAFETY: `slf` is a live table and `key` a live borrowed object (GIL held).
     unsafe {
         let hash_func = (*slf).hash_func;
@@ -90,14 +110,6 @@ unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isiz
                 PyExc_RuntimeError,
                 c"this HashTable was cleared by the garbage collector",
             ));
-        }
-        if (*slf).builtin_hash {
-            // Fast path: what calling the built-in hash would do, without building a call.
-            let hash = PyObject_Hash(key);
-            if hash == -1 && !PyErr_Occurred().is_null() {
-                return Err(Raised);
-            }
-            return Ok(hash);
         }
         // (`PyObject_CallOneArg` is not part of the limited API; this is the portable form.)
         let result = PyObject_CallFunctionObjArgs(hash_func, key, null_mut::<PyObject>());
@@ -134,6 +146,7 @@ unsafe fn hash_key(slf: *mut HashTableObject, key: *mut PyObject) -> Result<isiz
 }
 
 /// Where `key` is stored, if it is. Compares colliding keys with `==`, which runs Python code.
+#[inline(always)]
 unsafe fn find(
     slf: *mut HashTableObject,
     key: *mut PyObject,
@@ -150,35 +163,48 @@ unsafe fn find(
             if entry.key == key {
                 return Ok(Some(slot));
             }
-            if entry.hash == hash {
-                // Comparing two exact strs or two exact ints runs no Python code, so the
-                // table's borrowed key cannot go away meanwhile; any other `==` might.
-                let runs_python = !(PyUnicode_CheckExact(entry.key) != 0
-                    && PyUnicode_CheckExact(key) != 0
-                    || PyLong_CheckExact(entry.key) != 0 && PyLong_CheckExact(key) != 0);
-                if runs_python {
-                    Py_INCREF(entry.key); // keep the stored key alive while its __eq__ runs
-                }
-                let equal = PyObject_RichCompareBool(entry.key, key, Py_EQ);
-                if runs_python {
-                    Py_DECREF(entry.key); // done comparing: release our temporary reference
-                }
-                if equal < 0 {
-                    return Err(Raised);
-                }
-                if (*slf).table.version() != version {
-                    return Err(raise(
-                        PyExc_RuntimeError,
-                        c"HashTable changed size while comparing keys",
-                    ));
-                }
-                if equal == 1 {
-                    return Ok(Some(slot));
-                }
+            if entry.hash == hash && keys_equal(slf, entry.key, key, version)? {
+                return Ok(Some(slot));
             }
             next = (*slf).table.next_in_chain(slot);
         }
         Ok(None)
+    }
+}
+
+/// `stored == key`, for a stored key whose hash matches: runs Python code (`__eq__`), after
+/// which the table may have changed (an error then). Out of `find`'s loop, which it keeps
+/// short: with a good hash, equal hashes mostly mean the very same key object.
+#[inline(never)]
+unsafe fn keys_equal(
+    slf: *mut HashTableObject,
+    stored: *mut PyObject,
+    key: *mut PyObject,
+    version: u64,
+) -> Result<bool, Raised> {
+    // SAFETY: `slf` is a live table, `stored` a key it owns, `key` a live borrowed object.
+    unsafe {
+        // Comparing two exact strs or two exact ints runs no Python code, so the
+        // table's borrowed key cannot go away meanwhile; any other `==` might.
+        let runs_python = !(PyUnicode_CheckExact(stored) != 0 && PyUnicode_CheckExact(key) != 0
+            || PyLong_CheckExact(stored) != 0 && PyLong_CheckExact(key) != 0);
+        if runs_python {
+            Py_INCREF(stored); // keep the stored key alive while its __eq__ runs
+        }
+        let equal = PyObject_RichCompareBool(stored, key, Py_EQ);
+        if runs_python {
+            Py_DECREF(stored); // done comparing: release our temporary reference
+        }
+        if equal < 0 {
+            return Err(Raised);
+        }
+        if (*slf).table.version() != version {
+            return Err(raise(
+                PyExc_RuntimeError,
+                c"HashTable changed size while comparing keys",
+            ));
+        }
+        Ok(equal == 1)
     }
 }
 
@@ -458,6 +484,7 @@ unsafe extern "C" fn table_clear(slf: *mut PyObject) -> c_int {
         let slf = slf as *mut HashTableObject;
         let entries = (*slf).table.take_all();
         release(entries);
+        (*slf).builtin_hash = false; // no hash function to call any more: hash_key says so
         Py_CLEAR(&raw mut (*slf).hash_func); // the table's reference to its hash function
         0
     }
@@ -695,6 +722,7 @@ pub(super) unsafe fn next_key(
 ///
 /// # Safety
 /// `args` must point at `nargs` live objects, as CPython passes them.
+#[inline(always)]
 unsafe fn arguments(
     name: &str,
     args: *const *mut PyObject,
@@ -703,15 +731,7 @@ unsafe fn arguments(
     max: Py_ssize_t,
 ) -> Result<[*mut PyObject; 2], Raised> {
     if nargs < min || nargs > max {
-        let expected = if min == max {
-            format!("exactly {min}")
-        } else {
-            format!("from {min} to {max}")
-        };
-        let message = format!("{name}() takes {expected} arguments ({nargs} given)\0");
-        // SAFETY: exception classes live as long as the interpreter; the message ends in NUL.
-        unsafe { PyErr_SetString(PyExc_TypeError, message.as_ptr().cast()) };
-        return Err(Raised);
+        return Err(wrong_number_of_arguments(name, nargs, min, max));
     }
     // SAFETY: `args[..nargs]` are live (guaranteed by the caller), and nargs <= max <= 2.
     let argument = |i: Py_ssize_t| unsafe {
@@ -722,6 +742,25 @@ unsafe fn arguments(
         }
     };
     Ok([argument(0), argument(1)])
+}
+
+/// The TypeError for a call with a number of arguments outside `min..=max`.
+#[cold]
+fn wrong_number_of_arguments(
+    name: &str,
+    nargs: Py_ssize_t,
+    min: Py_ssize_t,
+    max: Py_ssize_t,
+) -> Raised {
+    let expected = if min == max {
+        format!("exactly {min}")
+    } else {
+        format!("from {min} to {max}")
+    };
+    let message = format!("{name}() takes {expected} arguments ({nargs} given)\0");
+    // SAFETY: exception classes live as long as the interpreter; the message ends in NUL.
+    unsafe { PyErr_SetString(PyExc_TypeError, message.as_ptr().cast()) };
+    Raised
 }
 
 /// `set(key, value)`: stores the pair and returns the table itself, so calls can be chained.

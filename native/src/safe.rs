@@ -108,45 +108,41 @@ impl SafeHashTable {
     }
 
     /// Where `key` is stored, if it is. Compares colliding keys with `==`, which runs Python.
+    /// One borrow of the table covers the walk (each borrow is an atomic operation on the
+    /// flag); it ends only while a key's `==` runs, which may change the table.
     fn find(slf: &Bound<'_, Self>, key: &Bound<'_, PyAny>, hash: isize) -> PyResult<Option<Slot>> {
         let py = slf.py();
-        let (version, mut next) = {
-            let this = slf.borrow();
-            let bucket = this.table.bucket_of(hash);
-            (this.table.version(), this.table.first_in_chain(bucket))
-        };
         let plain = |obj: &Bound<'_, PyAny>| {
             obj.is_exact_instance_of::<PyString>() || obj.is_exact_instance_of::<PyInt>()
         };
         let key_is_plain = plain(key);
+        let mut this = slf.borrow();
+        let version = this.table.version();
+        let mut next = this.table.first_in_chain(this.table.bucket_of(hash));
         while let Some(slot) = next {
-            let stored = {
-                let this = slf.borrow();
-                let entry = this.table.entry(slot).expect("chains link stored entries");
-                if entry.hash != hash {
-                    None
-                } else if key_is_plain && plain(entry.key.bind(py)) {
+            let entry = this.table.entry(slot).expect("chains link stored entries");
+            if entry.key.is(key) {
+                return Ok(Some(slot));
+            }
+            if entry.hash == hash {
+                if key_is_plain && plain(entry.key.bind(py)) {
                     // Two exact strs or ints compare without running Python code, so the
                     // borrow may stay, and the stored key needs no reference of our own.
-                    if entry.key.is(key) || entry.key.bind(py).eq(key)? {
+                    if entry.key.bind(py).eq(key)? {
                         return Ok(Some(slot));
                     }
-                    None
                 } else {
-                    Some(entry.key.clone_ref(py)) // alive while its `==` runs
-                }
-            };
-            if let Some(stored) = stored {
-                if stored.is(key) || stored.bind(py).eq(key)? {
-                    if slf.borrow().table.version() != version {
+                    let stored = entry.key.clone_ref(py); // alive while its `==` runs
+                    drop(this);
+                    let equal = stored.bind(py).eq(key)?;
+                    this = slf.borrow();
+                    if this.table.version() != version {
                         return Err(changed("while comparing keys"));
                     }
-                    return Ok(Some(slot));
+                    if equal {
+                        return Ok(Some(slot));
+                    }
                 }
-            }
-            let this = slf.borrow();
-            if this.table.version() != version {
-                return Err(changed("while comparing keys"));
             }
             next = this.table.next_in_chain(slot);
         }

@@ -349,6 +349,57 @@ class ReferencesAreReleased(unittest.TestCase):
             self.assertIn(key, h)
 
 
+class ReferenceCounts(unittest.TestCase):
+    """The ownership rule, counted: the table owns one reference to each key and value it
+    stores, hands new references out, and releases what it drops (the module writes counts
+    as the running CPython's headers do, immortal objects included: refcount.rs)."""
+
+    def test_store_replace_lookup_remove(self):
+        h = HashTable()
+        key, first, second = Payload(), Payload(), Payload()
+        counts = lambda: tuple(sys.getrefcount(obj) for obj in (key, first, second))
+        before = counts()
+        h[key] = first
+        self.assertEqual(counts(), (before[0] + 1, before[1] + 1, before[2]))
+        h[key] = second  # the old value's reference is released, the new one's taken
+        self.assertEqual(counts(), (before[0] + 1, before[1], before[2] + 1))
+        got = h[key]  # a new reference, ours
+        self.assertEqual(counts(), (before[0] + 1, before[1], before[2] + 2))
+        del got
+        popped = h.pop(key)  # the table's reference to the value moves to us
+        self.assertEqual(counts(), (before[0], before[1], before[2] + 1))
+        del popped
+        self.assertEqual(counts(), before)
+
+    def test_the_last_reference_frees_the_object(self):
+        import weakref
+
+        h = HashTable()
+        freed = []
+        h["a"], h["b"] = Payload(), Payload()
+        watchers = [weakref.ref(h[k], lambda _, k=k: freed.append(k)) for k in "ab"]
+        h.pop("a")
+        del h["b"]
+        self.assertEqual(freed, ["a", "b"])
+        self.assertEqual([w() for w in watchers], [None, None])
+
+    def test_none_and_small_ints_keep_their_counts(self):
+        # Immortal on 3.12+ (their count never moves), ordinary before: either way what a
+        # table does to their counts must not grow with the number of operations.
+        def churn(n):
+            before = sys.getrefcount(None), sys.getrefcount(7)
+            h = HashTable()
+            for i in range(n):
+                h[i % 10] = None
+                h.get(i % 10)
+                h.set(7, 7).pop(7)
+            h.clear()
+            return sys.getrefcount(None) - before[0], sys.getrefcount(7) - before[1]
+
+        churn(1000)  # once first: the interpreter's own caches settle (3.11 specialises)
+        self.assertEqual(churn(1000), churn(10))
+
+
 class Iteration(unittest.TestCase):
     def test_mutation_during_iteration_raises(self):
         h = HashTable()
