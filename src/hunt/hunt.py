@@ -23,6 +23,7 @@ import array
 import atexit
 import gc
 import importlib
+import inspect
 import json
 import os
 import reprlib
@@ -77,6 +78,7 @@ class Target:
 
     tests = None  # the names of its tests, for a suite
     failed = ()  # the tests that failed in the last run
+    lines = {}  # each test's (file, first line, last line), where its function is known
 
     def roots(self):
         """Namespaces the target holds outside sys.modules, by name."""
@@ -133,6 +135,9 @@ class Unittest(Target):
         program = Load(module=None, argv=["python -m unittest"] + args, exit=False)
         self.cases = list(flatten(program.test))
         self.tests = [case.id() for case in self.cases]
+        self.lines = lines_of(
+            (case.id(), getattr(case, getattr(case, "_testMethodName", ""), None)) for case in self.cases
+        )
 
     def run(self, tests=None):
         import unittest
@@ -156,6 +161,17 @@ class Unittest(Target):
             )
 
 
+def lines_of(tests):
+    """(file, first line, last line) of each (test, function) whose code can be found."""
+    found = {}
+    for test, function in tests:
+        code = getattr(inspect.unwrap(function), "__code__", None) if function else None
+        if code is not None:
+            numbers = [line for _, _, line in code.co_lines() if line is not None]
+            found[test] = (relative(code.co_filename), code.co_firstlineno, max(numbers, default=0))
+    return found
+
+
 def flatten(suite):
     for item in suite:
         if hasattr(item, "_tests"):
@@ -177,13 +193,16 @@ class Pytest(Target):
             )
         self.pytest, self.args = pytest, args
         collected = []
+        functions = []
 
         class Collect:
             def pytest_collection_finish(self, session):
                 collected.extend(item.nodeid for item in session.items)
+                functions.extend((item.nodeid, getattr(item, "function", None)) for item in session.items)
 
         self.main(["--collect-only"], Collect())
         self.tests = collected
+        self.lines = lines_of(functions)
 
     def main(self, extra, plugin):
         code = self.pytest.main(["-q", "-p", "no:cacheprovider"] + extra + self.args, plugins=[plugin])
@@ -834,15 +853,47 @@ class Hunt:
         return objects
 
     def attribute(self, confirmed, findings):
-        """Which tests leak: halve the suite until each leak is pinned to a test (or to a
-        group that leaks only together)."""
+        """Which tests leak. The tests whose own code holds a line that made leaked objects
+        or blocks are tried first; then, in the tests left (all of them if none of those
+        leaks), the suite is halved until each leak is pinned to a test (or to a group that
+        leaks only together)."""
         checks = {metric for metric in confirmed if metric != "open file descriptors"}
         checks |= set(self.followed)
         if not checks and findings["objects"]:
             checks = {"allocated blocks"}
         found = []
-        self.bisect(self.tests, checks, found)
+        for group in self.tests_making(findings):
+            leaked = self.leaks_in(group, checks)
+            if leaked:
+                self.bisect(group, leaked, found)
+        if not found:
+            self.bisect(self.tests, checks, found)
+            return found
+        pinned = {test for f in found for test in f["tests"]}
+        rest = [test for test in self.tests if test not in pinned]
+        leaked = self.leaks_in(rest, checks) if rest else set()
+        if leaked:
+            self.bisect(rest, leaked, found)
         return found
+
+    def tests_making(self, findings):
+        """Groups of tests (those of one test function) whose code holds a line where
+        leaked objects or blocks were made."""
+        sites = [found["allocated"] for found in findings["objects"] if found.get("allocated")]
+        sites += [found["allocated"] for found in findings["sites"]]
+        groups = []
+        for site in dict.fromkeys(sites):
+            path, _, line = site.rpartition(":")
+            group = [
+                test
+                for test in self.tests
+                if test in self.target.lines
+                and self.target.lines[test][0] == path
+                and self.target.lines[test][1] <= int(line) <= self.target.lines[test][2]
+            ]
+            if group and group not in groups:
+                groups.append(group)
+        return groups
 
     def bisect(self, tests, checks, found):
         if len(tests) == 1:
