@@ -212,7 +212,7 @@ pub fn init(dir: &Path, exercises: &[Exercise], resume: bool) -> Result<usize> {
     );
     let write = |folder: &Path| -> Result<()> {
         for exercise in &missing {
-            std::fs::write(folder.join(exercise.file_name()), exercise.starter).with_context(
+            write_starter(&folder.join(exercise.file_name()), exercise.starter).with_context(
                 || {
                     format!(
                         "cannot write {}; nothing was written (once it can be, `{again}` \
@@ -250,6 +250,20 @@ pub fn init(dir: &Path, exercises: &[Exercise], resume: bool) -> Result<usize> {
         })?;
     }
     Ok(taken.len())
+}
+
+/// Writes a starting file that only its owner may change, whatever the umask (which may
+/// take more away): refcount-lab refuses to run a file others may change.
+fn write_starter(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o644;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.write_all(text.as_bytes())
 }
 
 /// Moves the starting files from `scratch` into `dir`, never over a file there; if one
@@ -354,7 +368,21 @@ pub fn learners_file(workdir: &Path, exercise: &Exercise) -> Result<Vec<u8>, Unr
     let name = exercise.file_name();
     let path = workdir.join(&name);
     let error = match crate::progress::read_regular(&path, FILE_CAP, "an exercise file") {
-        Ok((contents, _)) => return Ok(contents),
+        Ok((contents, metadata)) => match foreign_file(&metadata) {
+            None => return Ok(contents),
+            Some(whose) => {
+                return Err(Unreadable {
+                    missing: false,
+                    why: format!(
+                        "{name} {whose}, and refcount-lab runs it (or compiles and loads it) as \
+                         you: another user could put their code there. If the work in it is \
+                         yours, `chmod go-w {}` (refcount-lab writes the files that way \
+                         whatever your umask)",
+                        path.display()
+                    ),
+                })
+            }
+        },
         Err(error) => error,
     };
     let again = format!(
@@ -375,6 +403,24 @@ pub fn learners_file(workdir: &Path, exercise: &Exercise) -> Result<Vec<u8>, Unr
         Some(_) => format!("cannot read {}: {error}", path.display()),
     };
     Err(Unreadable { missing, why })
+}
+
+/// Why a learner's file may hold another user's code, if it may: it is not theirs, or their
+/// group or anyone may write to it (a shared group and a umask of 002 are enough).
+fn foreign_file(metadata: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if metadata.uid() != me {
+        Some(format!("is not yours (owner uid {})", metadata.uid()))
+    } else if metadata.mode() & 0o022 != 0 {
+        Some(format!(
+            "can be changed by other users (mode {:o})",
+            metadata.mode() & 0o777
+        ))
+    } else {
+        None
+    }
 }
 
 /// Checks one exercise in the learner's folder; a file that cannot be read is not done

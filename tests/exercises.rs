@@ -59,7 +59,9 @@ impl Workshop {
         let solution = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures/exercise-solutions")
             .join(file);
-        std::fs::copy(solution, self.work().join(file)).unwrap();
+        // Written over the starting file, which keeps its mode (a copy would take the
+        // checkout's, which a umask of 002 makes writable by the group: refused).
+        std::fs::write(self.work().join(file), std::fs::read(solution).unwrap()).unwrap();
     }
 
     fn write(&self, file: &str, text: &str) {
@@ -1009,6 +1011,48 @@ fn run_bounded(mut command: Command) -> (Option<i32>, String, String) {
 /// within bounds: a pipe (which hung it), `/dev/zero` behind a link (which grew it to
 /// gigabytes), a huge sparse file, a folder. Each gets a message naming the file and what
 /// to do, and the rest of verify goes on; `exercise N` says the same.
+/// A learner's file others may change, or that is not theirs, is never run: another user
+/// could have put their code in it. The starting files are the owner's alone, whatever the
+/// umask.
+#[test]
+fn exercise_files_others_may_change_are_not_run() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let shop = Workshop::new("shared-files");
+    let work = shop.work();
+    let mut init = shop.lab(&["exercises", "init", work.to_str().unwrap()]);
+    // SAFETY: umask is async-signal-safe and changes only the child's mask.
+    unsafe {
+        init.pre_exec(|| {
+            libc::umask(0o002);
+            Ok(())
+        });
+    }
+    assert!(init.output().unwrap().status.success());
+    let starter = work.join("01-predict-buckets.py");
+    let mode = std::fs::metadata(&starter).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644, "{mode:o}");
+
+    for file in &solutions()[..5] {
+        shop.solve(file);
+    }
+    let ran = shop.root.join("payload-ran");
+    shop.write(
+        "06-probe-hash-results.py",
+        &format!("open({:?}, 'w').write('ran')\n", ran.to_str().unwrap()),
+    );
+    let shared = work.join("06-probe-hash-results.py");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let (code, stdout) = shop.stdout(&["verify"]);
+    assert!(!ran.exists(), "ran a file others may change: {stdout}");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("06-probe-hash-results.py can be changed by other users (mode 664)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("chmod go-w"), "{stdout}");
+}
+
 #[test]
 fn exercise_files_are_read_within_bounds() {
     let shop = Workshop::new("bounded-exercises");

@@ -206,7 +206,12 @@ fn ctrl_c_stops_everything_every_command_started() {
                 .unwrap();
             assert!(init.status.success(), "{}", report(&init));
             let solution = fixtures().join("exercise-solutions/01-predict-buckets.py");
-            std::fs::copy(solution, work.join("01-predict-buckets.py")).unwrap();
+            // Over the starting file, keeping its mode (the checkout's may let others write).
+            std::fs::write(
+                work.join("01-predict-buckets.py"),
+                std::fs::read(solution).unwrap(),
+            )
+            .unwrap();
         }
         // Until one try interrupts it while a script runs.
         let output = (0..20)
