@@ -71,8 +71,9 @@ pub fn classify(run: &Run) -> Outcome {
         return Outcome::Error {
             exit_code: Some(0),
             report: vec![format!(
-                "the faulty code of {} ran in a process the script forked, which refcount-lab \
-                 does not trace: run it in the script's own process to see what it does",
+                "the faulty code of {} ran in a process the script forked, or before it (its \
+                 damage goes along), which refcount-lab does not trace: run it in the \
+                 script's own process to see what it does",
                 run.faults_in_forks.join(", ")
             )],
         };

@@ -1068,12 +1068,17 @@ fn what_the_trace_cannot_vouch_for_is_not_ok() {
         (
             "attacks/faults_in_a_fork.py",
             "set-missing-incref",
-            "set-missing-incref ran in a process the script forked",
+            "set-missing-incref ran in a process the script forked, or",
+        ),
+        (
+            "attacks/crashes_a_fork_of_a_fault.py",
+            "set-missing-incref",
+            "set-missing-incref ran in a process the script forked, or",
         ),
         (
             "attacks/faults_once_then_in_a_fork.py",
             "set-missing-incref",
-            "set-missing-incref ran in a process the script forked",
+            "set-missing-incref ran in a process the script forked, or",
         ),
     ] {
         let sandbox = Sandbox::new("unvouched");

@@ -65,6 +65,20 @@ pub fn is_on(name: &str) -> bool {
     true
 }
 
+/// In a forked child: says which faults ran before the fork, in this process's name. Their
+/// damage came along (a table missing a reference), and it is this process that may crash
+/// of it, where no fault site runs.
+pub fn inherited() {
+    let here = std::process::id();
+    for fault in ACTIVE.get().into_iter().flatten() {
+        if fault.ran.load(Ordering::Relaxed) > 0
+            && fault.said_in.swap(here, Ordering::Relaxed) != here
+        {
+            trace::fault_ran(&fault.name);
+        }
+    }
+}
+
 /// Each fault switched on, with how often its faulty branch ran.
 pub fn counts() -> impl Iterator<Item = (&'static str, u64)> {
     ACTIVE

@@ -202,8 +202,9 @@ unsafe extern "C" fn terrible_hash(_module: *mut PyObject, key: *mut PyObject) -
 
 /// Runs when the module is imported: makes the types and fills the module state.
 unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
-    refcount::install(); // before the first reference this module counts itself
-                         // SAFETY: `module` is the module being initialised, with `m_size` bytes of zeroed state.
+    // Before the first reference this module counts itself.
+    refcount::install();
+    // SAFETY: `module` is the module being initialised, with `m_size` bytes of zeroed state.
     unsafe {
         let state = PyModule_GetState(module) as *mut ModuleState;
         let table_type = PyType_FromModuleAndSpec(module, pytype::spec(), null_mut());
@@ -225,6 +226,9 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
             return -1;
         }
         faults::install();
+        if watch_forks() < 0 {
+            return -1;
+        }
         if PyModule_AddObjectRef(module, c"HashTable".as_ptr(), table_type) < 0 {
             return -1;
         }
@@ -234,6 +238,66 @@ unsafe extern "C" fn module_exec(module: *mut PyObject) -> c_int {
         add_version(module)
     }
 }
+
+/// Has `os.fork()` tell, in each child, which faults ran before it (`faults::inherited`):
+/// a child that crashes of damage done before the fork never runs a fault site itself.
+///
+/// # Safety
+/// The GIL must be held.
+unsafe fn watch_forks() -> c_int {
+    // SAFETY: every call is checked; each new reference is released once, here.
+    unsafe {
+        let os = PyImport_ImportModule(c"os".as_ptr()); // new reference: ours
+        if os.is_null() {
+            return -1;
+        }
+        let register = PyObject_GetAttrString(os, c"register_at_fork".as_ptr()); // ours
+        Py_DECREF(os);
+        if register.is_null() {
+            return -1;
+        }
+        let hook = PyCFunction_NewEx(&raw mut AFTER_FORK, null_mut(), null_mut()); // ours
+        let arguments = PyTuple_New(0); // ours
+        let keywords = PyDict_New(); // ours
+        let mut result = null_mut();
+        if !hook.is_null()
+            && !arguments.is_null()
+            && !keywords.is_null()
+            // The dict takes a reference of its own to `hook`.
+            && PyDict_SetItemString(keywords, c"after_in_child".as_ptr(), hook) == 0
+        {
+            result = PyObject_Call(register, arguments, keywords); // os keeps the hook
+        }
+        Py_XDECREF(hook);
+        Py_XDECREF(arguments);
+        Py_XDECREF(keywords);
+        Py_DECREF(register);
+        if result.is_null() {
+            return -1;
+        }
+        Py_DECREF(result); // None
+        0
+    }
+}
+
+/// The hook `os.fork()` calls in the child.
+unsafe extern "C" fn after_fork_in_child(
+    _module: *mut PyObject,
+    _: *mut PyObject,
+) -> *mut PyObject {
+    faults::inherited();
+    // SAFETY: Py_None is a live object; the caller takes the new reference.
+    unsafe { Py_NewRef(Py_None()) }
+}
+
+static mut AFTER_FORK: PyMethodDef = PyMethodDef {
+    ml_name: c"_after_fork_in_child".as_ptr(),
+    ml_meth: PyMethodDefPointer {
+        PyCFunction: after_fork_in_child,
+    },
+    ml_flags: METH_NOARGS,
+    ml_doc: c"Tells refcount-lab's trace which faults ran before this fork.".as_ptr(),
+};
 
 /// `hashtable.SafeHashTable`, the same table in safe PyO3 (`safe.rs`), for comparison.
 ///
