@@ -462,6 +462,8 @@ struct TraceReader {
     sequence: Sequence,
     current: Vec<u8>,
     overlong: bool,
+    /// Lines cut at [`LINE_CAP`].
+    overlong_lines: usize,
 }
 
 /// The numbers of the script's events seen so far: each must come once, none may be
@@ -558,6 +560,7 @@ impl TraceReader {
             sequence: Sequence::default(),
             current: Vec::new(),
             overlong: false,
+            overlong_lines: 0,
         }
     }
 
@@ -565,6 +568,7 @@ impl TraceReader {
         if bytes.is_empty() {
             return; // the separator the module writes before each event
         }
+        self.overlong_lines += usize::from(overlong);
         let text = String::from_utf8_lossy(bytes);
         let shown = || match text.char_indices().nth(SHOWN_CAP) {
             Some((cut, _)) => format!("{}…", printable::one_line(&text[..cut])),
@@ -585,6 +589,8 @@ impl TraceReader {
                 return;
             }
             Checked::Event { event, .. } if !overlong => TraceLine::Event(event),
+            // Cut at the cap, a line cannot keep its signature: not a forgery.
+            _ if overlong => TraceLine::Unreadable(shown()),
             Checked::Event { .. } | Checked::Unreadable => TraceLine::Unreadable(shown()),
             Checked::Forged => TraceLine::Forged(shown()),
         };
@@ -665,7 +671,15 @@ impl TraceReader {
             dropped: self.dropped,
             dropped_decisive: self.dropped_decisive,
             other_processes: self.other_processes,
-            sequence_fault: self.sequence.fault(),
+            // A line cut at the cap loses its signature: not a process holding it back.
+            sequence_fault: self.sequence.fault().map(|fault| match self.overlong_lines {
+                0 => fault,
+                cut => format!(
+                    "{cut} of the script's trace events were longer than {} MiB, more than \
+                     refcount-lab reads as one event, and were cut",
+                    LINE_CAP >> 20
+                ),
+            }),
             faults_in_forks: self.faults_in_forks.into_iter().collect(),
         }
     }
