@@ -672,14 +672,17 @@ impl TraceReader {
             dropped_decisive: self.dropped_decisive,
             other_processes: self.other_processes,
             // A line cut at the cap loses its signature: not a process holding it back.
-            sequence_fault: self.sequence.fault().map(|fault| match self.overlong_lines {
-                0 => fault,
-                cut => format!(
-                    "{cut} of the script's trace events were longer than {} MiB, more than \
+            sequence_fault: self
+                .sequence
+                .fault()
+                .map(|fault| match self.overlong_lines {
+                    0 => fault,
+                    cut => format!(
+                        "{cut} of the script's trace events were longer than {} MiB, more than \
                      refcount-lab reads as one event, and were cut",
-                    LINE_CAP >> 20
-                ),
-            }),
+                        LINE_CAP >> 20
+                    ),
+                }),
             faults_in_forks: self.faults_in_forks.into_iter().collect(),
         }
     }
@@ -771,8 +774,9 @@ mod tests {
             format!("\n{}\n", trace::signed(key, 1, PID, r#"{"ev":"done"}"#)).as_bytes(),
         );
         let lines = read(&input[..], key).lines;
+        // Cut, it is unreadable (not called forged), and shown shortened.
         assert!(
-            matches!(&lines[0], TraceLine::Forged(text) if text.chars().count() == SHOWN_CAP + 1)
+            matches!(&lines[0], TraceLine::Unreadable(text) if text.chars().count() == SHOWN_CAP + 1)
         );
         assert_eq!(lines[1], TraceLine::Event(Event::Done));
     }
