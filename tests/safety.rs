@@ -485,6 +485,32 @@ fn files_planted_beside_a_run_are_never_imported() {
 /// A learner's own hashtable.py or lab.py beside their script is not imported in place of
 /// refcount-lab's modules (the script's folder is first on `sys.path`, as with `python
 /// script.py`), and the report says so, once.
+/// hunt's own harness imports what it needs before the target's folder (the script's, or
+/// the current one) goes first on `sys.path`: another user's `pkgutil.py` or `pytest.py`
+/// in a shared folder is not run.
+#[test]
+fn the_hunts_harness_imports_nothing_from_the_targets_folder() {
+    let sandbox = Sandbox::new("hunt-planted");
+    let shared = sandbox.root.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let ran = sandbox.root.join("planted-ran");
+    let payload = format!("open({:?}, 'w').write('ran')\n", ran.to_str().unwrap());
+    std::fs::write(shared.join("pkgutil.py"), &payload).unwrap();
+    std::fs::write(shared.join("pytest.py"), &payload).unwrap();
+    std::fs::write(shared.join("target.py"), "x = 1\n").unwrap();
+    for args in [
+        vec!["hunt", "target.py"],
+        vec!["hunt", "--pytest", "--", "target.py"],
+    ] {
+        let output = sandbox.lab(&args).current_dir(&shared).output().unwrap();
+        assert!(
+            !ran.exists(),
+            "{args:?} ran a planted module: {}",
+            report(&output)
+        );
+    }
+}
+
 #[test]
 fn modules_beside_the_script_do_not_replace_refcount_labs() {
     let sandbox = Sandbox::new("beside");

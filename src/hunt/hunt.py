@@ -184,13 +184,8 @@ class Pytest(Target):
     """`pytest ARGS…`; a subset runs by deselecting the other collected tests."""
 
     def __init__(self, args):
-        try:
-            import pytest
-        except ImportError:
-            sys.exit(
-                "pytest is not importable in refcount-lab's interpreter (%s). Install it there: "
-                "%s -m pip install pytest" % (sys.version.split()[0], sys.executable)
-            )
+        import pytest  # main() made sure it is there
+
         self.pytest, self.args = pytest, args
         collected = []
         functions = []
@@ -969,6 +964,19 @@ def main():
     # What `python SCRIPT` and `python -m MODULE` put first on sys.path: the script's own
     # folder, or the current one. Not the current folder for a script: another user's
     # module there would be imported (by this harness too) as yours.
+    # What the harness itself imports comes first, from the standard library and the
+    # interpreter's packages, not from that folder (another user's `pkgutil.py` or
+    # `pytest.py` in a shared folder).
+    import pkgutil  # noqa: F401  (runpy imports it on each run)
+
+    if config["kind"] == "pytest":
+        try:
+            import pytest  # noqa: F401
+        except ImportError:
+            sys.exit(
+                "pytest is not importable in refcount-lab's interpreter (%s). Install it there: "
+                "%s -m pip install pytest" % (sys.version.split()[0], sys.executable)
+            )
     if config["kind"] == "script":
         script = config["target"].split("::", 1)[0]
         sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
