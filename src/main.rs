@@ -230,6 +230,12 @@ fn main() -> ExitCode {
         Command::Man => commands::man(Cli::command()).map(|()| true),
     };
     processes::interrupts::hold_if_interrupted();
+    let result = match render::write_error() {
+        Some(error) => Err(anyhow::anyhow!(
+            "cannot write the report to standard output: {error}"
+        )),
+        None => result,
+    };
     match result {
         Ok(_) if interpreter_exit.is_some() => {
             use std::os::unix::process::ExitStatusExt;

@@ -32,7 +32,28 @@ const PLAUSIBLE_REFCOUNT: i64 = 1 << 40;
 /// Writes to stdout; a closed pipe (`refcount-lab lesson 3 | head`) is not an error.
 pub fn show(text: &str) {
     use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    if let Err(error) = std::io::stdout().lock().write_all(text.as_bytes()) {
+        note_write_error(error);
+    }
+}
+
+/// The first error writing the report to stdout (but a closed pipe: `| head` has read
+/// enough), for `main` to end with: a report lost to a full disk must not exit 0.
+static WRITE_ERROR: std::sync::OnceLock<std::io::Error> = std::sync::OnceLock::new();
+
+fn note_write_error(error: std::io::Error) {
+    if error.kind() != std::io::ErrorKind::BrokenPipe {
+        let _ = WRITE_ERROR.set(error);
+    }
+}
+
+/// Flushes stdout; the first error any write of the report met, if one did.
+pub fn write_error() -> Option<&'static std::io::Error> {
+    use std::io::Write;
+    if let Err(error) = std::io::stdout().flush() {
+        note_write_error(error);
+    }
+    WRITE_ERROR.get()
 }
 
 /// Applies ANSI styles (or nothing when colour is off) and knows how wide the text may be.

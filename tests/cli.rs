@@ -509,3 +509,26 @@ fn a_script_cannot_read_its_runs_faults() {
         "{stdout}"
     );
 }
+
+/// A report that cannot be written (a full disk) is an error, not a silent exit 0; a
+/// reader that stops early (`| head`) is not.
+#[test]
+fn a_report_lost_to_a_full_disk_is_an_error() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let output = lab(&["faults"]).stdout(full).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot write the report to standard output: No space left"),
+        "{stderr}"
+    );
+    let mut head = lab(&["rules"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(head.stdout.take());
+    assert_eq!(head.wait().unwrap().code(), Some(0));
+}
