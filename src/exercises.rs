@@ -368,7 +368,7 @@ pub fn learners_file(workdir: &Path, exercise: &Exercise) -> Result<Vec<u8>, Unr
     let name = exercise.file_name();
     let path = workdir.join(&name);
     let error = match crate::progress::read_regular(&path, FILE_CAP, "an exercise file") {
-        Ok((contents, metadata)) => match foreign_file(&metadata) {
+        Ok((contents, metadata)) => match scratch::foreign_file(&metadata) {
             None => return Ok(contents),
             Some(whose) => {
                 return Err(Unreadable {
@@ -403,24 +403,6 @@ pub fn learners_file(workdir: &Path, exercise: &Exercise) -> Result<Vec<u8>, Unr
         Some(_) => format!("cannot read {}: {error}", path.display()),
     };
     Err(Unreadable { missing, why })
-}
-
-/// Why a learner's file may hold another user's code, if it may: it is not theirs, or their
-/// group or anyone may write to it (a shared group and a umask of 002 are enough).
-fn foreign_file(metadata: &std::fs::Metadata) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: getuid cannot fail and has no preconditions.
-    let me = unsafe { libc::getuid() };
-    if metadata.uid() != me {
-        Some(format!("is not yours (owner uid {})", metadata.uid()))
-    } else if metadata.mode() & 0o022 != 0 {
-        Some(format!(
-            "can be changed by other users (mode {:o})",
-            metadata.mode() & 0o777
-        ))
-    } else {
-        None
-    }
 }
 
 /// Checks one exercise in the learner's folder; a file that cannot be read is not done

@@ -305,6 +305,14 @@ pub fn load(dir: Option<&Path>) -> Result<Vec<Lesson>> {
 fn load_dir(root: &Path) -> Result<Vec<Lesson>> {
     let entries = std::fs::read_dir(root)
         .with_context(|| format!("cannot read the lessons folder {}", root.display()))?;
+    // Its demos run as the user: no other user may have put theirs there.
+    if let Some(shared) = crate::scratch::shared_folder(root, true)? {
+        bail!(
+            "refusing the lessons folder {}: {shared}, so one of them could put a demo there \
+             that refcount-lab would run as you. Use a folder only you can change",
+            root.display()
+        );
+    }
     let mut lessons = Vec::new();
     for entry in entries {
         let path = entry?.path();
@@ -319,6 +327,24 @@ fn load_dir(root: &Path) -> Result<Vec<Lesson>> {
             .into_owned();
         let demo = path.join("demo.py");
         ensure!(demo.is_file(), "lesson {} has no demo.py", path.display());
+        let metadata = std::fs::symlink_metadata(&demo)?;
+        let foreign = if metadata.is_symlink() {
+            Some("is a symbolic link".to_owned())
+        } else {
+            crate::scratch::foreign_file(&metadata)
+        };
+        if let Some(whose) = foreign {
+            bail!(
+                "refusing {}: it {whose}, and refcount-lab would run it as you",
+                demo.display()
+            );
+        }
+        if let Some(shared) = crate::scratch::shared_folder(&path, true)? {
+            bail!(
+                "refusing the lesson folder {}: {shared}, so one of them could change its demo",
+                path.display()
+            );
+        }
         lessons.push(Lesson::parse(
             &path.display().to_string(),
             &name,
@@ -427,6 +453,12 @@ mod tests {
         std::fs::write(dir.join("lesson.toml"), toml).unwrap();
         std::fs::write(dir.join("README.md"), readme).unwrap();
         std::fs::write(dir.join("demo.py"), "").unwrap();
+        // Only its owner may change it, whatever the umask (see `load_dir`).
+        use std::os::unix::fs::PermissionsExt;
+        for path in [dir.join("demo.py"), dir] {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & !0o022;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
         scratch
     }
 

@@ -242,6 +242,25 @@ pub fn shared_folder(dir: &Path, with_its_files: bool) -> Result<Option<Shared>>
     Ok(None)
 }
 
+/// Why a file refcount-lab would run as the user may hold another user's code, if it may:
+/// it is not theirs, or their group or anyone may write to it (a shared group and a umask
+/// of 002 are enough).
+pub fn foreign_file(metadata: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if metadata.uid() != me {
+        Some(format!("is not yours (owner uid {})", metadata.uid()))
+    } else if metadata.mode() & 0o022 != 0 {
+        Some(format!(
+            "can be changed by other users (mode {:o})",
+            metadata.mode() & 0o777
+        ))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -398,11 +398,63 @@ fn run_with_a_fault() {
         .bind(|| assert_cmd_snapshot!(run_fixture("clean.py", &["--fault", "set-missing-incref"])));
 }
 
+/// A copy of `fixtures/lessons` in a folder of the test's own, only its owner may change
+/// (a checkout made under a umask of 002 is the group's too, and refused).
+fn private_lessons(name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lessons");
+    let root = std::env::temp_dir().join(format!("rl-lessons-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for lesson in std::fs::read_dir(&fixture).unwrap() {
+        let lesson = lesson.unwrap().path();
+        let copy = root.join(lesson.file_name().unwrap());
+        std::fs::create_dir_all(&copy).unwrap();
+        for file in std::fs::read_dir(&lesson).unwrap() {
+            let file = file.unwrap().path();
+            let to = copy.join(file.file_name().unwrap());
+            std::fs::write(&to, std::fs::read(&file).unwrap()).unwrap();
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    for dir in [root.clone(), root.join("01-counting-a-list")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    root
+}
+
 #[test]
 fn lessons_from_another_folder() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lessons");
-    let dir = dir.to_str().unwrap();
+    let root = private_lessons("snapshot");
+    let dir = root.to_str().unwrap();
     settings().bind(|| assert_cmd_snapshot!(lab(&["lesson", "1", "--lessons-dir", dir])));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Lessons' demos run as the user: a folder or demo others may change is refused.
+#[test]
+fn lessons_others_may_change_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = private_lessons("shared");
+    let demo = root.join("01-counting-a-list/demo.py");
+    std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let output = lab(&["lesson", "1", "--lessons-dir", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("can be changed by other users (mode 664)"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let output = lab(&["list", "--lessons-dir", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("refusing the lessons folder"), "{stderr}");
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
