@@ -214,12 +214,13 @@ pub fn run_bench(
     if let Some(path) = csv {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
+                .with_context(|| format!("cannot create {}", printable::path(parent)))?;
         }
         outputs::check(path)?;
     }
     if let Some(dir) = plot {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", printable::path(dir)))?;
         for file in bench::PLOTS {
             outputs::check(&dir.join(file))?;
         }

@@ -19,19 +19,19 @@ pub fn check(path: &Path) -> Result<()> {
     if !folder.is_dir() {
         bail!(
             "cannot write {}: the folder {} does not exist (create it, or name another)",
-            path.display(),
-            folder.display()
+            crate::printable::path(path),
+            crate::printable::path(folder)
         );
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => bail!(
             "cannot write {}: it is a symbolic link, not followed (remove it, or name another \
              file)",
-            path.display()
+            crate::printable::path(path)
         ),
         Ok(meta) if !meta.is_file() => bail!(
             "cannot write {}: it is not a plain file (name another)",
-            path.display()
+            crate::printable::path(path)
         ),
         _ => Ok(()),
     }
@@ -56,7 +56,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
             file.set_len(0)?;
             file.write_all(bytes)
         });
-    written.with_context(|| format!("cannot write {}", path.display()))
+    written.with_context(|| format!("cannot write {}", crate::printable::path(path)))
 }
 
 #[cfg(test)]
