@@ -462,7 +462,7 @@ struct TraceReader {
     sequence: Sequence,
     current: Vec<u8>,
     overlong: bool,
-    /// Lines cut at [`LINE_CAP`].
+    /// Events cut at [`LINE_CAP`].
     overlong_lines: usize,
 }
 
@@ -568,7 +568,9 @@ impl TraceReader {
         if bytes.is_empty() {
             return; // the separator the module writes before each event
         }
-        self.overlong_lines += usize::from(overlong);
+        // A line of the module's own, cut at the cap, has lost its signature with its end.
+        let cut_event = overlong && bytes.starts_with(br#"{"seq":"#);
+        self.overlong_lines += usize::from(cut_event);
         let text = String::from_utf8_lossy(bytes);
         let shown = || match text.char_indices().nth(SHOWN_CAP) {
             Some((cut, _)) => format!("{}…", printable::one_line(&text[..cut])),
@@ -589,8 +591,7 @@ impl TraceReader {
                 return;
             }
             Checked::Event { event, .. } if !overlong => TraceLine::Event(event),
-            // Cut at the cap, a line cannot keep its signature: not a forgery.
-            _ if overlong => TraceLine::Unreadable(shown()),
+            _ if cut_event => TraceLine::Unreadable(shown()),
             Checked::Event { .. } | Checked::Unreadable => TraceLine::Unreadable(shown()),
             Checked::Forged => TraceLine::Forged(shown()),
         };
@@ -774,9 +775,9 @@ mod tests {
             format!("\n{}\n", trace::signed(key, 1, PID, r#"{"ev":"done"}"#)).as_bytes(),
         );
         let lines = read(&input[..], key).lines;
-        // Cut, it is unreadable (not called forged), and shown shortened.
+        // Not the module's: forged, and shown shortened.
         assert!(
-            matches!(&lines[0], TraceLine::Unreadable(text) if text.chars().count() == SHOWN_CAP + 1)
+            matches!(&lines[0], TraceLine::Forged(text) if text.chars().count() == SHOWN_CAP + 1)
         );
         assert_eq!(lines[1], TraceLine::Event(Event::Done));
     }
