@@ -46,6 +46,8 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
         .open(path)
         .map_err(|error| match error.raw_os_error() {
             Some(libc::ELOOP) => std::io::Error::other("it is a symbolic link, not followed"),
+            // A pipe no one reads, opened without waiting for a reader.
+            Some(libc::ENXIO) => std::io::Error::other("it is not a plain file"),
             _ => error,
         })
         .and_then(|mut file| {
@@ -86,7 +88,8 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
         assert!(format!("{:#}", check(&pipe).unwrap_err()).contains("not a plain file"));
         // With no reader, opening it does not wait for one.
-        assert!(write(&pipe, b"x").is_err());
+        let error = write(&pipe, b"x").unwrap_err();
+        assert!(format!("{error:#}").contains("not a plain file"), "{error:#}");
 
         let missing = scratch.path().join("no/such/out.csv");
         assert!(format!("{:#}", check(&missing).unwrap_err()).contains("does not exist"));
