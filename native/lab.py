@@ -358,6 +358,9 @@ def _run_main():
     except SystemExit:
         raise
     except BaseException as error:
+        # The standard library's, not a `traceback.py` beside the script (whoever put it
+        # there): the script is over, its folder need not come first any more.
+        sys.path[:] = [entry for entry in sys.path if entry not in (folder, "")]
         import traceback
 
         # Print the traceback from the script's own frames down, as `python script.py` does.

@@ -89,7 +89,10 @@ mod tests {
         assert!(format!("{:#}", check(&pipe).unwrap_err()).contains("not a plain file"));
         // With no reader, opening it does not wait for one.
         let error = write(&pipe, b"x").unwrap_err();
-        assert!(format!("{error:#}").contains("not a plain file"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("not a plain file"),
+            "{error:#}"
+        );
 
         let missing = scratch.path().join("no/such/out.csv");
         assert!(format!("{:#}", check(&missing).unwrap_err()).contains("does not exist"));

@@ -485,9 +485,10 @@ fn files_planted_beside_a_run_are_never_imported() {
 /// A learner's own hashtable.py or lab.py beside their script is not imported in place of
 /// refcount-lab's modules (the script's folder is first on `sys.path`, as with `python
 /// script.py`), and the report says so, once.
-/// hunt's own harness imports what it needs before the target's folder (the script's, or
-/// the current one) goes first on `sys.path`: another user's `pkgutil.py` or `pytest.py`
-/// in a shared folder is not run.
+/// refcount-lab's own Python (hunt's harness, lab's report of an exception) imports what it
+/// needs before the target's folder (the script's, or the current one) goes first on
+/// `sys.path`, or after it has left: another user's `pkgutil.py`, `ctypes.py`, `pytest.py`
+/// or `traceback.py` in a shared folder is not run.
 #[test]
 fn the_hunts_harness_imports_nothing_from_the_targets_folder() {
     let sandbox = Sandbox::new("hunt-planted");
@@ -495,12 +496,29 @@ fn the_hunts_harness_imports_nothing_from_the_targets_folder() {
     std::fs::create_dir(&shared).unwrap();
     let ran = sandbox.root.join("planted-ran");
     let payload = format!("open({:?}, 'w').write('ran')\n", ran.to_str().unwrap());
-    std::fs::write(shared.join("pkgutil.py"), &payload).unwrap();
-    std::fs::write(shared.join("pytest.py"), &payload).unwrap();
+    for module in [
+        "pkgutil",
+        "pytest",
+        "ctypes",
+        "linecache",
+        "unittest",
+        "traceback",
+    ] {
+        std::fs::write(shared.join(format!("{module}.py")), &payload).unwrap();
+    }
     std::fs::write(shared.join("target.py"), "x = 1\n").unwrap();
+    // A leak, so that the hunt names it (and 3.11's naming needs ctypes).
+    std::fs::write(
+        shared.join("leaks.py"),
+        "import os\nclass Record: pass\nos.__dict__.setdefault('_kept', []).append(Record())\n",
+    )
+    .unwrap();
+    std::fs::write(shared.join("raises.py"), "raise ValueError('mine')\n").unwrap();
     for args in [
         vec!["hunt", "target.py"],
+        vec!["hunt", "leaks.py"],
         vec!["hunt", "--pytest", "--", "target.py"],
+        vec!["run", "raises.py"],
     ] {
         let output = sandbox.lab(&args).current_dir(&shared).output().unwrap();
         assert!(

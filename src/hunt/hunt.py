@@ -964,10 +964,16 @@ def main():
     # What `python SCRIPT` and `python -m MODULE` put first on sys.path: the script's own
     # folder, or the current one. Not the current folder for a script: another user's
     # module there would be imported (by this harness too) as yours.
-    # What the harness itself imports comes first, from the standard library and the
-    # interpreter's packages, not from that folder (another user's `pkgutil.py` or
-    # `pytest.py` in a shared folder).
+    # What the harness itself imports, now or later, comes first, from the standard
+    # library and the interpreter's packages, not from that folder (another user's
+    # `pkgutil.py`, `ctypes.py` or `pytest.py` in a shared folder).
+    import linecache  # noqa: F401  (source lines of the sites)
     import pkgutil  # noqa: F401  (runpy imports it on each run)
+
+    if sys.version_info[:2] == (3, 11):
+        import ctypes  # noqa: F401  (object_traceback, when a leak is named)
+    if config["kind"] == "module" and config["target"] == "unittest":
+        import unittest  # noqa: F401
 
     if config["kind"] == "pytest":
         try:
