@@ -318,12 +318,18 @@ pub fn completions(command: &mut clap::Command, shell: Shell) {
         Shell::Elvish => Target::Elvish,
         Shell::Powershell => Target::PowerShell,
     };
-    clap_complete::generate(target, command, "refcount-lab", &mut std::io::stdout());
+    // Into memory first: a closed pipe or a full disk is `show`'s to handle, not a panic.
+    let mut script = Vec::new();
+    clap_complete::generate(target, command, "refcount-lab", &mut script);
+    show(&String::from_utf8_lossy(&script));
 }
 
 /// Writes the manual page (roff) to stdout.
 pub fn man(command: clap::Command) -> Result<()> {
+    let mut page = Vec::new();
     clap_mangen::Man::new(command)
-        .render(&mut std::io::stdout())
-        .context("cannot write the manual page")
+        .render(&mut page)
+        .context("cannot write the manual page")?;
+    show(&String::from_utf8_lossy(&page));
+    Ok(())
 }
