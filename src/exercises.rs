@@ -376,9 +376,10 @@ pub fn learners_file(workdir: &Path, exercise: &Exercise) -> Result<Vec<u8>, Unr
                     why: format!(
                         "{name} {whose}, and refcount-lab runs it (or compiles and loads it) as \
                          you: another user could put their code there. If the work in it is \
-                         yours, `chmod go-w {}` (refcount-lab writes the files that way \
-                         whatever your umask)",
-                        path.display()
+                         yours, make it a file of your own that only you can change: `cp {file} \
+                         {file}.mine && mv {file}.mine {file} && chmod go-w {file}` \
+                         (refcount-lab writes the files that way whatever your umask)",
+                        file = crate::printable::path(&path)
                     ),
                 })
             }
