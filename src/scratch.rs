@@ -69,7 +69,8 @@ impl ScratchDir {
     /// Runs `finish` (which fills the folder and moves what it holds to where it belongs)
     /// while an interrupt cannot remove scratch folders: one that comes meanwhile waits for
     /// `finish` to end, and one that came before has removed the folder, so `finish` fails
-    /// and moves nothing. `finish` must not make or drop a scratch folder.
+    /// and moves nothing. `finish` must not make, write through ([`ScratchDir::write`])
+    /// or drop a scratch folder: the lock is held.
     pub fn hand_over<T>(&self, finish: impl FnOnce(&Path) -> T) -> T {
         let _live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         finish(&self.0)
