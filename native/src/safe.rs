@@ -631,7 +631,7 @@ impl SafeHashTable {
     }
 }
 
-/// The iterator behind `iter(table)`: the keys in the order they are stored.
+/// The iterator behind `iter(table)`: the keys in the order they were added (holes skipped).
 #[pyclass(module = "hashtable")]
 pub struct SafeHashTableIterator {
     /// The table being walked; `None` once the garbage collector cleared it.

@@ -9,13 +9,14 @@
 //!
 //! Layout: separate chaining with the chains' links stored as indices. Entries live in one
 //! array; each bucket holds the index of the first entry of its chain, and each entry the
-//! index of the next, and of the one before it. The same linked lists as in the talk's C
-//! code (doubly linked), without one allocation per entry, and resizing only relinks indices.
+//! index of the next. The same linked lists as in the talk's C code, without one allocation
+//! per entry, and resizing only relinks indices.
 //!
 //! Removing an entry leaves a hole in the array (as `dict` leaves a dummy): nothing else
-//! moves, so no link far away in memory is rewritten, and the entries keep the order they
-//! were added in. Holes are squeezed out when the table grows, or when they outnumber the
-//! entries.
+//! moves, and the only link rewritten is the one that led to it, which the lookup that found
+//! the entry has just read. Holes are squeezed out when the table grows, or when they
+//! outnumber the entries. The array keeps the entries in the order they were added, and so
+//! does each chain (the oldest first, as `dict` probes find older keys first).
 
 use std::num::NonZeroU32;
 
@@ -57,10 +58,6 @@ struct Node<P> {
     entry: Entry<P>,
     /// The next entry in the same chain, or [`Link::END`].
     next: Link,
-    /// The entry before this one in its chain, or [`Link::END`] when this one is first (its
-    /// bucket's head points at it). With it, removing an entry rewrites the links around it
-    /// without walking its chain again; it fills what would be padding.
-    prev: Link,
 }
 
 #[derive(Debug)]
@@ -164,16 +161,16 @@ impl<P> Table<P> {
         }
         let bucket = self.bucket_of(entry.hash);
         let slot = self.nodes.len();
-        let next = self.heads[bucket];
-        if let Some(first) = next.slot() {
-            self.node_mut(first).prev = Link::to(slot);
+        // At the end of its chain. The lookup that found the key absent has just walked
+        // the chain, so this walk reads only what is in the cache.
+        match self.last_in_chain(bucket) {
+            Some(last) => self.node_mut(last).next = Link::to(slot),
+            None => self.heads[bucket] = Link::to(slot),
         }
         self.nodes.push(Some(Node {
             entry,
-            next,
-            prev: Link::END,
+            next: Link::END,
         }));
-        self.heads[bucket] = Link::to(slot);
         self.live += 1;
         self.version += 1;
     }
@@ -183,20 +180,23 @@ impl<P> Table<P> {
         std::mem::replace(&mut self.node_mut(slot).entry.value, value)
     }
 
-    /// Unlinks the entry at `slot` and hands it back, leaving a hole. Only its chain
-    /// neighbours change: the entry before it (or its bucket's head), just walked past to
-    /// find it, and the one after it.
+    /// Unlinks the entry at `slot` and hands it back, leaving a hole. The one link that
+    /// changes, the bucket's head or the entry before it, was just read by the lookup
+    /// that found the entry.
     pub fn remove(&mut self, slot: Slot) -> Entry<P> {
-        let Node { entry, next, prev } = self.nodes[slot].take().expect("a stored entry");
-        match prev.slot() {
-            Some(before) => self.node_mut(before).next = next,
-            None => {
-                let bucket = self.bucket_of(entry.hash);
-                self.heads[bucket] = next;
-            }
+        let bucket = self.bucket_of(self.node(slot).entry.hash);
+        let (mut before, mut at) = (None, self.first_in_chain(bucket));
+        while at != Some(slot) {
+            before = at;
+            at = self
+                .node(at.expect("an entry is in its bucket's chain"))
+                .next
+                .slot();
         }
-        if let Some(after) = next.slot() {
-            self.node_mut(after).prev = prev;
+        let Node { entry, next } = self.nodes[slot].take().expect("a stored entry");
+        match before {
+            Some(before) => self.node_mut(before).next = next,
+            None => self.heads[bucket] = next,
         }
         self.live -= 1;
         if self.live == 0 {
@@ -260,20 +260,26 @@ impl<P> Table<P> {
             .expect("chains link stored entries")
     }
 
+    /// The last entry of `bucket`'s chain.
+    fn last_in_chain(&self, bucket: usize) -> Option<Slot> {
+        let mut last = self.first_in_chain(bucket)?;
+        while let Some(next) = self.node(last).next.slot() {
+            last = next;
+        }
+        Some(last)
+    }
+
     /// Squeezes the holes out and chains every entry again into `size` buckets.
     fn rebuild(&mut self, size: usize) {
         if self.nodes.len() > self.live {
             self.nodes.retain(Option::is_some);
         }
         self.heads = vec![Link::END; size];
-        for slot in 0..self.nodes.len() {
+        // The newest first, each in front of its chain: every chain ends up oldest first.
+        for slot in (0..self.nodes.len()).rev() {
             let node = self.nodes[slot].as_mut().expect("no hole after retain");
             let bucket = bucket_of(node.entry.hash, size);
-            let next = std::mem::replace(&mut self.heads[bucket], Link::to(slot));
-            (node.next, node.prev) = (next, Link::END);
-            if let Some(first) = next.slot() {
-                self.node_mut(first).prev = Link::to(slot);
-            }
+            node.next = std::mem::replace(&mut self.heads[bucket], Link::to(slot));
         }
         self.version += 1;
     }
@@ -355,21 +361,24 @@ mod tests {
             table.insert_new(entry(hash));
         }
         assert_eq!(table.chain_lengths(), vec![2, 0, 1, 0]);
-        assert_eq!(chain(&table, 0), vec![4, 0]);
+        assert_eq!(chain(&table, 0), vec![0, 4]);
     }
 
-    /// Every chain, walked forwards, is the same chain walked backwards from its end, and
-    /// the chains hold every entry (and no hole) once.
-    fn assert_links_agree(table: &Table<*mut u8>) {
+    /// Every chain holds entries of its own bucket, the oldest first, and the chains hold
+    /// every entry (and no hole) once.
+    fn assert_chains_agree(table: &Table<*mut u8>) {
         let mut chained = 0;
         for bucket in 0..table.size() {
-            let mut before = Link::END;
+            let mut before = None;
             let mut next = table.heads[bucket];
             while let Some(slot) = next.slot() {
                 let node = table.nodes[slot].as_ref().expect("no chain links a hole");
-                assert_eq!(node.prev, before, "bucket {bucket}, slot {slot}");
+                assert!(
+                    before < Some(slot),
+                    "bucket {bucket}, slot {slot}: oldest first"
+                );
                 assert_eq!(table.bucket_of(node.entry.hash), bucket);
-                before = Link::to(slot);
+                before = Some(slot);
                 next = node.next;
                 chained += 1;
             }
@@ -387,27 +396,27 @@ mod tests {
     }
 
     #[test]
-    fn back_links_follow_every_insert_remove_and_resize() {
+    fn chains_follow_every_insert_remove_and_resize() {
         let mut table = Table::new(2, 1.0);
         for hash in [0, 2, 4, 6, 1, 3, -2, 8, 10] {
             table.insert_new(entry(hash));
-            assert_links_agree(&table);
+            assert_chains_agree(&table);
         }
         // First, middle and last of a chain, and the last entry itself.
         for slot in [Some(0), Some(3), Some(1), None, Some(4), Some(2)] {
             table.remove(slot.or(table.last()).unwrap());
-            assert_links_agree(&table);
+            assert_chains_agree(&table);
         }
         assert_eq!(table.load(), 3);
         table.insert_new(entry(12));
-        assert_links_agree(&table);
+        assert_chains_agree(&table);
     }
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn the_back_link_and_the_holes_cost_no_memory() {
-        // hash, key, value (8 bytes each) and two 4-byte links: 32 bytes, as one link and
-        // padding took before; a hole is a link no slot has (zero), in the same bytes.
+    fn holes_cost_no_memory() {
+        // hash, key, value (8 bytes each) and a 4-byte link: 32 bytes with the padding; a
+        // hole is a link no slot has (zero), in the same bytes.
         assert_eq!(size_of::<Node<*mut u8>>(), 32);
         assert_eq!(size_of::<Option<Node<*mut u8>>>(), 32);
     }
@@ -418,16 +427,16 @@ mod tests {
         for hash in [0, 4, 1, 8] {
             table.insert_new(entry(hash));
         }
-        assert_eq!(chain(&table, 0), vec![8, 4, 0]);
+        assert_eq!(chain(&table, 0), vec![0, 4, 8]);
         // Slot 1 (hash 4, mid-chain) goes; the others keep their slots.
         assert_eq!(table.remove(1).hash, 4);
-        assert_eq!(chain(&table, 0), vec![8, 0]);
+        assert_eq!(chain(&table, 0), vec![0, 8]);
         assert_eq!(
             (table.load(), table.entry(1), table.entry(3).unwrap().hash),
             (3, None, 8)
         );
         assert_eq!(hashes(&table), vec![0, 1, 8]);
-        assert_links_agree(&table);
+        assert_chains_agree(&table);
         assert_eq!(table.remove(table.last().unwrap()).hash, 8);
         assert_eq!(hashes(&table), vec![0, 1]);
         assert_eq!(table.take_all().len(), 2);
@@ -447,7 +456,7 @@ mod tests {
         table.insert_new(entry(10)); // the same key again: at the end, as in a dict
         assert_eq!(hashes(&table), vec![11, 12, 10]);
         assert_eq!(chain(&table, 10 % 8), vec![10]);
-        assert_links_agree(&table);
+        assert_chains_agree(&table);
     }
 
     #[test]
@@ -503,7 +512,7 @@ mod tests {
         assert_eq!((table.size(), table.resizes()), (8, 1));
         assert_eq!(table.nodes.len(), table.load());
         assert_eq!(hashes(&table), vec![1, 3, 4, 5, 6]);
-        assert_links_agree(&table);
+        assert_chains_agree(&table);
     }
 
     #[test]
@@ -528,6 +537,6 @@ mod tests {
         assert_eq!((table.size(), table.resizes()), (1024, 0));
         assert_eq!(table.load(), 10);
         assert_eq!(hashes(&table).last(), Some(&1999));
-        assert_links_agree(&table);
+        assert_chains_agree(&table);
     }
 }
