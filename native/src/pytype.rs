@@ -573,11 +573,8 @@ unsafe fn equal_to(slf: *mut HashTableObject, other: *mut PyObject) -> Result<bo
         }
         let version = (*slf).table.version();
         let mut cursor = 0;
-        loop {
-            // A copy of the entry: no borrow of the table lives past this statement.
-            let Some((slot, &entry)) = (*slf).table.next_entry(cursor) else {
-                break;
-            };
+        // A copy of each entry: no borrow of the table lives into the loop's body.
+        while let Some((slot, entry)) = (*slf).table.next_entry(cursor).map(|(s, &e)| (s, e)) {
             cursor = slot + 1;
             // `entry` holds borrowed pointers: the table owns the key and the value, and
             // the comparison runs Python code that may empty the table (lesson 20).
