@@ -14,7 +14,8 @@ target="${CARGO_TARGET_DIR:-target}/instructions-module"
 PYO3_NO_PYTHON=1 cargo build --release --quiet --manifest-path native/Cargo.toml --target-dir "$target"
 [ $# -gt 0 ] || set -- python3
 pythons=""
-for python in "$@"; do pythons="$pythons --python $(command -v "$python" || echo "$python")"; done
+# The interpreter itself, not a wrapper such as pyenv's shim (valgrind would measure the shell).
+for python in "$@"; do pythons="$pythons --python $("$python" -c 'import sys; print(sys.executable)')"; done
 # shellcheck disable=SC2086 # one word per --python and path
 exec python3 benches/instructions.py --module "$target/release/libhashtable.so" \
     --n "${N:-20000}" --top "${TOP:-10}" $pythons

@@ -41,10 +41,11 @@ fn fake(n: usize) -> *mut u8 {
 fn find(table: &Table<*mut u8>, hash: isize) -> Option<usize> {
     let mut next = table.first_in_chain(table.bucket_of(hash));
     while let Some(slot) = next {
-        if table.get(slot)?.hash == hash {
+        let (entry, after) = table.chained(slot);
+        if entry.hash == hash {
             return Some(slot);
         }
-        next = table.next_in_chain(slot);
+        next = after;
     }
     None
 }

@@ -1,4 +1,4 @@
-//! The iterator behind `iter(table)`: walks the keys in the order they are stored.
+//! The iterator behind `iter(table)`: walks the keys in the order they were added.
 //!
 //! It owns a reference to its table, so the table outlives the loop, and remembers the
 //! table's version so that adding or removing keys mid-loop raises `RuntimeError` (as `dict`

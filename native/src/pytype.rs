@@ -145,13 +145,14 @@ unsafe fn call_hash_func(slf: *mut HashTableObject, key: *mut PyObject) -> Resul
     }
 }
 
-/// Where `key` is stored, if it is. Compares colliding keys with `==`, which runs Python code.
+/// Where `key` is stored, and a copy of its entry (borrowed pointers), if it is. Compares
+/// colliding keys with `==`, which runs Python code.
 #[inline(always)]
 unsafe fn find(
     slf: *mut HashTableObject,
     key: *mut PyObject,
     hash: isize,
-) -> Result<Option<Slot>, Raised> {
+) -> Result<Option<(Slot, Entry)>, Raised> {
     // SAFETY: `slf` is a live table; entries hold live keys owned by the table; no borrow of
     // the table outlives a statement, so Python code run by `==` may change it freely.
     unsafe {
@@ -159,14 +160,15 @@ unsafe fn find(
         let bucket = (*slf).table.bucket_of(hash);
         let mut next = (*slf).table.first_in_chain(bucket);
         while let Some(slot) = next {
-            let entry = (*slf).table.get(slot).expect("chains link stored entries");
+            let (&entry, after) = (*slf).table.chained(slot); // copied: no borrow stays
             if entry.key == key {
-                return Ok(Some(slot));
+                return Ok(Some((slot, entry)));
             }
+            // Should `==` change the table, keys_equal raises, and `after` goes unused.
             if entry.hash == hash && keys_equal(slf, entry.key, key, version)? {
-                return Ok(Some(slot));
+                return Ok(Some((slot, entry)));
             }
-            next = (*slf).table.next_in_chain(slot);
+            next = after;
         }
         Ok(None)
     }
@@ -252,7 +254,7 @@ unsafe fn store(
             }
         };
         match found {
-            Some(slot) => {
+            Some((slot, _)) => {
                 // The reference taken above now belongs to the table, in place of the old one.
                 let old = (*slf).table.replace_value(slot, value);
                 Py_DECREF(old); // the table's reference to the old value is released last,
@@ -278,6 +280,7 @@ unsafe fn store(
 
 /// Looks `key` up: a *borrowed* reference to its value (the table keeps owning it), valid
 /// until Python code next runs, or `None` when absent.
+#[inline(always)]
 unsafe fn lookup(
     slf: *mut HashTableObject,
     key: *mut PyObject,
@@ -285,8 +288,7 @@ unsafe fn lookup(
     // SAFETY: `slf` is a live table; a found slot holds a live value owned by the table.
     unsafe {
         let hash = hash_key(slf, key)?;
-        let found = find(slf, key, hash)?.and_then(|slot| (*slf).table.get(slot));
-        Ok(found.map(|entry| entry.value))
+        Ok(find(slf, key, hash)?.map(|(_, entry)| entry.value))
     }
 }
 
@@ -298,7 +300,7 @@ unsafe fn remove(
     // SAFETY: `slf` is a live table; the removed entry's references were owned by it.
     unsafe {
         let hash = hash_key(slf, key)?;
-        let Some(slot) = find(slf, key, hash)? else {
+        let Some((slot, _)) = find(slf, key, hash)? else {
             return Ok(None);
         };
         let entry = (*slf).table.remove(slot);
@@ -570,9 +572,10 @@ unsafe fn equal_to(slf: *mut HashTableObject, other: *mut PyObject) -> Result<bo
             return Ok(false);
         }
         let version = (*slf).table.version();
-        let mut slot = 0;
-        while let Some(entry) = (*slf).table.get(slot) {
-            slot += 1;
+        let mut cursor = 0;
+        // A copy of each entry: no borrow of the table lives into the loop's body.
+        while let Some((slot, entry)) = (*slf).table.next_entry(cursor).map(|(s, &e)| (s, e)) {
+            cursor = slot + 1;
             // `entry` holds borrowed pointers: the table owns the key and the value, and
             // the comparison runs Python code that may empty the table (lesson 20).
             let verdict;
@@ -671,7 +674,7 @@ unsafe extern "C" fn table_contains(slf: *mut PyObject, key: *mut PyObject) -> c
         let slf = slf as *mut HashTableObject;
         let found = hash_key(slf, key).and_then(|hash| find(slf, key, hash));
         match found {
-            Ok(slot) => c_int::from(slot.is_some()),
+            Ok(found) => c_int::from(found.is_some()),
             Err(Raised) => -1,
         }
     }
@@ -705,10 +708,10 @@ pub(super) unsafe fn next_key(
                 c"HashTable changed size during iteration",
             ));
         }
-        let Some(entry) = table.get(*cursor) else {
+        let Some((slot, entry)) = table.next_entry(*cursor) else {
             return Ok(None);
         };
-        *cursor += 1;
+        *cursor = slot + 1;
         Ok(Some(Py_NewRef(entry.key))) // the caller gets its own reference to the key
     }
 }

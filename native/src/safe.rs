@@ -120,7 +120,7 @@ impl SafeHashTable {
         let version = this.table.version();
         let mut next = this.table.first_in_chain(this.table.bucket_of(hash));
         while let Some(slot) = next {
-            let entry = this.table.entry(slot).expect("chains link stored entries");
+            let (entry, after) = this.table.chained(slot);
             if entry.key.is(key) {
                 return Ok(Some(slot));
             }
@@ -144,7 +144,7 @@ impl SafeHashTable {
                     }
                 }
             }
-            next = this.table.next_in_chain(slot);
+            next = after; // the table is as it was: a change raised above
         }
         Ok(None)
     }
@@ -631,7 +631,7 @@ impl SafeHashTable {
     }
 }
 
-/// The iterator behind `iter(table)`: the keys in the order they are stored.
+/// The iterator behind `iter(table)`: the keys in the order they were added (holes skipped).
 #[pyclass(module = "hashtable")]
 pub struct SafeHashTableIterator {
     /// The table being walked; `None` once the garbage collector cleared it.
@@ -655,13 +655,14 @@ impl SafeHashTableIterator {
             if table.table.version() != self.version {
                 return Err(changed("during iteration"));
             }
-            table.table.entry(self.cursor).map(|e| e.key.clone_ref(py))
+            let next = table.table.next_entry(self.cursor);
+            next.map(|(slot, entry)| (slot, entry.key.clone_ref(py)))
         };
         match key {
-            Some(_) => self.cursor += 1,
+            Some((slot, _)) => self.cursor = slot + 1,
             None => self.table = None, // exhausted: the table is released, as dict's are
         }
-        Ok(key)
+        Ok(key.map(|(_, key)| key))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -9,8 +9,16 @@
 //!
 //! Layout: separate chaining with the chains' links stored as indices. Entries live in one
 //! array; each bucket holds the index of the first entry of its chain, and each entry the
-//! index of the next, and of the one before it. The same linked lists as in the talk's C
-//! code (doubly linked), without one allocation per entry, and resizing only relinks indices.
+//! index of the next. The same linked lists as in the talk's C code, without one allocation
+//! per entry, and resizing only relinks indices.
+//!
+//! Removing an entry leaves a hole in the array (as `dict` leaves a dummy): nothing else
+//! moves, and the only link rewritten is the one that led to it, which the lookup that found
+//! the entry has just read. Holes are squeezed out when the table grows, or when they
+//! outnumber the entries. The array keeps the entries in the order they were added, and so
+//! does each chain (the oldest first, as `dict` probes find older keys first).
+
+use std::num::NonZeroU32;
 
 /// One key/value pair and the hash it was filed under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,29 +32,42 @@ pub struct Entry<P> {
 /// set of keys (see [`Table::version`]).
 pub type Slot = usize;
 
-/// Marks the end of a chain.
-const END: u32 = u32::MAX;
-
 /// The largest number of buckets or entries a table can have (indices are `u32`).
 pub const MAX_SIZE: usize = 1 << 30;
+
+/// A link to an entry: its slot plus one, so that no link is zero. That spare value lets
+/// `Option<Node>` mark a hole in the node's own 32 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Link(NonZeroU32);
+
+impl Link {
+    /// Marks the end of a chain.
+    const END: Link = Link(NonZeroU32::MAX);
+
+    fn to(slot: Slot) -> Link {
+        Link(NonZeroU32::MIN.saturating_add(slot as u32)) // slot + 1: slots stay below MAX_SIZE
+    }
+
+    fn slot(self) -> Option<Slot> {
+        (self != Link::END).then(|| self.0.get() as usize - 1)
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Node<P> {
     entry: Entry<P>,
-    /// The next entry in the same chain, or [`END`].
-    next: u32,
-    /// The entry before this one in its chain, or [`END`] when this one is first (its
-    /// bucket's head points at it). With it, removing an entry, and moving the last entry
-    /// into its place, rewrites the links around them without walking a chain (and without
-    /// reading a bucket head, a likely cache miss); it fills what would be padding.
-    prev: u32,
+    /// The next entry in the same chain, or [`Link::END`].
+    next: Link,
 }
 
 #[derive(Debug)]
 pub struct Table<P> {
-    /// For each bucket, the first entry of its chain, or [`END`].
-    heads: Vec<u32>,
-    nodes: Vec<Node<P>>,
+    /// For each bucket, the first entry of its chain, or [`Link::END`].
+    heads: Vec<Link>,
+    /// The entries in the order they were added; `None` where one was removed (a hole).
+    nodes: Vec<Option<Node<P>>>,
+    /// Entries, holes not counted.
+    live: usize,
     max_load: f64,
     resizes: usize,
     /// Bumped by every change to the set of keys, so iterators and lookups that ran Python
@@ -59,8 +80,9 @@ impl<P> Table<P> {
     /// `0 < max_load <= 1`.
     pub fn new(size: usize, max_load: f64) -> Table<P> {
         Table {
-            heads: vec![END; size],
+            heads: vec![Link::END; size],
             nodes: Vec::new(),
+            live: 0,
             max_load,
             resizes: 0,
             version: 0,
@@ -73,7 +95,7 @@ impl<P> Table<P> {
 
     /// Number of entries.
     pub fn load(&self) -> usize {
-        self.nodes.len()
+        self.live
     }
 
     pub fn max_load(&self) -> f64 {
@@ -91,34 +113,37 @@ impl<P> Table<P> {
     /// The bucket a hash falls into: `hash mod size`, always in range, negative hashes too.
     #[inline]
     pub fn bucket_of(&self, hash: isize) -> usize {
-        let size = self.size();
-        if size & (size - 1) == 0 {
-            // The same number without a division (tens of cycles): modulo a power of two
-            // is the hash's low bits, negative hashes included (two's complement).
-            (hash as usize) & (size - 1)
-        } else {
-            // Sizes stay far below isize::MAX, so the cast back and forth is exact.
-            hash.rem_euclid(size as isize) as usize
-        }
+        bucket_of(hash, self.size())
     }
 
     /// The first entry chained in `bucket`.
     pub fn first_in_chain(&self, bucket: usize) -> Option<Slot> {
-        link(self.heads[bucket])
+        self.heads[bucket].slot()
     }
 
-    /// The entry after `slot` in the same chain.
-    pub fn next_in_chain(&self, slot: Slot) -> Option<Slot> {
-        link(self.nodes[slot].next)
+    /// The entry at `slot`, which a chain links to, and the one after it in that chain: one
+    /// look at the node per step of a lookup.
+    pub fn chained(&self, slot: Slot) -> (&Entry<P>, Option<Slot>) {
+        let node = self.node(slot);
+        (&node.entry, node.next.slot())
     }
 
+    /// The entry at `slot`; `None` for a hole or past the end.
     pub fn entry(&self, slot: Slot) -> Option<&Entry<P>> {
-        self.nodes.get(slot).map(|node| &node.entry)
+        self.nodes.get(slot)?.as_ref().map(|node| &node.entry)
+    }
+
+    /// The first entry at or after `slot`, and where it is (for iterators, which step over
+    /// holes).
+    pub fn next_entry(&self, slot: Slot) -> Option<(Slot, &Entry<P>)> {
+        let rest = self.nodes.get(slot..)?.iter().enumerate();
+        rest.filter_map(|(i, node)| Some((slot + i, &node.as_ref()?.entry)))
+            .next()
     }
 
     /// No room for another entry ([`MAX_SIZE`] entries): callers check before inserting.
     pub fn is_full(&self) -> bool {
-        self.nodes.len() >= MAX_SIZE
+        self.live >= MAX_SIZE
     }
 
     /// Files a new entry (its key must not be in the table yet, and the table must not be
@@ -126,73 +151,63 @@ impl<P> Table<P> {
     /// `max_load`.
     pub fn insert_new(&mut self, entry: Entry<P>) {
         debug_assert!(!self.is_full(), "callers check is_full first");
-        if (self.load() + 1) as f64 / self.size() as f64 > self.max_load && self.size() < MAX_SIZE {
-            self.grow();
+        if (self.live + 1) as f64 / self.size() as f64 > self.max_load && self.size() < MAX_SIZE {
+            self.rebuild((self.size() * 2).min(MAX_SIZE));
+            self.resizes += 1;
+        } else if self.nodes.len() - self.live > self.live || self.nodes.len() >= MAX_SIZE {
+            // More holes than entries: squeezing them out costs no more than the removals
+            // that made them, and keeps the array from growing without end.
+            self.rebuild(self.size());
         }
         let bucket = self.bucket_of(entry.hash);
-        let index = self.nodes.len() as u32;
-        let next = self.heads[bucket];
-        if let Some(first) = link(next) {
-            self.nodes[first].prev = index;
+        let slot = self.nodes.len();
+        // At the end of its chain. The lookup that found the key absent has just walked
+        // the chain, so this walk reads only what is in the cache.
+        match self.last_in_chain(bucket) {
+            Some(last) => self.node_mut(last).next = Link::to(slot),
+            None => self.heads[bucket] = Link::to(slot),
         }
-        self.nodes.push(Node {
+        self.nodes.push(Some(Node {
             entry,
-            next,
-            prev: END,
-        });
-        self.heads[bucket] = index;
+            next: Link::END,
+        }));
+        self.live += 1;
         self.version += 1;
     }
 
     /// Puts `value` in place of the value at `slot` and hands back the old one.
     pub fn replace_value(&mut self, slot: Slot, value: P) -> P {
-        std::mem::replace(&mut self.nodes[slot].entry.value, value)
+        std::mem::replace(&mut self.node_mut(slot).entry.value, value)
     }
 
-    /// Unlinks the entry at `slot` and hands it back. The last entry moves into its place.
+    /// Unlinks the entry at `slot` and hands it back, leaving a hole. The one link that
+    /// changes, the bucket's head or the entry before it, is found by walking the chain
+    /// again: after a lookup found the entry (`pop`, `del`), through cached nodes.
     pub fn remove(&mut self, slot: Slot) -> Entry<P> {
-        let Node { next, prev, .. } = self.nodes[slot];
-        // Its neighbours link past it.
-        *self.link_before(slot) = next;
-        if let Some(after) = link(next) {
-            self.nodes[after].prev = prev;
+        let bucket = self.bucket_of(self.node(slot).entry.hash);
+        let (mut before, mut at) = (None, self.first_in_chain(bucket));
+        while at != Some(slot) {
+            before = at;
+            at = self
+                .node(at.expect("an entry is in its bucket's chain"))
+                .next
+                .slot();
         }
-        // The last entry moves into its place: what linked to the last links to `slot`.
-        let last = self.nodes.len() - 1;
-        if slot != last {
-            *self.link_before(last) = slot as u32;
-            if let Some(after) = link(self.nodes[last].next) {
-                self.nodes[after].prev = slot as u32;
-            }
+        let Node { entry, next } = self.nodes[slot].take().expect("a stored entry");
+        match before {
+            Some(before) => self.node_mut(before).next = next,
+            None => self.heads[bucket] = next,
+        }
+        self.live -= 1;
+        if self.live == 0 {
+            self.nodes.clear(); // only holes left: no need to look at them one by one
+        }
+        // Holes at the end go at once, so the last slot always holds an entry (`popitem`).
+        while let Some(None) = self.nodes.last() {
+            self.nodes.pop();
         }
         self.version += 1;
-        let removed = self.nodes.swap_remove(slot).entry;
-        self.prefetch_last_links();
-        removed
-    }
-
-    /// A hint to the CPU cache: the next removal moves the entry that is now last, and
-    /// rewrites the links around it (the bucket head or entry before it, the entry after
-    /// it), which for random hashes sit far away in memory. Fetching them now lets that
-    /// wait overlap with whatever runs in between.
-    #[inline]
-    fn prefetch_last_links(&self) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(last) = self.nodes.last() {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let before: *const u32 = match link(last.prev) {
-                Some(before) => &self.nodes[before].next,
-                None => &self.heads[self.bucket_of(last.entry.hash)],
-            };
-            // SAFETY: a prefetch only warms the cache: it changes nothing and cannot fault
-            // (and both addresses are live elements besides).
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(before.cast());
-                if let Some(after) = link(last.next) {
-                    _mm_prefetch::<_MM_HINT_T0>((&raw const self.nodes[after]).cast());
-                }
-            }
-        }
+        entry
     }
 
     /// The most recently filed entry (for `popitem`).
@@ -200,70 +215,87 @@ impl<P> Table<P> {
         self.nodes.len().checked_sub(1)
     }
 
-    /// Every entry, in the order they are stored.
+    /// Every entry, in the order they were added.
     pub fn entries(&self) -> impl Iterator<Item = &Entry<P>> {
-        self.nodes.iter().map(|node| &node.entry)
+        self.nodes.iter().flatten().map(|node| &node.entry)
     }
 
     /// Empties the table (keeping its size) and hands back what it held.
     pub fn take_all(&mut self) -> Vec<Entry<P>> {
-        self.heads.fill(END);
+        self.heads.fill(Link::END);
+        self.live = 0;
         self.version += 1;
-        self.nodes.drain(..).map(|node| node.entry).collect()
+        self.nodes
+            .drain(..)
+            .flatten()
+            .map(|node| node.entry)
+            .collect()
     }
 
     /// The length of every chain, bucket by bucket (for `repr` and the benchmarks).
     pub fn chain_lengths(&self) -> Vec<usize> {
         let mut lengths = vec![0; self.size()];
-        for node in &self.nodes {
-            lengths[self.bucket_of(node.entry.hash)] += 1;
+        for entry in self.entries() {
+            lengths[self.bucket_of(entry.hash)] += 1;
         }
         lengths
     }
 
     /// Bytes of heap memory the buckets and entries occupy (capacity, not just length).
     pub fn heap_bytes(&self) -> usize {
-        self.heads.capacity() * size_of::<u32>() + self.nodes.capacity() * size_of::<Node<P>>()
+        self.heads.capacity() * size_of::<Link>()
+            + self.nodes.capacity() * size_of::<Option<Node<P>>>()
     }
 
-    /// The link that points at `slot`: the `next` of the entry before it, or its bucket's
-    /// head when it is first in its chain.
-    fn link_before(&mut self, slot: Slot) -> &mut u32 {
-        match link(self.nodes[slot].prev) {
-            Some(before) => &mut self.nodes[before].next,
-            None => {
-                let bucket = self.bucket_of(self.nodes[slot].entry.hash);
-                &mut self.heads[bucket]
-            }
-        }
+    /// A node that chains link to, never a hole.
+    fn node(&self, slot: Slot) -> &Node<P> {
+        self.nodes[slot]
+            .as_ref()
+            .expect("chains link stored entries")
     }
 
-    fn grow(&mut self) {
-        self.heads = vec![END; (self.size() * 2).min(MAX_SIZE)];
-        for index in 0..self.nodes.len() {
-            let bucket = self.bucket_of(self.nodes[index].entry.hash);
-            let next = self.heads[bucket];
-            if let Some(first) = link(next) {
-                self.nodes[first].prev = index as u32;
-            }
-            self.nodes[index].next = next;
-            self.nodes[index].prev = END;
-            self.heads[bucket] = index as u32;
+    fn node_mut(&mut self, slot: Slot) -> &mut Node<P> {
+        self.nodes[slot]
+            .as_mut()
+            .expect("chains link stored entries")
+    }
+
+    /// The last entry of `bucket`'s chain.
+    fn last_in_chain(&self, bucket: usize) -> Option<Slot> {
+        let mut last = self.first_in_chain(bucket)?;
+        while let Some(next) = self.node(last).next.slot() {
+            last = next;
         }
-        self.resizes += 1;
+        Some(last)
+    }
+
+    /// Squeezes the holes out and chains every entry again into `size` buckets.
+    fn rebuild(&mut self, size: usize) {
+        if self.nodes.len() > self.live {
+            self.nodes.retain(Option::is_some);
+        }
+        self.heads = vec![Link::END; size];
+        // The newest first, each in front of its chain: every chain ends up oldest first.
+        for slot in (0..self.nodes.len()).rev() {
+            let node = self.nodes[slot].as_mut().expect("no hole after retain");
+            let bucket = bucket_of(node.entry.hash, size);
+            node.next = std::mem::replace(&mut self.heads[bucket], Link::to(slot));
+        }
         self.version += 1;
     }
 }
 
-impl<P: Copy> Table<P> {
-    /// A copy of the entry at `slot` (for raw pointers, which copy freely).
-    pub fn get(&self, slot: Slot) -> Option<Entry<P>> {
-        self.entry(slot).copied()
+/// The bucket a hash falls into among `size`: `hash mod size`, always in range.
+#[inline]
+fn bucket_of(hash: isize, size: usize) -> usize {
+    if size & (size - 1) == 0 {
+        // The same number without a division (tens of cycles): modulo a power of two
+        // is the hash's low bits, negative hashes included (two's complement).
+        (hash as usize) & (size - 1)
+    } else {
+        // Sizes stay far below isize::MAX, so the cast back and forth is exact.
+        hash.rem_euclid(size as isize) as usize
     }
-}
-
-fn link(index: u32) -> Option<Slot> {
-    (index != END).then_some(index as usize)
 }
 
 #[cfg(test)]
@@ -287,8 +319,9 @@ mod tests {
         let mut hashes = Vec::new();
         let mut next = table.first_in_chain(bucket);
         while let Some(slot) = next {
-            hashes.push(table.get(slot).unwrap().hash);
-            next = table.next_in_chain(slot);
+            let (entry, after) = table.chained(slot);
+            hashes.push(entry.hash);
+            next = after;
         }
         hashes
     }
@@ -328,67 +361,182 @@ mod tests {
             table.insert_new(entry(hash));
         }
         assert_eq!(table.chain_lengths(), vec![2, 0, 1, 0]);
-        assert_eq!(chain(&table, 0), vec![4, 0]);
+        assert_eq!(chain(&table, 0), vec![0, 4]);
     }
 
-    /// Every chain, walked forwards, is the same chain walked backwards from its end.
-    fn assert_links_agree(table: &Table<*mut u8>) {
+    /// Every chain holds entries of its own bucket, the oldest first, and the chains hold
+    /// every entry (and no hole) once.
+    fn assert_chains_agree(table: &Table<*mut u8>) {
+        let mut chained = 0;
         for bucket in 0..table.size() {
-            let mut before = END;
+            let mut before = None;
             let mut next = table.heads[bucket];
-            while let Some(slot) = link(next) {
-                assert_eq!(
-                    table.nodes[slot].prev, before,
-                    "bucket {bucket}, slot {slot}"
+            while let Some(slot) = next.slot() {
+                let node = table.nodes[slot].as_ref().expect("no chain links a hole");
+                assert!(
+                    before < Some(slot),
+                    "bucket {bucket}, slot {slot}: oldest first"
                 );
-                assert_eq!(table.bucket_of(table.nodes[slot].entry.hash), bucket);
-                before = slot as u32;
-                next = table.nodes[slot].next;
+                assert_eq!(table.bucket_of(node.entry.hash), bucket);
+                before = Some(slot);
+                next = node.next;
+                chained += 1;
             }
         }
+        assert_eq!(chained, table.load());
+        assert_eq!(table.nodes.iter().flatten().count(), table.load());
+        assert!(
+            !matches!(table.nodes.last(), Some(None)),
+            "no hole at the end"
+        );
+    }
+
+    fn hashes(table: &Table<*mut u8>) -> Vec<isize> {
+        table.entries().map(|e| e.hash).collect()
     }
 
     #[test]
-    fn back_links_follow_every_insert_remove_and_resize() {
+    fn chains_follow_every_insert_remove_and_resize() {
         let mut table = Table::new(2, 1.0);
         for hash in [0, 2, 4, 6, 1, 3, -2, 8, 10] {
             table.insert_new(entry(hash));
-            assert_links_agree(&table);
+            assert_chains_agree(&table);
         }
         // First, middle and last of a chain, and the last entry itself.
-        for slot in [Some(0), Some(3), Some(1), None, Some(0), Some(2)] {
+        for slot in [Some(0), Some(3), Some(1), None, Some(4), Some(2)] {
             table.remove(slot.or(table.last()).unwrap());
-            assert_links_agree(&table);
+            assert_chains_agree(&table);
         }
         assert_eq!(table.load(), 3);
+        table.insert_new(entry(12));
+        assert_chains_agree(&table);
     }
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn the_back_link_costs_no_memory() {
-        // hash, key, value (8 bytes each) and two 4-byte links: 32 bytes, as one link and
-        // padding took before.
+    fn holes_cost_no_memory() {
+        // hash, key, value (8 bytes each) and a 4-byte link: 32 bytes with the padding; a
+        // hole is a link no slot has (zero), in the same bytes.
         assert_eq!(size_of::<Node<*mut u8>>(), 32);
+        assert_eq!(size_of::<Option<Node<*mut u8>>>(), 32);
     }
 
     #[test]
-    fn removing_relinks_the_entry_that_moves() {
+    fn removing_leaves_a_hole_and_moves_nothing() {
         let mut table = Table::new(4, 1.0);
         for hash in [0, 4, 1, 8] {
             table.insert_new(entry(hash));
         }
-        assert_eq!(chain(&table, 0), vec![8, 4, 0]);
-        // Slot 0 (hash 0) goes; the last entry (hash 8, same chain) moves into slot 0.
-        assert_eq!(table.remove(0).hash, 0);
-        assert_eq!(chain(&table, 0), vec![8, 4]);
-        assert_eq!(chain(&table, 1), vec![1]);
-        assert_eq!(table.remove(table.last().unwrap()).hash, 1);
-        let hashes: Vec<isize> = table.entries().map(|e| e.hash).collect();
-        assert_eq!(hashes, vec![8, 4]);
+        assert_eq!(chain(&table, 0), vec![0, 4, 8]);
+        // Slot 1 (hash 4, mid-chain) goes; the others keep their slots.
+        assert_eq!(table.remove(1).hash, 4);
+        assert_eq!(chain(&table, 0), vec![0, 8]);
+        assert_eq!(
+            (table.load(), table.entry(1), table.entry(3).unwrap().hash),
+            (3, None, 8)
+        );
+        assert_eq!(hashes(&table), vec![0, 1, 8]);
+        assert_chains_agree(&table);
+        assert_eq!(table.remove(table.last().unwrap()).hash, 8);
+        assert_eq!(hashes(&table), vec![0, 1]);
         assert_eq!(table.take_all().len(), 2);
         assert_eq!(
             (table.load(), table.last(), table.first_in_chain(0)),
             (0, None, None)
         );
+    }
+
+    #[test]
+    fn removing_then_inserting_keeps_the_order_added() {
+        let mut table = Table::new(8, 1.0);
+        for hash in [10, 11, 12] {
+            table.insert_new(entry(hash));
+        }
+        table.remove(0);
+        table.insert_new(entry(10)); // the same key again: at the end, as in a dict
+        assert_eq!(hashes(&table), vec![11, 12, 10]);
+        assert_eq!(chain(&table, 10 % 8), vec![10]);
+        assert_chains_agree(&table);
+    }
+
+    #[test]
+    fn iterators_step_over_holes() {
+        let mut table = Table::new(16, 1.0);
+        for hash in 0..6 {
+            table.insert_new(entry(hash));
+        }
+        table.remove(0);
+        table.remove(2);
+        table.remove(3);
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        while let Some((slot, entry)) = table.next_entry(cursor) {
+            seen.push((slot, entry.hash));
+            cursor = slot + 1;
+        }
+        assert_eq!(seen, vec![(1, 1), (4, 4), (5, 5)]);
+        assert_eq!(table.next_entry(6), None);
+        assert_eq!(table.next_entry(100), None);
+        assert_eq!(table.chain_lengths().iter().sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn holes_at_the_end_go_at_once() {
+        let mut table = Table::new(16, 1.0);
+        for hash in 0..4 {
+            table.insert_new(entry(hash));
+        }
+        table.remove(2);
+        assert_eq!(table.last(), Some(3));
+        table.remove(3); // the hole at 2 is now at the end too
+        assert_eq!((table.last(), table.nodes.len()), (Some(1), 2));
+        // popitem's order: the latest entry first, down to an empty table.
+        let popped: Vec<isize> =
+            std::iter::from_fn(|| Some(table.remove(table.last()?).hash)).collect();
+        assert_eq!(popped, vec![1, 0]);
+        assert!(table.nodes.is_empty());
+    }
+
+    #[test]
+    fn growing_squeezes_the_holes_out() {
+        let mut table = Table::new(4, 1.0);
+        for hash in 0..4 {
+            table.insert_new(entry(hash));
+        }
+        table.remove(0);
+        table.remove(2);
+        table.insert_new(entry(4));
+        assert_eq!((table.nodes.len(), table.resizes()), (5, 0));
+        table.insert_new(entry(5)); // a fourth entry in 4 buckets: within max_load 1.0
+        table.insert_new(entry(6)); // a fifth: the table doubles
+        assert_eq!((table.size(), table.resizes()), (8, 1));
+        assert_eq!(table.nodes.len(), table.load());
+        assert_eq!(hashes(&table), vec![1, 3, 4, 5, 6]);
+        assert_chains_agree(&table);
+    }
+
+    #[test]
+    fn many_removals_squeeze_the_holes_out_without_growing() {
+        let mut table = Table::new(1024, 0.5);
+        for hash in 0..400 {
+            table.insert_new(entry(hash));
+        }
+        for slot in 0..390 {
+            table.remove(slot);
+        }
+        assert_eq!((table.load(), table.nodes.len()), (10, 400));
+        for hash in 400..2000 {
+            table.insert_new(entry(hash));
+            let slot = table.last().unwrap();
+            table.remove(slot - 1);
+            assert!(
+                table.nodes.len() <= 2 * table.load() + 1,
+                "holes stay bounded"
+            );
+        }
+        assert_eq!((table.size(), table.resizes()), (1024, 0));
+        assert_eq!(table.load(), 10);
+        assert_eq!(hashes(&table).last(), Some(&1999));
+        assert_chains_agree(&table);
     }
 }
