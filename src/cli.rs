@@ -50,6 +50,12 @@ impl Cli {
             let slot = look_slot.ok_or_else(|| unused("--color"))?;
             slot.color.get_or_insert(color);
         }
+        // A fault is on or off: a repeated `--fault` is the same fault, said once (and
+        // thousands of them once filled the pipe that hands them to the child).
+        if let Some(faults) = command.faults_mut() {
+            let mut seen = std::collections::BTreeSet::new();
+            faults.retain(|fault| seen.insert(*fault));
+        }
         Ok(command)
     }
 }
@@ -369,6 +375,17 @@ pub enum Command {
 }
 
 impl Command {
+    /// The faults the command switches on, if it takes `--fault`.
+    fn faults_mut(&mut self) -> Option<&mut Vec<Fault>> {
+        match self {
+            Command::Lesson { faults, .. }
+            | Command::Run { faults, .. }
+            | Command::Hunt { faults, .. }
+            | Command::Python { faults, .. } => Some(faults),
+            _ => None,
+        }
+    }
+
     /// Where the command keeps `--python` and `--color`, if it takes them.
     fn options_mut(&mut self) -> (Option<&mut PythonChoice>, Option<&mut Look>) {
         match self {

@@ -584,3 +584,21 @@ fn a_report_lost_to_a_full_disk_is_an_error() {
     drop(head.stdout.take());
     assert_eq!(head.wait().unwrap().code(), Some(0));
 }
+
+/// A fault is on or off: thousands of the same `--fault` are one fault, said once (they
+/// once filled the pipe that hands the faults over, and the run hung before it started).
+#[test]
+fn a_fault_given_thousands_of_times_is_one_fault() {
+    let mut args = vec!["clean.py"];
+    for _ in 0..5000 {
+        args.extend(["--fault", "hash-result-leak"]);
+    }
+    let output = run_fixture(args[0], &args[1..]).output().unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "faulty code of hash-result-leak",
+        "the fault site: hash-result-leak",
+    ] {
+        assert_eq!(report.matches(line).count(), 1, "once:\n{report}");
+    }
+}
