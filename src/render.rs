@@ -442,7 +442,7 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                     format!("{fault}: its faulty code runs for the first time"),
                     String::new(),
                 ),
-                Event::FaultCounts { .. } | Event::NotUsed { .. } => continue,
+                Event::FaultCounts { .. } | Event::NotUsed { .. } | Event::HuntDone => continue,
                 Event::Done => ("end", "the interpreter shut down".into(), String::new()),
             },
         };

@@ -607,6 +607,7 @@ impl TraceReader {
                     | Event::Final { .. }
                     | Event::Repetition(_)
                     | Event::Findings(_)
+                    | Event::HuntDone
                     | Event::Alloc { .. }
                     | Event::Free { .. }
             )

@@ -180,6 +180,9 @@ pub enum Event {
     NotUsed { files: BTreeMap<String, String> },
     /// The script ran to its end.
     Done,
+    /// `refcount-lab hunt`: the harness finished every run it meant to make (a target that
+    /// exits in a confirming run ends the interpreter before this).
+    HuntDone,
 }
 
 /// What `hunt` measured after one run of its target.

@@ -655,3 +655,25 @@ fn on_a_debug_build_a_release_built_module_does_not_make_a_false_alarm() {
     );
     assert!(text.contains("without a leak: uncounted\n"), "{text}");
 }
+
+/// A target that ends the interpreter in a confirming run did not let the hunt finish: an
+/// error, not a verdict drawn from the runs before (it was once "LEAK allocated blocks").
+#[test]
+fn a_target_that_exits_after_the_measured_runs_is_an_error() {
+    let target = "fills_then_exits.py::run";
+    let finished = hunt("fixtures/hunt", &[target]);
+    assert_eq!(finished.status.code(), Some(0), "{}", report(&finished));
+    let exits = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
+        .args(["hunt", target])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hunt"))
+        .env("EXIT_AT", "6")
+        .output()
+        .expect("refcount-lab runs");
+    let text = report(&exits);
+    assert_eq!(exits.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("exited with status 0 after 5 measured runs"),
+        "{text}"
+    );
+    assert!(!text.contains("LEAK"), "{text}");
+}

@@ -31,13 +31,14 @@ static SINK: OnceLock<Option<Sink>> = OnceLock::new();
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 /// The event kinds `lab.py` may send through `_labtrace._emit`.
-const PYTHON_KINDS: [&str; 8] = [
+const PYTHON_KINDS: [&str; 9] = [
     "say",
     "refcount",
     "watch",
     "final",
     "repetition",
     "findings",
+    "hunt_done",
     "threads",
     "not_used",
 ];

@@ -989,6 +989,7 @@ def main():
     else:
         sys.path.insert(0, os.getcwd())
     Hunt(config).main()
+    lab._send({"ev": "hunt_done"})
     end_now()
 
 

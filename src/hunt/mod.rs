@@ -152,6 +152,7 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
     let mut repetitions: Vec<Repetition> = Vec::new();
     let mut findings = None;
     let mut threads_left = Vec::new();
+    let mut finished = false;
     for event in run.events() {
         match event {
             Event::Alloc { .. } => tables_alive += 1,
@@ -162,6 +163,7 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
             }),
             Event::Findings(found) => findings = Some((**found).clone()),
             Event::Threads { names } => threads_left.clone_from(names),
+            Event::HuntDone => finished = true,
             _ => {}
         }
     }
@@ -172,7 +174,7 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
     if let Some(fault) = &run.sequence_fault {
         bail!("{fault}: the hunt's measurements cannot be trusted");
     }
-    if run.ending != Ending::Exited(0) || repetitions.len() < expected {
+    if run.ending != Ending::Exited(0) || repetitions.len() < expected || !finished {
         bail!("{}", failure(&run, repetitions.len(), expected));
     }
     let (leaks, not_leaks) = find_leaks(&repetitions, config.warmup, config.repeat);
