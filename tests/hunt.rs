@@ -677,3 +677,13 @@ fn a_target_that_exits_after_the_measured_runs_is_an_error() {
     );
     assert!(!text.contains("LEAK"), "{text}");
 }
+
+/// lab's record of each `lab.watch` call is lab's, not the target's (it was reported as a
+/// tuple leaked per run, held by `lab._watched`).
+#[test]
+fn a_script_that_calls_lab_watch_does_not_leak() {
+    let output = hunt("fixtures/hunt", &["watches_hash.py"]);
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("no leak"), "{text}");
+}

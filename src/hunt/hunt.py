@@ -249,6 +249,9 @@ def clear_caches():
     re = sys.modules.get("re")
     if re is not None:
         re.purge()
+    # lab's own record of what a run watched: a target that calls lab.watch adds to it once
+    # a run, and it is only read at exit, where a hunt has nothing to say of it.
+    lab._watched.clear()
 
 
 def immortal_interned():
