@@ -687,3 +687,16 @@ fn a_script_that_calls_lab_watch_does_not_leak() {
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(text.contains("no leak"), "{text}");
 }
+
+/// A target's own exit status 3 is the target's, whatever the harness uses that status for
+/// (it once read as a blank `error: `).
+#[test]
+fn a_target_that_exits_with_the_harness_status_is_named() {
+    let output = hunt("fixtures/hunt", &["exits_3.py"]);
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("exited with status 3 after 1 of 5 runs"),
+        "{text}"
+    );
+}

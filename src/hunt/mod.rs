@@ -168,8 +168,12 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
         }
     }
     let expected = config.warmup + config.repeat;
-    if run.ending == Ending::Exited(WATCH_NOT_FOUND) {
-        bail!("{}", run.stderr.text.trim());
+    // hunt.py's own last words, not a target that exited with the same status.
+    let watch_message = run.stderr.text.trim_end().lines().last();
+    if run.ending == Ending::Exited(WATCH_NOT_FOUND)
+        && watch_message.is_some_and(|line| line.starts_with("--watch "))
+    {
+        bail!("{}", watch_message.unwrap_or_default());
     }
     if let Some(fault) = &run.sequence_fault {
         bail!("{fault}: the hunt's measurements cannot be trusted");
