@@ -10,6 +10,10 @@
 //! (`/tmp` is), or they could swap our folder for theirs. Files that belong in a folder of
 //! the user's (the exercises, the progress file) are written in a hidden scratch folder
 //! there instead ([`ScratchDir::new_in`]), and moved into place once whole.
+//!
+//! Nothing survives a SIGKILL's cleanup, so each folder holds a `.lock` file its command
+//! keeps locked (`flock`) while it lives; the first new folder of a later command removes
+//! the user's folders whose lock nobody holds any more.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::{CString, OsString};
@@ -21,14 +25,25 @@ use std::sync::Mutex;
 /// The scratch folders alive now, for [`remove_all`].
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// A private scratch folder, removed when dropped.
+/// A private scratch folder, removed when dropped; the lock of a `$TMPDIR` one held.
 #[derive(Debug)]
-pub struct ScratchDir(PathBuf);
+pub struct ScratchDir {
+    path: PathBuf,
+    /// Held open, and so locked, for as long as the folder lives.
+    _lock: Option<std::fs::File>,
+}
+
+/// The file in each `$TMPDIR` scratch folder that says its command is still alive.
+const LOCK: &str = ".lock";
+/// Folders younger than this are never swept: one just made may not be locked yet.
+const SWEEP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl ScratchDir {
     pub fn new() -> Result<ScratchDir> {
         let base = base()?;
-        ScratchDir::make(&base, "refcount-lab-").with_context(|| {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(|| sweep(&base));
+        ScratchDir::make(&base, "refcount-lab-", true).with_context(|| {
             format!(
                 "cannot create a scratch folder in {}; free some space there, or set TMPDIR \
                  to a folder of your own",
@@ -41,11 +56,12 @@ impl ScratchDir {
     /// whole: written here, then moved into place by [`ScratchDir::hand_over`]. The caller
     /// checks `parent`.
     pub fn new_in(parent: &Path) -> Result<ScratchDir> {
-        ScratchDir::make(parent, ".refcount-lab-")
+        ScratchDir::make(parent, ".refcount-lab-", false)
             .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))
     }
 
-    fn make(base: &Path, prefix: &str) -> std::io::Result<ScratchDir> {
+    /// Makes the folder; `locked`: with its `.lock` file, locked (see the module's doc).
+    fn make(base: &Path, prefix: &str, locked: bool) -> std::io::Result<ScratchDir> {
         // Held from mkdtemp until the folder is listed: an interrupt between the two would
         // leave it behind.
         let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -62,8 +78,18 @@ impl ScratchDir {
         if made.is_null() {
             return Err(error);
         }
+        let lock = match locked.then(|| try_lock(&path.join(LOCK), true)) {
+            None => None,
+            Some(Ok(Some(lock))) => Some(lock),
+            Some(failed) => {
+                let _ = std::fs::remove_dir_all(&path);
+                return Err(failed.err().unwrap_or_else(|| {
+                    std::io::Error::other("a new lock file was locked by another process")
+                }));
+            }
+        };
         live.push(path.clone());
-        Ok(ScratchDir(path))
+        Ok(ScratchDir { path, _lock: lock })
     }
 
     /// Runs `finish` (which fills the folder and moves what it holds to where it belongs)
@@ -73,7 +99,7 @@ impl ScratchDir {
     /// or drop a scratch folder: the lock is held.
     pub fn hand_over<T>(&self, finish: impl FnOnce(&Path) -> T) -> T {
         let _live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        finish(&self.0)
+        finish(&self.path)
     }
 
     /// A new scratch folder holding one file, `name`, with `contents`.
@@ -89,7 +115,7 @@ impl ScratchDir {
         // An interrupt's removal waits for the file to be whole, and one that came before
         // has removed the folder, so the write fails: removal never races a write.
         let _live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let path = self.0.join(name);
+        let path = self.path.join(name);
         let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -110,22 +136,73 @@ impl ScratchDir {
     /// Makes `name` in the folder a symbolic link to `target`.
     pub fn link(&self, name: &str, target: &str) -> Result<()> {
         let _live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let link = self.0.join(name);
+        let link = self.path.join(name);
         std::os::unix::fs::symlink(target, &link)
             .with_context(|| format!("cannot link {} to {target}", link.display()))
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         // remove_dir_all does not follow symbolic links inside the folder.
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
         let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        live.retain(|path| *path != self.0);
+        live.retain(|path| *path != self.path);
+    }
+}
+
+/// Opens `path` (made new, when `create`) and locks it without waiting: `None` when
+/// another process holds the lock.
+fn try_lock(path: &Path, create: bool) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).custom_flags(libc::O_NOFOLLOW);
+    if create {
+        options.write(true).create_new(true).mode(0o600);
+    }
+    let file = options.open(path)?;
+    // SAFETY: flock on a descriptor `file` owns; it touches no memory of ours.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(file));
+    }
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(None),
+        _ => Err(error),
+    }
+}
+
+/// Removes the user's scratch folders in `base` that a command stopped too hard to clean
+/// up (SIGKILL) left behind: older than [`SWEEP_AGE`], with a lock nobody holds. A folder
+/// without a lock file (an older refcount-lab's, perhaps still running) is left alone.
+fn sweep(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(b"refcount-lab-")
+        {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let age = meta.modified().ok().and_then(|time| time.elapsed().ok());
+        if !meta.is_dir() || meta.uid() != my_uid() || age.is_none_or(|age| age < SWEEP_AGE) {
+            continue;
+        }
+        if let Ok(Some(_abandoned)) = try_lock(&path.join(LOCK), false) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
 }
 
