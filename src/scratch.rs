@@ -11,9 +11,9 @@
 //! the user's (the exercises, the progress file) are written in a hidden scratch folder
 //! there instead ([`ScratchDir::new_in`]), and moved into place once whole.
 //!
-//! Nothing survives a SIGKILL's cleanup, so each folder holds a `.lock` file its command
-//! keeps locked (`flock`) while it lives; the first new folder of a later command removes
-//! the user's folders whose lock nobody holds any more.
+//! Nothing of a command runs after a SIGKILL to clean up, so it keeps each of its
+//! `$TMPDIR` folders locked (`flock` on the folder) while it lives; the first new folder of
+//! a later command removes the user's folders whose lock nobody holds any more.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::{CString, OsString};
@@ -33,8 +33,8 @@ pub struct ScratchDir {
     _lock: Option<std::fs::File>,
 }
 
-/// The file in each `$TMPDIR` scratch folder that says its command is still alive.
-const LOCK: &str = ".lock";
+/// The names of `$TMPDIR` scratch folders, locked while their command lives.
+const PREFIX: &str = "refcount-lab-run-";
 /// Folders younger than this are never swept: one just made may not be locked yet.
 const SWEEP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -43,7 +43,7 @@ impl ScratchDir {
         let base = base()?;
         static SWEEP: std::sync::Once = std::sync::Once::new();
         SWEEP.call_once(|| sweep(&base));
-        ScratchDir::make(&base, "refcount-lab-", true).with_context(|| {
+        ScratchDir::make(&base, PREFIX, true).with_context(|| {
             format!(
                 "cannot create a scratch folder in {}; free some space there, or set TMPDIR \
                  to a folder of your own",
@@ -60,7 +60,7 @@ impl ScratchDir {
             .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))
     }
 
-    /// Makes the folder; `locked`: with its `.lock` file, locked (see the module's doc).
+    /// Makes the folder; `locked`: and locks it (see the module's doc).
     fn make(base: &Path, prefix: &str, locked: bool) -> std::io::Result<ScratchDir> {
         // Held from mkdtemp until the folder is listed: an interrupt between the two would
         // leave it behind.
@@ -78,13 +78,13 @@ impl ScratchDir {
         if made.is_null() {
             return Err(error);
         }
-        let lock = match locked.then(|| try_lock(&path.join(LOCK), true)) {
+        let lock = match locked.then(|| try_lock(&path)) {
             None => None,
             Some(Ok(Some(lock))) => Some(lock),
             Some(failed) => {
                 let _ = std::fs::remove_dir_all(&path);
                 return Err(failed.err().unwrap_or_else(|| {
-                    std::io::Error::other("a new lock file was locked by another process")
+                    std::io::Error::other("a new folder was locked by another process")
                 }));
             }
         };
@@ -155,17 +155,15 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Opens `path` (made new, when `create`) and locks it without waiting: `None` when
-/// another process holds the lock.
-fn try_lock(path: &Path, create: bool) -> std::io::Result<Option<std::fs::File>> {
+/// Opens the folder `path` and locks it without waiting: `None` when another process
+/// holds the lock.
+fn try_lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).custom_flags(libc::O_NOFOLLOW);
-    if create {
-        options.write(true).create_new(true).mode(0o600);
-    }
-    let file = options.open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)?;
     // SAFETY: flock on a descriptor `file` owns; it touches no memory of ours.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
         return Ok(Some(file));
@@ -178,8 +176,8 @@ fn try_lock(path: &Path, create: bool) -> std::io::Result<Option<std::fs::File>>
 }
 
 /// Removes the user's scratch folders in `base` that a command stopped too hard to clean
-/// up (SIGKILL) left behind: older than [`SWEEP_AGE`], with a lock nobody holds. A folder
-/// without a lock file (an older refcount-lab's, perhaps still running) is left alone.
+/// up (SIGKILL) left behind: older than [`SWEEP_AGE`], with a lock nobody holds. Only
+/// folders named with [`PREFIX`] are locked by their command, and looked at.
 fn sweep(base: &Path) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
@@ -188,7 +186,7 @@ fn sweep(base: &Path) {
         if !entry
             .file_name()
             .as_encoded_bytes()
-            .starts_with(b"refcount-lab-")
+            .starts_with(PREFIX.as_bytes())
         {
             continue;
         }
@@ -200,7 +198,7 @@ fn sweep(base: &Path) {
         if !meta.is_dir() || meta.uid() != my_uid() || age.is_none_or(|age| age < SWEEP_AGE) {
             continue;
         }
-        if let Ok(Some(_abandoned)) = try_lock(&path.join(LOCK), false) {
+        if let Ok(Some(_abandoned)) = try_lock(&path) {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
