@@ -58,6 +58,7 @@ _DEAD_COUNT = 0xDDDDDDDD
 # Taken now, before any script or module of the learner's is imported: one that replaces
 # sys.getrefcount cannot change what the probes read.
 _getrefcount = sys.getrefcount
+_get_objects, _get_referents, _current_frames = gc.get_objects, gc.get_referents, sys._current_frames
 
 
 # What a JSON string cannot hold as itself: control characters, quote and backslash.
@@ -289,7 +290,29 @@ def _report_threads():
     names = [thread.name for thread in threading.enumerate()
              if thread is not threading.main_thread() and thread.is_alive()]
     if names:
-        _send({"ev": "threads", "names": names})
+        _send({"ev": "threads", "names": names, "held": _tables_referred_to(threading)})
+
+
+def _tables_referred_to(threading):
+    """The native tables that something still refers to: an object the collector sees, or a
+    local variable of another thread's frame. With daemon threads running, CPython may never
+    free those; a table nothing refers to is a leak, threads or not."""
+    objects = _get_objects()
+    own_records = {id(_watched)} | {id(record) for record in _watched}
+    referred = set()
+    for obj in objects:
+        if id(obj) not in own_records:
+            referred.update(map(id, _get_referents(obj)))
+    for ident, frame in _current_frames().items():
+        while frame is not None and ident != threading.get_ident():
+            referred.update(map(id, frame.f_locals.values()))
+            frame = frame.f_back
+    held = []
+    for obj in objects:
+        traced = _labtrace._traced_as(obj)
+        if traced is not None and id(obj) in referred:
+            held.append({"type": traced[0], "id": traced[1]})
+    return held
 
 
 # refcount-lab's own modules. `lab` and `_labtrace` are imported before the script runs;

@@ -3,8 +3,8 @@
 //! Pure functions over a finished `runner::Run`; nothing here starts processes or prints.
 
 use crate::runner::{Ending, Run};
-use crate::trace::Event;
-use std::collections::BTreeMap;
+use crate::trace::{Event, NativeObject};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Something a run left alive that it should not have.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,10 +175,10 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
     let mut alive: BTreeMap<(String, u64), ()> = BTreeMap::new();
     let mut baselines: BTreeMap<&str, (i64, &BTreeMap<String, i64>)> = BTreeMap::new();
     let mut references = Vec::new();
-    let mut daemon_threads = false;
+    let mut held_at_exit = Vec::new();
     for event in events {
         match event {
-            Event::Threads { names } => daemon_threads |= !names.is_empty(),
+            Event::Threads { held, .. } => held_at_exit.extend(held),
             Event::Alloc { type_name, id } => {
                 alive.insert((type_name.clone(), *id), ());
             }
@@ -216,9 +216,9 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
         }
     }
     // With daemon threads running at shutdown, CPython leaves alone what they can reach:
-    // an object not freed then says nothing about its references.
-    if daemon_threads {
-        alive.clear();
+    // an object something still referred to then may stay unfreed without a leak.
+    for object in held_at_exit {
+        alive.remove(&(object.type_name.clone(), object.id));
     }
     let objects = alive
         .into_keys()
@@ -226,12 +226,25 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
     objects.chain(references).collect()
 }
 
-/// The threads still running when the script's interpreter shut down, if any.
-pub fn threads_at_exit(run: &Run) -> Option<&[String]> {
-    run.events().find_map(|event| match event {
-        Event::Threads { names } if !names.is_empty() => Some(names.as_slice()),
+/// The threads still running when the script's interpreter shut down, if any, and the
+/// native objects that were never freed but something still referred to then.
+pub fn threads_at_exit(run: &Run) -> Option<(&[String], Vec<&NativeObject>)> {
+    let (names, held) = run.events().find_map(|event| match event {
+        Event::Threads { names, held } if !names.is_empty() => Some((names, held)),
         _ => None,
-    })
+    })?;
+    let freed: BTreeSet<_> = run
+        .events()
+        .filter_map(|event| match event {
+            Event::Free { type_name, id } => Some((type_name.as_str(), *id)),
+            _ => None,
+        })
+        .collect();
+    let unfreed = held
+        .iter()
+        .filter(|object| !freed.contains(&(object.type_name.as_str(), object.id)))
+        .collect();
+    Some((names.as_slice(), unfreed))
 }
 
 /// The fatal error line and the Python stack faulthandler printed, without addresses, and

@@ -283,12 +283,25 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
         let note = wrap(&files, p.width.saturating_sub(12)).join("\n            ");
         let _ = writeln!(out, "  {} {note}", p.paint(Style::Dim, "note:    "));
     }
-    if let Some(names) = outcome::threads_at_exit(run) {
+    if let Some((names, held)) = outcome::threads_at_exit(run) {
+        let held = match held.as_slice() {
+            [] => String::new(),
+            [object] => format!(" ({object} was not freed, and is not counted)"),
+            [first @ .., last] => format!(
+                " ({} and {last} were not freed, and are not counted)",
+                first
+                    .iter()
+                    .map(|object| object.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let note = format!(
             "{} daemon thread{} still running at exit: CPython does not wait for daemon \
              threads, and does not free what their code can still reach (their frames keep \
-             module globals alive), so native objects not freed at exit are not counted as \
-             leaks. Stop or join the threads before the script ends to check them.",
+             module globals alive). So a native object not freed at exit counts as a leak \
+             only if nothing referred to it then{held}. Stop or join the threads before the \
+             script ends to check them all.",
             names.len(),
             if names.len() == 1 { " was" } else { "s were" }
         );
@@ -432,7 +445,7 @@ fn trace(p: Painter, out: &mut String, run: &Run) {
                     ("measured", format!("repetition {}", r.index), String::new())
                 }
                 Event::Findings(_) => ("found", "what leaked".into(), String::new()),
-                Event::Threads { names } => (
+                Event::Threads { names, .. } => (
                     "threads",
                     format!("still running at exit: {}", names.join(", ")),
                     String::new(),

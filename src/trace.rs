@@ -169,8 +169,13 @@ pub enum Event {
     /// `refcount-lab hunt`: what leaked, once more runs confirmed it (see `hunt.py`).
     Findings(Box<Findings>),
     /// Threads other than the main one still running when the interpreter began to shut
-    /// down (daemon threads: CPython does not wait for them).
-    Threads { names: Vec<String> },
+    /// down (daemon threads: CPython does not wait for them), and the native objects
+    /// something still referred to then, which CPython may not free while they run.
+    Threads {
+        names: Vec<String>,
+        #[serde(default)]
+        held: Vec<NativeObject>,
+    },
     /// A fault's faulty branch ran for the first time (sent at once: a crash may follow).
     FaultRan { fault: String },
     /// At the end: how often each fault's faulty branch ran.
@@ -183,6 +188,20 @@ pub enum Event {
     /// `refcount-lab hunt`: the harness finished every run it meant to make (a target that
     /// exits in a confirming run ends the interpreter before this).
     HuntDone,
+}
+
+/// A native object as trace events name it: `HashTable#3`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NativeObject {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub id: u64,
+}
+
+impl std::fmt::Display for NativeObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.type_name, self.id)
+    }
 }
 
 /// What `hunt` measured after one run of its target.

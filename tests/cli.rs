@@ -357,6 +357,18 @@ fn daemon_threads_at_exit_are_explained() {
     settings().bind(|| assert_cmd_snapshot!(run_fixture("daemon_threads.py", &[])));
 }
 
+/// A daemon thread hides no leak: a table nothing refers to at exit (a cycle the collector
+/// cannot see) is still a leak; the ones a global and the thread's frame hold are not.
+#[test]
+fn a_daemon_thread_does_not_hide_a_table_nothing_refers_to() {
+    settings().bind(|| {
+        assert_cmd_snapshot!(run_fixture(
+            "daemon_thread_beside_a_leak.py",
+            &["--fault", "no-traverse"]
+        ))
+    });
+}
+
 /// A daemon that left the process group and the session (double fork, `setsid`) is still
 /// part of the run: the timeout holds, and nothing of the run outlives it.
 #[test]

@@ -335,6 +335,26 @@ unsafe fn is_table(slf: *mut HashTableObject, obj: *mut PyObject) -> bool {
     }
 }
 
+/// The trace id of `obj` if it is a HashTable of any instance of this module, or of a
+/// subclass: `lab` names by it the tables still referred to at exit.
+///
+/// # Safety
+/// `obj` must be a live object; the GIL must be held.
+pub(crate) unsafe fn trace_id_of(obj: *mut PyObject) -> Option<u64> {
+    // SAFETY: a live object's type and its bases are live; a type whose dealloc is ours lays
+    // its instances out as `HashTableObject`.
+    unsafe {
+        let mut base = Py_TYPE(obj);
+        while !base.is_null() {
+            if PyType_GetSlot(base, Py_tp_dealloc) == table_dealloc as *mut c_void {
+                return Some((*obj.cast::<HashTableObject>()).trace_id);
+            }
+            base = PyType_GetSlot(base, Py_tp_base).cast();
+        }
+        None
+    }
+}
+
 fn new_size_object(n: usize) -> *mut PyObject {
     // SAFETY: creating an int has no preconditions beyond holding the GIL.
     unsafe { PyLong_FromSize_t(n) }

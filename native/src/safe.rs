@@ -675,6 +675,13 @@ impl SafeHashTableIterator {
 }
 
 /// Adds `SafeHashTable` to the module being initialised (by `module_exec` in `lib.rs`).
+/// The trace id of `obj` if it is a SafeHashTable (not borrowed right now): see
+/// `pytype::trace_id_of`.
+pub fn trace_id_of(obj: &Bound<'_, PyAny>) -> Option<u64> {
+    let table = obj.cast::<SafeHashTable>().ok()?;
+    table.try_borrow().ok().map(|table| table.trace_id)
+}
+
 pub fn add_to(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<SafeHashTable>()
 }

@@ -162,7 +162,7 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
                 ..(**r).clone()
             }),
             Event::Findings(found) => findings = Some((**found).clone()),
-            Event::Threads { names } => threads_left.clone_from(names),
+            Event::Threads { names, .. } => threads_left.clone_from(names),
             Event::HuntDone => finished = true,
             _ => {}
         }
