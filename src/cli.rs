@@ -34,20 +34,20 @@ impl Cli {
             color,
             mut command,
         } = self;
-        let unused = |flag: &str| {
+        let unused = |flag: &str, why: &str| {
             use clap::CommandFactory;
             Cli::command().error(
                 clap::error::ErrorKind::ArgumentConflict,
-                format!("`{name}` does not use {flag}: it runs no Python and draws no colours"),
+                format!("`{name}` does not use {flag}: {why}"),
             )
         };
         let (python_slot, look_slot) = command.options_mut();
         if let Some(python) = python {
-            let slot = python_slot.ok_or_else(|| unused("--python"))?;
+            let slot = python_slot.ok_or_else(|| unused("--python", "it runs no Python"))?;
             slot.python.get_or_insert(python);
         }
         if let Some(color) = color {
-            let slot = look_slot.ok_or_else(|| unused("--color"))?;
+            let slot = look_slot.ok_or_else(|| unused("--color", "its output has no colours"))?;
             slot.color.get_or_insert(color);
         }
         // A fault is on or off: a repeated `--fault` is the same fault, said once (and
