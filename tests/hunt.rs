@@ -271,6 +271,25 @@ fn a_leaked_instance_of_a_plain_class_is_named_with_its_line() {
     );
 }
 
+/// The scan that names leaked objects makes a list of its own (a probe): when lists leak,
+/// only the target's are named.
+#[test]
+fn only_the_targets_leaked_lists_are_named() {
+    let result = findings("fixtures/hunt", &["leaks_a_list_per_run.py::run"], 1);
+    let lists: Vec<_> = named(&result)
+        .into_iter()
+        .filter(|(kind, type_name, _, _)| kind == "new objects" && type_name == "list")
+        .collect();
+    let expected = ("held".to_owned(), "leaks_a_list_per_run.py:7".to_owned());
+    assert!(
+        !lists.is_empty()
+            && lists
+                .iter()
+                .all(|(_, _, verdict, allocated)| (verdict.clone(), allocated.clone()) == expected),
+        "{lists:?}"
+    );
+}
+
 #[test]
 fn an_unreachable_leaked_float_is_found_by_the_line_that_made_it() {
     let result = findings("fixtures/hunt", &["-m", "unittest", "test_incref_float"], 1);

@@ -384,6 +384,10 @@ def scan():
     probes = {True: id(probe), False: id(holder[0])}
     del probe
     offset = {tracked: unexplained(objects, seen, key) for tracked, key in probes.items()}
+    # The probes are the scan's own, not objects of the target's to name.
+    for key in (*probes.values(), id(holder)):
+        objects.pop(key, None)
+        tracked_ids.discard(key)
     return objects, seen, tracked_ids, offset
 
 
@@ -827,7 +831,11 @@ class Hunt:
 
     def new_objects(self, reachable, roots, confirmed, existing, runs):
         """Objects of the types that leaked, made in the traced runs and still alive, at
-        least one a run: where they were made, how many, and what keeps them."""
+        least one a run: where they were made, how many, and what keeps them.
+
+        The first traced run (the warm-up) may reuse memory freed before tracing began (a
+        free list's): its objects can lack a traceback. So a site needs one object per
+        confirming run, and one fewer than `runs` makes it a site of one a run."""
         leaking_types = {m[len("objects: "):] for m in confirmed if m.startswith("objects: ")}
         groups = {}
         for obj in gc.get_objects():
@@ -840,11 +848,12 @@ class Hunt:
         obj = None  # the loop's last object: not a reference to count
         objects = []
         for (name, site), keys in sorted(groups.items()):
-            if len(keys) < runs:
+            if len(keys) < runs - 1:
                 continue  # not one a run: what the last runs left, not a leak
+            per_run = len(keys) / (runs if len(keys) >= runs else runs - 1)
             verdict = unreachable(keys[-1], reachable, roots)
             found = describe(reachable.objects[keys[-1]], cleared=verdict["verdict"] != "held")
-            found.update(kind="new objects", per_run=len(keys) / runs, count=len(keys), **verdict)
+            found.update(kind="new objects", per_run=per_run, count=len(keys), **verdict)
             if site:
                 found.update(allocated=site, source=source_line(site))
             objects.append(found)
