@@ -282,6 +282,26 @@ pub struct LeakedObject {
     pub allocated: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// For an over-counted object: the lines of its leaking test (or of the target) whose
+    /// run left the references behind, found by one more run followed line by line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_by: Vec<LeftBy>,
+}
+
+/// A line whose run left references to an over-counted object that nothing explains.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeftBy {
+    /// `file:line`.
+    pub line: String,
+    #[serde(default)]
+    pub source: String,
+    pub references: i64,
+    /// The C function that line was calling when the references were left, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
+    /// The function that had just returned from that line, its locals freed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned: Option<String>,
 }
 
 /// How an object leaks.

@@ -271,6 +271,65 @@ fn a_leaked_instance_of_a_plain_class_is_named_with_its_line() {
     );
 }
 
+/// The lines that left an over-counted object's references behind, from the findings.
+fn left_by(hunt: &serde_json::Value, repr: &str) -> Vec<(String, i64)> {
+    let objects = hunt["findings"]["objects"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let found = objects.iter().find(|o| o["repr"] == repr);
+    found
+        .and_then(|o| o["left_by"].as_array())
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|l| {
+                    (
+                        l["line"].as_str().unwrap().to_owned(),
+                        l["references"].as_i64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// For an object C code over-counted, the line whose run left the references is named:
+/// in a script (a dealloc that keeps its reference, at `del h`), and in a test suite (a
+/// hash function's result kept when `set` fails, at the line that stores).
+#[test]
+fn the_line_that_leaves_the_reference_behind_is_named() {
+    let script = findings(
+        "fixtures/hunt",
+        &["--fault", "dealloc-missing-decref", "frees_a_table.py::run"],
+        1,
+    );
+    assert_eq!(
+        left_by(&script, "<built-in function hash>"),
+        [("frees_a_table.py:9".to_owned(), 1)],
+        "{script}"
+    );
+    // The string a hash function returned, kept when `set` fails: mortal but on 3.12,
+    // where string constants are interned and so immortal (no leak to see).
+    let args = [
+        "--fault",
+        "hash-error-leak",
+        "-m",
+        "unittest",
+        "test_hashtable",
+    ];
+    if python_minor() == 12 {
+        findings("tests/py", &args, 0);
+        return;
+    }
+    let suite = findings("tests/py", &args, 1);
+    assert_eq!(
+        left_by(&suite, "'nope'"),
+        [("test_hashtable.py:276".to_owned(), 1)],
+        "{suite}"
+    );
+}
+
 /// The scan that names leaked objects makes a list of its own (a probe): when lists leak,
 /// only the target's are named.
 #[test]

@@ -29,6 +29,7 @@ import os
 import reprlib
 import runpy
 import sys
+import sysconfig
 import time
 import tracemalloc
 import types
@@ -785,7 +786,25 @@ class Hunt:
             confirmed = series.leaking(start, confirming=True) & suspects
         if self.tests and (confirmed or findings["objects"]):
             findings["tests"] = self.attribute(confirmed, findings)
+        self.name_lines(findings)
         lab._send(dict(ev="findings", **findings))
+
+    def name_lines(self, findings):
+        """For each object C code over-counted, the lines of its leaking test (or of the
+        target) whose run left the references behind: one more run, followed line by line."""
+        for found in findings["objects"]:
+            metric = "references to " + found["repr"]
+            if found["kind"] != "references" or found["verdict"] != "over-counted":
+                continue
+            tests = None
+            if self.tests:
+                groups = [f["tests"] for f in findings.get("tests", []) if metric in f["metrics"]]
+                if not groups:
+                    continue
+                tests = groups[0]
+            follower = LeftBehind(self.followed[metric])
+            follower.follow(lambda: self.target.run(tests))
+            found["left_by"] = follower.lines()
 
     def name(self, confirmed, runs):
         """The leaked objects and allocation sites behind the confirmed leaks."""
@@ -921,6 +940,201 @@ class Hunt:
         for index in range(warmup + repeat):
             self.repetition(index, "attributing", series, tests)
         return series.leaking(max(warmup - 1, 0)) & checks
+
+
+class LeftBehind:
+    """Follows one object's references through a run, line by line (`sys.settrace`) and
+    across each call of a C function (`sys.setprofile`), and names the lines whose run left
+    references to it that nothing explains: not a local variable of a running function, not
+    an object the collector sees. Those are references C code took and never gave back (or
+    keeps where the collector cannot see), still there at the end of the run.
+
+    A reference C code forgets to release when it lets go of the object (a dealloc, a
+    removal) leaves the count as it was: so the references are explained again after every
+    line of the target's own code (not the standard library's or a test runner's), and
+    whenever the count moves. Lines are those of the target's own code too: what a test
+    runner does after a test function returns (freeing its locals) counts to the test
+    function's last line."""
+
+    # Each explanation looks at every reference of every object the collector tracks
+    # (tenths of a second in a big program): after this many, a run that keeps changing
+    # the object's references is no longer followed.
+    MOST_EXPLAINED = 1000
+    RUNNERS = ("pytest", "_pytest", "pluggy", "unittest")
+
+    def __init__(self, obj):
+        self.held = [obj]  # the follower's one reference, skipped as a referrer
+        self.running = None  # the line of the target's code running now: (file, line)
+        self.called = None  # the C function it is calling, if any
+        self.returned = None  # the function that returned from it (freeing its locals)
+        self.calls = []  # the running line and C function of each caller in the target's code
+        self.explanations = 0
+        self.own_code = {}  # file name -> whether it is the target's code
+        self.stdlib = {
+            os.path.realpath(sysconfig.get_path(name)) for name in ("stdlib", "platstdlib")
+        }
+        self.count = self.start = 0  # from the start of `follow`
+        # What raised the excess to each level, still held: (line, C function, returned).
+        self.left = []
+
+    def references(self):
+        return sys.getrefcount(self.held[0])
+
+    def explained(self):
+        """The references to the object that objects the collector sees, and the local
+        variables of the running functions, hold."""
+        self.explanations += 1
+        obj = self.held[0]
+        seen = 0
+        frame = sys._getframe(1)
+        while frame is not None:
+            code = frame.f_code
+            if code.co_flags & inspect.CO_OPTIMIZED and code not in LeftBehind.CODES:
+                # Before 3.13 this also copies them into a dict the frame keeps, which the
+                # collector sees: its references are counted with the other referrers'.
+                names = frame.f_locals
+                seen += sum(1 for name in code.co_varnames if names.get(name) is obj)
+            frame = frame.f_back
+        names = frame = None
+        for referrer in gc.get_referrers(obj):
+            if referrer is not self.held and not isinstance(referrer, types.FrameType):
+                seen += sum(1 for referent in gc.get_referents(referrer) if referent is obj)
+        return seen
+
+    def in_untracked(self):
+        """The references to the object that tuples and dicts the collector does not track
+        hold (3.14 makes a tuple of atomic values untracked, such as a function's defaults;
+        the collector stops tracking others as it goes): those reached from the tracked
+        objects, each counted once. A look at every object, so only when the cheaper count
+        moved."""
+        self.explanations += 9
+        obj = self.held[0]
+        seen = 0
+        visited = set()
+        kinds = (tuple, dict, types.CodeType)
+        for tracked in gc.get_objects():
+            pending = [r for r in gc.get_referents(tracked) if type(r) in kinds]
+            while pending:
+                container = pending.pop()
+                if gc.is_tracked(container) or id(container) in visited:
+                    continue
+                visited.add(id(container))
+                if type(container) is types.CodeType:
+                    # The collector sees nothing in a code object: its constants count too
+                    # (a loop over a constant tuple would else explain them only meanwhile).
+                    pending.append(container.co_consts)
+                    continue
+                for referent in gc.get_referents(container):
+                    if referent is obj:
+                        seen += 1
+                    elif type(referent) in kinds:
+                        pending.append(referent)
+        tracked = pending = container = referent = None
+        return seen
+
+    def is_own_code(self, path):
+        """Is `path` the target's code, not the standard library's, a test runner's or the
+        hunt's?"""
+        own = self.own_code.get(path)
+        if own is None:
+            real = os.path.realpath(path)
+            parts = set(real.split(os.sep))
+            own = (
+                not path.startswith("<")
+                and not any(real.startswith(folder + os.sep) for folder in self.stdlib)
+                and not parts & set(LeftBehind.RUNNERS)
+                and os.path.dirname(real) != os.path.dirname(os.path.realpath(__file__))
+            )
+            self.own_code[path] = own
+        return own
+
+    def step(self, always, in_flight=False):
+        count = self.references() - in_flight
+        if count == self.count and not always or self.explanations >= LeftBehind.MOST_EXPLAINED:
+            return
+        explained = self.explained() + self.in_untracked()
+        self.count = self.references() - in_flight  # after: explaining copies locals
+        excess = self.count - explained - self.start
+        del self.left[max(excess, 0):]
+        while len(self.left) < excess:
+            self.left.append((self.running, self.called, self.returned))
+
+    def trace(self, frame, event, arg):
+        own = self.is_own_code(frame.f_code.co_filename)
+        # Not on a call: its arguments are on their way then, references nothing explains.
+        if event == "line":
+            self.step(always=own)
+        elif event == "return" and own:
+            # Its result is on its way back: a reference nothing explains yet (and `arg`
+            # would be one more).
+            in_flight, arg = arg is self.held[0], None
+            self.step(always=True, in_flight=in_flight)
+        if not own:
+            return self.trace
+        if event == "call":
+            self.calls.append((self.running, self.called))
+        elif event == "line":
+            self.running = (frame.f_code.co_filename, frame.f_lineno)
+            self.called = self.returned = None
+        elif event == "return" and self.calls:
+            # Back in the target's code, the calling line runs on (a function called by a C
+            # function of that line, such as a hash function, is part of it); back in a
+            # test runner, the function's last line stands for what comes of its return.
+            caller = frame.f_back
+            if caller is not None and self.is_own_code(caller.f_code.co_filename):
+                self.running, self.called = self.calls.pop()
+            else:
+                self.calls.pop()
+                self.returned = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+        return self.trace
+
+    def profile(self, frame, event, arg):
+        if event.startswith("c_") and self.is_own_code(frame.f_code.co_filename):
+            self.step(always=False)
+            self.called = getattr(arg, "__qualname__", None) if event == "c_call" else None
+
+    def follow(self, run):
+        tracer, profiler = sys.gettrace(), sys.getprofile()
+        explained = self.explained() + self.in_untracked()
+        self.count = self.references()
+        self.start = self.count - explained
+        # No collection in the run: one would stop tracking tuples and dicts that hold only
+        # atomic values, and the references they hold would look unexplained.
+        gc.disable()
+        sys.settrace(self.trace)
+        sys.setprofile(self.profile)
+        try:
+            run()
+        finally:
+            sys.settrace(tracer)
+            sys.setprofile(profiler)
+            gc.enable()
+        settle()
+        self.step(always=True)
+
+    def lines(self):
+        """The lines (and C functions) that left references, with how many each."""
+        counts = {}
+        for left in self.left:
+            if left[0] is not None:
+                counts[left] = counts.get(left, 0) + 1
+        found = []
+        for ((path, line), called, returned), references in counts.items():
+            site = "%s:%d" % (relative(path), line)
+            entry = {"line": site, "source": source_line(site), "references": references}
+            if called:
+                entry["call"] = called
+            if returned:
+                entry["returned"] = returned
+            found.append(entry)
+        return found
+
+
+LeftBehind.CODES = {
+    function.__code__
+    for function in vars(LeftBehind).values()
+    if isinstance(function, types.FunctionType)
+}
 
 
 def object_traceback(obj):

@@ -440,6 +440,25 @@ fn verdict(out: &mut String, object: &LeakedObject, explained: &mut BTreeSet<&'s
         ),
     };
     wrapped(out, "      ", &text);
+    for left in &object.left_by {
+        let call = match (&left.call, &left.returned) {
+            (Some(function), _) => format!(", in its call of {function}"),
+            (None, Some(function)) => format!(", as {function} returned and let go of its locals"),
+            (None, None) => String::new(),
+        };
+        wrapped(
+            out,
+            "      ",
+            &format!(
+                "left behind by {} ({}{call})",
+                left.line,
+                count(left.references, "reference")
+            ),
+        );
+        if !left.source.is_empty() {
+            let _ = writeln!(out, "          {}", left.source);
+        }
+    }
     // Where a shared value (a small int, True, an interned string) can be reached says
     // nothing about who took the references.
     let shared = ["int", "bool", "float", "str", "bytes", "NoneType"];
