@@ -58,7 +58,8 @@ _DEAD_COUNT = 0xDDDDDDDD
 # Taken now, before any script or module of the learner's is imported: one that replaces
 # sys.getrefcount cannot change what the probes read.
 _getrefcount = sys.getrefcount
-_get_objects, _get_referents, _current_frames = gc.get_objects, gc.get_referents, sys._current_frames
+_get_referents, _current_frames = gc.get_referents, sys._current_frames
+_CO_OPTIMIZED = 0x1  # a function's frame: its f_locals are its own (else the globals)
 
 
 # What a JSON string cannot hold as itself: control characters, quote and backslash.
@@ -99,10 +100,12 @@ def _json(value):
     return str(int(value))
 
 
-def _send(event):
-    """To refcount-lab's trace (signed by the native module), or to stderr outside it."""
+def _send(event, _emit=_labtrace._emit):
+    """To refcount-lab's trace (signed by the native module), or to stderr outside it.
+    (The emitter is bound now: a script that replaces `_labtrace._emit` changes its own
+    calls only.)"""
     line = _json(event)
-    if not _labtrace._emit(line):
+    if not _emit(line):
         sys.stderr.write("lab: " + line + "\n")
 
 
@@ -290,27 +293,37 @@ def _report_threads():
     names = [thread.name for thread in threading.enumerate()
              if thread is not threading.main_thread() and thread.is_alive()]
     if names:
-        _send({"ev": "threads", "names": names, "held": _tables_referred_to(threading)})
+        _send({"ev": "threads", "names": names, "held": _tables_daemon_threads_reach(threading)})
 
 
-def _tables_referred_to(threading):
-    """The native tables that something still refers to: an object the collector sees, or a
-    local variable of another thread's frame. With daemon threads running, CPython may never
-    free those; a table nothing refers to is a leak, threads or not."""
-    objects = _get_objects()
-    own_records = {id(_watched)} | {id(record) for record in _watched}
-    referred = set()
-    for obj in objects:
-        if id(obj) not in own_records:
-            referred.update(map(id, _get_referents(obj)))
+def _tables_daemon_threads_reach(threading):
+    """The native tables the running threads can still reach: from their frames' local
+    variables and globals, through every reference the collector can follow, but not
+    through other modules (sys.modules and module namespaces are cleared at shutdown, so
+    what only they hold is freed). CPython may never free those; any other table not freed
+    is a leak, threads or not."""
+    reached = {}
+    pending = []
     for ident, frame in _current_frames().items():
         while frame is not None and ident != threading.get_ident():
-            referred.update(map(id, frame.f_locals.values()))
+            if frame.f_code.co_flags & _CO_OPTIMIZED:
+                pending.extend(frame.f_locals.values())
+            pending.append(frame.f_globals)
             frame = frame.f_back
+    frame = None
+    cleared = {id(vars(module)) for module in list(sys.modules.values()) if module is not None}
+    cleared -= {id(namespace) for namespace in pending if isinstance(namespace, dict)}
+    while pending:
+        obj = pending.pop()
+        if id(obj) in reached or id(obj) in cleared or isinstance(obj, type(sys)):
+            continue
+        reached[id(obj)] = obj
+        pending.extend(_get_referents(obj))
+    obj = None
     held = []
-    for obj in objects:
+    for obj in reached.values():
         traced = _labtrace._traced_as(obj)
-        if traced is not None and id(obj) in referred:
+        if traced is not None:
             held.append({"type": traced[0], "id": traced[1]})
     return held
 

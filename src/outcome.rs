@@ -216,7 +216,7 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
         }
     }
     // With daemon threads running at shutdown, CPython leaves alone what they can reach:
-    // an object something still referred to then may stay unfreed without a leak.
+    // an object they could reach then may stay unfreed without a leak.
     for object in held_at_exit {
         alive.remove(&(object.type_name.clone(), object.id));
     }
@@ -227,7 +227,7 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
 }
 
 /// The threads still running when the script's interpreter shut down, if any, and the
-/// native objects that were never freed but something still referred to then.
+/// native objects that were never freed but those threads could reach then.
 pub fn threads_at_exit(run: &Run) -> Option<(&[String], Vec<&NativeObject>)> {
     let (names, held) = run.events().find_map(|event| match event {
         Event::Threads { names, held } if !names.is_empty() => Some((names, held)),

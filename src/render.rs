@@ -300,7 +300,7 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
             "{} daemon thread{} still running at exit: CPython does not wait for daemon \
              threads, and does not free what their code can still reach (their frames keep \
              module globals alive). So a native object not freed at exit counts as a leak \
-             only if nothing referred to it then{held}. Stop or join the threads before the \
+             only if no running thread could reach it then{held}. Stop or join the threads before the \
              script ends to check them all.",
             names.len(),
             if names.len() == 1 { " was" } else { "s were" }

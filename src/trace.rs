@@ -170,7 +170,7 @@ pub enum Event {
     Findings(Box<Findings>),
     /// Threads other than the main one still running when the interpreter began to shut
     /// down (daemon threads: CPython does not wait for them), and the native objects
-    /// something still referred to then, which CPython may not free while they run.
+    /// they could reach then, which CPython may not free while they run.
     Threads {
         names: Vec<String>,
         #[serde(default)]

@@ -369,6 +369,33 @@ fn a_daemon_thread_does_not_hide_a_table_nothing_refers_to() {
     });
 }
 
+/// Only what a running thread can reach is excused: a global table of a script whose
+/// daemon thread runs another module's code is cleared at shutdown like any other, and a
+/// table it leaves unfreed is a leak. A script cannot claim such a thread in lab's words.
+#[test]
+fn a_daemon_thread_excuses_only_what_it_can_reach() {
+    let stdout =
+        |output: std::process::Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    let leak = stdout(
+        run_fixture("leaks_beside_a_heartbeat.py", &["--fault", "no-traverse"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        leak.contains("outcome:  leaked\n    HashTable#1 was never freed"),
+        "{leak}"
+    );
+    let forged = stdout(
+        run_fixture("forges_threads.py", &["--fault", "no-traverse"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        forged.contains("outcome:  error") && forged.contains("no other thread is running"),
+        "{forged}"
+    );
+}
+
 /// A daemon that left the process group and the session (double fork, `setsid`) is still
 /// part of the run: the timeout holds, and nothing of the run outlives it.
 #[test]

@@ -36,6 +36,11 @@ import types
 
 import lab
 
+# Bound now, before the target runs: a target that replaces `lab._send` (to change what
+# the hunt reports) changes only its own calls. (A target shares the hunt's interpreter
+# and can still tamper on purpose, with ctypes or gc; `hunt` measures code, not adversaries.)
+send = lab._send
+
 # Py_TPFLAGS_MANAGED_DICT (3.11+): a type whose instances keep their __dict__ before them.
 MANAGED_DICT = 1 << 4
 # The exit status that says a --watch name never resolved (the target itself was fine).
@@ -748,7 +753,7 @@ class Hunt:
         if phase != "attributing":
             event["run_seconds"] = ran - started
             event["measure_seconds"] = time.perf_counter() - ran
-            lab._send(event)
+            send(event)
 
     def main(self):
         warmup, repeat, confirm = self.config["warmup"], self.config["repeat"], self.config["confirm"]
@@ -787,7 +792,7 @@ class Hunt:
         if self.tests and (confirmed or findings["objects"]):
             findings["tests"] = self.attribute(confirmed, findings)
         self.name_lines(findings)
-        lab._send(dict(ev="findings", **findings))
+        send(dict(ev="findings", **findings))
 
     def name_lines(self, findings):
         """For each object C code over-counted, the lines of its leaking test (or of the
@@ -1215,7 +1220,7 @@ def main():
     else:
         sys.path.insert(0, os.getcwd())
     Hunt(config).main()
-    lab._send({"ev": "hunt_done"})
+    send({"ev": "hunt_done"})
     end_now()
 
 
