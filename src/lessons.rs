@@ -235,7 +235,7 @@ impl Lesson {
             questions,
             number: meta.number,
             dir: dir.to_owned(),
-            title: crate::printable::lines(&meta.title),
+            title: crate::printable::one_line(&meta.title),
             faults,
             expect: meta.expect,
             topic: meta.topic,

@@ -350,12 +350,13 @@ impl Event {
     /// characters in its strings (a script's `say`, its labels) come out escaped, so that
     /// printing an event cannot drive the terminal.
     pub fn parse(line: &str) -> Result<Event, String> {
-        let plain = !line.contains("\\u") && printable::lines(line).len() == line.len();
+        // Without a backslash, no string can hold an escaped control character.
+        let plain = !line.contains('\\') && printable::lines(line).len() == line.len();
         let parsed = if plain {
             serde_json::from_str(line)
         } else {
             serde_json::from_str(line).and_then(|mut value| {
-                escape_strings(&mut value);
+                escape_strings(&mut value, false);
                 serde_json::from_value(value)
             })
         };
@@ -363,17 +364,22 @@ impl Event {
     }
 }
 
-/// Escapes the control characters of every string in `value` (keys too).
-fn escape_strings(value: &mut serde_json::Value) {
+/// Escapes the control characters of every string in `value` (keys too). Only a `text`
+/// (what `lab.say` says) keeps its line breaks: a name with one could forge a line of the
+/// report.
+fn escape_strings(value: &mut serde_json::Value, several_lines: bool) {
     use serde_json::Value;
     match value {
-        Value::String(text) => *text = printable::lines(text),
-        Value::Array(items) => items.iter_mut().for_each(escape_strings),
+        Value::String(text) if several_lines => *text = printable::lines(text),
+        Value::String(text) => *text = printable::one_line(text),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| escape_strings(item, false)),
         Value::Object(map) => {
             *map = std::mem::take(map)
                 .into_iter()
                 .map(|(key, mut item)| {
-                    escape_strings(&mut item);
+                    escape_strings(&mut item, key == "text");
                     (printable::one_line(&key), item)
                 })
                 .collect();
@@ -409,6 +415,15 @@ mod tests {
             }
         );
         assert_eq!(Event::parse("not json").unwrap_err(), "not json");
+        // A name breaks no line: it could forge one of the report's.
+        let forged = r#"{"ev":"threads","names":["t\n  outcome:  ok"]}"#;
+        assert_eq!(
+            Event::parse(forged).unwrap(),
+            Event::Threads {
+                names: vec!["t\\n  outcome:  ok".into()],
+                held: vec![]
+            }
+        );
         let say = Event::parse(r#"{"ev":"say","text":"a\nb\u001b[2J\u009b"}"#).unwrap();
         assert_eq!(
             say,
