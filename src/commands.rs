@@ -263,6 +263,13 @@ pub fn hunt_target(
                 None => (bytes, &b""[..]),
             };
             let shown = script.to_string_lossy();
+            let named = bytes.len() != path.len();
+            if path.is_empty() || (named && function.is_empty()) {
+                bail!(
+                    "{shown}: name a script, and after `::` one function it defines \
+                     (SCRIPT or SCRIPT::FUNCTION)"
+                );
+            }
             if function.windows(2).any(|pair| pair == b"::") {
                 bail!(
                     "{shown}: name one function the script defines, as SCRIPT::FUNCTION \

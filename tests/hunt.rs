@@ -616,6 +616,15 @@ fn a_target_or_plot_it_cannot_use_is_refused_before_the_hunt() {
         text.contains("name one function the script defines"),
         "{text}"
     );
+    for half_named in ["leaks_one_per_run.py::", "::run"] {
+        let output = hunt("fixtures/hunt", &[half_named]);
+        let text = report(&output);
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        assert!(
+            text.contains("name a script, and after `::` one function"),
+            "{text}"
+        );
+    }
     let output = hunt(
         "fixtures/hunt",
         &["leaks_one_per_run.py", "--plot", "no-such-folder/leak.svg"],
