@@ -221,6 +221,15 @@ pub fn run_bench(
     if let Some(dir) = plot {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create {}", printable::path(dir)))?;
+        // As for the files themselves (see `outputs`): another user's link could choose
+        // which folder of yours gets them.
+        if std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            bail!(
+                "cannot write into {}: it is a symbolic link, not followed (name the folder \
+                 itself)",
+                printable::path(dir)
+            );
+        }
         for file in bench::PLOTS {
             outputs::check(&dir.join(file))?;
         }

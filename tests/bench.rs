@@ -58,3 +58,27 @@ fn quick_bench_is_deterministic_but_for_timings() {
     };
     assert!(max_chain("terrible_hash") > 50 * max_chain("hash"));
 }
+
+/// `--plot DIR` never writes through a link named as DIR (another user's link could choose
+/// which folder of yours gets the plots): refused before anything is measured.
+#[test]
+fn a_plot_folder_that_is_a_link_is_refused() {
+    let scratch =
+        std::env::temp_dir().join(format!("refcount-lab-bench-link-{}", std::process::id()));
+    std::fs::create_dir_all(scratch.join("real")).unwrap();
+    std::os::unix::fs::symlink(scratch.join("real"), scratch.join("link")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_refcount-lab"))
+        .args(["bench", "--quick", "--plot"])
+        .arg(scratch.join("link"))
+        .output()
+        .expect("refcount-lab runs");
+    let written = std::fs::read_dir(scratch.join("real")).unwrap().count();
+    std::fs::remove_dir_all(&scratch).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("it is a symbolic link, not followed"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty() && written == 0);
+}
