@@ -237,6 +237,7 @@ unsafe fn insert(
 
 /// Files `value` under `key`, whose hash is known; takes over the reference to `value` the
 /// caller took for the table, in every case (stored, or released on failure).
+#[inline(always)]
 unsafe fn store(
     slf: *mut HashTableObject,
     key: *mut PyObject,
