@@ -295,6 +295,7 @@ unsafe fn lookup(
 }
 
 /// Unlinks `key`; hands the table's reference to its value to the caller.
+#[inline(always)]
 unsafe fn remove(
     slf: *mut HashTableObject,
     key: *mut PyObject,

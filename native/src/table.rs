@@ -184,6 +184,7 @@ impl<P> Table<P> {
     /// Unlinks the entry at `slot` and hands it back, leaving a hole. The one link that
     /// changes, the bucket's head or the entry before it, is found by walking the chain
     /// again: after a lookup found the entry (`pop`, `del`), through cached nodes.
+    #[inline(always)]
     pub fn remove(&mut self, slot: Slot) -> Entry<P> {
         let bucket = self.bucket_of(self.node(slot).entry.hash);
         let (mut before, mut at) = (None, self.first_in_chain(bucket));
