@@ -679,14 +679,22 @@ unsafe extern "C" fn table_ass_subscript(
         if !value.is_null() {
             return into_status(insert(slf, key, value));
         }
-        into_status(match remove(slf, key) {
-            Ok(Some(removed)) => {
+        into_status(delete(slf, key))
+    }
+}
+
+/// `del table[key]`: a function of its own, which keeps `table[key] = value` short.
+#[inline(never)]
+unsafe fn delete(slf: *mut HashTableObject, key: *mut PyObject) -> Result<(), Raised> {
+    // SAFETY: `slf` is a live table and `key` a live borrowed object.
+    unsafe {
+        match remove(slf, key)? {
+            Some(removed) => {
                 Py_DECREF(removed); // `del` discards the value: release the reference we got
                 Ok(())
             }
-            Ok(None) => Err(raise_key_error(key)),
-            Err(Raised) => Err(Raised),
-        })
+            None => Err(raise_key_error(key)),
+        }
     }
 }
 
