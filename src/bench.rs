@@ -104,8 +104,8 @@ const SAFETY_COSTS: &str = "  \
   pop (its optional default arrives as a tuple); the borrow flag, an atomic operation per
   borrow, 24 to 36 (no borrow may be held while Python code, hash_func or __eq__, runs);
   reference counts by function call, 10 to 21 on 3.11 and 30 to 59 on 3.14 (HashTable
-  writes them inline, as CPython's headers do). In all SafeHashTable runs 1.36 to 2.52
-  times dict's instructions per operation, HashTable 0.78 to 1.10 times.";
+  writes them inline, as CPython's headers do). In all SafeHashTable runs 1.29 to 2.51
+  times dict's instructions per operation, HashTable 0.77 to 0.97 times.";
 
 /// Why the memory ratio moves with the number of entries.
 const MEMORY_MOVES: &str = "  \

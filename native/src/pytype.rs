@@ -156,7 +156,6 @@ unsafe fn find(
     // SAFETY: `slf` is a live table; entries hold live keys owned by the table; no borrow of
     // the table outlives a statement, so Python code run by `==` may change it freely.
     unsafe {
-        let version = (*slf).table.version();
         let bucket = (*slf).table.bucket_of(hash);
         let mut next = (*slf).table.first_in_chain(bucket);
         while let Some(slot) = next {
@@ -165,7 +164,7 @@ unsafe fn find(
                 return Ok(Some((slot, entry)));
             }
             // Should `==` change the table, keys_equal raises, and `after` goes unused.
-            if entry.hash == hash && keys_equal(slf, entry.key, key, version)? {
+            if entry.hash == hash && keys_equal(slf, entry.key, key)? {
                 return Ok(Some((slot, entry)));
             }
             next = after;
@@ -175,17 +174,19 @@ unsafe fn find(
 }
 
 /// `stored == key`, for a stored key whose hash matches: runs Python code (`__eq__`), after
-/// which the table may have changed (an error then). Out of `find`'s loop, which it keeps
-/// short: with a good hash, equal hashes mostly mean the very same key object.
+/// which the table may have changed (an error then: the chain being walked may be gone). Out
+/// of `find`'s loop, which it keeps short: with a good hash, equal hashes mostly mean the
+/// very same key object.
 #[inline(never)]
 unsafe fn keys_equal(
     slf: *mut HashTableObject,
     stored: *mut PyObject,
     key: *mut PyObject,
-    version: u64,
 ) -> Result<bool, Raised> {
     // SAFETY: `slf` is a live table, `stored` a key it owns, `key` a live borrowed object.
     unsafe {
+        // As the walk found it: no Python code has run since it started.
+        let version = (*slf).table.version();
         // Comparing two exact strs or two exact ints runs no Python code, so the
         // table's borrowed key cannot go away meanwhile; any other `==` might.
         let runs_python = !(PyUnicode_CheckExact(stored) != 0 && PyUnicode_CheckExact(key) != 0
@@ -237,6 +238,7 @@ unsafe fn insert(
 
 /// Files `value` under `key`, whose hash is known; takes over the reference to `value` the
 /// caller took for the table, in every case (stored, or released on failure).
+#[inline(always)]
 unsafe fn store(
     slf: *mut HashTableObject,
     key: *mut PyObject,
@@ -293,6 +295,7 @@ unsafe fn lookup(
 }
 
 /// Unlinks `key`; hands the table's reference to its value to the caller.
+#[inline(always)]
 unsafe fn remove(
     slf: *mut HashTableObject,
     key: *mut PyObject,
@@ -676,14 +679,22 @@ unsafe extern "C" fn table_ass_subscript(
         if !value.is_null() {
             return into_status(insert(slf, key, value));
         }
-        into_status(match remove(slf, key) {
-            Ok(Some(removed)) => {
+        into_status(delete(slf, key))
+    }
+}
+
+/// `del table[key]`: a function of its own, which keeps `table[key] = value` short.
+#[inline(never)]
+unsafe fn delete(slf: *mut HashTableObject, key: *mut PyObject) -> Result<(), Raised> {
+    // SAFETY: `slf` is a live table and `key` a live borrowed object.
+    unsafe {
+        match remove(slf, key)? {
+            Some(removed) => {
                 Py_DECREF(removed); // `del` discards the value: release the reference we got
                 Ok(())
             }
-            Ok(None) => Err(raise_key_error(key)),
-            Err(Raised) => Err(Raised),
-        })
+            None => Err(raise_key_error(key)),
+        }
     }
 }
 

@@ -69,6 +69,9 @@ pub struct Table<P> {
     /// Entries, holes not counted.
     live: usize,
     max_load: f64,
+    /// How many entries fit in the buckets within `max_load` ([`fits`]): the table doubles
+    /// before one more goes in.
+    fits: usize,
     resizes: usize,
     /// Bumped by every change to the set of keys, so iterators and lookups that ran Python
     /// code (`__eq__`) can tell that the chain they were walking has moved.
@@ -84,6 +87,7 @@ impl<P> Table<P> {
             nodes: Vec::new(),
             live: 0,
             max_load,
+            fits: fits(size, max_load),
             resizes: 0,
             version: 0,
         }
@@ -149,15 +153,12 @@ impl<P> Table<P> {
     /// Files a new entry (its key must not be in the table yet, and the table must not be
     /// full), doubling the table first when one more entry would push the load factor past
     /// `max_load`.
+    #[inline(always)]
     pub fn insert_new(&mut self, entry: Entry<P>) {
         debug_assert!(!self.is_full(), "callers check is_full first");
-        if (self.live + 1) as f64 / self.size() as f64 > self.max_load && self.size() < MAX_SIZE {
-            self.rebuild((self.size() * 2).min(MAX_SIZE));
-            self.resizes += 1;
-        } else if self.nodes.len() - self.live > self.live || self.nodes.len() >= MAX_SIZE {
-            // More holes than entries: squeezing them out costs no more than the removals
-            // that made them, and keeps the array from growing without end.
-            self.rebuild(self.size());
+        let holes = self.nodes.len() - self.live;
+        if self.live >= self.fits || holes > self.live || self.nodes.len() >= MAX_SIZE {
+            self.make_room();
         }
         let bucket = self.bucket_of(entry.hash);
         let slot = self.nodes.len();
@@ -183,6 +184,7 @@ impl<P> Table<P> {
     /// Unlinks the entry at `slot` and hands it back, leaving a hole. The one link that
     /// changes, the bucket's head or the entry before it, is found by walking the chain
     /// again: after a lookup found the entry (`pop`, `del`), through cached nodes.
+    #[inline(always)]
     pub fn remove(&mut self, slot: Slot) -> Entry<P> {
         let bucket = self.bucket_of(self.node(slot).entry.hash);
         let (mut before, mut at) = (None, self.first_in_chain(bucket));
@@ -260,6 +262,19 @@ impl<P> Table<P> {
             .expect("chains link stored entries")
     }
 
+    /// Before an insert that would pass `max_load`, doubles the table; else, with more holes
+    /// than entries, squeezes them out: that costs no more than the removals that made them,
+    /// and keeps the array from growing without end. Out of `insert_new`: it is rare.
+    #[cold]
+    fn make_room(&mut self) {
+        if self.live >= self.fits && self.size() < MAX_SIZE {
+            self.rebuild((self.size() * 2).min(MAX_SIZE));
+            self.resizes += 1;
+        } else if self.nodes.len() - self.live > self.live || self.nodes.len() >= MAX_SIZE {
+            self.rebuild(self.size());
+        }
+    }
+
     /// The last entry of `bucket`'s chain.
     fn last_in_chain(&self, bucket: usize) -> Option<Slot> {
         let mut last = self.first_in_chain(bucket)?;
@@ -275,6 +290,7 @@ impl<P> Table<P> {
             self.nodes.retain(Option::is_some);
         }
         self.heads = vec![Link::END; size];
+        self.fits = fits(size, self.max_load);
         // The newest first, each in front of its chain: every chain ends up oldest first.
         for slot in (0..self.nodes.len()).rev() {
             let node = self.nodes[slot].as_mut().expect("no hole after retain");
@@ -283,6 +299,20 @@ impl<P> Table<P> {
         }
         self.version += 1;
     }
+}
+
+/// How many entries `size` buckets hold within `max_load`: the largest `n` with
+/// `n / size <= max_load`, worked out once per size instead of divided on every insert.
+fn fits(size: usize, max_load: f64) -> usize {
+    let over = |n: usize| n as f64 / size as f64 > max_load;
+    let mut n = (size as f64 * max_load) as usize; // close; the loops settle the rounding
+    while over(n) {
+        n -= 1;
+    }
+    while !over(n + 1) {
+        n += 1;
+    }
+    n
 }
 
 /// The bucket a hash falls into among `size`: `hash mod size`, always in range.
@@ -352,6 +382,17 @@ mod tests {
         assert_eq!((table.size(), table.resizes()), (4, 0));
         table.insert_new(entry(2));
         assert_eq!((table.size(), table.resizes(), table.load()), (8, 1, 3));
+    }
+
+    #[test]
+    fn fits_is_the_division_made_once() {
+        for size in (1..300).chain([1000, 4096, 12345, MAX_SIZE]) {
+            for max_load in [1e-9, 0.1, 0.25, 1.0 / 3.0, 0.5, 0.7, 0.75, 0.999, 1.0] {
+                let n = fits(size, max_load);
+                assert!(n as f64 / size as f64 <= max_load, "{size} {max_load}");
+                assert!((n + 1) as f64 / size as f64 > max_load, "{size} {max_load}");
+            }
+        }
     }
 
     #[test]
