@@ -796,11 +796,16 @@ class Hunt:
 
     def name_lines(self, findings):
         """For each object C code over-counted, the lines of its leaking test (or of the
-        target) whose run left the references behind: one more run, followed line by line."""
-        for found in findings["objects"]:
+        target) whose run left the references behind: one more run, followed line by line,
+        for each of the first few (a dealloc that keeps its type's references over-counts
+        a dozen of its attributes' names at once)."""
+        over_counted = [
+            found
+            for found in findings["objects"]
+            if found["kind"] == "references" and found["verdict"] == "over-counted"
+        ]
+        for found in over_counted[:LeftBehind.MOST_FOLLOWED]:
             metric = "references to " + found["repr"]
-            if found["kind"] != "references" or found["verdict"] != "over-counted":
-                continue
             tests = None
             if self.tests:
                 groups = [f["tests"] for f in findings.get("tests", []) if metric in f["metrics"]]
@@ -965,6 +970,7 @@ class LeftBehind:
     # (tenths of a second in a big program): after this many, a run that keeps changing
     # the object's references is no longer followed.
     MOST_EXPLAINED = 1000
+    MOST_FOLLOWED = 5
     RUNNERS = ("pytest", "_pytest", "pluggy", "unittest")
 
     def __init__(self, obj):
@@ -979,6 +985,7 @@ class LeftBehind:
             os.path.realpath(sysconfig.get_path(name)) for name in ("stdlib", "platstdlib")
         }
         self.count = self.start = 0  # from the start of `follow`
+        self.seen_last = None  # (count, explained by referrers and locals) at the last look
         # What raised the excess to each level, still held: (line, C function, returned).
         self.left = []
 
@@ -1057,9 +1064,12 @@ class LeftBehind:
         count = self.references() - in_flight
         if count == self.count and not always or self.explanations >= LeftBehind.MOST_EXPLAINED:
             return
-        explained = self.explained() + self.in_untracked()
+        explained = self.explained()
         self.count = self.references() - in_flight  # after: explaining copies locals
-        excess = self.count - explained - self.start
+        if (self.count, explained) == self.seen_last:
+            return  # nothing moved since the last look: no need to look at every object
+        self.seen_last = (self.count, explained)
+        excess = self.count - explained - self.in_untracked() - self.start
         del self.left[max(excess, 0):]
         while len(self.left) < excess:
             self.left.append((self.running, self.called, self.returned))
@@ -1100,9 +1110,10 @@ class LeftBehind:
 
     def follow(self, run):
         tracer, profiler = sys.gettrace(), sys.getprofile()
-        explained = self.explained() + self.in_untracked()
+        explained = self.explained()
         self.count = self.references()
-        self.start = self.count - explained
+        self.seen_last = (self.count, explained)
+        self.start = self.count - explained - self.in_untracked()
         # No collection in the run: one would stop tracking tuples and dicts that hold only
         # atomic values, and the references they hold would look unexplained.
         gc.disable()
