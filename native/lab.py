@@ -60,6 +60,7 @@ _DEAD_COUNT = 0xDDDDDDDD
 _getrefcount = sys.getrefcount
 _get_referents, _current_frames = gc.get_referents, sys._current_frames
 _CO_OPTIMIZED = 0x1  # a function's frame: its f_locals are its own (else the globals)
+_FrameType = type(sys._getframe())
 
 
 # What a JSON string cannot hold as itself: control characters, quote and backslash.
@@ -208,8 +209,11 @@ def watch(obj, name):
     """Remember obj's reference count now; at exit, report how it changed or that it died.
 
     Objects that allow weak references are watched through one, so watching does not keep
-    them alive. Others are held, which the baseline already counts.
+    them alive. Others are held, which the baseline already counts. Watching a name again
+    changes nothing: its first baseline stands.
     """
+    if any(watched == name for watched, _, _ in _watched):
+        return  # watched already: its first baseline stands
     try:
         handle = weakref.ref(obj)
     except TypeError:
@@ -304,15 +308,26 @@ def _tables_daemon_threads_reach(threading):
     is a leak, threads or not."""
     reached = {}
     pending = []
+    namespaces = []
     for ident, frame in _current_frames().items():
         while frame is not None and ident != threading.get_ident():
             if frame.f_code.co_flags & _CO_OPTIMIZED:
                 pending.extend(frame.f_locals.values())
-            pending.append(frame.f_globals)
+            namespaces.append(frame.f_globals)
             frame = frame.f_back
     frame = None
-    cleared = {id(vars(module)) for module in list(sys.modules.values()) if module is not None}
-    cleared -= {id(namespace) for namespace in pending if isinstance(namespace, dict)}
+    pending.extend(namespaces)
+    modules = {id(vars(module)): module for module in list(sys.modules.values()) if module is not None}
+    # A thread's globals outlive shutdown only when their module dies with sys.modules
+    # (then nothing clears them); a module something else keeps alive, such as its own
+    # `import __main__`, has them cleared like any other.
+    kept = {
+        id(namespace)
+        for namespace in namespaces
+        if id(namespace) not in modules or not _kept_alive(modules[id(namespace)], modules)
+    }
+    cleared = set(modules) - kept
+    modules = namespaces = None
     while pending:
         obj = pending.pop()
         if id(obj) in reached or id(obj) in cleared or isinstance(obj, type(sys)):
@@ -326,6 +341,16 @@ def _tables_daemon_threads_reach(threading):
         if traced is not None:
             held.append({"type": traced[0], "id": traced[1]})
     return held
+
+
+def _kept_alive(module, modules):
+    """Does anything but sys.modules (and `modules`, the caller's) refer to `module`? Frames
+    do not count: a running function's own variables are not what keeps a module."""
+    for referrer in gc.get_referrers(module):
+        if referrer is not sys.modules and referrer is not modules:
+            if not isinstance(referrer, _FrameType):
+                return True
+    return False
 
 
 # refcount-lab's own modules. `lab` and `_labtrace` are imported before the script runs;

@@ -188,7 +188,8 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
             Event::Watch {
                 obj, rc, globals, ..
             } => {
-                baselines.insert(obj, (*rc, globals));
+                // The first baseline stands (lab watches a name once).
+                baselines.entry(obj).or_insert((*rc, globals));
             }
             // An immortal object's count cannot move, so it cannot leak.
             Event::Final {

@@ -385,6 +385,18 @@ fn a_daemon_thread_excuses_only_what_it_can_reach() {
         leak.contains("outcome:  leaked\n    HashTable#1 was never freed"),
         "{leak}"
     );
+    let kept = stdout(
+        run_fixture(
+            "keeps_its_module_beside_a_daemon.py",
+            &["--fault", "no-traverse"],
+        )
+        .output()
+        .unwrap(),
+    );
+    assert!(
+        kept.contains("outcome:  leaked\n    HashTable#1 was never freed"),
+        "{kept}"
+    );
     let forged = stdout(
         run_fixture("forges_threads.py", &["--fault", "no-traverse"])
             .output()
@@ -393,6 +405,20 @@ fn a_daemon_thread_excuses_only_what_it_can_reach() {
     assert!(
         forged.contains("outcome:  error") && forged.contains("no other thread is running"),
         "{forged}"
+    );
+}
+
+/// A name watched twice keeps its first baseline: a second `lab.watch` after the leak does
+/// not hide it.
+#[test]
+fn watching_a_name_again_keeps_its_first_baseline() {
+    let output = run_fixture("watches_twice.py", &["--fault", "dealloc-missing-decref"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("hash ended 5 references above its baseline"),
+        "{stdout}"
     );
 }
 
