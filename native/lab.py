@@ -29,6 +29,7 @@ call of the probe, the probe's call of `_refs`) and adds back one for each argum
 pushed borrowed (`_pushed_borrowed`).
 """
 
+import _thread
 import atexit
 import gc
 import os
@@ -58,9 +59,9 @@ _DEAD_COUNT = 0xDDDDDDDD
 # Taken now, before any script or module of the learner's is imported: one that replaces
 # sys.getrefcount cannot change what the probes read.
 _getrefcount = sys.getrefcount
-_get_referents, _current_frames = gc.get_referents, sys._current_frames
+_get_objects, _get_referents, _current_frames = gc.get_objects, gc.get_referents, sys._current_frames
+_get_ident = _thread.get_ident
 _CO_OPTIMIZED = 0x1  # a function's frame: its f_locals are its own (else the globals)
-_FrameType = type(sys._getframe())
 
 
 # What a JSON string cannot hold as itself: control characters, quote and backslash.
@@ -209,11 +210,20 @@ def watch(obj, name):
     """Remember obj's reference count now; at exit, report how it changed or that it died.
 
     Objects that allow weak references are watched through one, so watching does not keep
-    them alive. Others are held, which the baseline already counts. Watching a name again
-    changes nothing: its first baseline stands.
+    them alive. Others are held, which the baseline already counts. Watching the same object
+    under its name again changes nothing (its first baseline stands); another object under
+    that name is an error.
     """
-    if any(watched == name for watched, _, _ in _watched):
-        return  # watched already: its first baseline stands
+    for watched, weak, handle in _watched:
+        if watched == name:
+            same = (handle() if weak else handle) is obj
+            del handle
+            if same:
+                return  # watched already: its first baseline stands
+            raise ValueError(
+                "lab.watch: %r is watched already, for another object: give each its own name"
+                % (name,))
+    handle = None
     try:
         handle = weakref.ref(obj)
     except TypeError:
@@ -289,68 +299,59 @@ def _report_watched():
 
 @atexit.register
 def _report_threads():
-    """Daemon threads still running at shutdown: CPython does not wait for them, and does
-    not free what they can still reach (their frames keep module globals alive)."""
-    threading = sys.modules.get("threading")
-    if threading is None:
+    """Threads still running at shutdown (daemon threads, or any started with `_thread`):
+    CPython does not wait for them, and does not free what they can still reach."""
+    me = _get_ident()
+    others = [ident for ident in _current_frames() if ident != me]
+    if not others:
         return
-    names = [thread.name for thread in threading.enumerate()
-             if thread is not threading.main_thread() and thread.is_alive()]
-    if names:
-        _send({"ev": "threads", "names": names, "held": _tables_daemon_threads_reach(threading)})
+    threading = sys.modules.get("threading")
+    named = {thread.ident: thread.name for thread in threading.enumerate()} if threading else {}
+    names = sorted(named.get(ident, "thread %d" % ident) for ident in others)
+    _send({"ev": "threads", "names": names, "held": _tables_fully_explained()})
 
 
-def _tables_daemon_threads_reach(threading):
-    """The native tables the running threads can still reach: from their frames' local
-    variables and globals, through every reference the collector can follow, but not
-    through other modules (sys.modules and module namespaces are cleared at shutdown, so
-    what only they hold is freed). CPython may never free those; any other table not freed
-    is a leak, threads or not."""
-    reached = {}
-    pending = []
-    namespaces = []
+def _tables_fully_explained():
+    """The native tables whose every reference something visible holds: an object the
+    collector sees, or a local variable of a running function. With threads running,
+    CPython may keep those alive at shutdown (whatever a thread can reach); a table with
+    references nothing explains was over-counted by C code (or sits in a cycle the
+    collector cannot see), and is a leak whatever the threads do."""
+    seen = {}
     for ident, frame in _current_frames().items():
-        while frame is not None and ident != threading.get_ident():
-            if frame.f_code.co_flags & _CO_OPTIMIZED:
-                pending.extend(frame.f_locals.values())
-            namespaces.append(frame.f_globals)
+        # First: before 3.13 this copies a frame's locals into a dict it keeps (which the
+        # collector sees, and the walk below counts).
+        while frame is not None:
+            if frame.f_code.co_flags & _CO_OPTIMIZED and frame.f_code is not _OWN_CODE:
+                names = frame.f_locals
+                for name in frame.f_code.co_varnames:
+                    value = names.get(name)
+                    seen[id(value)] = seen.get(id(value), 0) + 1
             frame = frame.f_back
-    frame = None
-    pending.extend(namespaces)
-    modules = {id(vars(module)): module for module in list(sys.modules.values()) if module is not None}
-    # A thread's globals outlive shutdown only when their module dies with sys.modules
-    # (then nothing clears them); a module something else keeps alive, such as its own
-    # `import __main__`, has them cleared like any other.
-    kept = {
-        id(namespace)
-        for namespace in namespaces
-        if id(namespace) not in modules or not _kept_alive(modules[id(namespace)], modules)
-    }
-    cleared = set(modules) - kept
-    modules = namespaces = None
-    while pending:
-        obj = pending.pop()
-        if id(obj) in reached or id(obj) in cleared or isinstance(obj, type(sys)):
-            continue
-        reached[id(obj)] = obj
-        pending.extend(_get_referents(obj))
-    obj = None
+    names = value = frame = None
+    objects = _get_objects()
+    tables = [obj for obj in objects if _labtrace._traced_as(obj) is not None]
+    for obj in objects:
+        for referent in _get_referents(obj):
+            seen[id(referent)] = seen.get(id(referent), 0) + 1
+    obj = referent = None
+    del objects
+    # What holding a table here adds to its count (`tables`, the argument), measured on a
+    # probe held the same way.
+    probe = set()
+    tables.append(probe)
+    del probe
+    offset = _getrefcount(tables[-1]) - seen.get(id(tables[-1]), 0)
+    tables.pop()
     held = []
-    for obj in reached.values():
-        traced = _labtrace._traced_as(obj)
-        if traced is not None:
+    for index in range(len(tables)):
+        if _getrefcount(tables[index]) - seen.get(id(tables[index]), 0) <= offset:
+            traced = _labtrace._traced_as(tables[index])
             held.append({"type": traced[0], "id": traced[1]})
     return held
 
 
-def _kept_alive(module, modules):
-    """Does anything but sys.modules (and `modules`, the caller's) refer to `module`? Frames
-    do not count: a running function's own variables are not what keeps a module."""
-    for referrer in gc.get_referrers(module):
-        if referrer is not sys.modules and referrer is not modules:
-            if not isinstance(referrer, _FrameType):
-                return True
-    return False
+_OWN_CODE = _tables_fully_explained.__code__
 
 
 # refcount-lab's own modules. `lab` and `_labtrace` are imported before the script runs;

@@ -216,8 +216,8 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
             _ => {}
         }
     }
-    // With daemon threads running at shutdown, CPython leaves alone what they can reach:
-    // an object they could reach then may stay unfreed without a leak.
+    // With threads running at shutdown, CPython leaves alone what they can reach: an
+    // object whose every reference was explained then may stay unfreed without a leak.
     for object in held_at_exit {
         alive.remove(&(object.type_name.clone(), object.id));
     }
@@ -228,7 +228,7 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
 }
 
 /// The threads still running when the script's interpreter shut down, if any, and the
-/// native objects that were never freed but those threads could reach then.
+/// native objects never freed whose every reference something visible held then.
 pub fn threads_at_exit(run: &Run) -> Option<(&[String], Vec<&NativeObject>)> {
     let (names, held) = run.events().find_map(|event| match event {
         Event::Threads { names, held } if !names.is_empty() => Some((names, held)),

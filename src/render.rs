@@ -286,9 +286,9 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
     if let Some((names, held)) = outcome::threads_at_exit(run) {
         let held = match held.as_slice() {
             [] => String::new(),
-            [object] => format!(" ({object} was not freed, and is not counted)"),
+            [object] => format!(" {object} was not freed, and is not counted."),
             [first @ .., last] => format!(
-                " ({} and {last} were not freed, and are not counted)",
+                " {} and {last} were not freed, and are not counted.",
                 first
                     .iter()
                     .map(|object| object.to_string())
@@ -300,7 +300,8 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
             "{} daemon thread{} still running at exit: CPython does not wait for daemon \
              threads, and does not free what their code can still reach (their frames keep \
              module globals alive). So a native object not freed at exit counts as a leak \
-             only if no running thread could reach it then{held}. Stop or join the threads before the \
+             only if it had references nothing visible held then: C code's, or a cycle \
+             the collector cannot see.{held} Stop or join the threads before the \
              script ends to check them all.",
             names.len(),
             if names.len() == 1 { " was" } else { "s were" }

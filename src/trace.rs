@@ -169,8 +169,9 @@ pub enum Event {
     /// `refcount-lab hunt`: what leaked, once more runs confirmed it (see `hunt.py`).
     Findings(Box<Findings>),
     /// Threads other than the main one still running when the interpreter began to shut
-    /// down (daemon threads: CPython does not wait for them), and the native objects
-    /// they could reach then, which CPython may not free while they run.
+    /// down (daemon threads: CPython does not wait for them), and the native objects whose
+    /// every reference something visible held then, which CPython may not free while
+    /// they run.
     Threads {
         names: Vec<String>,
         #[serde(default)]

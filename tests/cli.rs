@@ -420,6 +420,14 @@ fn watching_a_name_again_keeps_its_first_baseline() {
         stdout.contains("hash ended 5 references above its baseline"),
         "{stdout}"
     );
+    let output = run_fixture("watches_two_objects_as_one_name.py", &[])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("outcome:  error") && stdout.contains("is watched already"),
+        "{stdout}"
+    );
 }
 
 /// A daemon that left the process group and the session (double fork, `setsid`) is still
