@@ -337,10 +337,14 @@ def _tables_fully_explained():
     obj = referent = None
     del objects
     # What holding a table here adds to its count (`tables`, the argument), measured on a
-    # probe held the same way.
+    # probe held the same way, at an address no object counted above had.
+    taken = []
     probe = set()
+    while id(probe) in seen:
+        taken.append(probe)
+        probe = set()
     tables.append(probe)
-    del probe
+    del probe, taken
     offset = _getrefcount(tables[-1]) - seen.get(id(tables[-1]), 0)
     tables.pop()
     held = []
