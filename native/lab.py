@@ -61,6 +61,7 @@ _DEAD_COUNT = 0xDDDDDDDD
 _getrefcount = sys.getrefcount
 _get_objects, _get_referents, _current_frames = gc.get_objects, gc.get_referents, sys._current_frames
 _get_ident = _thread.get_ident
+_getframe = sys._getframe
 _CO_OPTIMIZED = 0x1  # a function's frame: its f_locals are its own (else the globals)
 
 
@@ -277,26 +278,8 @@ def show_ref_counts(an_object, times_to_call=1, show_referrers=False, _depth=1):
         show_ref_counts(an_object, times_to_call - 1, show_referrers, _depth + 1)
 
 
-@atexit.register
-def _report_watched():
-    global _reported
-    if _reported:
-        return
-    _reported = True
-    for name, weak, handle in _watched:
-        obj = handle() if weak else handle
-        del handle
-        if weak and obj is None:
-            _send({"ev": "final", "obj": name, "rc": None, "freed": True})
-            continue
-        # -1: the local name `obj` is ours, not the script's.
-        rc = _probe(obj) - 1
-        event = _counted({"ev": "final", "freed": False}, obj, name, rc)
-        event["globals"] = _held_by_globals(obj)
-        _send(event)
-        del obj
-
-
+# Registered before `_report_watched`, so that it runs after it (atexit runs the last
+# registered first): reading the threads imports `dis`, which must not change a count.
 @atexit.register
 def _report_threads():
     """Threads still running at shutdown (daemon threads, or any started with `_thread`):
@@ -308,27 +291,43 @@ def _report_threads():
     threading = sys.modules.get("threading")
     named = {thread.ident: thread.name for thread in threading.enumerate()} if threading else {}
     names = sorted(named.get(ident, "thread %d" % ident) for ident in others)
-    _send({"ev": "threads", "names": names, "held": _tables_fully_explained()})
+    # The other threads wait while the tables are read, and the collector does not run:
+    # nothing moves under the count.
+    interval, collecting = sys.getswitchinterval(), gc.isenabled()
+    sys.setswitchinterval(1e6)
+    gc.disable()
+    try:
+        held = _tables_fully_explained()
+    finally:
+        sys.setswitchinterval(interval)
+        if collecting:
+            gc.enable()
+    _send({"ev": "threads", "names": names, "held": held})
 
 
 def _tables_fully_explained():
     """The native tables whose every reference something visible holds: an object the
-    collector sees, or a local variable of a running function. With threads running,
-    CPython may keep those alive at shutdown (whatever a thread can reach); a table with
-    references nothing explains was over-counted by C code (or sits in a cycle the
-    collector cannot see), and is a leak whatever the threads do."""
+    collector sees, a local variable of a running function, or a slot of its value stack
+    (an argument of a call in progress). With threads running, CPython may keep those alive
+    at shutdown (whatever a thread can reach); a table with references nothing explains was
+    over-counted by C code (or sits in a cycle the collector cannot see), and is a leak
+    whatever the threads do."""
+    stack = _StackReader()
     seen = {}
     for ident, frame in _current_frames().items():
         # First: before 3.13 this copies a frame's locals into a dict it keeps (which the
         # collector sees, and the walk below counts).
         while frame is not None:
-            if frame.f_code.co_flags & _CO_OPTIMIZED and frame.f_code is not _OWN_CODE:
-                names = frame.f_locals
-                for name in frame.f_code.co_varnames:
-                    value = names.get(name)
-                    seen[id(value)] = seen.get(id(value), 0) + 1
+            if frame.f_code is not _OWN_CODE:
+                for address in stack.held_by(frame):
+                    seen[address] = seen.get(address, 0) + 1
+                if frame.f_code.co_flags & _CO_OPTIMIZED:
+                    names = frame.f_locals
+                    for name in frame.f_code.co_varnames:
+                        value = names.get(name)
+                        seen[id(value)] = seen.get(id(value), 0) + 1
             frame = frame.f_back
-    names = value = frame = None
+    names = value = frame = stack = None
     objects = _get_objects()
     tables = [obj for obj in objects if _labtrace._traced_as(obj) is not None]
     for obj in objects:
@@ -355,7 +354,147 @@ def _tables_fully_explained():
     return held
 
 
+@atexit.register
+def _report_watched():
+    global _reported
+    if _reported:
+        return
+    _reported = True
+    for name, weak, handle in _watched:
+        obj = handle() if weak else handle
+        del handle
+        if weak and obj is None:
+            _send({"ev": "final", "obj": name, "rc": None, "freed": True})
+            continue
+        # -1: the local name `obj` is ours, not the script's.
+        rc = _probe(obj) - 1
+        event = _counted({"ev": "final", "freed": False}, obj, name, rc)
+        event["globals"] = _held_by_globals(obj)
+        _send(event)
+        del obj
+
+
 _OWN_CODE = _tables_fully_explained.__code__
+
+
+class _StackReader:
+    """What the value stacks of running functions hold (`held_by`): read from their frames
+    through `_labtrace._frame_slots`, once this interpreter's frames read as expected on a
+    frame of its own (else nothing is read, and a reference only a stack holds counts as
+    unexplained)."""
+
+    # Instructions after which the next one does not run.
+    _NO_FALLTHROUGH = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE",
+                       "JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_ABSOLUTE", "JUMP",
+                       "JUMP_BACKWARD_NO_INTERRUPT", "JUMP_NO_INTERRUPT"}
+
+    def __init__(self):
+        self._dis = _standard_dis()
+        self._live = {}  # code -> [(offset of an instruction, stack slots held there)]
+        self.works = self._dis is not None and self._reads_a_known_stack()
+
+    def held_by(self, frame):
+        """The addresses the running `frame`'s value stack surely holds references to."""
+        return self._read(frame) if self.works else ()
+
+    def _reads_a_known_stack(self):
+        # While `_read` runs, this frame's stack holds the new object below the call.
+        both = [object(), self._read(_getframe())]
+        return list(both[1]).count(id(both[0])) == 1
+
+    def _read(self, frame):
+        code = frame.f_code
+        # The last instruction starting at f_lasti or before: f_lasti may point into an
+        # instruction's inline cache (3.11-3.12, in a call).
+        live = 0
+        for offset, held in self._live_slots(code):
+            if offset > frame.f_lasti:
+                break
+            live = held
+        if live <= 0:
+            return ()
+        slots = _labtrace._frame_slots(frame, live)
+        if slots is None:
+            return ()
+        # The slots must hold what f_locals says the variables hold, or the frame is not
+        # laid out as `_frame_slots` reads it.
+        if code.co_flags & _CO_OPTIMIZED:
+            names = frame.f_locals
+            for index, name in enumerate(code.co_varnames):
+                if name not in code.co_cellvars and name in names:
+                    if slots[index] != id(names[name]):
+                        return ()
+        return slots[len(slots) - live:]
+
+    def _live_slots(self, code):
+        """For each instruction of `code`: how many slots at the bottom of the value stack
+        hold a reference while a frame runs it, is stopped inside it (a call that blocks),
+        is just past it, or has handed its inputs to a function it calls. That is the
+        stack's depth there (found as the compiler finds a function's stack size: following
+        every jump and exception handler), less the instruction's inputs: a call's
+        callable and arguments, or for any other instruction an upper bound."""
+        known = self._live.get(code)
+        if known is not None:
+            return known
+        dis = self._dis
+        stack_effect = dis.stack_effect
+        jumps = (set(dis.hasjrel) | set(dis.hasjabs)) - {dis.opmap.get("END_ASYNC_FOR")}
+        instructions = list(dis.get_instructions(code))
+        at = {instruction.offset: index for index, instruction in enumerate(instructions)}
+        parse = getattr(dis, "_parse_exception_table", None)  # 3.11+
+        # The handler of each instruction a handler covers (one each: the table's ranges do
+        # not overlap), and the depth it starts at: the exception, and lasti if pushed.
+        handler_of = {}
+        for entry in parse(code) if parse else ():
+            for offset in range(entry.start, entry.end, 2):
+                handler_of[offset] = (at[entry.target], entry.depth + 1 + entry.lasti)
+        depths = {}
+        live = {}
+        todo = [(0, 0)]
+        while todo:
+            index, depth = todo.pop()
+            while index < len(instructions):
+                instruction = instructions[index]
+                opcode, arg, name = instruction.opcode, instruction.arg, instruction.opname
+                if instruction.offset in depths:
+                    if depths[instruction.offset] != depth:
+                        live, todo = {}, []  # not the bytecode this reading understands
+                    break
+                depths[instruction.offset] = depth
+                if instruction.offset in handler_of:
+                    todo.append(handler_of[instruction.offset])
+                if opcode in jumps:
+                    todo.append((at[instruction.argval], depth + stack_effect(opcode, arg, jump=True)))
+                effect = stack_effect(opcode, arg, jump=False)
+                # A call pushes one value: what it takes is what its effect does not explain.
+                inputs = 1 - effect if name.startswith(("CALL", "PRECALL")) else max(0, -effect) + 3
+                live[instruction.offset] = depth - inputs
+                if name in self._NO_FALLTHROUGH:
+                    break
+                # 3.11-3.12 count a generator's first instruction as pushing nothing, though
+                # resuming it pushes the value sent in.
+                depth += effect + (name == "RETURN_GENERATOR" and effect == 0)
+                index += 1
+        known = self._live[code] = sorted(live.items())
+        return known
+
+
+def _standard_dis():
+    """The standard library's `dis`, or None if a `dis` from anywhere else was imported."""
+    standard = os.path.dirname(os.__file__)
+    module = sys.modules.get("dis")
+    if module is None:
+        path = sys.path[:]
+        sys.path[:] = [entry for entry in path if entry.startswith(standard)]
+        try:
+            import dis as module
+        except ImportError:
+            return None
+        finally:
+            sys.path[:] = path
+    if os.path.dirname(getattr(module, "__file__", None) or "") != standard:
+        return None
+    return module
 
 
 # refcount-lab's own modules. `lab` and `_labtrace` are imported before the script runs;

@@ -361,7 +361,11 @@ fn daemon_threads_at_exit_are_explained() {
 /// cannot see) is still a leak; the ones a global and the thread's frame hold are not.
 #[test]
 fn a_daemon_thread_does_not_hide_a_table_nothing_refers_to() {
-    settings().bind(|| {
+    let mut settings = settings();
+    // How often the collector traversed the tables by the end depends on what the version
+    // had imported before the threads were read at exit (`dis`, for their stacks).
+    settings.add_filter(r"no-traverse ran \d+ times", "no-traverse ran [N] times");
+    settings.bind(|| {
         assert_cmd_snapshot!(run_fixture(
             "daemon_thread_beside_a_leak.py",
             &["--fault", "no-traverse"]
@@ -405,6 +409,51 @@ fn a_daemon_thread_excuses_only_what_it_can_reach() {
     assert!(
         forged.contains("outcome:  error") && forged.contains("no other thread is running"),
         "{forged}"
+    );
+}
+
+/// A table a blocked daemon thread holds only on its value stack (an argument of a call
+/// in progress: `[HashTable(), block()]`, `f(HashTable(), block())`, in a call that blocks
+/// in C, in a lambda) is explained, not a leak; the same table over-counted by C code is
+/// one, and a cycle nothing holds beside them still reads leaked.
+#[test]
+fn a_table_held_on_a_blocked_threads_stack_is_explained() {
+    let stdout =
+        |output: std::process::Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    let held = stdout(
+        run_fixture(
+            "holds_tables_on_blocked_stacks.py",
+            &["--fault", "no-traverse"],
+        )
+        .output()
+        .unwrap(),
+    );
+    assert!(
+        held.contains("outcome:  leaked\n    HashTable#6 was never freed\n  fault:")
+            && held.contains("HashTable#1, HashTable#2, HashTable#3, HashTable#4 and HashTable#5"),
+        "{held}"
+    );
+    let correct = stdout(
+        run_fixture("leaks_a_table_held_on_a_blocked_stack.py", &[])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        correct.contains("outcome:  ok")
+            && correct.contains("HashTable#1 was not freed, and is not counted"),
+        "{correct}"
+    );
+    let leaked = stdout(
+        run_fixture(
+            "leaks_a_table_held_on_a_blocked_stack.py",
+            &["--fault", "error-path-leak"],
+        )
+        .output()
+        .unwrap(),
+    );
+    assert!(
+        leaked.contains("outcome:  leaked\n    HashTable#1 was never freed"),
+        "{leaked}"
     );
 }
 

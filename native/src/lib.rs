@@ -35,6 +35,7 @@
 //! where PyO3's types do the counting).
 
 mod faults;
+mod frames;
 mod iter;
 mod pytype;
 mod refcount;
@@ -496,7 +497,7 @@ unsafe extern "C" fn lab_traced_as(_module: *mut PyObject, obj: *mut PyObject) -
     }
 }
 
-static mut LAB_TRACE_METHODS: [PyMethodDef; 3] = [
+static mut LAB_TRACE_METHODS: [PyMethodDef; 4] = [
     PyMethodDef {
         ml_name: c"_emit".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -513,6 +514,14 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 3] = [
         },
         ml_flags: METH_O,
         ml_doc: c"_traced_as(obj) -> (type name, id) | None: how the trace names a table".as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_frame_slots".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: frames::frame_slots,
+        },
+        ml_flags: METH_VARARGS,
+        ml_doc: c"_frame_slots(frame, depth) -> [address] | None: a running frame's slots".as_ptr(),
     },
     PyMethodDef::zeroed(),
 ];

@@ -1,0 +1,234 @@
+//! `_labtrace._frame_slots(frame, depth)`: what a running function's frame holds, as
+//! addresses: its local variables, then the bottom `depth` slots of its value stack.
+//!
+//! `lab` reads it at exit when threads still run, to explain every reference to a table
+//! that was never freed. A table built as an argument of a call that blocks on a daemon
+//! thread (`f(HashTable(), block())`) is held by that thread's value stack only, which no
+//! object the collector sees holds, and which Python cannot show.
+//!
+//! Where a frame keeps its slots is CPython's private business and changes between
+//! versions, so this knows the versions it was checked on (3.10-3.15) and answers `None`
+//! for any other. `lab` checks the layout on a frame of its own before it trusts an
+//! answer, and checks each frame's variables against what `f_locals` says they hold. Only
+//! addresses come back: nothing read here is ever used as an object.
+
+use pyo3_ffi::*;
+use std::ffi::CStr;
+use std::ptr::null_mut;
+
+/// Where a frame's slots (local variables, cells and free variables, then the value
+/// stack) are.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// 3.10: in the frame object itself, which points at the first stack slot.
+    InFrameObject,
+    /// 3.11 and later: in the interpreter frame the frame object points to, from
+    /// `slots_at` bytes in. `tagged`: the low two bits of a slot say whether it holds a
+    /// reference of its own (3.14+, `_PyStackRef`).
+    InInterpreterFrame { slots_at: usize, tagged: bool },
+}
+
+/// 3.10's `PyFrameObject.f_valuestack`: after `PyObject_VAR_HEAD` (3 words), `f_back`,
+/// `f_code`, `f_builtins`, `f_globals` and `f_locals`.
+const F_VALUESTACK: usize = 8 * 8;
+/// 3.11+'s `PyFrameObject.f_frame`: after `PyObject_HEAD` (2 words) and `f_back`.
+const F_FRAME: usize = 3 * 8;
+
+/// The layout of this interpreter's frames, from the version it was built as (which no
+/// script can change), or `None` for a version nobody checked.
+fn layout() -> Option<Layout> {
+    // SAFETY: Py_GetVersion returns a static NUL-terminated string, "3.11.7 (main, ...".
+    let version = unsafe { CStr::from_ptr(Py_GetVersion()) }.to_bytes();
+    let minor = version
+        .strip_prefix(b"3.")?
+        .split(|byte| !byte.is_ascii_digit())
+        .next()?;
+    match minor {
+        b"10" => Some(Layout::InFrameObject),
+        // `_PyInterpreterFrame`: 8 pointers, an int, a u16 or bool and a char, then slots.
+        b"11" | b"12" | b"13" => Some(Layout::InInterpreterFrame {
+            slots_at: 72,
+            tagged: false,
+        }),
+        // 9 pointers (the stack pointer joined), a u16 and two chars, then the slots.
+        b"14" | b"15" => Some(Layout::InInterpreterFrame {
+            slots_at: 80,
+            tagged: true,
+        }),
+        _ => None,
+    }
+}
+
+/// `obj.name` as a length (`len(obj.name)`) or an int, or `None` with the error cleared.
+///
+/// # Safety
+/// The GIL is held and `obj` is a live object.
+unsafe fn attribute(obj: *mut PyObject, name: &CStr, length: bool) -> Option<Py_ssize_t> {
+    // SAFETY: the GIL is held; `value` is a new reference, released below.
+    unsafe {
+        let value = PyObject_GetAttrString(obj, name.as_ptr());
+        if value.is_null() {
+            PyErr_Clear();
+            return None;
+        }
+        let number = if length {
+            PyObject_Size(value)
+        } else {
+            PyLong_AsSsize_t(value)
+        };
+        Py_DECREF(value); // ours, from GetAttr
+        if number < 0 {
+            PyErr_Clear();
+            return None;
+        }
+        Some(number)
+    }
+}
+
+/// How many slots a frame of `code` keeps before its value stack: one per local variable,
+/// cell and free variable. From 3.11 an argument that is also a cell has one slot, and
+/// `code._varname_from_oparg(i)` names slot `i` (it is how `dis` names them), so the count
+/// is the first index it refuses.
+///
+/// # Safety
+/// The GIL is held and `code` is a live code object.
+unsafe fn local_slots(code: *mut PyObject, layout: Layout) -> Option<usize> {
+    // SAFETY: the GIL is held; `name` is a new reference, released at once.
+    unsafe {
+        let varnames = attribute(code, c"co_varnames", true)?;
+        let cellvars = attribute(code, c"co_cellvars", true)?;
+        let freevars = attribute(code, c"co_freevars", true)?;
+        let most = varnames + cellvars + freevars;
+        if let Layout::InFrameObject = layout {
+            return usize::try_from(most).ok();
+        }
+        for index in 0..=most {
+            let name =
+                PyObject_CallMethod(code, c"_varname_from_oparg".as_ptr(), c"n".as_ptr(), index);
+            if name.is_null() {
+                PyErr_Clear();
+                return usize::try_from(index).ok();
+            }
+            Py_DECREF(name); // ours, from the call
+        }
+        None
+    }
+}
+
+/// `_labtrace._frame_slots(frame, depth)`: the addresses in `frame`'s local slots, then in
+/// the bottom `depth` slots of its value stack (0 for a slot that holds no reference of its
+/// own), or `None` for a frame this cannot read.
+///
+/// # Safety
+/// Called by CPython with the GIL held and a tuple of arguments.
+pub unsafe extern "C" fn frame_slots(_module: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
+    let mut frame: *mut PyObject = null_mut();
+    let mut depth: Py_ssize_t = 0;
+    // SAFETY: the GIL is held; "On" fills a borrowed object and a Py_ssize_t.
+    unsafe {
+        if PyArg_ParseTuple(args, c"On".as_ptr(), &mut frame, &mut depth) == 0 {
+            return null_mut();
+        }
+        // The caller's own frame is a frame object for sure: `frame` must be of its type.
+        let caller = PyEval_GetFrame().cast::<PyObject>();
+        if caller.is_null() || Py_TYPE(frame) != Py_TYPE(caller) {
+            PyErr_SetString(PyExc_TypeError, c"_frame_slots() takes a frame".as_ptr());
+            return null_mut();
+        }
+        match read_slots(frame, depth) {
+            Some(list) => list,
+            None if PyErr_Occurred().is_null() => Py_NewRef(Py_None()), // for the caller
+            None => null_mut(),
+        }
+    }
+}
+
+/// The list `frame_slots` returns, or `None` (an error set if one happened).
+///
+/// # Safety
+/// The GIL is held and `frame` is a live frame object.
+unsafe fn read_slots(frame: *mut PyObject, depth: Py_ssize_t) -> Option<*mut PyObject> {
+    let layout = layout()?;
+    // SAFETY: the GIL is held; `code` is a new reference, released once its sizes are read.
+    let (locals, stack_size) = unsafe {
+        let code = PyObject_GetAttrString(frame, c"f_code".as_ptr());
+        if code.is_null() {
+            return None;
+        }
+        let sizes = local_slots(code, layout).zip(attribute(code, c"co_stacksize", false));
+        Py_DECREF(code); // ours, from GetAttr
+        sizes?
+    };
+    // A frame's memory holds `locals + stack_size` slots: reading stays inside it.
+    if depth < 0 || depth > stack_size {
+        // SAFETY: the GIL is held.
+        unsafe { PyErr_SetString(PyExc_ValueError, c"depth beyond the frame's stack".as_ptr()) };
+        return None;
+    }
+    let count = locals + depth as usize;
+    let frame_at = frame.cast::<u8>();
+    let (first, tagged) = match layout {
+        Layout::InFrameObject => {
+            // SAFETY: `frame` is a live 3.10 frame object, which has this field.
+            let stack = unsafe { *frame_at.add(F_VALUESTACK).cast::<*const usize>() };
+            // The slots are the frame object's own trailing memory: check that they are.
+            // SAFETY: the GIL is held; `size` is a new reference, released at once.
+            let size = unsafe {
+                let size = PyObject_CallMethod(frame, c"__sizeof__".as_ptr(), null_mut());
+                if size.is_null() {
+                    return None;
+                }
+                let bytes = PyLong_AsSsize_t(size);
+                Py_DECREF(size); // ours, from the call
+                usize::try_from(bytes).ok()?
+            };
+            let first = (stack as usize).checked_sub(8 * locals)?;
+            let inside = first >= frame_at as usize + F_VALUESTACK
+                && first + 8 * count <= frame_at as usize + size;
+            if !inside {
+                return None;
+            }
+            (first as *const usize, false)
+        }
+        Layout::InInterpreterFrame { slots_at, tagged } => {
+            // SAFETY: `frame` is a live 3.11+ frame object, whose `f_frame` points at its
+            // interpreter frame, on its thread's stack while it runs, in itself after.
+            let interpreter_frame = unsafe { *frame_at.add(F_FRAME).cast::<*const u8>() };
+            if interpreter_frame.is_null() {
+                return None;
+            }
+            // SAFETY: the slots follow the interpreter frame's fixed fields.
+            (
+                unsafe { interpreter_frame.add(slots_at).cast::<usize>() },
+                tagged,
+            )
+        }
+    };
+    // SAFETY: the GIL is held; each item is a new int the list takes.
+    unsafe {
+        let list = PyList_New(count as Py_ssize_t);
+        if list.is_null() {
+            return None;
+        }
+        for index in 0..count {
+            // SAFETY: `index` < locals + depth <= the slots the frame was allocated with.
+            // A stack slot above what is pushed holds a stale word (if the caller's depth
+            // was wrong), which is only turned into a number.
+            let word = first.add(index).read();
+            let address = match (tagged, index < locals) {
+                (false, _) => word,
+                (true, true) => word & !3,
+                // Tag bits set: a borrowed reference, an immortal, an int or NULL.
+                (true, false) if word & 3 != 0 => 0,
+                (true, false) => word,
+            };
+            let item = PyLong_FromSize_t(address);
+            if item.is_null() {
+                Py_DECREF(list); // ours, and the items it took
+                return None;
+            }
+            PyList_SetItem(list, index as Py_ssize_t, item); // steals `item`
+        }
+        Some(list)
+    }
+}
