@@ -312,6 +312,10 @@ pub enum Command {
         /// (`test_mod.Case.test_name`, not run at all).
         #[arg(long, value_name = "TYPE|TEST")]
         accept: Vec<String>,
+        /// Hunt in part K of N equal parts of a suite's tests (in the order it lists them),
+        /// e.g. `2/4` for the second quarter: one CI job per part (-m unittest, --pytest).
+        #[arg(long, value_name = "K/N", value_parser = clap::value_parser!(crate::hunt::Shard))]
+        shard: Option<crate::hunt::Shard>,
         /// Switch a fault on in the hashtable type (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
         faults: Vec<Fault>,

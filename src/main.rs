@@ -183,6 +183,7 @@ fn main() -> ExitCode {
             confirm,
             watch,
             accept,
+            shard,
             faults,
             format,
             plot,
@@ -190,6 +191,12 @@ fn main() -> ExitCode {
             python: choice,
             target,
         } => commands::hunt_target(module, pytest, target).and_then(|(kind, target, args)| {
+            let suite = kind == "pytest" || (kind == "module" && target == "unittest");
+            if shard.is_some() && !suite {
+                anyhow::bail!(
+                    "--shard splits a suite's tests: hunt with -m unittest or --pytest to use it"
+                );
+            }
             commands::run_hunt(
                 &python(&choice)?,
                 hunt::Config {
@@ -201,6 +208,7 @@ fn main() -> ExitCode {
                     confirm: confirm as usize,
                     watch,
                     accept,
+                    shard,
                 },
                 &faults,
                 format,

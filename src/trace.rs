@@ -206,6 +206,15 @@ impl std::fmt::Display for NativeObject {
 }
 
 /// What `hunt` measured after one run of its target.
+/// The tests of a suite a `--shard` hunted in: `first` to `last` of `of`, counted from 1
+/// in the order the suite lists them (none when `last < first`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardTests {
+    pub first: usize,
+    pub last: usize,
+    pub of: usize,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Repetition {
     pub index: usize,
@@ -234,6 +243,9 @@ pub struct Repetition {
     /// Tests not run because `--accept` named them.
     #[serde(default)]
     pub skipped: Vec<String>,
+    /// With `--shard`, the suite's tests hunted in (numbered from 1 in its order).
+    #[serde(default)]
+    pub shard: Option<ShardTests>,
     /// On a debug build, the extension modules loaded from files built for a release build,
     /// whose increfs and decrefs the total refcount never sees (then left out).
     #[serde(default)]

@@ -406,6 +406,40 @@ fn the_one_leaking_test_of_twelve_is_named() {
     );
 }
 
+/// `--shard K/N` hunts in part K of N of a suite's tests: the half with the leaking test
+/// names it, the other half is clean, and each report says which tests it covered.
+#[test]
+fn a_shard_hunts_its_part_of_the_suite_only() {
+    let suite = ["-m", "unittest", "test_one_of_many"];
+    let first = hunt("fixtures/hunt", &[&["--shard", "1/2"], &suite[..]].concat());
+    assert_eq!(first.status.code(), Some(0), "{}", report(&first));
+    assert!(
+        report(&first).contains("note: shard 1/2: tests 1 to 6 of 12,"),
+        "{}",
+        report(&first)
+    );
+    let second = findings(
+        "fixtures/hunt",
+        &[&["--shard", "2/2"], &suite[..]].concat(),
+        1,
+    );
+    assert_eq!(
+        second["findings"]["tests"][0]["tests"],
+        serde_json::json!(["test_one_of_many.More.test_i"])
+    );
+    let last = second["repetitions"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        last["shard"],
+        serde_json::json!({"first": 7, "last": 12, "of": 12})
+    );
+    let script = hunt("fixtures/hunt", &["--shard", "1/2", "leaks_one_per_run.py"]);
+    assert_eq!(script.status.code(), Some(2), "{}", report(&script));
+    assert!(report(&script).contains("--shard splits a suite's tests"));
+    let wrong = hunt("fixtures/hunt", &[&["--shard", "3/2"], &suite[..]].concat());
+    assert_eq!(wrong.status.code(), Some(2), "{}", report(&wrong));
+    assert!(report(&wrong).contains("part K of N"));
+}
+
 #[test]
 fn accepted_leaks_do_not_fail_the_hunt() {
     let by_type = hunt(

@@ -685,6 +685,13 @@ class Hunt:
         self.config = config
         self.target = make_target(config)
         self.accepted = set(config["accept"])
+        self.shard = None
+        if config["shard"] and self.target.tests is not None:
+            every, part = self.target.tests, config["shard"]
+            first = (part["index"] - 1) * len(every) // part["count"]
+            last = part["index"] * len(every) // part["count"]
+            self.target.tests = every[first:last]
+            self.shard = {"first": first + 1, "last": last, "of": len(every)}
         self.skipped = []
         if self.target.tests is not None:  # accepted tests are not run at all
             self.skipped = [t for t in self.target.tests if t in self.accepted]
@@ -740,6 +747,7 @@ class Hunt:
         }
         event["failed"] = self.target.failed
         event["skipped"] = self.skipped
+        event["shard"] = self.shard
         event["census"] = census()
         event["refcounts"] = {name: sys.getrefcount(obj) for name, obj in self.watched.items()}
         if phase == "attributing":

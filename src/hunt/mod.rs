@@ -55,6 +55,37 @@ pub struct Config {
     pub watch: Vec<String>,
     /// Known, accepted leaks: type names, or test ids (those tests are not run).
     pub accept: Vec<String>,
+    /// Only this part of a suite's tests (`--shard K/N`).
+    pub shard: Option<Shard>,
+}
+
+/// Part `index` (from 1) of `count` equal parts of a suite's tests, in the order the suite
+/// lists them: how a CI matrix splits one hunt over several machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+/// The most parts a suite can be split into.
+const MOST_SHARDS: usize = 10_000;
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parts = text.split_once('/').and_then(|(index, count)| {
+            Some((index.trim().parse().ok()?, count.trim().parse().ok()?))
+        });
+        match parts {
+            Some((index, count)) if 1 <= index && index <= count && count <= MOST_SHARDS => {
+                Ok(Shard { index, count })
+            }
+            _ => Err(format!(
+                "give it as K/N, part K of N (1 <= K <= N <= {MOST_SHARDS}), e.g. 2/4"
+            )),
+        }
+    }
 }
 
 fn lossy<S: serde::Serializer>(text: &OsString, serializer: S) -> Result<S::Ok, S::Error> {

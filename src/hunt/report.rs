@@ -213,6 +213,25 @@ fn notes(out: &mut String, hunt: &Hunt) {
             ),
         );
     }
+    if let (Some(shard), Some(tests)) = (hunt.config.shard, last.shard) {
+        let part = format!("shard {}/{}", shard.index, shard.count);
+        let what = if tests.last < tests.first {
+            format!("{part}: no tests (the suite has {})", tests.of)
+        } else if tests.last == tests.first {
+            format!(
+                "{part}: test {} of {}, in the order the suite lists them; the others were \
+                 not hunted",
+                tests.first, tests.of
+            )
+        } else {
+            format!(
+                "{part}: tests {} to {} of {}, in the order the suite lists them; the other \
+                 parts were not hunted",
+                tests.first, tests.last, tests.of
+            )
+        };
+        wrapped(out, "  ", &format!("note: {what}"));
+    }
     if !last.skipped.is_empty() {
         wrapped(
             out,

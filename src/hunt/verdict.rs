@@ -135,6 +135,7 @@ mod tests {
             objects_growing: 0,
             failed: Vec::new(),
             skipped: Vec::new(),
+            shard: None,
             release_built: Vec::new(),
             tables_alive: tables,
         }
