@@ -503,6 +503,14 @@ class Series:
         values.update(event.get("followed", {}))
         self.text = json.dumps(json.loads(self.text) + [values])
 
+    def growth(self, start):
+        """Each metric's growth in each run from `start` on (the metrics all runs have)."""
+        runs = json.loads(self.text)[start:]
+        names = set(runs[0])
+        for values in runs:
+            names &= set(values)
+        return {name: [after[name] - before[name] for before, after in zip(runs, runs[1:])] for name in names}
+
     def leaking(self, start, confirming=False):
         """The metrics that leak over the runs from `start` on by regrtest's rule: growth in
         every run, or for file descriptors any change; in `confirming` runs, a total refcount
@@ -703,6 +711,7 @@ class Hunt:
         self.growing = GrowingCounts()
         self.existing = array.array("q")
         self.sites = SiteCounts()
+        self.suite_growth = {}  # each metric's growth in each confirming run of the whole target
 
     def watch(self, index):
         # A watched name may only exist once the target has run (an attribute it sets, a
@@ -797,6 +806,7 @@ class Hunt:
             for index in range(end, end + EXTRA_CONFIRM):
                 self.repetition(index, "confirming", series)
             confirmed = series.leaking(start, confirming=True) & suspects
+        self.suite_growth = series.growth(start)
         if self.tests and (confirmed or findings["objects"]):
             findings["tests"] = self.attribute(confirmed, findings)
         self.name_lines(findings)
@@ -906,19 +916,36 @@ class Hunt:
         if not checks and findings["objects"]:
             checks = {"allocated blocks"}
         found = []
+        growths = []
         for group in self.tests_making(findings):
-            leaked = self.leaks_in(group, checks)
+            leaked, growth = self.growth_in(group, checks)
             if leaked:
+                growths.append(growth)
                 self.bisect(group, leaked, found)
         if not found:
             self.bisect(self.tests, checks, found)
             return found
         pinned = {test for f in found for test in f["tests"]}
         rest = [test for test in self.tests if test not in pinned]
-        leaked = self.leaks_in(rest, checks) if rest else set()
-        if leaked:
-            self.bisect(rest, leaked, found)
+        if rest and not self.explain_all(growths, checks):
+            leaked = self.leaks_in(rest, checks)
+            if leaked:
+                self.bisect(rest, leaked, found)
         return found
+
+    def explain_all(self, growths, checks):
+        """Whether the groups of tests with these growths leak all that the whole target
+        did, run for run: each metric checked grew by the same amount in every run of the
+        target, and by the same amount in every run of each group, and those add up. Then
+        the rest of the tests leak none of it, and need no run of their own."""
+        for metric in checks:
+            whole = set(self.suite_growth.get(metric, ()))
+            parts = [set(growth.get(metric, ())) for growth in growths]
+            if len(whole) != 1 or any(len(part) != 1 for part in parts):
+                return False
+            if sum(part.pop() for part in parts) != whole.pop():
+                return False
+        return True
 
     def tests_making(self, findings):
         """Groups of tests (those of one test function) whose code holds a line where
@@ -953,11 +980,16 @@ class Hunt:
             found.append({"tests": tests, "metrics": sorted(checks), "together": True})
 
     def leaks_in(self, tests, checks):
+        return self.growth_in(tests, checks)[0]
+
+    def growth_in(self, tests, checks):
+        """Which of `checks` leak when only `tests` run, and each metric's growth per run."""
         warmup, repeat = self.config["warmup"], self.config["repeat"]
         series = Series()
         for index in range(warmup + repeat):
             self.repetition(index, "attributing", series, tests)
-        return series.leaking(max(warmup - 1, 0)) & checks
+        baseline = max(warmup - 1, 0)
+        return series.leaking(baseline) & checks, series.growth(baseline)
 
 
 class LeftBehind:
