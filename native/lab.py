@@ -38,6 +38,11 @@ import weakref
 
 import _labtrace  # refcount-lab's trace emitter: signs lab's events, registers "done"
 
+# Read by `_labtrace` already: a process the script starts must not take an unrelated
+# descriptor of its own for the trace or key pipe (multiprocessing's spawn passes fd 4).
+os.environ.pop("REFCOUNT_LAB_TRACE_FD", None)
+os.environ.pop("REFCOUNT_LAB_KEY_FD", None)
+
 if sys.version_info >= (3, 14):
     import dis  # read by every probe: imported now, not in the middle of a script
 
@@ -291,13 +296,14 @@ def _report_threads():
     threading = sys.modules.get("threading")
     named = {thread.ident: thread.name for thread in threading.enumerate()} if threading else {}
     names = sorted(named.get(ident, "thread %d" % ident) for ident in others)
-    # The other threads wait while the tables are read, and the collector does not run:
-    # nothing moves under the count.
+    stack = _StackReader()  # imports `dis` first: an import may let the other threads run
+    # The other threads wait longer for their turn while the tables are read, and the
+    # collector does not run: little moves under the count.
     interval, collecting = sys.getswitchinterval(), gc.isenabled()
-    sys.setswitchinterval(1e6)
+    sys.setswitchinterval(max(interval, 0.05))
     gc.disable()
     try:
-        held = _tables_fully_explained()
+        held = _tables_fully_explained(stack)
     finally:
         sys.setswitchinterval(interval)
         if collecting:
@@ -305,36 +311,66 @@ def _report_threads():
     _send({"ev": "threads", "names": names, "held": held})
 
 
-def _tables_fully_explained():
-    """The native tables whose every reference something visible holds: an object the
-    collector sees, a local variable of a running function, or a slot of its value stack
-    (an argument of a call in progress). With threads running, CPython may keep those alive
-    at shutdown (whatever a thread can reach); a table with references nothing explains was
-    over-counted by C code (or sits in a cycle the collector cannot see), and is a leak
-    whatever the threads do."""
-    stack = _StackReader()
+def _tables_fully_explained(stack):
+    """The native tables whose every reference something visible holds, and that something
+    alive reaches. Visible: an object the collector sees, a variable of a running function,
+    a slot of its value stack (an argument of a call in progress). Alive: a running
+    function's variables, stack and globals, and the modules. With threads running, CPython
+    may keep such tables alive at shutdown; a table with references nothing explains was
+    over-counted by C code (or sits in a cycle the collector cannot see), and one only such
+    objects reach is lost with them: both are leaks whatever the threads do."""
     seen = {}
+    running = set()  # the frames running, by id
+    roots = list(sys.modules.values())
+    stacked = []
     for ident, frame in _current_frames().items():
-        # First: before 3.13 this copies a frame's locals into a dict it keeps (which the
-        # collector sees, and the walk below counts).
+        child = None
         while frame is not None:
-            if frame.f_code is not _OWN_CODE:
-                for address in stack.held_by(frame):
+            running.add(id(frame))
+            code = frame.f_code
+            if code is not _OWN_CODE:
+                for address in stack.held_by(frame, innermost=child is None):
                     seen[address] = seen.get(address, 0) + 1
-                if frame.f_code.co_flags & _CO_OPTIMIZED:
+                    stacked.append(address)
+                roots += (frame.f_globals, frame.f_builtins)
+                if code.co_flags & _CO_OPTIMIZED:
+                    # Before 3.13 this copies the locals into a dict the frame keeps (which
+                    # the collector sees, and the walk below counts).
                     names = frame.f_locals
-                    for name in frame.f_code.co_varnames:
+                    for name in code.co_varnames:
                         value = names.get(name)
-                        seen[id(value)] = seen.get(id(value), 0) + 1
-            frame = frame.f_back
-    names = value = frame = stack = None
+                        roots.append(value)
+                        # A cell's contents: the cell holds them, and the collector sees it.
+                        if name not in code.co_cellvars:
+                            seen[id(value)] = seen.get(id(value), 0) + 1
+            child, frame = frame, frame.f_back
+    names = value = frame = child = code = None
     objects = _get_objects()
-    tables = [obj for obj in objects if _labtrace._traced_as(obj) is not None]
+    # What holds a running frame's variables and stack, counted above: the frame object
+    # (3.10) or the generator or coroutine running it; and this function's own list.
+    owners = running | {id(roots)}
+    frame_of = _frame_of_generators()
     for obj in objects:
-        for referent in _get_referents(obj):
-            seen[id(referent)] = seen.get(id(referent), 0) + 1
-    obj = referent = None
-    del objects
+        running_frame = frame_of.get(type(obj))
+        if running_frame is not None and id(running_frame(obj)) in running:
+            owners.add(id(obj))
+    tables = [obj for obj in objects if _labtrace._traced_as(obj) is not None]
+    by_id = {}
+    for obj in objects:
+        by_id[id(obj)] = obj
+        if id(obj) not in owners:
+            for referent in _get_referents(obj):
+                seen[id(referent)] = seen.get(id(referent), 0) + 1
+    reached = set()
+    todo = roots + [by_id[address] for address in stacked if address in by_id]
+    del roots, by_id
+    while todo:
+        obj = todo.pop()
+        if id(obj) not in reached:
+            reached.add(id(obj))
+            todo += _get_referents(obj)
+    obj = referent = running_frame = frame_of = None
+    del objects, todo
     # What holding a table here adds to its count (`tables`, the argument), measured on a
     # probe held the same way, at an address no object counted above had.
     taken = []
@@ -348,11 +384,32 @@ def _tables_fully_explained():
     tables.pop()
     held = []
     for index in range(len(tables)):
-        if _getrefcount(tables[index]) - seen.get(id(tables[index]), 0) <= offset:
+        explained = _getrefcount(tables[index]) - seen.get(id(tables[index]), 0) <= offset
+        if explained and id(tables[index]) in reached:
             traced = _labtrace._traced_as(tables[index])
             held.append({"type": traced[0], "id": traced[1]})
     return held
 
+
+def _frame_of_generators():
+    """How to find a generator's, coroutine's or async generator's frame, by its type."""
+    def generator():
+        yield
+
+    async def coroutine():
+        pass
+
+    async def async_generator():
+        yield
+
+    made = [generator(), coroutine(), async_generator()]
+    found = {
+        type(made[0]): lambda obj: obj.gi_frame,
+        type(made[1]): lambda obj: obj.cr_frame,
+        type(made[2]): lambda obj: obj.ag_frame,
+    }
+    made[1].close()
+    return found
 
 @atexit.register
 def _report_watched():
@@ -387,30 +444,52 @@ class _StackReader:
     _NO_FALLTHROUGH = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE",
                        "JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_ABSOLUTE", "JUMP",
                        "JUMP_BACKWARD_NO_INTERRUPT", "JUMP_NO_INTERRUPT"}
+    # What instructions that may call Python code take from the stack. A call's count is
+    # its stack effect's (it pushes one value); any other takes at most 2 more than its
+    # effect says (none pushes more than 2 and takes more than 2).
+    _TAKES = {"BINARY_SUBSCR": 2, "BINARY_OP": 2, "COMPARE_OP": 2, "CONTAINS_OP": 2,
+              "LOAD_ATTR": 1, "LOAD_METHOD": 1, "STORE_ATTR": 2, "STORE_SUBSCR": 3,
+              "DELETE_SUBSCR": 2, "BINARY_SLICE": 3, "GET_ITER": 1, "TO_BOOL": 1}
+    # The longest inline cache after an instruction, in bytes (f_lasti may point into it).
+    _MOST_CACHE = 64
 
     def __init__(self):
         self._dis = _standard_dis()
-        self._live = {}  # code -> [(offset of an instruction, stack slots held there)]
+        self._depths = {}  # code -> {offset: (stack depth, stack effect, what it takes)}
         self.works = self._dis is not None and self._reads_a_known_stack()
 
-    def held_by(self, frame):
-        """The addresses the running `frame`'s value stack surely holds references to."""
-        return self._read(frame) if self.works else ()
+    def held_by(self, frame, innermost):
+        """The addresses the running `frame`'s value stack surely holds references to.
+        `innermost`: the frame calls no Python function (its thread is inside it)."""
+        return self._read(frame, innermost) if self.works else ()
 
     def _reads_a_known_stack(self):
         # While `_read` runs, this frame's stack holds the new object below the call.
-        both = [object(), self._read(_getframe())]
+        both = [object(), self._read(_getframe(), innermost=False)]
         return list(both[1]).count(id(both[0])) == 1
 
-    def _read(self, frame):
+    def _read(self, frame, innermost):
+        """The slots that hold a reference in every state the frame can be in at f_lasti:
+        inside the instruction (a call that blocks) or just past it, for the innermost
+        frame; for any other, with the instruction's inputs handed to the function it
+        called (from 3.11 a call of a Python function moves them into the new frame)."""
         code = frame.f_code
-        # The last instruction starting at f_lasti or before: f_lasti may point into an
-        # instruction's inline cache (3.11-3.12, in a call).
-        live = 0
-        for offset, held in self._live_slots(code):
-            if offset > frame.f_lasti:
+        depths = self._depths.get(code)
+        if depths is None:
+            depths = self._depths[code] = self._stack_depths(code)
+        lasti = frame.f_lasti
+        for offset in range(lasti, max(lasti - self._MOST_CACHE, -1), -2):
+            if offset in depths:
+                depth, effect, takes = depths[offset]
                 break
-            live = held
+        else:
+            return ()
+        if innermost:
+            live = min(depth, depth + effect)
+        elif sys.version_info < (3, 11):
+            live = depth  # a call there keeps its arguments on the caller's stack till it returns
+        else:
+            live = depth - takes
         if live <= 0:
             return ()
         slots = _labtrace._frame_slots(frame, live)
@@ -426,16 +505,10 @@ class _StackReader:
                         return ()
         return slots[len(slots) - live:]
 
-    def _live_slots(self, code):
-        """For each instruction of `code`: how many slots at the bottom of the value stack
-        hold a reference while a frame runs it, is stopped inside it (a call that blocks),
-        is just past it, or has handed its inputs to a function it calls. That is the
-        stack's depth there (found as the compiler finds a function's stack size: following
-        every jump and exception handler), less the instruction's inputs: a call's
-        callable and arguments, or for any other instruction an upper bound."""
-        known = self._live.get(code)
-        if known is not None:
-            return known
+    def _stack_depths(self, code):
+        """For each instruction of `code`, by offset: the value stack's depth before it
+        runs (found as the compiler finds a function's stack size: following every jump
+        and exception handler), its stack effect and what it takes from the stack."""
         dis = self._dis
         stack_effect = dis.stack_effect
         jumps = (set(dis.hasjrel) | set(dis.hasjabs)) - {dis.opmap.get("END_ASYNC_FOR")}
@@ -449,7 +522,6 @@ class _StackReader:
             for offset in range(entry.start, entry.end, 2):
                 handler_of[offset] = (at[entry.target], entry.depth + 1 + entry.lasti)
         depths = {}
-        live = {}
         todo = [(0, 0)]
         while todo:
             index, depth = todo.pop()
@@ -457,26 +529,28 @@ class _StackReader:
                 instruction = instructions[index]
                 opcode, arg, name = instruction.opcode, instruction.arg, instruction.opname
                 if instruction.offset in depths:
-                    if depths[instruction.offset] != depth:
-                        live, todo = {}, []  # not the bytecode this reading understands
+                    if depths[instruction.offset][0] != depth:
+                        return {}  # not the bytecode this reading understands
                     break
-                depths[instruction.offset] = depth
+                effect = stack_effect(opcode, arg, jump=False)
+                if name.startswith(("CALL", "PRECALL")):
+                    takes = 1 - effect
+                elif name in self._TAKES or not name.startswith(("BINARY_", "INPLACE_")):
+                    takes = self._TAKES.get(name, max(0, -effect) + 2)
+                else:
+                    takes = 2  # 3.10's binary operators
+                depths[instruction.offset] = (depth, effect, takes)
                 if instruction.offset in handler_of:
                     todo.append(handler_of[instruction.offset])
                 if opcode in jumps:
                     todo.append((at[instruction.argval], depth + stack_effect(opcode, arg, jump=True)))
-                effect = stack_effect(opcode, arg, jump=False)
-                # A call pushes one value: what it takes is what its effect does not explain.
-                inputs = 1 - effect if name.startswith(("CALL", "PRECALL")) else max(0, -effect) + 3
-                live[instruction.offset] = depth - inputs
                 if name in self._NO_FALLTHROUGH:
                     break
-                # 3.11-3.12 count a generator's first instruction as pushing nothing, though
-                # resuming it pushes the value sent in.
-                depth += effect + (name == "RETURN_GENERATOR" and effect == 0)
+                # A generator starts with the value sent in on its stack, which 3.10's
+                # GEN_START pops and 3.11-3.12's RETURN_GENERATOR is not counted as pushing.
+                depth += effect + (name == "GEN_START" or name == "RETURN_GENERATOR" and effect == 0)
                 index += 1
-        known = self._live[code] = sorted(live.items())
-        return known
+        return depths
 
 
 def _standard_dis():

@@ -457,6 +457,53 @@ fn a_table_held_on_a_blocked_threads_stack_is_explained() {
     );
 }
 
+/// A running thread excuses no table C code over-counted, however the count is laid out:
+/// a running generator's variable (which the generator also shows the collector), a running
+/// coroutine's stack, an argument a closure captures (a cell), a list only the leaked
+/// reference keeps. The correct table a running generator holds is excused, and with the
+/// fault off the run is clean.
+#[test]
+fn a_running_thread_excuses_no_over_counted_table() {
+    let stdout =
+        |output: std::process::Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    let fixture = "hides_leaks_behind_running_threads.py";
+    let leaked = stdout(
+        run_fixture(fixture, &["--fault", "error-path-leak"])
+            .output()
+            .unwrap(),
+    );
+    let never_freed: Vec<&str> = leaked
+        .lines()
+        .filter(|line| line.ends_with("was never freed"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        never_freed,
+        [1, 3, 5, 7].map(|id| format!("HashTable#{id} was never freed")),
+        "{leaked}"
+    );
+    assert!(
+        leaked.contains("HashTable#9 was not freed, and is not counted"),
+        "{leaked}"
+    );
+    let correct = stdout(run_fixture(fixture, &[]).output().unwrap());
+    assert!(correct.contains("outcome:  ok"), "{correct}");
+}
+
+/// A new interpreter the script starts (multiprocessing's spawn) does not take one of its
+/// own descriptors for refcount-lab's key pipe: it imports `hashtable` and exits.
+#[test]
+fn a_spawned_interpreter_does_not_read_the_key_pipe() {
+    let output = run_fixture("spawns_a_child_with_fd_4.py", &[])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("child exited with 0") && stdout.contains("outcome:  ok"),
+        "{stdout}"
+    );
+}
+
 /// A name watched twice keeps its first baseline: a second `lab.watch` after the leak does
 /// not hide it.
 #[test]
