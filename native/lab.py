@@ -38,9 +38,9 @@ import weakref
 
 import _labtrace  # refcount-lab's trace emitter: signs lab's events, registers "done"
 
-# Read by `_labtrace` already: a process the script starts must not take an unrelated
-# descriptor of its own for the trace or key pipe (multiprocessing's spawn passes fd 4).
-os.environ.pop("REFCOUNT_LAB_TRACE_FD", None)
+# Read and closed by `_labtrace` already: an interpreter the script starts must not take
+# an unrelated descriptor of its own for the key pipe (multiprocessing's spawn passes fd 4),
+# and without it none takes the trace pipe either.
 os.environ.pop("REFCOUNT_LAB_KEY_FD", None)
 
 if sys.version_info >= (3, 14):
