@@ -1,6 +1,6 @@
 //! `refcount-lab hunt`: a refleak hunter that works on release builds of CPython.
 //!
-//! The child (`hunt.py`, compiled in) runs the target `warmup + repeat` times in one
+//! The child (`hunt.py` and its stages, compiled in) runs the target `warmup + repeat` times in one
 //! interpreter and sends what it measured after each run; when something grew, it runs the
 //! target more times to confirm, with tracemalloc on, and sends what it found leaked (the
 //! objects, their lines, their verdicts, the leaking tests).
@@ -31,7 +31,15 @@ use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::time::Duration;
 
-const SCRIPT: &str = include_str!("hunt.py");
+/// The child's files, written into a private folder for each hunt: `hunt.py` runs the
+/// stages, the others are its stages (the file of each says what it does).
+const CHILD_FILES: [(&str, &str); 5] = [
+    ("hunt.py", include_str!("hunt.py")),
+    ("hunt_targets.py", include_str!("hunt_targets.py")),
+    ("hunt_census.py", include_str!("hunt_census.py")),
+    ("hunt_naming.py", include_str!("hunt_naming.py")),
+    ("hunt_paths.py", include_str!("hunt_paths.py")),
+];
 /// `hunt.py`'s exit status when a `--watch` name never resolved.
 const WATCH_NOT_FOUND: i32 = 3;
 
@@ -162,7 +170,10 @@ impl Hunt {
 
 /// Runs the hunt in a child interpreter.
 pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration) -> Result<Hunt> {
-    let scratch = ScratchDir::with_file("hunt.py", SCRIPT)?;
+    let scratch = ScratchDir::new()?;
+    for (name, text) in CHILD_FILES {
+        scratch.write(name, text.as_bytes())?;
+    }
     let script = scratch.path().join("hunt.py");
     let config_json = serde_json::to_string(&config)?;
     // The target and its arguments after the JSON, as they are (see `Config`).
@@ -303,14 +314,16 @@ fn failure(run: &Run, completed: usize, expected: usize) -> String {
     )
 }
 
-/// A traceback without the frames of the hunt's own harness (`hunt.py`, `runpy`).
+/// A traceback without the frames of the hunt's own harness (its files, `runpy`).
 fn without_harness_frames(stderr: &str) -> String {
     let mut kept = Vec::new();
     let mut skipping = false;
     for line in stderr.lines() {
         if line.starts_with("  File ") {
             // runpy is frozen from 3.11 on, a file before.
-            skipping = line.contains("hunt.py\"")
+            skipping = CHILD_FILES
+                .iter()
+                .any(|(name, _)| line.contains(&format!("/{name}\"")))
                 || line.contains("<frozen runpy>")
                 || line.contains("/runpy.py\"");
         } else if !line.starts_with("    ") {

@@ -1,0 +1,350 @@
+"""How `refcount-lab hunt` measures after each run: CPython's caches emptied and a full
+collection (`settle`), the live objects per type (`census`), the reference count of every
+object it can reach (`scan`, `GrowingCounts`), the totals of each run (`Series`) and, under
+tracemalloc, the live blocks per line that allocated them (`SiteCounts`).
+
+What it keeps from one run to the next is always the same number of objects (a few texts
+and one array, each replaced whole), since every object kept counts as an allocated block.
+"""
+
+import array
+import gc
+import json
+import os
+import sys
+import tracemalloc
+
+import lab
+from hunt_paths import user_frame
+
+try:
+    from test.libregrtest.utils import clear_caches as REGRTEST_CLEAR_CACHES
+except ImportError:  # a Python without its test suite (Debian's, without libpython3-testsuite)
+    REGRTEST_CLEAR_CACHES = None
+
+
+def clear_caches():
+    """Empty CPython's caches that fill up over many runs, as regrtest -R does: with
+    regrtest's own list (warning registries, re, struct, linecache, typing, abc, ...) where
+    the interpreter has the `test` package, else the two that matter most.
+
+    The type attribute cache holds on to attribute names that code builds at run time
+    (argparse, which `-m unittest` runs every time, does), so it grows until it is full.
+    """
+    if REGRTEST_CLEAR_CACHES is not None:
+        REGRTEST_CLEAR_CACHES()
+    clear_type_cache = getattr(sys, "_clear_internal_caches", None) or sys._clear_type_cache
+    clear_type_cache()
+    re = sys.modules.get("re")
+    if re is not None:
+        re.purge()
+    # lab's own record of what a run watched: a target that calls lab.watch adds to it once
+    # a run, and it is only read at exit, where a hunt has nothing to say of it.
+    lab._watched.clear()
+
+
+def immortal_interned():
+    """Strings interned at run time that live until shutdown (3.12+), as regrtest -R counts
+    them: it subtracts them from the allocated blocks, on 3.12 from the total refcount too."""
+    size = getattr(sys, "getunicodeinternedsize", None)
+    if size is None:
+        return 0
+    try:
+        return size(_only_immortal=True)  # 3.13+: only those made immortal
+    except TypeError:
+        return size()
+
+
+def release_built_extensions():
+    """On a debug build, the extension modules loaded from files built for a release build
+    (a wheel from PyPI, say): their Py_INCREF and Py_DECREF are inline and never touch the
+    total refcount, so it drifts with every object they make or free (regrtest -R is fooled
+    the same way). Told apart by the file's ABI tag: `.cpython-315-…` not `.cpython-315d-…`.
+    A stable-ABI module (`.abi3.so`) does not say, and is trusted."""
+    tag = "." + sys.implementation.cache_tag
+    found = []
+    for name, module in list(sys.modules.items()):
+        filename = os.path.basename(getattr(module, "__file__", None) or "")
+        if filename.endswith(".so") and (tag + "-" in filename or filename.endswith(tag + ".so")):
+            found.append(name)
+    return sorted(found)
+
+
+def settle():
+    clear_caches()
+    for _ in range(3):  # objects freed by one pass can free more in the next
+        gc.collect()
+
+
+def open_fds():
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
+def type_name(obj):
+    return type(obj).__qualname__
+
+
+def census():
+    counts = {}
+    for obj in gc.get_objects():
+        name = type_name(obj)
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+class Reachable:
+    """Every object the collector tracks and everything those refer to, by id, with the
+    number of references to each that objects show the collector (`seen`).
+
+    `excess(key)` is how many references to an object nothing shows the collector: those of
+    local variables of running code, and those of C code (an incref never released, or a C
+    object that owns a reference and does not visit it in tp_traverse). Callers pass ids, not
+    objects, so that their own references do not count. Use it in a `with` block: leaving it
+    lets go of every object at once (else a cycle through the tables would keep them all,
+    and their blocks, until the next collection).
+    """
+
+    def __init__(self):
+        self.objects, self.seen, self.tracked, self.offset = scan()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        self.objects.clear()
+        self.seen.clear()
+
+    def excess(self, key):
+        return unexplained(self.objects, self.seen, key) - self.offset[key in self.tracked]
+
+
+def ids_of_types(names):
+    """The ids of every live object of these types, kept in one array."""
+    names = set(names)
+    return array.array("q", [id(o) for o in gc.get_objects() if type_name(o) in names])
+
+
+def scanned(step):
+    """step(reachable), over a scan of every object that can be reached."""
+    with Reachable() as reachable:
+        step(reachable)
+
+
+def scan():
+    # Two probes that only the tables hold (the float also through a list the collector
+    # sees): what the tables add to a count.
+    probe = []
+    holder = [float(len(sys.argv)) + 0.5]
+    tracked = gc.get_objects()
+    objects = {id(o): o for o in tracked}
+    tracked_ids = set(objects)
+    seen = {}
+    own = {id(objects), id(seen), id(tracked)}  # reached through this frame on 3.10
+    # Frames still running (objects the collector tracks on 3.10) are not walked: their
+    # value stacks may hold stale pointers there. Their locals count as unseen references.
+    running = set()
+    frame = sys._getframe()
+    while frame is not None:
+        running.add(id(frame))
+        frame = frame.f_back
+    get_referents = gc.get_referents
+    code_type = type(scan.__code__)
+    while tracked:
+        referrer = tracked.pop()
+        if id(referrer) in running:
+            continue
+        referents = get_referents(referrer)
+        if type(referrer) is code_type:
+            # A code object shows the collector nothing: walk its constants and names, or
+            # a reference leaked onto a test's string constant is never seen.
+            referents = (referrer.co_consts, referrer.co_names)
+        for referent in referents:
+            key = id(referent)
+            if key in own:
+                continue
+            seen[key] = seen.get(key, 0) + 1
+            if key not in objects:
+                objects[key] = referent
+                tracked.append(referent)
+        referent = referrer = referents = None
+    probes = {True: id(probe), False: id(holder[0])}
+    del probe
+    offset = {tracked: unexplained(objects, seen, key) for tracked, key in probes.items()}
+    # The probes are the scan's own, not objects of the target's to name.
+    for key in (*probes.values(), id(holder)):
+        objects.pop(key, None)
+        tracked_ids.discard(key)
+    return objects, seen, tracked_ids, offset
+
+
+def unexplained(objects, seen, key):
+    return sys.getrefcount(objects[key]) - seen.get(key, 0)
+
+
+class GrowingCounts:
+    """Objects whose reference count grew in every run since `start` (same id, same type).
+
+    One array of integers: the number of rows, then six a row (id, type id, count at the
+    start, count now, and the same for the references the collector can see).
+    """
+
+    WIDTH = 6
+
+    def __init__(self):
+        self.table = array.array("q", [0])
+        self.held = {}
+
+    def start(self, reachable):
+        rows = []
+        for key in reachable.objects:  # not items(): its tuples would add to the counts
+            obj = reachable.objects[key]
+            count, seen = sys.getrefcount(obj), reachable.seen.get(key, 0)
+            if not immortal(obj, count):
+                rows.append((key, id(type(obj)), count, count, seen, seen))
+        obj = None
+        self.keep(rows)
+
+    def keep(self, rows):
+        table = array.array("q", [len(rows)])
+        for row in rows:
+            table.extend(row)
+        self.table = table
+
+    def rows(self):
+        table, width = self.table, self.WIDTH
+        for row in range(table[0]):
+            yield tuple(table[1 + row * width : 1 + (row + 1) * width])
+
+    def update(self, reachable):
+        self.update_from(reachable.objects.get)
+
+    def update_from(self, lookup):
+        kept = []
+        for key, type_id, first, last, first_seen, last_seen in self.rows():
+            obj = lookup(key)
+            if obj is None or id(type(obj)) != type_id:
+                continue
+            count = sys.getrefcount(obj)
+            if count > last:
+                kept.append((key, type_id, first, count, first_seen, last_seen))
+        obj = None
+        self.keep(kept)
+
+    def hold(self, reachable):
+        """Keeps the objects growing now, so later runs can be followed without a scan. The
+        hold adds the one reference the scan's table did, so counts stay comparable."""
+        objects = reachable.objects
+        self.held = {key: objects[key] for key, *_ in self.rows() if key in objects}
+
+    def update_held(self):
+        self.update_from(self.held.get)
+
+    def release(self):
+        self.held = {}
+
+    def __len__(self):
+        return self.table[0]
+
+
+def immortal(obj, count):
+    """Whether `obj` is immortal (3.12+), its count `count` meaning nothing. 3.12 and 3.13
+    pin an immortal count at 2**32 - 1; 3.14's counts of immortal objects drift upwards
+    (an incref is no longer skipped for them), so a field name of every namedtuple made
+    seems to gain a reference a run: ask `sys._is_immortal` there."""
+    is_immortal = getattr(sys, "_is_immortal", None)
+    if is_immortal is not None:
+        return is_immortal(obj)
+    return count >= 1 << 30
+
+
+def steady_but_one_dip(deltas):
+    """A total refcount (debug builds) that grew in all but one of at least three runs, and
+    overall: one dip does not clear a leak regrtest -R reports (as hunt.rs decides too)."""
+    return len(deltas) >= 3 and sum(d <= 0 for d in deltas) <= 1 and sum(deltas) > 0
+
+
+class Series:
+    """The totals after each run, kept as one JSON text replaced whole each run."""
+
+    def __init__(self):
+        self.text = json.dumps([])
+
+    def add(self, event):
+        values = {
+            "allocated blocks": event["blocks"],
+            "open file descriptors": event["fds"],
+        }
+        if event["total_refcount"] is not None:
+            values["total refcount"] = event["total_refcount"]
+        for name, count in event["census"].items():
+            values["objects: " + name] = count
+        for name, count in event["refcounts"].items():
+            values["refcount: " + name] = count
+        values.update(event.get("followed", {}))
+        self.text = json.dumps(json.loads(self.text) + [values])
+
+    def growth(self, start):
+        """Each metric's growth in each run from `start` on (the metrics all runs have)."""
+        runs = json.loads(self.text)[start:]
+        names = set(runs[0])
+        for values in runs:
+            names &= set(values)
+        return {name: [after[name] - before[name] for before, after in zip(runs, runs[1:])] for name in names}
+
+    def leaking(self, start, confirming=False):
+        """The metrics that leak over the runs from `start` on by regrtest's rule: growth in
+        every run, or for file descriptors any change; in `confirming` runs, a total refcount
+        that grew in all runs but one."""
+        runs = json.loads(self.text)[start:]
+        names = set(runs[0])
+        for values in runs:
+            names &= set(values)
+        found = set()
+        for name in names:
+            deltas = [after[name] - before[name] for before, after in zip(runs, runs[1:])]
+            if name == "open file descriptors" and any(deltas):
+                found.add(name)
+            elif deltas and all(delta > 0 for delta in deltas):
+                found.add(name)
+            elif confirming and name == "total refcount" and steady_but_one_dip(deltas):
+                found.add(name)
+        return found
+
+
+class SiteCounts:
+    """Live blocks per allocation site that grew in every run since tracemalloc started.
+
+    One text (a header, then site, count at the first run, count now), replaced whole.
+    """
+
+    def __init__(self):
+        self.updates = 0
+        self.text = self.encode([])
+
+    @staticmethod
+    def encode(rows):
+        return "\n".join(["sites %d" % len(rows)] + ["%s\t%d\t%d" % row for row in rows])
+
+    def update(self):
+        now = {}
+        for statistic in tracemalloc.take_snapshot().statistics("traceback"):
+            site = user_frame(statistic.traceback)
+            if site is not None:
+                now[site] = now.get(site, 0) + statistic.count
+        if self.updates == 0:  # the baseline
+            rows = [(site, count, count) for site, count in now.items()]
+        elif self.updates == 1:  # a site can be new: it had no block at the baseline
+            before = {site: last for site, _, last in self.rows()}
+            rows = [(site, before.get(site, 0), count) for site, count in now.items() if count > before.get(site, 0)]
+        else:
+            rows = [(site, first, now[site]) for site, first, last in self.rows() if now.get(site, 0) > last]
+        self.updates += 1
+        self.text = self.encode(rows)
+
+    def rows(self):
+        for line in self.text.split("\n")[1:]:
+            site, first, last = line.rsplit("\t", 2)
+            yield site, int(first), int(last)
