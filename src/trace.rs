@@ -346,7 +346,11 @@ pub enum Verdict {
 pub struct Site {
     pub allocated: String,
     pub source: String,
+    /// Blocks a run.
     pub per_run: f64,
+    /// Their bytes a run (what tracemalloc counts: the blocks' requested sizes).
+    #[serde(default)]
+    pub bytes_per_run: f64,
 }
 
 /// Tests a leak was pinned to: one test, or a group that leaks only when run together.

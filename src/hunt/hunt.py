@@ -216,10 +216,13 @@ class Hunt:
             existing = set(self.existing)
             objects = self.references(reachable, roots, confirmed, existing, self.config["repeat"] + 1 + runs)
             objects += self.new_objects(reachable, roots, confirmed, existing, 1 + runs)
-        sites = {site: (last - first) / runs for site, first, last in self.sites.rows()}
+        sites = {
+            site: ((last - first) / runs, (last_size - first_size) / runs)
+            for site, first, first_size, last, last_size in self.sites.rows()
+        }
         blocks = [
-            {"allocated": site, "source": source_line(site), "per_run": per_run}
-            for site, per_run in sorted(sites.items(), key=lambda item: -item[1])
+            {"allocated": site, "source": source_line(site), "per_run": per_run, "bytes_per_run": size}
+            for site, (per_run, size) in sorted(sites.items(), key=lambda item: -item[1][0])
             if per_run >= 1
         ][:5]
         return {"objects": objects, "sites": blocks if "allocated blocks" in confirmed else []}

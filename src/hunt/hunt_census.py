@@ -315,9 +315,11 @@ class Series:
 
 
 class SiteCounts:
-    """Live blocks per allocation site that grew in every run since tracemalloc started.
+    """Live blocks per allocation site that grew in every run since tracemalloc started,
+    and their bytes.
 
-    One text (a header, then site, count at the first run, count now), replaced whole.
+    One text (a header, then site, count and bytes at the first run, count and bytes now),
+    replaced whole.
     """
 
     def __init__(self):
@@ -326,25 +328,34 @@ class SiteCounts:
 
     @staticmethod
     def encode(rows):
-        return "\n".join(["sites %d" % len(rows)] + ["%s\t%d\t%d" % row for row in rows])
+        return "\n".join(["sites %d" % len(rows)] + ["%s\t%d\t%d\t%d\t%d" % row for row in rows])
 
     def update(self):
         now = {}
         for statistic in tracemalloc.take_snapshot().statistics("traceback"):
             site = user_frame(statistic.traceback)
             if site is not None:
-                now[site] = now.get(site, 0) + statistic.count
+                count, size = now.get(site, (0, 0))
+                now[site] = (count + statistic.count, size + statistic.size)
         if self.updates == 0:  # the baseline
-            rows = [(site, count, count) for site, count in now.items()]
+            rows = [(site, count, size, count, size) for site, (count, size) in now.items()]
         elif self.updates == 1:  # a site can be new: it had no block at the baseline
-            before = {site: last for site, _, last in self.rows()}
-            rows = [(site, before.get(site, 0), count) for site, count in now.items() if count > before.get(site, 0)]
+            before = {site: (count, size) for site, _, _, count, size in self.rows()}
+            rows = [
+                (site, *before.get(site, (0, 0)), count, size)
+                for site, (count, size) in now.items()
+                if count > before.get(site, (0, 0))[0]
+            ]
         else:
-            rows = [(site, first, now[site]) for site, first, last in self.rows() if now.get(site, 0) > last]
+            rows = [
+                (site, first, first_size, *now[site])
+                for site, first, first_size, last, _ in self.rows()
+                if now.get(site, (0, 0))[0] > last
+            ]
         self.updates += 1
         self.text = self.encode(rows)
 
     def rows(self):
         for line in self.text.split("\n")[1:]:
-            site, first, last = line.rsplit("\t", 2)
-            yield site, int(first), int(last)
+            site, *numbers = line.rsplit("\t", 4)
+            yield (site, *map(int, numbers))

@@ -182,8 +182,8 @@ fn blocks_sites(out: &mut String, hunt: &Hunt, findings: &Findings) {
     for site in &findings.sites {
         let _ = writeln!(
             out,
-            "    {:+.1} per run allocated at {}",
-            site.per_run, site.allocated
+            "    {:+.1} per run ({:+.0} bytes) allocated at {}",
+            site.per_run, site.bytes_per_run, site.allocated
         );
         if !site.source.is_empty() {
             let _ = writeln!(out, "        {}", site.source);
