@@ -65,6 +65,7 @@ _DEAD_COUNT = 0xDDDDDDDD
 # sys.getrefcount cannot change what the probes read.
 _getrefcount = sys.getrefcount
 _get_objects, _get_referents, _current_frames = gc.get_objects, gc.get_referents, sys._current_frames
+_is_tracked, _freeze_count = gc.is_tracked, gc.get_freeze_count
 _get_ident = _thread.get_ident
 _getframe = sys._getframe
 _CO_OPTIMIZED = 0x1  # a function's frame: its f_locals are its own (else the globals)
@@ -323,54 +324,68 @@ def _tables_fully_explained(stack):
     running = set()  # the frames running, by id
     roots = list(sys.modules.values())
     stacked = []
+    # After `gc.freeze()` the collector's list leaves out what was frozen: a frozen table
+    # a function holds is found through its variables then.
+    frozen = _freeze_count() > 0
     for ident, frame in _current_frames().items():
-        child = None
         while frame is not None:
             running.add(id(frame))
             code = frame.f_code
             if code is not _OWN_CODE:
-                for address in stack.held_by(frame, innermost=child is None):
+                held = stack.held_by(frame)
+                roots += (frame.f_globals, frame.f_builtins)
+                if not code.co_flags & _CO_OPTIMIZED:
+                    roots.append(frame.f_locals)  # a class body's or exec's namespace
+                elif frozen and held is not None:
+                    roots += frame.f_locals.values()
+                elif held is None:
+                    # Before 3.13 f_locals copies the variables into a dict the frame keeps
+                    # (which the collector sees, and the walk below counts).
+                    names = frame.f_locals
+                    roots += names.values()  # cells and free variables too: alive
+                    variables = stack.variables(code)
+                    for name, value in names.items():
+                        if name in variables:
+                            seen[id(value)] = seen.get(id(value), 0) + 1
+                for address in held or ():
                     seen[address] = seen.get(address, 0) + 1
                     stacked.append(address)
-                roots += (frame.f_globals, frame.f_builtins)
-                if code.co_flags & _CO_OPTIMIZED:
-                    # Before 3.13 this copies the locals into a dict the frame keeps (which
-                    # the collector sees, and the walk below counts).
-                    names = frame.f_locals
-                    for name in code.co_varnames:
-                        value = names.get(name)
-                        roots.append(value)
-                        # A cell's contents: the cell holds them, and the collector sees it.
-                        if name not in code.co_cellvars:
-                            seen[id(value)] = seen.get(id(value), 0) + 1
-            child, frame = frame, frame.f_back
-    names = value = frame = child = code = None
+            frame = frame.f_back
+    names = value = frame = code = None
     objects = _get_objects()
+    listed = {id(obj) for obj in objects}
+    by_id = {id(obj): obj for obj in objects}
+    # What something alive reaches; with the objects `gc.freeze()` hid from the collector's
+    # list, which are counted below like the rest.
+    reached = set()
+    unlisted = []
+    todo = roots + [by_id[address] for address in stacked if address in by_id]
+    roots.clear()  # the collector lists it too: it must hold nothing when counted
+    del roots, by_id
+    while todo:
+        obj = todo.pop()
+        if id(obj) not in reached:
+            reached.add(id(obj))
+            if id(obj) not in listed and _is_tracked(obj):
+                unlisted.append(obj)
+            todo += _get_referents(obj)
+    objects += unlisted
+    del unlisted, todo, listed
     # What holds a running frame's variables and stack, counted above: the frame object
-    # (3.10) or the generator or coroutine running it; and this function's own list.
-    owners = running | {id(roots)}
+    # (3.10) or the generator or coroutine running it.
+    owners = set(running)
     frame_of = _frame_of_generators()
     for obj in objects:
         running_frame = frame_of.get(type(obj))
         if running_frame is not None and id(running_frame(obj)) in running:
             owners.add(id(obj))
     tables = [obj for obj in objects if _labtrace._traced_as(obj) is not None]
-    by_id = {}
     for obj in objects:
-        by_id[id(obj)] = obj
         if id(obj) not in owners:
             for referent in _get_referents(obj):
                 seen[id(referent)] = seen.get(id(referent), 0) + 1
-    reached = set()
-    todo = roots + [by_id[address] for address in stacked if address in by_id]
-    del roots, by_id
-    while todo:
-        obj = todo.pop()
-        if id(obj) not in reached:
-            reached.add(id(obj))
-            todo += _get_referents(obj)
     obj = referent = running_frame = frame_of = None
-    del objects, todo
+    del objects
     # What holding a table here adds to its count (`tables`, the argument), measured on a
     # probe held the same way, at an address no object counted above had.
     taken = []
@@ -444,66 +459,62 @@ class _StackReader:
     _NO_FALLTHROUGH = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE",
                        "JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_ABSOLUTE", "JUMP",
                        "JUMP_BACKWARD_NO_INTERRUPT", "JUMP_NO_INTERRUPT"}
-    # What instructions that may call Python code take from the stack. A call's count is
-    # its stack effect's (it pushes one value); any other takes at most 2 more than its
-    # effect says (none pushes more than 2 and takes more than 2).
+    # What instructions take from the stack. A call's count is its stack effect's (it
+    # pushes one value); any other not named here takes at most 2 more than its effect
+    # says (none pushes more than 2 and takes more than 2).
     _TAKES = {"BINARY_SUBSCR": 2, "BINARY_OP": 2, "COMPARE_OP": 2, "CONTAINS_OP": 2,
-              "LOAD_ATTR": 1, "LOAD_METHOD": 1, "STORE_ATTR": 2, "STORE_SUBSCR": 3,
-              "DELETE_SUBSCR": 2, "BINARY_SLICE": 3, "GET_ITER": 1, "TO_BOOL": 1}
+              "IS_OP": 2, "LOAD_ATTR": 1, "LOAD_METHOD": 1, "STORE_ATTR": 2,
+              "STORE_SUBSCR": 3, "DELETE_SUBSCR": 2, "BINARY_SLICE": 3, "GET_ITER": 1,
+              "TO_BOOL": 1, "LIST_EXTEND": 1, "LIST_APPEND": 1, "SET_UPDATE": 1,
+              "SET_ADD": 1, "DICT_UPDATE": 1, "DICT_MERGE": 1, "MAP_ADD": 2, "STORE_FAST": 1,
+              "STORE_DEREF": 1, "STORE_NAME": 1, "STORE_GLOBAL": 1, "POP_TOP": 1}
     # The longest inline cache after an instruction, in bytes (f_lasti may point into it).
     _MOST_CACHE = 64
 
     def __init__(self):
         self._dis = _standard_dis()
         self._depths = {}  # code -> {offset: (stack depth, stack effect, what it takes)}
+        self._variables = {}  # code -> the names `variables` gives
         self.works = self._dis is not None and self._reads_a_known_stack()
 
-    def held_by(self, frame, innermost):
-        """The addresses the running `frame`'s value stack surely holds references to.
-        `innermost`: the frame calls no Python function (its thread is inside it)."""
-        return self._read(frame, innermost) if self.works else ()
+    def variables(self, code):
+        """The names of `code`'s variables that are no cell: their values are references
+        of the frame's own (a cell's contents are the cell's, which the collector sees)."""
+        names = self._variables.get(code)
+        if names is None:
+            names = self._variables[code] = frozenset(code.co_varnames) - frozenset(code.co_cellvars)
+        return names
+
+    def held_by(self, frame):
+        """The addresses the running `frame`'s variables and value stack surely hold
+        references to, one per slot, or None when it cannot read them."""
+        return self._read(frame) if self.works else None
 
     def _reads_a_known_stack(self):
-        # While `_read` runs, this frame's stack holds the new object below the call.
-        both = [object(), self._read(_getframe(), innermost=False)]
-        return list(both[1]).count(id(both[0])) == 1
+        # While `_read` runs, this frame's variable `self` holds the reader, and its stack
+        # the new object below the call.
+        both = [object(), self._read(_getframe())]
+        return both[1] is not None and id(self) in both[1] and both[1].count(id(both[0])) == 1
 
-    def _read(self, frame, innermost):
-        """The slots that hold a reference in every state the frame can be in at f_lasti:
-        inside the instruction (a call that blocks) or just past it, for the innermost
-        frame; for any other, with the instruction's inputs handed to the function it
-        called (from 3.11 a call of a Python function moves them into the new frame)."""
+    def _read(self, frame):
+        """The frame's variables (cells included), and the stack slots below the inputs of
+        the instruction at f_lasti: those hold a reference whatever state the instruction
+        is in. Its inputs may not: a call of a Python function moves them into the new
+        frame (3.11+), and an instruction that has released one may be waiting in a
+        finalizer another one ran."""
         code = frame.f_code
         depths = self._depths.get(code)
         if depths is None:
             depths = self._depths[code] = self._stack_depths(code)
         lasti = frame.f_lasti
+        live = 0
         for offset in range(lasti, max(lasti - self._MOST_CACHE, -1), -2):
             if offset in depths:
-                depth, effect, takes = depths[offset]
+                depth, _, takes = depths[offset]
+                live = max(depth - takes, 0)
                 break
-        else:
-            return ()
-        if innermost:
-            live = min(depth, depth + effect)
-        elif sys.version_info < (3, 11):
-            live = depth  # a call there keeps its arguments on the caller's stack till it returns
-        else:
-            live = depth - takes
-        if live <= 0:
-            return ()
         slots = _labtrace._frame_slots(frame, live)
-        if slots is None:
-            return ()
-        # The slots must hold what f_locals says the variables hold, or the frame is not
-        # laid out as `_frame_slots` reads it.
-        if code.co_flags & _CO_OPTIMIZED:
-            names = frame.f_locals
-            for index, name in enumerate(code.co_varnames):
-                if name not in code.co_cellvars and name in names:
-                    if slots[index] != id(names[name]):
-                        return ()
-        return slots[len(slots) - live:]
+        return None if slots is None else [address for address in slots if address]
 
     def _stack_depths(self, code):
         """For each instruction of `code`, by offset: the value stack's depth before it
@@ -554,7 +565,8 @@ class _StackReader:
 
 
 def _standard_dis():
-    """The standard library's `dis`, or None if a `dis` from anywhere else was imported."""
+    """The standard library's `dis`, or None if a `dis` or `opcode` from anywhere else was
+    imported."""
     standard = os.path.dirname(os.__file__)
     module = sys.modules.get("dis")
     if module is None:
@@ -566,8 +578,10 @@ def _standard_dis():
             return None
         finally:
             sys.path[:] = path
-    if os.path.dirname(getattr(module, "__file__", None) or "") != standard:
-        return None
+    # `dis` reads the instructions' numbers and names from `opcode`: the standard one too.
+    for used in (module, sys.modules.get("opcode")):
+        if os.path.dirname(getattr(used, "__file__", None) or "") != standard:
+            return None
     return module
 
 

@@ -490,6 +490,23 @@ fn a_running_thread_excuses_no_over_counted_table() {
     assert!(correct.contains("outcome:  ok"), "{correct}");
 }
 
+/// A thread blocked in a finalizer an instruction's clean-up ran leaves stale stack slots
+/// behind (an operand already released, a value already stored): they explain no
+/// reference, so both over-counted tables read leaked on every version.
+#[test]
+fn a_stale_stack_slot_explains_nothing() {
+    let output = run_fixture("blocks_in_a_finalizer.py", &["--fault", "error-path-leak"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(
+            "outcome:  leaked\n    HashTable#1 was never freed\n    HashTable#3 was never freed"
+        ),
+        "{stdout}"
+    );
+}
+
 /// A new interpreter the script starts (multiprocessing's spawn) does not take one of its
 /// own descriptors for refcount-lab's key pipe: it imports `hashtable` and exits.
 #[test]
