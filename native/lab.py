@@ -285,7 +285,7 @@ def show_ref_counts(an_object, times_to_call=1, show_referrers=False, _depth=1):
 
 
 # Registered before `_report_watched`, so that it runs after it (atexit runs the last
-# registered first): reading the threads imports `dis`, which must not change a count.
+# registered first): what reading the threads makes must not change a watched count.
 @atexit.register
 def _report_threads():
     """Threads still running at shutdown (daemon threads, or any started with `_thread`):
@@ -297,14 +297,14 @@ def _report_threads():
     threading = sys.modules.get("threading")
     named = {thread.ident: thread.name for thread in threading.enumerate()} if threading else {}
     names = sorted(named.get(ident, "thread %d" % ident) for ident in others)
-    stack = _StackReader()  # imports `dis` first: an import may let the other threads run
+    reader = _FrameReader()
     # The other threads wait longer for their turn while the tables are read, and the
     # collector does not run: little moves under the count.
     interval, collecting = sys.getswitchinterval(), gc.isenabled()
     sys.setswitchinterval(max(interval, 0.05))
     gc.disable()
     try:
-        held = _tables_fully_explained(stack)
+        held = _tables_fully_explained(reader)
     finally:
         sys.setswitchinterval(interval)
         if collecting:
@@ -312,18 +312,18 @@ def _report_threads():
     _send({"ev": "threads", "names": names, "held": held})
 
 
-def _tables_fully_explained(stack):
+def _tables_fully_explained(reader):
     """The native tables whose every reference something visible holds, and that something
-    alive reaches. Visible: an object the collector sees, a variable of a running function,
-    a slot of its value stack (an argument of a call in progress). Alive: a running
-    function's variables, stack and globals, and the modules. With threads running, CPython
+    alive reaches. Visible: an object the collector sees, or a variable of a running
+    function. Alive: a running function's variables and globals, and the modules. With
+    threads running, CPython
     may keep such tables alive at shutdown; a table with references nothing explains was
     over-counted by C code (or sits in a cycle the collector cannot see), and one only such
     objects reach is lost with them: both are leaks whatever the threads do."""
     seen = {}
     running = set()  # the frames running, by id
     roots = list(sys.modules.values())
-    stacked = []
+    in_variables = []
     # After `gc.freeze()` the collector's list leaves out what was frozen: a frozen table
     # a function holds is found through its variables then.
     frozen = _freeze_count() > 0
@@ -332,7 +332,7 @@ def _tables_fully_explained(stack):
             running.add(id(frame))
             code = frame.f_code
             if code is not _OWN_CODE:
-                held = stack.held_by(frame)
+                held = reader.held_by(frame)
                 roots += (frame.f_globals, frame.f_builtins)
                 if not code.co_flags & _CO_OPTIMIZED:
                     roots.append(frame.f_locals)  # a class body's or exec's namespace
@@ -343,13 +343,13 @@ def _tables_fully_explained(stack):
                     # (which the collector sees, and the walk below counts).
                     names = frame.f_locals
                     roots += names.values()  # cells and free variables too: alive
-                    variables = stack.variables(code)
+                    variables = reader.variables(code)
                     for name, value in names.items():
                         if name in variables:
                             seen[id(value)] = seen.get(id(value), 0) + 1
                 for address in held or ():
                     seen[address] = seen.get(address, 0) + 1
-                    stacked.append(address)
+                    in_variables.append(address)
             frame = frame.f_back
     names = value = frame = code = None
     objects = _get_objects()
@@ -359,7 +359,7 @@ def _tables_fully_explained(stack):
     # list, which are counted below like the rest.
     reached = set()
     unlisted = []
-    todo = roots + [by_id[address] for address in stacked if address in by_id]
+    todo = roots + [by_id[address] for address in in_variables if address in by_id]
     roots.clear()  # the collector lists it too: it must hold nothing when counted
     del roots, by_id
     while todo:
@@ -371,7 +371,7 @@ def _tables_fully_explained(stack):
             todo += _get_referents(obj)
     objects += unlisted
     del unlisted, todo, listed
-    # What holds a running frame's variables and stack, counted above: the frame object
+    # What holds a running frame's variables, counted above: the frame object
     # (3.10) or the generator or coroutine running it.
     owners = set(running)
     frame_of = _frame_of_generators()
@@ -449,33 +449,20 @@ def _report_watched():
 _OWN_CODE = _tables_fully_explained.__code__
 
 
-class _StackReader:
-    """What the value stacks of running functions hold (`held_by`): read from their frames
-    through `_labtrace._frame_slots`, once this interpreter's frames read as expected on a
-    frame of its own (else nothing is read, and a reference only a stack holds counts as
-    unexplained)."""
+class _FrameReader:
+    """A running frame's variables, read from its slots through `_labtrace._frame_locals`
+    (cells and free variables as the cell objects, which the collector sees), once this
+    interpreter's frames read as expected on a frame of its own; else through f_locals.
 
-    # Instructions after which the next one does not run.
-    _NO_FALLTHROUGH = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE",
-                       "JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_ABSOLUTE", "JUMP",
-                       "JUMP_BACKWARD_NO_INTERRUPT", "JUMP_NO_INTERRUPT"}
-    # What instructions take from the stack. A call's count is its stack effect's (it
-    # pushes one value); any other not named here takes at most 2 more than its effect
-    # says (none pushes more than 2 and takes more than 2).
-    _TAKES = {"BINARY_SUBSCR": 2, "BINARY_OP": 2, "COMPARE_OP": 2, "CONTAINS_OP": 2,
-              "IS_OP": 2, "LOAD_ATTR": 1, "LOAD_METHOD": 1, "STORE_ATTR": 2,
-              "STORE_SUBSCR": 3, "DELETE_SUBSCR": 2, "BINARY_SLICE": 3, "GET_ITER": 1,
-              "TO_BOOL": 1, "LIST_EXTEND": 1, "LIST_APPEND": 1, "SET_UPDATE": 1,
-              "SET_ADD": 1, "DICT_UPDATE": 1, "DICT_MERGE": 1, "MAP_ADD": 2, "STORE_FAST": 1,
-              "STORE_DEREF": 1, "STORE_NAME": 1, "STORE_GLOBAL": 1, "POP_TOP": 1}
-    # The longest inline cache after an instruction, in bytes (f_lasti may point into it).
-    _MOST_CACHE = 64
+    Only the variables: a variable's slot holds its value until the next value is stored
+    in it, while a value-stack slot may already have been released (an instruction's
+    operand, a slot emptied by an exception unwinding) when a finalizer blocks."""
 
     def __init__(self):
-        self._dis = _standard_dis()
-        self._depths = {}  # code -> {offset: (stack depth, stack effect, what it takes)}
         self._variables = {}  # code -> the names `variables` gives
-        self.works = self._dis is not None and self._reads_a_known_stack()
+        known = object()
+        slots = _labtrace._frame_locals(_getframe())
+        self.works = slots is not None and id(known) in slots and id(self) in slots
 
     def variables(self, code):
         """The names of `code`'s variables that are no cell: their values are references
@@ -486,103 +473,12 @@ class _StackReader:
         return names
 
     def held_by(self, frame):
-        """The addresses the running `frame`'s variables and value stack surely hold
-        references to, one per slot, or None when it cannot read them."""
-        return self._read(frame) if self.works else None
-
-    def _reads_a_known_stack(self):
-        # While `_read` runs, this frame's variable `self` holds the reader, and its stack
-        # the new object below the call.
-        both = [object(), self._read(_getframe())]
-        return both[1] is not None and id(self) in both[1] and both[1].count(id(both[0])) == 1
-
-    def _read(self, frame):
-        """The frame's variables (cells included), and the stack slots below the inputs of
-        the instruction at f_lasti: those hold a reference whatever state the instruction
-        is in. Its inputs may not: a call of a Python function moves them into the new
-        frame (3.11+), and an instruction that has released one may be waiting in a
-        finalizer another one ran."""
-        code = frame.f_code
-        depths = self._depths.get(code)
-        if depths is None:
-            depths = self._depths[code] = self._stack_depths(code)
-        lasti = frame.f_lasti
-        live = 0
-        for offset in range(lasti, max(lasti - self._MOST_CACHE, -1), -2):
-            if offset in depths:
-                depth, _, takes = depths[offset]
-                live = max(depth - takes, 0)
-                break
-        slots = _labtrace._frame_slots(frame, live)
+        """The addresses the running `frame`'s variables hold, one per slot, or None when
+        it cannot read them."""
+        if not self.works:
+            return None
+        slots = _labtrace._frame_locals(frame)
         return None if slots is None else [address for address in slots if address]
-
-    def _stack_depths(self, code):
-        """For each instruction of `code`, by offset: the value stack's depth before it
-        runs (found as the compiler finds a function's stack size: following every jump
-        and exception handler), its stack effect and what it takes from the stack."""
-        dis = self._dis
-        stack_effect = dis.stack_effect
-        jumps = (set(dis.hasjrel) | set(dis.hasjabs)) - {dis.opmap.get("END_ASYNC_FOR")}
-        instructions = list(dis.get_instructions(code))
-        at = {instruction.offset: index for index, instruction in enumerate(instructions)}
-        parse = getattr(dis, "_parse_exception_table", None)  # 3.11+
-        # The handler of each instruction a handler covers (one each: the table's ranges do
-        # not overlap), and the depth it starts at: the exception, and lasti if pushed.
-        handler_of = {}
-        for entry in parse(code) if parse else ():
-            for offset in range(entry.start, entry.end, 2):
-                handler_of[offset] = (at[entry.target], entry.depth + 1 + entry.lasti)
-        depths = {}
-        todo = [(0, 0)]
-        while todo:
-            index, depth = todo.pop()
-            while index < len(instructions):
-                instruction = instructions[index]
-                opcode, arg, name = instruction.opcode, instruction.arg, instruction.opname
-                if instruction.offset in depths:
-                    if depths[instruction.offset][0] != depth:
-                        return {}  # not the bytecode this reading understands
-                    break
-                effect = stack_effect(opcode, arg, jump=False)
-                if name.startswith(("CALL", "PRECALL")):
-                    takes = 1 - effect
-                elif name in self._TAKES or not name.startswith(("BINARY_", "INPLACE_")):
-                    takes = self._TAKES.get(name, max(0, -effect) + 2)
-                else:
-                    takes = 2  # 3.10's binary operators
-                depths[instruction.offset] = (depth, effect, takes)
-                if instruction.offset in handler_of:
-                    todo.append(handler_of[instruction.offset])
-                if opcode in jumps:
-                    todo.append((at[instruction.argval], depth + stack_effect(opcode, arg, jump=True)))
-                if name in self._NO_FALLTHROUGH:
-                    break
-                # A generator starts with the value sent in on its stack, which 3.10's
-                # GEN_START pops and 3.11-3.12's RETURN_GENERATOR is not counted as pushing.
-                depth += effect + (name == "GEN_START" or name == "RETURN_GENERATOR" and effect == 0)
-                index += 1
-        return depths
-
-
-def _standard_dis():
-    """The standard library's `dis`, or None if a `dis` or `opcode` from anywhere else was
-    imported."""
-    standard = os.path.dirname(os.__file__)
-    module = sys.modules.get("dis")
-    if module is None:
-        path = sys.path[:]
-        sys.path[:] = [entry for entry in path if entry.startswith(standard)]
-        try:
-            import dis as module
-        except ImportError:
-            return None
-        finally:
-            sys.path[:] = path
-    # `dis` reads the instructions' numbers and names from `opcode`: the standard one too.
-    for used in (module, sys.modules.get("opcode")):
-        if os.path.dirname(getattr(used, "__file__", None) or "") != standard:
-            return None
-    return module
 
 
 # refcount-lab's own modules. `lab` and `_labtrace` are imported before the script runs;

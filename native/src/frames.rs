@@ -1,30 +1,31 @@
-//! `_labtrace._frame_slots(frame, depth)`: what a running function's frame holds, as
-//! addresses: its local variables, then the bottom `depth` slots of its value stack.
+//! `_labtrace._frame_locals(frame)`: a running function's variables, as the addresses its
+//! local slots hold (cells and free variables as their cell objects).
 //!
 //! `lab` reads it at exit when threads still run, to explain every reference to a table
-//! that was never freed. A table built as an argument of a call that blocks on a daemon
-//! thread (`f(HashTable(), block())`) is held by that thread's value stack only, which no
-//! object the collector sees holds, and which Python cannot show.
+//! that was never freed: a variable of a running function is one. Python's own view,
+//! `f_locals`, copies a frame's variables into a new dict (3.10-3.12) or a view (3.13+),
+//! which costs a thousand times more for a function with 30 000 variables, and hides the
+//! hidden variables of inlined comprehensions.
 //!
 //! Where a frame keeps its slots is CPython's private business and changes between
 //! versions, so this knows the versions it was checked on (3.10-3.15) and answers `None`
-//! for any other. `lab` checks the layout on a frame of its own (a variable and a stack
-//! slot it knows) before it trusts an answer. Only addresses come back: nothing read here
-//! is ever used as an object.
+//! for any other. `lab` checks the layout on a frame of its own (variables it knows)
+//! before it trusts an answer. Only addresses come back: nothing read here is ever used as
+//! an object.
 
 use pyo3_ffi::*;
 use std::ffi::CStr;
 use std::ptr::null_mut;
 
 /// Where a frame's slots (local variables, cells and free variables, then the value
-/// stack) are.
+/// stack, not read here) are.
 #[derive(Clone, Copy)]
 enum Layout {
     /// 3.10: in the frame object itself, which points at the first stack slot.
     InFrameObject,
     /// 3.11 and later: in the interpreter frame the frame object points to, from
-    /// `slots_at` bytes in. `tagged`: the low two bits of a slot say whether it holds a
-    /// reference of its own (3.14+, `_PyStackRef`).
+    /// `slots_at` bytes in. `tagged`: the low two bits of a slot are tag bits (3.14+,
+    /// `_PyStackRef`).
     InInterpreterFrame { slots_at: usize, tagged: bool },
 }
 
@@ -59,11 +60,11 @@ fn layout() -> Option<Layout> {
     }
 }
 
-/// `obj.name` as a length (`len(obj.name)`) or an int, or `None` with the error cleared.
+/// `len(obj.name)`, or `None` with the error cleared.
 ///
 /// # Safety
 /// The GIL is held and `obj` is a live object.
-unsafe fn attribute(obj: *mut PyObject, name: &CStr, length: bool) -> Option<Py_ssize_t> {
+unsafe fn length_of(obj: *mut PyObject, name: &CStr) -> Option<Py_ssize_t> {
     // SAFETY: the GIL is held; `value` is a new reference, released below.
     unsafe {
         let value = PyObject_GetAttrString(obj, name.as_ptr());
@@ -71,17 +72,13 @@ unsafe fn attribute(obj: *mut PyObject, name: &CStr, length: bool) -> Option<Py_
             PyErr_Clear();
             return None;
         }
-        let number = if length {
-            PyObject_Size(value)
-        } else {
-            PyLong_AsSsize_t(value)
-        };
+        let length = PyObject_Size(value);
         Py_DECREF(value); // ours, from GetAttr
-        if number < 0 {
+        if length < 0 {
             PyErr_Clear();
             return None;
         }
-        Some(number)
+        Some(length)
     }
 }
 
@@ -95,9 +92,9 @@ unsafe fn attribute(obj: *mut PyObject, name: &CStr, length: bool) -> Option<Py_
 unsafe fn local_slots(code: *mut PyObject, layout: Layout) -> Option<usize> {
     // SAFETY: the GIL is held; `name` is a new reference, released at once.
     unsafe {
-        let varnames = attribute(code, c"co_varnames", true)?;
-        let cellvars = attribute(code, c"co_cellvars", true)?;
-        let freevars = attribute(code, c"co_freevars", true)?;
+        let varnames = length_of(code, c"co_varnames")?;
+        let cellvars = length_of(code, c"co_cellvars")?;
+        let freevars = length_of(code, c"co_freevars")?;
         let most = varnames + cellvars + freevars;
         if let Layout::InFrameObject = layout {
             return usize::try_from(most).ok();
@@ -126,27 +123,24 @@ unsafe fn local_slots(code: *mut PyObject, layout: Layout) -> Option<usize> {
     }
 }
 
-/// `_labtrace._frame_slots(frame, depth)`: the addresses in `frame`'s local slots, then in
-/// the bottom `depth` slots of its value stack (0 for a slot that holds no reference of its
-/// own), or `None` for a frame this cannot read.
+/// `_labtrace._frame_locals(frame)`: the addresses in `frame`'s local slots (0 for an
+/// empty one), or `None` for a frame this cannot read.
 ///
 /// # Safety
-/// Called by CPython with the GIL held and a tuple of arguments.
-pub unsafe extern "C" fn frame_slots(_module: *mut PyObject, args: *mut PyObject) -> *mut PyObject {
-    let mut frame: *mut PyObject = null_mut();
-    let mut depth: Py_ssize_t = 0;
-    // SAFETY: the GIL is held; "On" fills a borrowed object and a Py_ssize_t.
+/// Called by CPython with the GIL held and a live `frame` argument.
+pub unsafe extern "C" fn frame_locals(
+    _module: *mut PyObject,
+    frame: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: the GIL is held and `frame` is a live borrowed object.
     unsafe {
-        if PyArg_ParseTuple(args, c"On".as_ptr(), &mut frame, &mut depth) == 0 {
-            return null_mut();
-        }
         // The caller's own frame is a frame object for sure: `frame` must be of its type.
         let caller = PyEval_GetFrame().cast::<PyObject>();
         if caller.is_null() || Py_TYPE(frame) != Py_TYPE(caller) {
-            PyErr_SetString(PyExc_TypeError, c"_frame_slots() takes a frame".as_ptr());
+            PyErr_SetString(PyExc_TypeError, c"_frame_locals() takes a frame".as_ptr());
             return null_mut();
         }
-        match read_slots(frame, depth) {
+        match read_locals(frame) {
             Some(list) => list,
             None if PyErr_Occurred().is_null() => Py_NewRef(Py_None()), // for the caller
             None => null_mut(),
@@ -154,29 +148,22 @@ pub unsafe extern "C" fn frame_slots(_module: *mut PyObject, args: *mut PyObject
     }
 }
 
-/// The list `frame_slots` returns, or `None` (an error set if one happened).
+/// The list `frame_locals` returns, or `None` (an error set if one happened).
 ///
 /// # Safety
 /// The GIL is held and `frame` is a live frame object.
-unsafe fn read_slots(frame: *mut PyObject, depth: Py_ssize_t) -> Option<*mut PyObject> {
+unsafe fn read_locals(frame: *mut PyObject) -> Option<*mut PyObject> {
     let layout = layout()?;
-    // SAFETY: the GIL is held; `code` is a new reference, released once its sizes are read.
-    let (locals, stack_size) = unsafe {
+    // SAFETY: the GIL is held; `code` is a new reference, released once its size is read.
+    let locals = unsafe {
         let code = PyObject_GetAttrString(frame, c"f_code".as_ptr());
         if code.is_null() {
             return None;
         }
-        let sizes = local_slots(code, layout).zip(attribute(code, c"co_stacksize", false));
+        let locals = local_slots(code, layout);
         Py_DECREF(code); // ours, from GetAttr
-        sizes?
+        locals?
     };
-    // A frame's memory holds `locals + stack_size` slots: reading stays inside it.
-    if depth < 0 || depth > stack_size {
-        // SAFETY: the GIL is held.
-        unsafe { PyErr_SetString(PyExc_ValueError, c"depth beyond the frame's stack".as_ptr()) };
-        return None;
-    }
-    let count = locals + depth as usize;
     let frame_at = frame.cast::<u8>();
     let (first, tagged) = match layout {
         Layout::InFrameObject => {
@@ -195,7 +182,7 @@ unsafe fn read_slots(frame: *mut PyObject, depth: Py_ssize_t) -> Option<*mut PyO
             };
             let first = (stack as usize).checked_sub(8 * locals)?;
             let inside = first >= frame_at as usize + F_VALUESTACK
-                && first + 8 * count <= frame_at as usize + size;
+                && first + 8 * locals <= frame_at as usize + size;
             if !inside {
                 return None;
             }
@@ -217,22 +204,15 @@ unsafe fn read_slots(frame: *mut PyObject, depth: Py_ssize_t) -> Option<*mut PyO
     };
     // SAFETY: the GIL is held; each item is a new int the list takes.
     unsafe {
-        let list = PyList_New(count as Py_ssize_t);
+        let list = PyList_New(locals as Py_ssize_t);
         if list.is_null() {
             return None;
         }
-        for index in 0..count {
-            // SAFETY: `index` < locals + depth <= the slots the frame was allocated with.
-            // A stack slot above what is pushed holds a stale word (if the caller's depth
-            // was wrong), which is only turned into a number.
+        for index in 0..locals {
+            // SAFETY: `index` < the local slots the frame was allocated with, all written:
+            // a frame starts with its variables NULL.
             let word = first.add(index).read();
-            let address = match (tagged, index < locals) {
-                (false, _) => word,
-                (true, true) => word & !3,
-                // Tag bits set: a borrowed reference, an immortal, an int or NULL.
-                (true, false) if word & 3 != 0 => 0,
-                (true, false) => word,
-            };
+            let address = if tagged { word & !3 } else { word };
             let item = PyLong_FromSize_t(address);
             if item.is_null() {
                 Py_DECREF(list); // ours, and the items it took

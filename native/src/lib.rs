@@ -516,12 +516,12 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 4] = [
         ml_doc: c"_traced_as(obj) -> (type name, id) | None: how the trace names a table".as_ptr(),
     },
     PyMethodDef {
-        ml_name: c"_frame_slots".as_ptr(),
+        ml_name: c"_frame_locals".as_ptr(),
         ml_meth: PyMethodDefPointer {
-            PyCFunction: frames::frame_slots,
+            PyCFunction: frames::frame_locals,
         },
-        ml_flags: METH_VARARGS,
-        ml_doc: c"_frame_slots(frame, depth) -> [address] | None: a running frame's slots".as_ptr(),
+        ml_flags: METH_O,
+        ml_doc: c"_frame_locals(frame) -> [address] | None: a running frame's variables".as_ptr(),
     },
     PyMethodDef::zeroed(),
 ];
