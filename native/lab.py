@@ -477,8 +477,7 @@ class _FrameReader:
         it cannot read them."""
         if not self.works:
             return None
-        slots = _labtrace._frame_locals(frame)
-        return None if slots is None else [address for address in slots if address]
+        return _labtrace._frame_locals(frame)
 
 
 # refcount-lab's own modules. `lab` and `_labtrace` are imported before the script runs;

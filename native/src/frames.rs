@@ -123,8 +123,8 @@ unsafe fn local_slots(code: *mut PyObject, layout: Layout) -> Option<usize> {
     }
 }
 
-/// `_labtrace._frame_locals(frame)`: the addresses in `frame`'s local slots (0 for an
-/// empty one), or `None` for a frame this cannot read.
+/// `_labtrace._frame_locals(frame)`: the addresses in `frame`'s local slots that are not
+/// empty, or `None` for a frame this cannot read.
 ///
 /// # Safety
 /// Called by CPython with the GIL held and a live `frame` argument.
@@ -204,7 +204,7 @@ unsafe fn read_locals(frame: *mut PyObject) -> Option<*mut PyObject> {
     };
     // SAFETY: the GIL is held; each item is a new int the list takes.
     unsafe {
-        let list = PyList_New(locals as Py_ssize_t);
+        let list = PyList_New(0);
         if list.is_null() {
             return None;
         }
@@ -213,12 +213,16 @@ unsafe fn read_locals(frame: *mut PyObject) -> Option<*mut PyObject> {
             // a frame starts with its variables NULL.
             let word = first.add(index).read();
             let address = if tagged { word & !3 } else { word };
+            if address == 0 {
+                continue; // a variable not bound (yet, or any more)
+            }
             let item = PyLong_FromSize_t(address);
-            if item.is_null() {
+            let appended = !item.is_null() && PyList_Append(list, item) == 0;
+            Py_XDECREF(item); // ours: the list took its own
+            if !appended {
                 Py_DECREF(list); // ours, and the items it took
                 return None;
             }
-            PyList_SetItem(list, index as Py_ssize_t, item); // steals `item`
         }
         Some(list)
     }
