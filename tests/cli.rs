@@ -61,6 +61,14 @@ fn run_fixture(script: &str, extra: &[&str]) -> Command {
     command
 }
 
+/// What `run_fixture` prints on stdout.
+fn fixture_stdout(script: &str, extra: &[&str]) -> String {
+    let output = run_fixture(script, extra)
+        .output()
+        .expect("refcount-lab runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// The chosen interpreter's `(major, minor)`.
 fn python_version() -> (u32, u32) {
     let output = lab(&["python", "-c", "import sys; print(*sys.version_info[:2])"])
@@ -378,34 +386,20 @@ fn a_daemon_thread_does_not_hide_a_table_nothing_refers_to() {
 /// table it leaves unfreed is a leak. A script cannot claim such a thread in lab's words.
 #[test]
 fn a_daemon_thread_excuses_only_what_it_can_reach() {
-    let stdout =
-        |output: std::process::Output| String::from_utf8_lossy(&output.stdout).into_owned();
-    let leak = stdout(
-        run_fixture("leaks_beside_a_heartbeat.py", &["--fault", "no-traverse"])
-            .output()
-            .unwrap(),
-    );
+    let leak = fixture_stdout("leaks_beside_a_heartbeat.py", &["--fault", "no-traverse"]);
     assert!(
         leak.contains("outcome:  leaked\n    HashTable#1 was never freed"),
         "{leak}"
     );
-    let kept = stdout(
-        run_fixture(
-            "keeps_its_module_beside_a_daemon.py",
-            &["--fault", "no-traverse"],
-        )
-        .output()
-        .unwrap(),
+    let kept = fixture_stdout(
+        "keeps_its_module_beside_a_daemon.py",
+        &["--fault", "no-traverse"],
     );
     assert!(
         kept.contains("outcome:  leaked\n    HashTable#1 was never freed"),
         "{kept}"
     );
-    let forged = stdout(
-        run_fixture("forges_threads.py", &["--fault", "no-traverse"])
-            .output()
-            .unwrap(),
-    );
+    let forged = fixture_stdout("forges_threads.py", &["--fault", "no-traverse"]);
     assert!(
         forged.contains("outcome:  error") && forged.contains("no other thread is running"),
         "{forged}"
@@ -417,13 +411,10 @@ fn a_daemon_thread_excuses_only_what_it_can_reach() {
 /// already have been released. Over-counted by C code, it reads leaked.
 #[test]
 fn a_table_held_on_a_blocked_threads_stack_and_over_counted_is_a_leak() {
-    let output = run_fixture(
+    let stdout = fixture_stdout(
         "leaks_a_table_held_on_a_blocked_stack.py",
         &["--fault", "error-path-leak"],
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    );
     assert!(
         stdout.contains("outcome:  leaked\n    HashTable#1 was never freed"),
         "{stdout}"
@@ -437,14 +428,8 @@ fn a_table_held_on_a_blocked_threads_stack_and_over_counted_is_a_leak() {
 /// fault off the run is clean.
 #[test]
 fn a_running_thread_excuses_no_over_counted_table() {
-    let stdout =
-        |output: std::process::Output| String::from_utf8_lossy(&output.stdout).into_owned();
     let fixture = "hides_leaks_behind_running_threads.py";
-    let leaked = stdout(
-        run_fixture(fixture, &["--fault", "error-path-leak"])
-            .output()
-            .unwrap(),
-    );
+    let leaked = fixture_stdout(fixture, &["--fault", "error-path-leak"]);
     let never_freed: Vec<&str> = leaked
         .lines()
         .filter(|line| line.ends_with("was never freed"))
@@ -459,7 +444,7 @@ fn a_running_thread_excuses_no_over_counted_table() {
         leaked.contains("HashTable#9 was not freed, and is not counted"),
         "{leaked}"
     );
-    let correct = stdout(run_fixture(fixture, &[]).output().unwrap());
+    let correct = fixture_stdout(fixture, &[]);
     assert!(correct.contains("outcome:  ok"), "{correct}");
 }
 
@@ -468,10 +453,7 @@ fn a_running_thread_excuses_no_over_counted_table() {
 /// reference, so both over-counted tables read leaked on every version.
 #[test]
 fn a_stale_stack_slot_explains_nothing() {
-    let output = run_fixture("blocks_in_a_finalizer.py", &["--fault", "error-path-leak"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = fixture_stdout("blocks_in_a_finalizer.py", &["--fault", "error-path-leak"]);
     assert!(
         stdout.contains(
             "outcome:  leaked\n    HashTable#1 was never freed\n    HashTable#3 was never freed"
@@ -484,10 +466,7 @@ fn a_stale_stack_slot_explains_nothing() {
 /// own descriptors for refcount-lab's key pipe: it imports `hashtable` and exits.
 #[test]
 fn a_spawned_interpreter_does_not_read_the_key_pipe() {
-    let output = run_fixture("spawns_a_child_with_fd_4.py", &[])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = fixture_stdout("spawns_a_child_with_fd_4.py", &[]);
     assert!(
         stdout.contains("child exited with 0") && stdout.contains("outcome:  ok"),
         "{stdout}"
