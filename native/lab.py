@@ -324,6 +324,7 @@ def _tables_fully_explained(reader):
     running = set()  # the frames running, by id
     roots = list(sys.modules.values())
     in_variables = []
+    copies = set()
     # After `gc.freeze()` the collector's list leaves out what was frozen: a frozen table
     # a function holds is found through its variables then.
     frozen = _freeze_count() > 0
@@ -335,7 +336,12 @@ def _tables_fully_explained(reader):
                 held = reader.held_by(frame)
                 roots += (frame.f_globals, frame.f_builtins)
                 if not code.co_flags & _CO_OPTIMIZED:
-                    roots.append(frame.f_locals)  # a class body's or exec's namespace
+                    namespace = frame.f_locals  # a class body's, exec's or a module's
+                    roots.append(namespace)
+                    # 3.12 copies it, with an inlined comprehension's variables, each time:
+                    # a copy's references are this function's, not the script's.
+                    if namespace is not frame.f_locals:
+                        copies.add(id(namespace))
                 elif frozen and held is not None:
                     roots += frame.f_locals.values()
                 elif held is None:
@@ -351,7 +357,7 @@ def _tables_fully_explained(reader):
                     seen[address] = seen.get(address, 0) + 1
                     in_variables.append(address)
             frame = frame.f_back
-    names = value = frame = code = None
+    names = value = frame = code = namespace = None
     objects = _get_objects()
     listed = {id(obj) for obj in objects}
     by_id = {id(obj): obj for obj in objects}
@@ -372,8 +378,8 @@ def _tables_fully_explained(reader):
     objects += unlisted
     del unlisted, todo, listed
     # What holds a running frame's variables, counted above: the frame object
-    # (3.10) or the generator or coroutine running it.
-    owners = set(running)
+    # (3.10) or the generator or coroutine running it; and copies made here.
+    owners = running | copies
     frame_of = _frame_of_generators()
     for obj in objects:
         running_frame = frame_of.get(type(obj))

@@ -424,7 +424,8 @@ fn a_table_held_on_a_blocked_threads_stack_and_over_counted_is_a_leak() {
 /// A running thread excuses no table C code over-counted, however the count is laid out:
 /// a running generator's variable (which the generator also shows the collector), a running
 /// coroutine's variable, an argument a closure captures (a cell), a list only the leaked
-/// reference keeps. The correct table a running generator holds is excused, and with the
+/// reference keeps, an argument a callee only borrows (3.14+), a class body's inlined
+/// comprehension (3.12). The correct table a running generator holds is excused, and with the
 /// fault off the run is clean.
 #[test]
 fn a_running_thread_excuses_no_over_counted_table() {
@@ -437,15 +438,24 @@ fn a_running_thread_excuses_no_over_counted_table() {
         .collect();
     assert_eq!(
         never_freed,
-        [1, 3, 5, 7].map(|id| format!("HashTable#{id} was never freed")),
+        [1, 3, 5, 7, 9, 11].map(|id| format!("HashTable#{id} was never freed")),
         "{leaked}"
     );
     assert!(
-        leaked.contains("HashTable#9 was not freed, and is not counted"),
+        leaked.contains("HashTable#13 was not freed, and is not counted"),
         "{leaked}"
     );
     let correct = fixture_stdout(fixture, &[]);
-    assert!(correct.contains("outcome:  ok"), "{correct}");
+    if python_version() == (3, 10) {
+        // 3.10's caller keeps its own reference to an argument for the whole call, on a
+        // stack refcount-lab does not read: the README's documented false alarm.
+        assert!(
+            correct.contains("outcome:  leaked\n    HashTable#9 was never freed\n  note:"),
+            "{correct}"
+        );
+    } else {
+        assert!(correct.contains("outcome:  ok"), "{correct}");
+    }
 }
 
 /// A thread blocked in a finalizer an instruction's clean-up ran leaves stale stack slots

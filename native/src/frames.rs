@@ -25,7 +25,7 @@ enum Layout {
     InFrameObject,
     /// 3.11 and later: in the interpreter frame the frame object points to, from
     /// `slots_at` bytes in. `tagged`: the low two bits of a slot are tag bits (3.14+,
-    /// `_PyStackRef`).
+    /// `_PyStackRef`), set when the slot owns no reference.
     InInterpreterFrame { slots_at: usize, tagged: bool },
 }
 
@@ -123,8 +123,8 @@ unsafe fn local_slots(code: *mut PyObject, layout: Layout) -> Option<usize> {
     }
 }
 
-/// `_labtrace._frame_locals(frame)`: the addresses in `frame`'s local slots that are not
-/// empty, or `None` for a frame this cannot read.
+/// `_labtrace._frame_locals(frame)`: the addresses in `frame`'s local slots that hold a
+/// reference of the frame's own, or `None` for a frame this cannot read.
 ///
 /// # Safety
 /// Called by CPython with the GIL held and a live `frame` argument.
@@ -212,10 +212,12 @@ unsafe fn read_locals(frame: *mut PyObject) -> Option<*mut PyObject> {
             // SAFETY: `index` < the local slots the frame was allocated with, all written:
             // a frame starts with its variables NULL.
             let word = first.add(index).read();
-            let address = if tagged { word & !3 } else { word };
-            if address == 0 {
-                continue; // a variable not bound (yet, or any more)
+            // Tag bits set (3.14+): a reference the slot borrowed (an argument the caller
+            // loaded with LOAD_FAST_BORROW), or an immortal's: none of the frame's own.
+            if word == 0 || tagged && word & 3 != 0 {
+                continue; // a variable not bound (yet, or any more), or not owning one
             }
+            let address = word;
             let item = PyLong_FromSize_t(address);
             let appended = !item.is_null() && PyList_Append(list, item) == 0;
             Py_XDECREF(item); // ours: the list took its own
