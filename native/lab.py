@@ -316,10 +316,10 @@ def _tables_fully_explained(reader):
     """The native tables whose every reference something visible holds, and that something
     alive reaches. Visible: an object the collector sees, or a variable of a running
     function. Alive: a running function's variables and globals, and the modules. With
-    threads running, CPython
-    may keep such tables alive at shutdown; a table with references nothing explains was
-    over-counted by C code (or sits in a cycle the collector cannot see), and one only such
-    objects reach is lost with them: both are leaks whatever the threads do."""
+    threads running, CPython may keep such tables alive at shutdown; a table with
+    references nothing explains was over-counted by C code (or sits in a cycle the
+    collector cannot see), and one only such objects reach is lost with them: both are
+    leaks whatever the threads do."""
     seen = {}
     running = set()  # the frames running, by id
     roots = list(sys.modules.values())
@@ -431,6 +431,7 @@ def _frame_of_generators():
     }
     made[1].close()
     return found
+
 
 @atexit.register
 def _report_watched():
