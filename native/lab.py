@@ -69,6 +69,8 @@ _is_tracked, _freeze_count = gc.is_tracked, gc.get_freeze_count
 _get_ident = _thread.get_ident
 _getframe = sys._getframe
 _CO_OPTIMIZED = 0x1  # a function's frame: its f_locals are its own (else the globals)
+# 3.14+ stacks hold borrowed references (LOAD_FAST_BORROW), which gc.get_referents lists.
+_BORROWING_STACKS = sys.version_info >= (3, 14)
 
 
 # What a JSON string cannot hold as itself: control characters, quote and backslash.
@@ -382,15 +384,24 @@ def _tables_fully_explained(reader):
     owners = running | copies
     frame_of = _frame_of_generators()
     for obj in objects:
-        running_frame = frame_of.get(type(obj))
-        if running_frame is not None and id(running_frame(obj)) in running:
+        of = frame_of.get(type(obj))
+        if of is None:
+            continue
+        generator_frame = of(obj)
+        if id(generator_frame) in running:
             owners.add(id(obj))
+        elif _BORROWING_STACKS and generator_frame is not None and reader.works:
+            # Suspended, on 3.14+: the collector's walk of it also lists the values its
+            # stack only borrowed; count its variables' own references instead.
+            owners.add(id(obj))
+            for address in reader.held_by(generator_frame) or ():
+                seen[address] = seen.get(address, 0) + 1
     tables = [obj for obj in objects if _labtrace._traced_as(obj) is not None]
     for obj in objects:
         if id(obj) not in owners:
             for referent in _get_referents(obj):
                 seen[id(referent)] = seen.get(id(referent), 0) + 1
-    obj = referent = running_frame = frame_of = None
+    obj = referent = of = generator_frame = frame_of = None
     del objects
     # What holding a table here adds to its count (`tables`, the argument), measured on a
     # probe held the same way, at an address no object counted above had.
