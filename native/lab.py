@@ -361,15 +361,14 @@ def _tables_fully_explained(reader):
             frame = frame.f_back
     names = value = frame = code = namespace = None
     objects = _get_objects()
-    listed = {id(obj) for obj in objects}
-    by_id = {id(obj): obj for obj in objects}
+    listed = {id(obj): obj for obj in objects}
     # What something alive reaches; with the objects `gc.freeze()` hid from the collector's
     # list, which are counted below like the rest.
     reached = set()
     unlisted = []
-    todo = roots + [by_id[address] for address in in_variables if address in by_id]
+    todo = roots + [listed[address] for address in in_variables if address in listed]
     roots.clear()  # the collector lists it too: it must hold nothing when counted
-    del roots, by_id
+    del roots
     while todo:
         obj = todo.pop()
         if id(obj) not in reached:

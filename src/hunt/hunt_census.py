@@ -298,13 +298,8 @@ class Series:
         """The metrics that leak over the runs from `start` on by regrtest's rule: growth in
         every run, or for file descriptors any change; in `confirming` runs, a total refcount
         that grew in all runs but one."""
-        runs = json.loads(self.text)[start:]
-        names = set(runs[0])
-        for values in runs:
-            names &= set(values)
         found = set()
-        for name in names:
-            deltas = [after[name] - before[name] for before, after in zip(runs, runs[1:])]
+        for name, deltas in self.growth(start).items():
             if name == "open file descriptors" and any(deltas):
                 found.add(name)
             elif deltas and all(delta > 0 for delta in deltas):
