@@ -83,11 +83,16 @@ fn every_fault_is_detected_by_its_lesson_and_correct_code_never_is() {
     let rows: Vec<Option<&str>> = std::iter::once(None)
         .chain(faults.iter().map(|f| Some(f.0.as_str())))
         .collect();
-    // rows × demos, filled by two workers (one per core).
+    // rows × demos, filled by two workers (one per core). In CI's version matrix
+    // (`CI_VERSION_MATRIX` set), which runs this again on each further interpreter within its
+    // time, only the cells the checks below read: correct code everywhere, each fault in its
+    // own lesson. The rest reads "-".
+    let every_cell = std::env::var_os("CI_VERSION_MATRIX").is_none();
     let cells: Vec<(usize, usize)> = (0..rows.len())
         .flat_map(|r| (0..demos.len()).map(move |d| (r, d)))
+        .filter(|&(r, d)| every_cell || r == 0 || faults[r - 1].1 == d + 1)
         .collect();
-    let mut matrix = vec![vec![String::new(); demos.len()]; rows.len()];
+    let mut matrix = vec![vec!["-".to_owned(); demos.len()]; rows.len()];
     std::thread::scope(|scope| {
         let workers: Vec<_> = cells
             .chunks(cells.len().div_ceil(2))
@@ -127,7 +132,7 @@ fn every_fault_is_detected_by_its_lesson_and_correct_code_never_is() {
         assert_eq!(own, expected, "{name} in its own lesson {lesson}");
         if *expected != "ok" {
             assert!(
-                matrix[i + 1].iter().any(|kind| kind != "ok"),
+                matrix[i + 1].iter().any(|kind| kind != "ok" && kind != "-"),
                 "{name} is never seen"
             );
         }

@@ -38,12 +38,19 @@ fn report(output: &Output) -> String {
     )
 }
 
+/// Six hunts, or two in CI's version matrix (`CI_VERSION_MATRIX` set), which runs this again on
+/// each further interpreter and must stay within its time.
 #[test]
-fn correct_code_reports_no_leak_in_six_hunts() {
+fn correct_code_reports_no_leak_in_repeated_hunts() {
+    let hunts_per_worker = if std::env::var_os("CI_VERSION_MATRIX").is_some() {
+        1
+    } else {
+        3
+    };
     std::thread::scope(|scope| {
         for _ in 0..2 {
             scope.spawn(|| {
-                for _ in 0..3 {
+                for _ in 0..hunts_per_worker {
                     let output = hunt("tests/py", &SUITE);
                     assert_eq!(output.status.code(), Some(0), "{}", report(&output));
                     assert!(report(&output).contains("no leak"));
