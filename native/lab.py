@@ -64,13 +64,9 @@ _DEAD_COUNT = 0xDDDDDDDD
 # Taken now, before any script or module of the learner's is imported: one that replaces
 # sys.getrefcount cannot change what the probes read.
 _getrefcount = sys.getrefcount
-_get_objects, _get_referents, _current_frames = gc.get_objects, gc.get_referents, sys._current_frames
-_is_tracked, _freeze_count = gc.is_tracked, gc.get_freeze_count
+_get_objects, _current_frames = gc.get_objects, sys._current_frames
 _get_ident = _thread.get_ident
-_getframe = sys._getframe
-_CO_OPTIMIZED = 0x1  # a function's frame: its f_locals are its own (else the globals)
-# 3.14+ stacks hold borrowed references (LOAD_FAST_BORROW), which gc.get_referents lists.
-_BORROWING_STACKS = sys.version_info >= (3, 14)
+_HELD_PER_EVENT = 10_000  # tables named in one threads event (about 400 KB)
 
 
 # What a JSON string cannot hold as itself: control characters, quote and backslash.
@@ -291,139 +287,42 @@ def show_ref_counts(an_object, times_to_call=1, show_referrers=False, _depth=1):
 @atexit.register
 def _report_threads():
     """Threads still running at shutdown (daemon threads, or any started with `_thread`):
-    CPython does not wait for them, and does not free what they can still reach."""
+    CPython does not wait for them, and does not free what they can still reach.
+
+    The native tables kept alive for them are not leaks: those whose every reference an
+    object the collector sees or a running function's variable explains (each counted
+    once), and that something alive reaches (a running function's variables, globals and
+    namespace, or a module). A table with references nothing explains was over-counted by
+    C code (or sits in a cycle the collector cannot see), and one only such objects reach
+    is lost with them: both are leaks whatever the threads do. `_labtrace` decides, in one
+    pass no other thread can interrupt."""
     me = _get_ident()
     others = [ident for ident in _current_frames() if ident != me]
     if not others:
         return
     threading = sys.modules.get("threading")
     named = {thread.ident: thread.name for thread in threading.enumerate()} if threading else {}
-    names = sorted(named.get(ident, "thread %d" % ident) for ident in others)
-    reader = _FrameReader()
-    # The other threads wait longer for their turn while the tables are read, and the
-    # collector does not run: little moves under the count.
-    interval, collecting = sys.getswitchinterval(), gc.isenabled()
-    sys.setswitchinterval(max(interval, 0.05))
-    gc.disable()
+    names = sorted(str(named.get(ident, "thread %d" % ident)) for ident in others)
+    known = object()  # a variable of this frame: how `_labtrace` checks it reads frames right
+    generators = _generator_frames()
+    collecting = gc.isenabled()
+    gc.disable()  # a collection runs finalizers: Python code, in the middle of the count
     try:
-        held = _tables_fully_explained(reader)
+        held = _labtrace._held_by_running_threads(known, generators, _current_frames, _get_objects)
     finally:
-        sys.setswitchinterval(interval)
         if collecting:
             gc.enable()
-    _send({"ev": "threads", "names": names, "held": held})
+    held = [_labtrace._traced_as(table) for table in held or ()]
+    # In parts: a trace event is at most 1 MiB, and 40 000 tables would take more.
+    for first in range(0, max(len(held), 1), _HELD_PER_EVENT):
+        part = held[first:first + _HELD_PER_EVENT]
+        _send({"ev": "threads", "names": names,
+               "held": [{"type": kind, "id": number} for kind, number in part]})
 
 
-def _tables_fully_explained(reader):
-    """The native tables whose every reference something visible holds, and that something
-    alive reaches. Visible: an object the collector sees, or a variable of a running
-    function. Alive: a running function's variables and globals, and the modules. With
-    threads running, CPython may keep such tables alive at shutdown; a table with
-    references nothing explains was over-counted by C code (or sits in a cycle the
-    collector cannot see), and one only such objects reach is lost with them: both are
-    leaks whatever the threads do."""
-    seen = {}
-    running = set()  # the frames running, by id
-    roots = list(sys.modules.values())
-    in_variables = []
-    copies = set()
-    # After `gc.freeze()` the collector's list leaves out what was frozen: a frozen table
-    # a function holds is found through its variables then.
-    frozen = _freeze_count() > 0
-    for ident, frame in _current_frames().items():
-        while frame is not None:
-            running.add(id(frame))
-            code = frame.f_code
-            if code is not _OWN_CODE:
-                held = reader.held_by(frame)
-                roots += (frame.f_globals, frame.f_builtins)
-                if not code.co_flags & _CO_OPTIMIZED:
-                    namespace = frame.f_locals  # a class body's, exec's or a module's
-                    roots.append(namespace)
-                    # 3.12 copies it, with an inlined comprehension's variables, each time:
-                    # a copy's references are this function's, not the script's.
-                    if namespace is not frame.f_locals:
-                        copies.add(id(namespace))
-                elif frozen and held is not None:
-                    roots += frame.f_locals.values()
-                elif held is None:
-                    # Before 3.13 f_locals copies the variables into a dict the frame keeps
-                    # (which the collector sees, and the walk below counts).
-                    names = frame.f_locals
-                    roots += names.values()  # cells and free variables too: alive
-                    variables = reader.variables(code)
-                    for name, value in names.items():
-                        if name in variables:
-                            seen[id(value)] = seen.get(id(value), 0) + 1
-                for address in held or ():
-                    seen[address] = seen.get(address, 0) + 1
-                    in_variables.append(address)
-            frame = frame.f_back
-    names = value = frame = code = namespace = None
-    objects = _get_objects()
-    listed = {id(obj): obj for obj in objects}
-    # What something alive reaches; with the objects `gc.freeze()` hid from the collector's
-    # list, which are counted below like the rest.
-    reached = set()
-    unlisted = []
-    todo = roots + [listed[address] for address in in_variables if address in listed]
-    roots.clear()  # the collector lists it too: it must hold nothing when counted
-    del roots
-    while todo:
-        obj = todo.pop()
-        if id(obj) not in reached:
-            reached.add(id(obj))
-            if id(obj) not in listed and _is_tracked(obj):
-                unlisted.append(obj)
-            todo += _get_referents(obj)
-    objects += unlisted
-    del unlisted, todo, listed
-    # What holds a running frame's variables, counted above: the frame object
-    # (3.10) or the generator or coroutine running it; and copies made here.
-    owners = running | copies
-    frame_of = _frame_of_generators()
-    for obj in objects:
-        of = frame_of.get(type(obj))
-        if of is None:
-            continue
-        generator_frame = of(obj)
-        if id(generator_frame) in running:
-            owners.add(id(obj))
-        elif _BORROWING_STACKS and generator_frame is not None and reader.works:
-            # Suspended, on 3.14+: the collector's walk of it also lists the values its
-            # stack only borrowed; count its variables' own references instead.
-            owners.add(id(obj))
-            for address in reader.held_by(generator_frame) or ():
-                seen[address] = seen.get(address, 0) + 1
-    tables = [obj for obj in objects if _labtrace._traced_as(obj) is not None]
-    for obj in objects:
-        if id(obj) not in owners:
-            for referent in _get_referents(obj):
-                seen[id(referent)] = seen.get(id(referent), 0) + 1
-    obj = referent = of = generator_frame = frame_of = None
-    del objects
-    # What holding a table here adds to its count (`tables`, the argument), measured on a
-    # probe held the same way, at an address no object counted above had.
-    taken = []
-    probe = set()
-    while id(probe) in seen:
-        taken.append(probe)
-        probe = set()
-    tables.append(probe)
-    del probe, taken
-    offset = _getrefcount(tables[-1]) - seen.get(id(tables[-1]), 0)
-    tables.pop()
-    held = []
-    for index in range(len(tables)):
-        explained = _getrefcount(tables[index]) - seen.get(id(tables[index]), 0) <= offset
-        if explained and id(tables[index]) in reached:
-            traced = _labtrace._traced_as(tables[index])
-            held.append({"type": traced[0], "id": traced[1]})
-    return held
-
-
-def _frame_of_generators():
-    """How to find a generator's, coroutine's or async generator's frame, by its type."""
+def _generator_frames():
+    """Where a generator, a coroutine and an async generator keep their frame: (type,
+    attribute name) each."""
     def generator():
         yield
 
@@ -434,11 +333,7 @@ def _frame_of_generators():
         yield
 
     made = [generator(), coroutine(), async_generator()]
-    found = {
-        type(made[0]): lambda obj: obj.gi_frame,
-        type(made[1]): lambda obj: obj.cr_frame,
-        type(made[2]): lambda obj: obj.ag_frame,
-    }
+    found = tuple(zip(map(type, made), ("gi_frame", "cr_frame", "ag_frame")))
     made[1].close()
     return found
 
@@ -461,40 +356,6 @@ def _report_watched():
         event["globals"] = _held_by_globals(obj)
         _send(event)
         del obj
-
-
-_OWN_CODE = _tables_fully_explained.__code__
-
-
-class _FrameReader:
-    """A running frame's variables, read from its slots through `_labtrace._frame_locals`
-    (cells and free variables as the cell objects, which the collector sees), once this
-    interpreter's frames read as expected on a frame of its own; else through f_locals.
-
-    Only the variables: a variable's slot holds its value until the next value is stored
-    in it, while a value-stack slot may already have been released (an instruction's
-    operand, a slot emptied by an exception unwinding) when a finalizer blocks."""
-
-    def __init__(self):
-        self._variables = {}  # code -> the names `variables` gives
-        known = object()
-        slots = _labtrace._frame_locals(_getframe())
-        self.works = slots is not None and id(known) in slots and id(self) in slots
-
-    def variables(self, code):
-        """The names of `code`'s variables that are no cell: their values are references
-        of the frame's own (a cell's contents are the cell's, which the collector sees)."""
-        names = self._variables.get(code)
-        if names is None:
-            names = self._variables[code] = frozenset(code.co_varnames) - frozenset(code.co_cellvars)
-        return names
-
-    def held_by(self, frame):
-        """The addresses the running `frame`'s variables hold, one per slot, or None when
-        it cannot read them."""
-        if not self.works:
-            return None
-        return _labtrace._frame_locals(frame)
 
 
 # refcount-lab's own modules. `lab` and `_labtrace` are imported before the script runs;

@@ -230,10 +230,16 @@ fn leaks<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Leak> {
 /// The threads still running when the script's interpreter shut down, if any, and the
 /// native objects never freed whose every reference something visible held then.
 pub fn threads_at_exit(run: &Run) -> Option<(&[String], Vec<&NativeObject>)> {
-    let (names, held) = run.events().find_map(|event| match event {
-        Event::Threads { names, held } if !names.is_empty() => Some((names, held)),
-        _ => None,
-    })?;
+    // `lab` names the tables in parts, each event naming the threads.
+    let parts: Vec<_> = run
+        .events()
+        .filter_map(|event| match event {
+            Event::Threads { names, held } if !names.is_empty() => Some((names, held)),
+            _ => None,
+        })
+        .collect();
+    let names = parts.first()?.0;
+    let held = parts.iter().flat_map(|(_, held)| held.iter());
     let freed: BTreeSet<_> = run
         .events()
         .filter_map(|event| match event {
@@ -241,10 +247,10 @@ pub fn threads_at_exit(run: &Run) -> Option<(&[String], Vec<&NativeObject>)> {
             _ => None,
         })
         .collect();
-    let unfreed = held
-        .iter()
+    let mut unfreed: Vec<_> = held
         .filter(|object| !freed.contains(&(object.type_name.as_str(), object.id)))
         .collect();
+    unfreed.sort_by_key(|object| (&object.type_name, object.id));
     Some((names.as_slice(), unfreed))
 }
 

@@ -26,6 +26,8 @@ const TRACE_LINE_CHARS: usize = 1000;
 /// most after a crash).
 const TRACE_HEAD: usize = 300;
 const TRACE_TAIL: usize = 100;
+/// Tables named in the note on threads at exit; the rest are counted.
+const HELD_NAMED: usize = 20;
 /// Larger refcounts are not counts at all (immortal objects on 3.12+ are not watched here).
 const PLAUSIBLE_REFCOUNT: i64 = 1 << 40;
 
@@ -287,13 +289,22 @@ pub fn run(p: Painter, heading: &str, run: &Run, outcome: &Outcome) -> String {
         let held = match held.as_slice() {
             [] => String::new(),
             [object] => format!(" {object} was not freed, and is not counted."),
-            [first @ .., last] => format!(
+            [first @ .., last] if held.len() <= HELD_NAMED => format!(
                 " {} and {last} were not freed, and are not counted.",
                 first
                     .iter()
                     .map(|object| object.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
+            ),
+            many => format!(
+                " {}, and {} more were not freed, and are not counted.",
+                many[..HELD_NAMED]
+                    .iter()
+                    .map(|object| object.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                many.len() - HELD_NAMED
             ),
         };
         let note = format!(

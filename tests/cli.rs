@@ -459,6 +459,25 @@ fn a_running_thread_excuses_no_over_counted_table() {
     }
 }
 
+/// A thread that moves an over-counted table from its variable into a deque once the
+/// exit report has begun cannot make the count see one reference twice: the frames are
+/// read and the references counted in one pass no thread interrupts.
+#[test]
+fn a_table_moved_while_the_report_runs_is_counted_once() {
+    let fixture = "moves_a_leaked_table_while_the_report_runs.py";
+    let leaked = fixture_stdout(fixture, &["--fault", "error-path-leak"]);
+    assert!(
+        leaked.contains("outcome:  leaked\n    HashTable#1 was never freed\n"),
+        "{leaked}"
+    );
+    let correct = fixture_stdout(fixture, &[]);
+    assert!(correct.contains("outcome:  ok"), "{correct}");
+    assert!(
+        correct.contains("HashTable#1 was not freed, and is not counted"),
+        "{correct}"
+    );
+}
+
 /// A thread blocked in a finalizer an instruction's clean-up ran leaves stale stack slots
 /// behind (an operand already released, a value already stored): they explain no
 /// reference, so both over-counted tables read leaked on every version.

@@ -1,36 +1,44 @@
-//! `_labtrace._frame_locals(frame)`: a running function's variables, as the addresses its
-//! local slots hold (cells and free variables as their cell objects).
+//! A running function's variables, as the addresses its local slots hold (cells and free
+//! variables as their cell objects).
 //!
-//! `lab` reads it at exit when threads still run, to explain every reference to a table
-//! that was never freed: a variable of a running function is one. Python's own view,
+//! Read at exit when threads still run (`explain.rs`), to explain every reference to a
+//! table that was never freed: a variable of a running function is one. Python's own view,
 //! `f_locals`, copies a frame's variables into a dict (3.10-3.12; 3.13+ gives a view),
 //! about a hundred times slower for a function of 30 000 variables (5 ms against 0.05 ms a
 //! frame on 3.12).
 //!
 //! Where a frame keeps its slots is CPython's private business and changes between
 //! versions, so this knows the versions it was checked on (3.10-3.15) and answers `None`
-//! for any other. `lab` checks the layout on a frame of its own (variables it knows)
-//! before it trusts an answer. Only addresses come back: nothing read here is ever used as
-//! an object.
+//! for any other. `explain.rs` checks the layout on a frame of its own (a variable it
+//! knows) before it trusts an answer; only then does it take the addresses for objects (a
+//! variable's slot owns a reference to a live object).
 
 use pyo3_ffi::*;
 use std::ffi::CStr;
 use std::ptr::null_mut;
 
 /// Where a frame's slots (local variables, cells and free variables, then the value
-/// stack, not read here) are.
+/// stack, not read here) are, and where its namespace (`f_locals`) is.
 #[derive(Clone, Copy)]
 enum Layout {
     /// 3.10: in the frame object itself, which points at the first stack slot.
     InFrameObject,
     /// 3.11 and later: in the interpreter frame the frame object points to, from
-    /// `slots_at` bytes in. `tagged`: the low two bits of a slot are tag bits (3.14+,
+    /// `slots_at` bytes in; its `f_globals`, `f_builtins` and `f_locals` fields follow each
+    /// other from `globals_at`. `tagged`: the low two bits of a slot are tag bits (3.14+,
     /// `_PyStackRef`), set when the slot owns no reference.
-    InInterpreterFrame { slots_at: usize, tagged: bool },
+    InInterpreterFrame {
+        slots_at: usize,
+        globals_at: usize,
+        tagged: bool,
+    },
 }
 
-/// 3.10's `PyFrameObject.f_valuestack`: after `PyObject_VAR_HEAD` (3 words), `f_back`,
-/// `f_code`, `f_builtins`, `f_globals` and `f_locals`.
+/// 3.10's `PyFrameObject` fields: after `PyObject_VAR_HEAD` (3 words), `f_back`, `f_code`,
+/// `f_builtins`, `f_globals`, `f_locals` and `f_valuestack`.
+const F_BUILTINS: usize = 5 * 8;
+const F_GLOBALS: usize = 6 * 8;
+const F_LOCALS: usize = 7 * 8;
 const F_VALUESTACK: usize = 8 * 8;
 /// 3.11+'s `PyFrameObject.f_frame`: after `PyObject_HEAD` (2 words) and `f_back`.
 const F_FRAME: usize = 3 * 8;
@@ -46,18 +54,81 @@ fn layout() -> Option<Layout> {
         .next()?;
     match minor {
         b"10" => Some(Layout::InFrameObject),
-        // `_PyInterpreterFrame`: 8 pointers, an int, a u16 or bool and a char, then slots.
-        b"11" | b"12" | b"13" => Some(Layout::InInterpreterFrame {
+        // `_PyInterpreterFrame`: 8 pointers (`f_func` first on 3.11; `f_code` or
+        // `f_executable`, `previous` and `f_funcobj` first after), an int, a u16 or bool and
+        // a char, then slots.
+        b"11" => Some(Layout::InInterpreterFrame {
             slots_at: 72,
+            globals_at: 8,
+            tagged: false,
+        }),
+        b"12" | b"13" => Some(Layout::InInterpreterFrame {
+            slots_at: 72,
+            globals_at: 24,
             tagged: false,
         }),
         // 9 pointers (the stack pointer joined), a u16 and two chars, then the slots.
         b"14" | b"15" => Some(Layout::InInterpreterFrame {
             slots_at: 80,
+            globals_at: 24,
             tagged: true,
         }),
         _ => None,
     }
+}
+
+/// Where `frame`'s fields live: the frame object (3.10), or the interpreter frame it points
+/// to, on its thread's stack while it runs, in itself after (3.11+); `None` if it has none.
+///
+/// # Safety
+/// `frame` is a live frame object of this interpreter, whose frames are laid out as `layout`.
+unsafe fn fields_of(frame: *mut PyObject, layout: Layout) -> Option<*const u8> {
+    let frame_at = frame.cast::<u8>().cast_const();
+    match layout {
+        Layout::InFrameObject => Some(frame_at),
+        Layout::InInterpreterFrame { .. } => {
+            // SAFETY: a 3.11+ frame object has this field.
+            let interpreter_frame = unsafe { *frame_at.add(F_FRAME).cast::<*const u8>() };
+            (!interpreter_frame.is_null()).then_some(interpreter_frame)
+        }
+    }
+}
+
+/// `frame`'s namespace as the frame holds it (`f_locals`: a module's, a class body's,
+/// `exec`'s; on 3.10-3.12 a function's `locals()` snapshot), or NULL; `None` when the fields
+/// read are not the `globals` and `builtins` given. Read, not asked for: asking runs the
+/// namespace's own `__setitem__` and `__delitem__` (3.10-3.12) or makes a view (3.13+).
+///
+/// # Safety
+/// The GIL is held; `frame` is a live frame object, `globals` and `builtins` its own.
+pub(crate) unsafe fn namespace(
+    frame: *mut PyObject,
+    globals: *mut PyObject,
+    builtins: *mut PyObject,
+) -> Option<*mut PyObject> {
+    let layout = layout()?;
+    let (globals_at, builtins_at, locals_at) = match layout {
+        Layout::InFrameObject => (F_GLOBALS, F_BUILTINS, F_LOCALS),
+        Layout::InInterpreterFrame { globals_at, .. } => {
+            (globals_at, globals_at + 8, globals_at + 16)
+        }
+    };
+    // SAFETY: the fields exist in this layout; they are checked against the frame's own
+    // `f_globals` and `f_builtins` before the third is trusted.
+    unsafe {
+        let fields = fields_of(frame, layout)?;
+        let read = |at: usize| *fields.add(at).cast::<*mut PyObject>();
+        (read(globals_at) == globals && read(builtins_at) == builtins).then(|| read(locals_at))
+    }
+}
+
+/// Whether this interpreter's frames keep tagged slots (3.14+), whose collector walk of a
+/// suspended generator also lists the values its stack only borrows.
+pub(crate) fn borrowing_stacks() -> bool {
+    matches!(
+        layout(),
+        Some(Layout::InInterpreterFrame { tagged: true, .. })
+    )
 }
 
 /// `len(obj.name)`, or `None` with the error cleared.
@@ -123,36 +194,12 @@ unsafe fn local_slots(code: *mut PyObject, layout: Layout) -> Option<usize> {
     }
 }
 
-/// `_labtrace._frame_locals(frame)`: the addresses in `frame`'s local slots that hold a
-/// reference of the frame's own, or `None` for a frame this cannot read.
-///
-/// # Safety
-/// Called by CPython with the GIL held and a live `frame` argument.
-pub unsafe extern "C" fn frame_locals(
-    _module: *mut PyObject,
-    frame: *mut PyObject,
-) -> *mut PyObject {
-    // SAFETY: the GIL is held and `frame` is a live borrowed object.
-    unsafe {
-        // The caller's own frame is a frame object for sure: `frame` must be of its type.
-        let caller = PyEval_GetFrame().cast::<PyObject>();
-        if caller.is_null() || Py_TYPE(frame) != Py_TYPE(caller) {
-            PyErr_SetString(PyExc_TypeError, c"_frame_locals() takes a frame".as_ptr());
-            return null_mut();
-        }
-        match read_locals(frame) {
-            Some(list) => list,
-            None if PyErr_Occurred().is_null() => Py_NewRef(Py_None()), // for the caller
-            None => null_mut(),
-        }
-    }
-}
-
-/// The list `frame_locals` returns, or `None` (an error set if one happened).
+/// The addresses in `frame`'s local slots that hold a reference of the frame's own, one per
+/// slot, or `None` for a frame this cannot read (an error set if one happened).
 ///
 /// # Safety
 /// The GIL is held and `frame` is a live frame object.
-unsafe fn read_locals(frame: *mut PyObject) -> Option<*mut PyObject> {
+pub(crate) unsafe fn local_addresses(frame: *mut PyObject) -> Option<Vec<usize>> {
     let layout = layout()?;
     // SAFETY: the GIL is held; `code` is a new reference, released once its size is read.
     let locals = unsafe {
@@ -164,11 +211,12 @@ unsafe fn read_locals(frame: *mut PyObject) -> Option<*mut PyObject> {
         Py_DECREF(code); // ours, from GetAttr
         locals?
     };
-    let frame_at = frame.cast::<u8>();
+    // SAFETY: `frame` is a live frame object of this layout.
+    let fields = unsafe { fields_of(frame, layout)? };
     let (first, tagged) = match layout {
         Layout::InFrameObject => {
             // SAFETY: `frame` is a live 3.10 frame object, which has this field.
-            let stack = unsafe { *frame_at.add(F_VALUESTACK).cast::<*const usize>() };
+            let stack = unsafe { *fields.add(F_VALUESTACK).cast::<*const usize>() };
             // The slots are the frame object's own trailing memory: check that they are.
             // SAFETY: the GIL is held; `size` is a new reference, released at once.
             let size = unsafe {
@@ -181,51 +229,31 @@ unsafe fn read_locals(frame: *mut PyObject) -> Option<*mut PyObject> {
                 usize::try_from(bytes).ok()?
             };
             let first = (stack as usize).checked_sub(8 * locals)?;
-            let inside = first >= frame_at as usize + F_VALUESTACK
-                && first + 8 * locals <= frame_at as usize + size;
+            let inside = first >= fields as usize + F_VALUESTACK
+                && first + 8 * locals <= fields as usize + size;
             if !inside {
                 return None;
             }
             (first as *const usize, false)
         }
-        Layout::InInterpreterFrame { slots_at, tagged } => {
-            // SAFETY: `frame` is a live 3.11+ frame object, whose `f_frame` points at its
-            // interpreter frame, on its thread's stack while it runs, in itself after.
-            let interpreter_frame = unsafe { *frame_at.add(F_FRAME).cast::<*const u8>() };
-            if interpreter_frame.is_null() {
-                return None;
-            }
+        Layout::InInterpreterFrame {
+            slots_at, tagged, ..
+        } => {
             // SAFETY: the slots follow the interpreter frame's fixed fields.
-            (
-                unsafe { interpreter_frame.add(slots_at).cast::<usize>() },
-                tagged,
-            )
+            (unsafe { fields.add(slots_at).cast::<usize>() }, tagged)
         }
     };
-    // SAFETY: the GIL is held; each item is a new int the list takes.
-    unsafe {
-        let list = PyList_New(0);
-        if list.is_null() {
-            return None;
+    let mut addresses = Vec::with_capacity(locals);
+    for index in 0..locals {
+        // SAFETY: `index` < the local slots the frame was allocated with, all written: a
+        // frame starts with its variables NULL.
+        let word = unsafe { first.add(index).read() };
+        // Tag bits set (3.14+): a reference the slot borrowed (an argument the caller loaded
+        // with LOAD_FAST_BORROW), or an immortal's: none of the frame's own.
+        if word == 0 || tagged && word & 3 != 0 {
+            continue; // a variable not bound (yet, or any more), or not owning one
         }
-        for index in 0..locals {
-            // SAFETY: `index` < the local slots the frame was allocated with, all written:
-            // a frame starts with its variables NULL.
-            let word = first.add(index).read();
-            // Tag bits set (3.14+): a reference the slot borrowed (an argument the caller
-            // loaded with LOAD_FAST_BORROW), or an immortal's: none of the frame's own.
-            if word == 0 || tagged && word & 3 != 0 {
-                continue; // a variable not bound (yet, or any more), or not owning one
-            }
-            let address = word;
-            let item = PyLong_FromSize_t(address);
-            let appended = !item.is_null() && PyList_Append(list, item) == 0;
-            Py_XDECREF(item); // ours: the list took its own
-            if !appended {
-                Py_DECREF(list); // ours, and the items it took
-                return None;
-            }
-        }
-        Some(list)
+        addresses.push(word);
     }
+    Some(addresses)
 }

@@ -34,6 +34,7 @@
 //! `iter.rs` (its iterator), this file (the module), then `safe.rs` (the same type again,
 //! where PyO3's types do the counting).
 
+mod explain;
 mod faults;
 mod frames;
 mod iter;
@@ -45,7 +46,7 @@ mod trace;
 
 use pyo3_ffi::compat::*;
 use pyo3_ffi::*;
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_int, c_void, CStr};
 use std::ptr::null_mut;
 
 /// Marks a function's failure after it has set a Python exception: the caller returns
@@ -474,6 +475,25 @@ unsafe extern "C" fn lab_trace_exec(_module: *mut PyObject) -> c_int {
     0
 }
 
+/// The name and id `obj` has in trace events (`HashTable` or `SafeHashTable`), or `None` for
+/// any other object.
+///
+/// # Safety
+/// The GIL is held and `obj` is a live object.
+pub(crate) unsafe fn traced_as(obj: *mut PyObject) -> Option<(&'static CStr, u64)> {
+    // SAFETY: `obj` is a live object borrowed from the caller, and the GIL is held.
+    unsafe {
+        match pytype::trace_id_of(obj) {
+            Some(id) => Some((c"HashTable", id)),
+            None => {
+                let py = pyo3::Python::assume_attached();
+                safe::trace_id_of(&pyo3::Bound::from_borrowed_ptr(py, obj))
+                    .map(|id| (c"SafeHashTable", id))
+            }
+        }
+    }
+}
+
 /// `_labtrace._traced_as(obj)`: `("HashTable", id)` (or `SafeHashTable`), the name and id
 /// `obj` has in trace events, or `None` for any other object.
 ///
@@ -482,15 +502,7 @@ unsafe extern "C" fn lab_trace_exec(_module: *mut PyObject) -> c_int {
 unsafe extern "C" fn lab_traced_as(_module: *mut PyObject, obj: *mut PyObject) -> *mut PyObject {
     // SAFETY: `obj` is a live object borrowed from the caller, and the GIL is held.
     unsafe {
-        let traced = match pytype::trace_id_of(obj) {
-            Some(id) => Some((c"HashTable", id)),
-            None => {
-                let py = pyo3::Python::assume_attached();
-                safe::trace_id_of(&pyo3::Bound::from_borrowed_ptr(py, obj))
-                    .map(|id| (c"SafeHashTable", id))
-            }
-        };
-        match traced {
+        match traced_as(obj) {
             Some((name, id)) => Py_BuildValue(c"(sK)".as_ptr(), name.as_ptr(), id),
             None => Py_NewRef(Py_None()), // a new reference to None, for the caller
         }
@@ -516,12 +528,12 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 4] = [
         ml_doc: c"_traced_as(obj) -> (type name, id) | None: how the trace names a table".as_ptr(),
     },
     PyMethodDef {
-        ml_name: c"_frame_locals".as_ptr(),
+        ml_name: c"_held_by_running_threads".as_ptr(),
         ml_meth: PyMethodDefPointer {
-            PyCFunction: frames::frame_locals,
+            PyCFunction: explain::held_by_running_threads,
         },
-        ml_flags: METH_O,
-        ml_doc: c"_frame_locals(frame) -> [address] | None: a running frame's variables".as_ptr(),
+        ml_flags: METH_VARARGS,
+        ml_doc: c"_held_by_running_threads(known, generators, current_frames, get_objects) -> [table] | None: the tables running threads keep alive at exit".as_ptr(),
     },
     PyMethodDef::zeroed(),
 ];

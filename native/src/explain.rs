@@ -1,0 +1,362 @@
+//! `_labtrace._held_by_running_threads(known, generators, current_frames, get_objects)`:
+//! at exit, while other threads still run, the native tables CPython keeps alive for them,
+//! not lost by a leak. A table is such if (a) every reference to it is explained, each
+//! counted once, by an object the collector sees or by a variable of a running function,
+//! and (b) something alive reaches it: a running function's variables, its globals and
+//! builtins, a namespace it runs in, or a module.
+//!
+//! One native pass, with the GIL held from the first frame read to the last count: no other
+//! thread runs in between. (Walked in Python, the count could be interrupted by a thread
+//! that drops a variable the walk had counted, and an over-counted table read explained.)
+//! Nothing here runs Python code: the collector is off (`lab` turns it off around the
+//! call), attributes read are C getters, and references are released at the end only.
+
+use crate::frames;
+use pyo3_ffi::*;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{c_int, c_void, CStr};
+use std::ptr::null_mut;
+
+/// New references, released when this is dropped: at the end, when a release that runs
+/// Python code (a finalizer) no longer matters.
+struct Owned(Vec<*mut PyObject>);
+
+impl Owned {
+    /// Keeps `obj`, a new reference, or gives `None` for NULL (an error set).
+    fn keep(&mut self, obj: *mut PyObject) -> Option<*mut PyObject> {
+        if obj.is_null() {
+            return None;
+        }
+        self.0.push(obj);
+        Some(obj)
+    }
+
+    /// `obj.name`, kept.
+    ///
+    /// # Safety
+    /// The GIL is held and `obj` is a live object.
+    unsafe fn attribute(&mut self, obj: *mut PyObject, name: &CStr) -> Option<*mut PyObject> {
+        // SAFETY: the GIL is held; the result is a new reference, which `keep` owns.
+        self.keep(unsafe { PyObject_GetAttrString(obj, name.as_ptr()) })
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        for &obj in &self.0 {
+            // SAFETY: each is a reference this owns, dropped while the native call that made
+            // it still holds the GIL.
+            unsafe { Py_DECREF(obj) };
+        }
+    }
+}
+
+/// Appends what the collector's walk of `obj` visits to `found`, as `gc.get_referents` lists
+/// it: nothing for an object the collector does not manage.
+///
+/// # Safety
+/// The GIL is held and `obj` is a live object.
+unsafe fn referents(obj: *mut PyObject, found: &mut Vec<*mut PyObject>) {
+    // SAFETY: a live object's type is live; its slots are what CPython itself calls.
+    unsafe {
+        let tp = Py_TYPE(obj);
+        if PyType_GetFlags(tp) & Py_TPFLAGS_HAVE_GC == 0 {
+            return;
+        }
+        // A type object is managed only if it is a heap type: its `tp_is_gc` says.
+        let is_gc = PyType_GetSlot(tp, Py_tp_is_gc);
+        if !is_gc.is_null() {
+            let is_gc: inquiry = std::mem::transmute(is_gc);
+            if is_gc(obj) == 0 {
+                return;
+            }
+        }
+        let traverse = PyType_GetSlot(tp, Py_tp_traverse);
+        if traverse.is_null() {
+            return;
+        }
+        let traverse: traverseproc = std::mem::transmute(traverse);
+        traverse(obj, collect, (found as *mut Vec<*mut PyObject>).cast());
+    }
+}
+
+/// The visitor of `referents`: `found` is its `Vec`.
+unsafe extern "C" fn collect(obj: *mut PyObject, found: *mut c_void) -> c_int {
+    // SAFETY: `referents` passes its `&mut Vec` as `found`, for the traversal's duration.
+    unsafe { (*found.cast::<Vec<*mut PyObject>>()).push(obj) };
+    0
+}
+
+/// The running frames' variables, with what they reach from and what holds them.
+#[derive(Default)]
+struct Frames {
+    /// Each frame on a thread's chain (the frame objects hold their variables on 3.10).
+    running: HashSet<usize>,
+    /// What something alive certainly holds: variables, globals, builtins, namespaces.
+    roots: Vec<*mut PyObject>,
+    /// References explained so far, by address.
+    seen: HashMap<usize, usize>,
+}
+
+/// Walks every thread's frames but `caller`'s (this call's own): `None` with an error set,
+/// or `Some(None)` when a frame's slots cannot be read.
+///
+/// # Safety
+/// The GIL is held, `frames` is a dict of live frames, `caller` the calling frame.
+unsafe fn walk_frames(
+    owned: &mut Owned,
+    frames: *mut PyObject,
+    caller: *mut PyObject,
+) -> Option<Option<Frames>> {
+    let mut walk = Frames::default();
+    let (mut position, mut key, mut frame) = (0, null_mut(), null_mut());
+    // SAFETY: the GIL is held; `frames` is a dict `owned` keeps, and every frame it holds or
+    // links to is kept by `owned` once read.
+    unsafe {
+        while PyDict_Next(frames, &mut position, &mut key, &mut frame) != 0 {
+            loop {
+                walk.running.insert(frame as usize);
+                if frame != caller {
+                    let Some(held) = frames::local_addresses(frame) else {
+                        return if PyErr_Occurred().is_null() {
+                            Some(None)
+                        } else {
+                            None
+                        };
+                    };
+                    for address in held {
+                        *walk.seen.entry(address).or_default() += 1;
+                        walk.roots.push(address as *mut PyObject);
+                    }
+                    let globals = owned.attribute(frame, c"f_globals")?;
+                    let builtins = owned.attribute(frame, c"f_builtins")?;
+                    walk.roots.extend([globals, builtins]);
+                    let Some(namespace) = frames::namespace(frame, globals, builtins) else {
+                        return Some(None);
+                    };
+                    if !namespace.is_null() {
+                        walk.roots.push(namespace); // the frame holds it
+                    }
+                }
+                let back = owned.attribute(frame, c"f_back")?;
+                if back == Py_None() {
+                    break;
+                }
+                frame = back;
+            }
+        }
+    }
+    Some(Some(walk))
+}
+
+/// The frame attribute of generator-like objects, by type: `((type, name), ...)`.
+///
+/// # Safety
+/// The GIL is held and `pairs` is a live object.
+unsafe fn frame_attributes(pairs: *mut PyObject) -> Option<Vec<(usize, *mut PyObject)>> {
+    // SAFETY: the GIL is held; items are borrowed from `pairs`, which the caller holds.
+    unsafe {
+        if PyTuple_Check(pairs) == 0 {
+            PyErr_SetString(
+                PyExc_TypeError,
+                c"generators: a tuple of (type, name)".as_ptr(),
+            );
+            return None;
+        }
+        let mut found = Vec::new();
+        for index in 0..PyTuple_Size(pairs) {
+            let pair = PyTuple_GetItem(pairs, index);
+            if PyTuple_Check(pair) == 0 || PyTuple_Size(pair) != 2 {
+                PyErr_SetString(
+                    PyExc_TypeError,
+                    c"generators: a tuple of (type, name)".as_ptr(),
+                );
+                return None;
+            }
+            found.push((PyTuple_GetItem(pair, 0) as usize, PyTuple_GetItem(pair, 1)));
+        }
+        Some(found)
+    }
+}
+
+/// The tables explained and reached, or `Ok(None)` when a frame cannot be read (nothing
+/// is excused then); `Err` with a Python error set.
+///
+/// # Safety
+/// The GIL is held; the arguments are live objects.
+unsafe fn held_tables(
+    owned: &mut Owned,
+    known: *mut PyObject,
+    generators: *mut PyObject,
+    current_frames: *mut PyObject,
+    get_objects: *mut PyObject,
+) -> Option<Option<Vec<*mut PyObject>>> {
+    // SAFETY: the GIL is held throughout and no Python code runs: every object used is kept
+    // by `owned`, the collector's list, or something they hold.
+    unsafe {
+        // The layout reads frames right only if it finds the caller's variable `known`.
+        let caller = PyEval_GetFrame().cast::<PyObject>();
+        if caller.is_null() {
+            return Some(None);
+        }
+        match frames::local_addresses(caller) {
+            Some(addresses) if addresses.contains(&(known as usize)) => {}
+            Some(_) => return Some(None),
+            None if PyErr_Occurred().is_null() => return Some(None),
+            None => return None,
+        }
+        let generators = frame_attributes(generators)?;
+        // Functions `lab` took at start-up; C functions, which run no Python code (but an
+        // audit hook's).
+        if PyCFunction_Check(current_frames) == 0 || PyCFunction_Check(get_objects) == 0 {
+            PyErr_SetString(
+                PyExc_TypeError,
+                c"expected sys._current_frames and gc.get_objects".as_ptr(),
+            );
+            return None;
+        }
+        let frames = owned.keep(PyObject_CallObject(current_frames, null_mut()))?;
+        if PyDict_Check(frames) == 0 {
+            PyErr_SetString(PyExc_TypeError, c"_current_frames() gave no dict".as_ptr());
+            return None;
+        }
+        let Some(walk) = walk_frames(owned, frames, caller)? else {
+            return Some(None);
+        };
+        let Frames {
+            running,
+            roots,
+            mut seen,
+        } = walk;
+
+        let listed = owned.keep(PyObject_CallObject(get_objects, null_mut()))?;
+        if PyList_Check(listed) == 0 {
+            PyErr_SetString(PyExc_TypeError, c"get_objects() gave no list".as_ptr());
+            return None;
+        }
+        let mut objects: Vec<*mut PyObject> = (0..PyList_Size(listed))
+            .map(|index| PyList_GetItem(listed, index))
+            .collect();
+        let in_list: HashSet<usize> = objects.iter().map(|&obj| obj as usize).collect();
+
+        // What something alive reaches; with the objects `gc.freeze()` hid from the
+        // collector's list, which are counted below like the rest.
+        let mut reached = HashSet::new();
+        let mut todo = roots;
+        while let Some(obj) = todo.pop() {
+            if !reached.insert(obj as usize) {
+                continue;
+            }
+            if !in_list.contains(&(obj as usize)) && PyObject_GC_IsTracked(obj) == 1 {
+                Py_INCREF(obj); // held like the list holds the others, for the count below
+                owned.0.push(obj);
+                objects.push(obj);
+            }
+            referents(obj, &mut todo);
+        }
+
+        // What holds a running frame's variables, counted above: the frame object (3.10) or
+        // the generator or coroutine running it.
+        let mut owners = running.clone();
+        let borrowing_stacks = frames::borrowing_stacks();
+        for &obj in &objects {
+            let kind = Py_TYPE(obj) as usize;
+            let Some(&(_, name)) = generators.iter().find(|(tp, _)| *tp == kind) else {
+                continue;
+            };
+            let frame = owned.keep(PyObject_GetAttr(obj, name))?;
+            if frame == Py_None() {
+                continue;
+            }
+            if running.contains(&(frame as usize)) {
+                owners.insert(obj as usize);
+            } else if borrowing_stacks {
+                // Suspended, on 3.14+: the collector's walk of it also lists the values its
+                // stack only borrowed; count its variables' own references instead.
+                owners.insert(obj as usize);
+                let Some(held) = frames::local_addresses(frame) else {
+                    return if PyErr_Occurred().is_null() {
+                        Some(None)
+                    } else {
+                        None
+                    };
+                };
+                for address in held {
+                    *seen.entry(address).or_default() += 1;
+                }
+            }
+        }
+
+        let mut visited = Vec::new();
+        for &obj in &objects {
+            if !owners.contains(&(obj as usize)) {
+                referents(obj, &mut visited);
+                for referent in visited.drain(..) {
+                    *seen.entry(referent as usize).or_default() += 1;
+                }
+            }
+        }
+
+        // Each table in `objects` has one reference of this call's own: the collector's
+        // list's, or `owned`'s.
+        let held = objects
+            .iter()
+            .copied()
+            .filter(|&obj| crate::traced_as(obj).is_some())
+            .filter(|&table| {
+                let explained = seen.get(&(table as usize)).copied().unwrap_or(0) + 1;
+                usize::try_from(Py_REFCNT(table)).is_ok_and(|count| count <= explained)
+                    && reached.contains(&(table as usize))
+            })
+            .collect();
+        Some(Some(held))
+    }
+}
+
+/// `_labtrace._held_by_running_threads(known, generators, current_frames, get_objects)`:
+/// the tables running threads keep alive, as a list, or `None` when this interpreter's
+/// frames cannot be read (then none is). `known`: an object the caller holds in a variable,
+/// to check the frame layout on. `generators`: `((type, frame attribute name), ...)` for
+/// generators, coroutines and async generators.
+///
+/// # Safety
+/// Called by CPython with the GIL held and a live argument tuple.
+pub unsafe extern "C" fn held_by_running_threads(
+    _module: *mut PyObject,
+    args: *mut PyObject,
+) -> *mut PyObject {
+    let (mut known, mut generators, mut current_frames, mut get_objects) =
+        (null_mut(), null_mut(), null_mut(), null_mut());
+    // SAFETY: the GIL is held; the parsed objects are borrowed from `args`.
+    unsafe {
+        let parsed = PyArg_ParseTuple(
+            args,
+            c"OOOO:_held_by_running_threads".as_ptr(),
+            &mut known,
+            &mut generators,
+            &mut current_frames,
+            &mut get_objects,
+        );
+        if parsed == 0 {
+            return null_mut();
+        }
+        let mut owned = Owned(Vec::new());
+        let held = held_tables(&mut owned, known, generators, current_frames, get_objects);
+        let result = match held {
+            None => null_mut(),
+            Some(None) => Py_NewRef(Py_None()), // a new reference, for the caller
+            Some(Some(tables)) => {
+                let list = PyList_New(0);
+                for table in tables {
+                    if list.is_null() || PyList_Append(list, table) < 0 {
+                        Py_XDECREF(list); // ours, with the items it took
+                        return null_mut();
+                    }
+                }
+                list
+            }
+        };
+        drop(owned); // now: releasing may run a finalizer
+        result
+    }
+}
