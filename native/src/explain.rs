@@ -179,8 +179,14 @@ unsafe fn frame_attributes(pairs: *mut PyObject) -> Option<Vec<(usize, *mut PyOb
     }
 }
 
-/// The tables explained and reached, or `Ok(None)` when a frame cannot be read (nothing
-/// is excused then); `Err` with a Python error set.
+/// The tables explained and reached, `Some(None)` when a frame cannot be read (nothing is
+/// excused then), or `None` with a Python error set.
+///
+/// Two steps. First what may run an audit hook (Python code, during which other threads
+/// may take a turn): the collector's list, and the frame of each generator, coroutine and
+/// async generator in it. A reference moved meanwhile is counted where it is at the second
+/// step, since the list only keeps its objects alive. Then, from `sys._current_frames()`
+/// on, nothing gives another thread a turn: the frames are read and the references counted.
 ///
 /// # Safety
 /// The GIL is held; the arguments are live objects.
@@ -191,9 +197,44 @@ unsafe fn held_tables(
     current_frames: *mut PyObject,
     get_objects: *mut PyObject,
 ) -> Option<Option<Vec<*mut PyObject>>> {
-    // SAFETY: the GIL is held throughout and no Python code runs: every object used is kept
-    // by `owned`, the collector's list, or something they hold.
+    // SAFETY: the GIL is held throughout; every object used is kept by `owned`, the
+    // collector's list, or something they hold.
     unsafe {
+        let generators = frame_attributes(generators)?;
+        // Functions `lab` took at start-up: C functions, which run no Python code but an
+        // audit hook's.
+        if PyCFunction_Check(current_frames) == 0 || PyCFunction_Check(get_objects) == 0 {
+            PyErr_SetString(
+                PyExc_TypeError,
+                c"expected sys._current_frames and gc.get_objects".as_ptr(),
+            );
+            return None;
+        }
+        let listed = owned.keep(PyObject_CallObject(get_objects, null_mut()))?;
+        if PyList_Check(listed) == 0 {
+            PyErr_SetString(PyExc_TypeError, c"get_objects() gave no list".as_ptr());
+            return None;
+        }
+        let mut objects: Vec<*mut PyObject> = (0..PyList_Size(listed))
+            .map(|index| PyList_GetItem(listed, index))
+            .collect();
+        let in_list: HashSet<usize> = objects.iter().map(|&obj| obj as usize).collect();
+        // Each generator-like object's frame (the same frame object while it lives).
+        let mut frame_of = HashMap::new();
+        for &obj in &objects {
+            let kind = Py_TYPE(obj) as usize;
+            if let Some(&(_, name)) = generators.iter().find(|(tp, _)| *tp == kind) {
+                frame_of.insert(obj as usize, owned.keep(PyObject_GetAttr(obj, name))?);
+            }
+        }
+
+        // From here on no other thread runs: the audit event of `sys._current_frames`
+        // comes before it reads the threads.
+        let frames = owned.keep(PyObject_CallObject(current_frames, null_mut()))?;
+        if PyDict_Check(frames) == 0 {
+            PyErr_SetString(PyExc_TypeError, c"_current_frames() gave no dict".as_ptr());
+            return None;
+        }
         // The layout reads frames right only if it finds the caller's variable `known`.
         let caller = PyEval_GetFrame().cast::<PyObject>();
         if caller.is_null() {
@@ -205,21 +246,6 @@ unsafe fn held_tables(
             None if PyErr_Occurred().is_null() => return Some(None),
             None => return None,
         }
-        let generators = frame_attributes(generators)?;
-        // Functions `lab` took at start-up; C functions, which run no Python code (but an
-        // audit hook's).
-        if PyCFunction_Check(current_frames) == 0 || PyCFunction_Check(get_objects) == 0 {
-            PyErr_SetString(
-                PyExc_TypeError,
-                c"expected sys._current_frames and gc.get_objects".as_ptr(),
-            );
-            return None;
-        }
-        let frames = owned.keep(PyObject_CallObject(current_frames, null_mut()))?;
-        if PyDict_Check(frames) == 0 {
-            PyErr_SetString(PyExc_TypeError, c"_current_frames() gave no dict".as_ptr());
-            return None;
-        }
         let Some(walk) = walk_frames(owned, frames, caller)? else {
             return Some(None);
         };
@@ -229,18 +255,8 @@ unsafe fn held_tables(
             mut seen,
         } = walk;
 
-        let listed = owned.keep(PyObject_CallObject(get_objects, null_mut()))?;
-        if PyList_Check(listed) == 0 {
-            PyErr_SetString(PyExc_TypeError, c"get_objects() gave no list".as_ptr());
-            return None;
-        }
-        let mut objects: Vec<*mut PyObject> = (0..PyList_Size(listed))
-            .map(|index| PyList_GetItem(listed, index))
-            .collect();
-        let in_list: HashSet<usize> = objects.iter().map(|&obj| obj as usize).collect();
-
         // What something alive reaches; with the objects `gc.freeze()` hid from the
-        // collector's list, which are counted below like the rest.
+        // collector's list (and any made since it was taken), counted below like the rest.
         let mut reached = HashSet::new();
         let mut todo = roots;
         while let Some(obj) = todo.pop() {
@@ -261,10 +277,15 @@ unsafe fn held_tables(
         let borrowing_stacks = frames::borrowing_stacks();
         for &obj in &objects {
             let kind = Py_TYPE(obj) as usize;
-            let Some(&(_, name)) = generators.iter().find(|(tp, _)| *tp == kind) else {
+            if !generators.iter().any(|&(tp, _)| tp == kind) {
+                continue;
+            }
+            let Some(&frame) = frame_of.get(&(obj as usize)) else {
+                // Made after the first step: its frame is not known, and what it holds
+                // counts for nothing.
+                owners.insert(obj as usize);
                 continue;
             };
-            let frame = owned.keep(PyObject_GetAttr(obj, name))?;
             if frame == Py_None() {
                 continue;
             }

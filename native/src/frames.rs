@@ -203,12 +203,14 @@ pub(crate) unsafe fn local_addresses(frame: *mut PyObject) -> Option<Vec<usize>>
     let layout = layout()?;
     // SAFETY: the GIL is held; `code` is a new reference, released once its size is read.
     let locals = unsafe {
-        let code = PyObject_GetAttrString(frame, c"f_code".as_ptr());
+        // Not `frame.f_code`, whose getter raises an audit event: a hook's Python code
+        // could give other threads a turn in the middle of a count.
+        let code = PyFrame_GetCode(frame.cast()).cast::<PyObject>();
         if code.is_null() {
             return None;
         }
         let locals = local_slots(code, layout);
-        Py_DECREF(code); // ours, from GetAttr
+        Py_DECREF(code); // ours, from PyFrame_GetCode
         locals?
     };
     // SAFETY: `frame` is a live frame object of this layout.
