@@ -15,7 +15,33 @@ use crate::frames;
 use pyo3_ffi::*;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{c_int, c_void, CStr};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr::null_mut;
+
+/// Addresses are keys enough: one multiplication spreads them (the default SipHash costs
+/// most of a pass over a million objects).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        self.0 = (address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+}
+
+type ByAddress = BuildHasherDefault<AddressHasher>;
+type AddressSet = HashSet<usize, ByAddress>;
+type AddressMap<V> = HashMap<usize, V, ByAddress>;
 
 /// New references, released when this is dropped: at the end, when a release that runs
 /// Python code (a finalizer) no longer matters.
@@ -91,11 +117,11 @@ unsafe extern "C" fn collect(obj: *mut PyObject, found: *mut c_void) -> c_int {
 #[derive(Default)]
 struct Frames {
     /// Each frame on a thread's chain (the frame objects hold their variables on 3.10).
-    running: HashSet<usize>,
+    running: AddressSet,
     /// What something alive certainly holds: variables, globals, builtins, namespaces.
     roots: Vec<*mut PyObject>,
-    /// References explained so far, by address.
-    seen: HashMap<usize, usize>,
+    /// The addresses their variables hold, one per slot: each an explained reference.
+    variables: Vec<usize>,
 }
 
 /// Walks every thread's frames but `caller`'s (this call's own): `None` with an error set,
@@ -124,10 +150,9 @@ unsafe fn walk_frames(
                             None
                         };
                     };
-                    for address in held {
-                        *walk.seen.entry(address).or_default() += 1;
-                        walk.roots.push(address as *mut PyObject);
-                    }
+                    walk.roots
+                        .extend(held.iter().map(|&address| address as *mut PyObject));
+                    walk.variables.extend(held);
                     let globals = owned.attribute(frame, c"f_globals")?;
                     let builtins = owned.attribute(frame, c"f_builtins")?;
                     walk.roots.extend([globals, builtins]);
@@ -218,9 +243,9 @@ unsafe fn held_tables(
         let mut objects: Vec<*mut PyObject> = (0..PyList_Size(listed))
             .map(|index| PyList_GetItem(listed, index))
             .collect();
-        let in_list: HashSet<usize> = objects.iter().map(|&obj| obj as usize).collect();
+        let in_list: AddressSet = objects.iter().map(|&obj| obj as usize).collect();
         // Each generator-like object's frame (the same frame object while it lives).
-        let mut frame_of = HashMap::new();
+        let mut frame_of = AddressMap::default();
         for &obj in &objects {
             let kind = Py_TYPE(obj) as usize;
             if let Some(&(_, name)) = generators.iter().find(|(tp, _)| *tp == kind) {
@@ -252,12 +277,12 @@ unsafe fn held_tables(
         let Frames {
             running,
             roots,
-            mut seen,
+            mut variables,
         } = walk;
 
         // What something alive reaches; with the objects `gc.freeze()` hid from the
         // collector's list (and any made since it was taken), counted below like the rest.
-        let mut reached = HashSet::new();
+        let mut reached = AddressSet::default();
         let mut todo = roots;
         while let Some(obj) = todo.pop() {
             if !reached.insert(obj as usize) {
@@ -302,33 +327,40 @@ unsafe fn held_tables(
                         None
                     };
                 };
-                for address in held {
-                    *seen.entry(address).or_default() += 1;
-                }
+                variables.extend(held);
             }
         }
 
+        // The references explained, by table (nothing else is asked about). Each table in
+        // `objects` starts with one: this call's own, the collector's list's or `owned`'s.
+        let mut explained: AddressMap<usize> = objects
+            .iter()
+            .filter(|&&obj| crate::traced_as(obj).is_some())
+            .map(|&table| (table as usize, 1))
+            .collect();
+        let mut count = |address: usize| {
+            if let Some(references) = explained.get_mut(&address) {
+                *references += 1;
+            }
+        };
+        variables.into_iter().for_each(&mut count);
         let mut visited = Vec::new();
         for &obj in &objects {
             if !owners.contains(&(obj as usize)) {
                 referents(obj, &mut visited);
-                for referent in visited.drain(..) {
-                    *seen.entry(referent as usize).or_default() += 1;
-                }
+                visited
+                    .drain(..)
+                    .for_each(|referent| count(referent as usize));
             }
         }
-
-        // Each table in `objects` has one reference of this call's own: the collector's
-        // list's, or `owned`'s.
-        let held = objects
-            .iter()
-            .copied()
-            .filter(|&obj| crate::traced_as(obj).is_some())
-            .filter(|&table| {
-                let explained = seen.get(&(table as usize)).copied().unwrap_or(0) + 1;
-                usize::try_from(Py_REFCNT(table)).is_ok_and(|count| count <= explained)
-                    && reached.contains(&(table as usize))
+        let held = explained
+            .into_iter()
+            .filter(|&(table, references)| {
+                let count = Py_REFCNT(table as *mut PyObject);
+                usize::try_from(count).is_ok_and(|count| count <= references)
+                    && reached.contains(&table)
             })
+            .map(|(table, _)| table as *mut PyObject)
             .collect();
         Some(Some(held))
     }
