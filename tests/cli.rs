@@ -478,6 +478,21 @@ fn a_table_moved_while_the_report_runs_is_counted_once() {
     );
 }
 
+/// An audit hook that lets a thread run a generator to its end inside the exit report
+/// cannot make its variables count twice (for the generator, and for the frame object that
+/// holds them once it finished).
+#[test]
+fn a_generator_finished_inside_the_report_is_counted_once() {
+    let fixture = "finishes_a_generator_inside_the_report.py";
+    let leaked = fixture_stdout(fixture, &["--fault", "error-path-leak"]);
+    assert!(
+        leaked.contains("outcome:  leaked\n    HashTable#1 was never freed\n"),
+        "{leaked}"
+    );
+    let correct = fixture_stdout(fixture, &[]);
+    assert!(correct.contains("outcome:  ok"), "{correct}");
+}
+
 /// A thread blocked in a finalizer an instruction's clean-up ran leaves stale stack slots
 /// behind (an operand already released, a value already stored): they explain no
 /// reference, so both over-counted tables read leaked on every version.

@@ -316,7 +316,21 @@ unsafe fn held_tables(
             }
             if running.contains(&(frame as usize)) {
                 owners.insert(obj as usize);
-            } else if borrowing_stacks {
+                continue;
+            }
+            if !borrowing_stacks {
+                continue;
+            }
+            // Finished since the first step (an audit hook gave its thread a turn), its frame
+            // object holds the variables now, and the collector's walk of that counts them.
+            let Some(finished) = frames::holds_its_variables(frame) else {
+                return if PyErr_Occurred().is_null() {
+                    Some(None)
+                } else {
+                    None
+                };
+            };
+            if !finished {
                 // Suspended, on 3.14+: the collector's walk of it also lists the values its
                 // stack only borrowed; count its variables' own references instead.
                 owners.insert(obj as usize);

@@ -122,6 +122,32 @@ pub(crate) unsafe fn namespace(
     }
 }
 
+/// Whether `frame` holds its variables itself: a 3.10 frame, or a 3.11+ frame object whose
+/// function has finished (a generator's that ran to its end, for one), which took its
+/// interpreter frame into its own memory. `None` when it cannot tell.
+///
+/// # Safety
+/// The GIL is held and `frame` is a live frame object.
+pub(crate) unsafe fn holds_its_variables(frame: *mut PyObject) -> Option<bool> {
+    let layout = layout()?;
+    if let Layout::InFrameObject = layout {
+        return Some(true);
+    }
+    // SAFETY: the GIL is held; `frame` is a live frame object of this layout; `size` is a
+    // new reference, released at once.
+    unsafe {
+        let fields = fields_of(frame, layout)? as usize;
+        let size = PyObject_CallMethod(frame, c"__sizeof__".as_ptr(), null_mut());
+        if size.is_null() {
+            return None;
+        }
+        let bytes = PyLong_AsSsize_t(size);
+        Py_DECREF(size); // ours, from the call
+        let start = frame as usize;
+        Some(fields >= start && fields < start + usize::try_from(bytes).ok()?)
+    }
+}
+
 /// Whether this interpreter's frames keep tagged slots (3.14+), whose collector walk of a
 /// suspended generator also lists the values its stack only borrows.
 pub(crate) fn borrowing_stacks() -> bool {
