@@ -479,6 +479,18 @@ fn a_generator_finished_inside_the_report_is_counted_once() {
     leaked_with_the_fault_ok_without("finishes_a_generator_inside_the_report.py");
 }
 
+/// A table a running function was given through `frame.f_locals` is held by its frame
+/// (3.13+: by the frame object, beside the variables) and reached through it.
+#[test]
+fn a_name_given_through_f_locals_is_held_by_the_running_frame() {
+    let stdout = fixture_stdout("gives_a_running_function_a_name_through_f_locals.py", &[]);
+    assert!(stdout.contains("outcome:  ok"), "{stdout}");
+    assert!(
+        stdout.contains("HashTable#1 was not freed, and is not counted"),
+        "{stdout}"
+    );
+}
+
 /// Runs `fixture`, whose HashTable#1 `error-path-leak` over-counts, with the fault (it must
 /// read leaked) and without (ok); the report of the correct run.
 fn leaked_with_the_fault_ok_without(fixture: &str) -> String {

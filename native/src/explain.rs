@@ -162,6 +162,11 @@ unsafe fn walk_frames(
                     if !namespace.is_null() {
                         walk.roots.push(namespace); // the frame holds it
                     }
+                    if frames::walk_lists_own_fields_only() {
+                        // Alive too: what the frame object holds, its trace function or
+                        // a name a 3.13+ function was given through `f_locals`.
+                        referents(frame, &mut walk.roots);
+                    }
                 }
                 let back = owned.attribute(frame, c"f_back")?;
                 if back == Py_None() {

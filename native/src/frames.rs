@@ -148,6 +148,13 @@ pub(crate) unsafe fn holds_its_variables(frame: *mut PyObject) -> Option<bool> {
     }
 }
 
+/// Whether the collector's walk of a running frame object lists only the frame object's own
+/// fields (3.11+: `f_back`, `f_trace`, and on 3.13+ the names written through `f_locals`
+/// and the values it replaced), not its variables and value stack (3.10).
+pub(crate) fn walk_lists_own_fields_only() -> bool {
+    matches!(layout(), Some(Layout::InInterpreterFrame { .. }))
+}
+
 /// Whether this interpreter's frames keep tagged slots (3.14+), whose collector walk of a
 /// suspended generator also lists the values its stack only borrows.
 pub(crate) fn borrowing_stacks() -> bool {
