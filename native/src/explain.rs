@@ -118,7 +118,8 @@ unsafe extern "C" fn collect(obj: *mut PyObject, found: *mut c_void) -> c_int {
 struct Frames {
     /// Each frame on a thread's chain (the frame objects hold their variables on 3.10).
     running: AddressSet,
-    /// What something alive certainly holds: variables, globals, builtins, namespaces.
+    /// What is certainly alive: `sys.modules`, and the frames' variables, globals, builtins,
+    /// namespaces and own fields.
     roots: Vec<*mut PyObject>,
     /// The addresses their variables hold, one per slot: each an explained reference.
     variables: Vec<usize>,
@@ -135,6 +136,8 @@ unsafe fn walk_frames(
     caller: *mut PyObject,
 ) -> Option<Option<Frames>> {
     let mut walk = Frames::default();
+    // SAFETY: the GIL is held; the interpreter's module dict lives as long as it does.
+    walk.roots.push(unsafe { PyImport_GetModuleDict() }); // the modules: alive
     let (mut position, mut key, mut frame) = (0, null_mut(), null_mut());
     // SAFETY: the GIL is held; `frames` is a dict `owned` keeps, and every frame it holds or
     // links to is kept by `owned` once read.
