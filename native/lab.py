@@ -64,7 +64,7 @@ _DEAD_COUNT = 0xDDDDDDDD
 # Taken now, before any script or module of the learner's is imported: one that replaces
 # sys.getrefcount cannot change what the probes read.
 _getrefcount = sys.getrefcount
-_get_objects, _current_frames = gc.get_objects, sys._current_frames
+_get_objects, _current_frames, _freeze_count = gc.get_objects, sys._current_frames, gc.get_freeze_count
 _get_ident = _thread.get_ident
 _HELD_PER_EVENT = 10_000  # tables named in one threads event (about 400 KB)
 
@@ -308,7 +308,8 @@ def _report_threads():
     collecting = gc.isenabled()
     gc.disable()  # a collection runs finalizers: Python code, in the middle of the count
     try:
-        held = _labtrace._held_by_running_threads(known, generators, _current_frames, _get_objects)
+        held = _labtrace._held_by_running_threads(
+            known, generators, _current_frames, _get_objects, _freeze_count)
     finally:
         if collecting:
             gc.enable()

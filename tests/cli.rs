@@ -491,6 +491,13 @@ fn a_name_given_through_f_locals_is_held_by_the_running_frame() {
     );
 }
 
+/// A suspended generator `gc.freeze()` hid from the collector's list is found from what
+/// is alive, and its variable explains its table.
+#[test]
+fn a_frozen_generator_is_counted_once() {
+    leaked_with_the_fault_ok_without("freezes_a_suspended_generator.py");
+}
+
 /// Runs `fixture`, whose HashTable#1 `error-path-leak` over-counts, with the fault (it must
 /// read leaked) and without (ok); the report of the correct run.
 fn leaked_with_the_fault_ok_without(fixture: &str) -> String {

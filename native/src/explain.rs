@@ -1,5 +1,5 @@
-//! `_labtrace._held_by_running_threads(known, generators, current_frames, get_objects)`:
-//! at exit, while other threads still run, the native tables CPython keeps alive for them,
+//! `_labtrace._held_by_running_threads(known, generators, current_frames, get_objects,
+//! freeze_count)`: at exit, while other threads still run, the native tables CPython keeps alive for them,
 //! not lost by a leak. A table is such if (a) every reference to it is explained, each
 //! counted once, by an object the collector sees or by a variable of a running function,
 //! and (b) something alive reaches it: a running function's variables, its globals and
@@ -182,6 +182,33 @@ unsafe fn walk_frames(
     Some(Some(walk))
 }
 
+/// What `roots` reach, each object once; and those of them the collector tracks but
+/// `in_list` left out (`gc.freeze()` hid them, or they are newer than the list), borrowed.
+///
+/// # Safety
+/// The GIL is held and the roots are live objects; no Python code runs meanwhile.
+unsafe fn reach(
+    roots: Vec<*mut PyObject>,
+    in_list: &AddressSet,
+) -> (AddressSet, Vec<*mut PyObject>) {
+    let mut reached = AddressSet::default();
+    let mut unlisted = Vec::new();
+    let mut todo = roots;
+    while let Some(obj) = todo.pop() {
+        if !reached.insert(obj as usize) {
+            continue;
+        }
+        // SAFETY: `obj` is reached from a live root, and nothing is freed meanwhile.
+        unsafe {
+            if !in_list.contains(&(obj as usize)) && PyObject_GC_IsTracked(obj) == 1 {
+                unlisted.push(obj);
+            }
+            referents(obj, &mut todo);
+        }
+    }
+    (reached, unlisted)
+}
+
 /// The frame attribute of generator-like objects, by type: `((type, name), ...)`.
 ///
 /// # Safety
@@ -229,6 +256,7 @@ unsafe fn held_tables(
     generators: *mut PyObject,
     current_frames: *mut PyObject,
     get_objects: *mut PyObject,
+    freeze_count: *mut PyObject,
 ) -> Option<Option<Vec<*mut PyObject>>> {
     // SAFETY: the GIL is held throughout; every object used is kept by `owned`, the
     // collector's list, or something they hold.
@@ -236,10 +264,14 @@ unsafe fn held_tables(
         let generators = frame_attributes(generators)?;
         // Functions `lab` took at start-up: C functions, which run no Python code but an
         // audit hook's.
-        if PyCFunction_Check(current_frames) == 0 || PyCFunction_Check(get_objects) == 0 {
+        let functions = [current_frames, get_objects, freeze_count];
+        if functions
+            .iter()
+            .any(|&function| PyCFunction_Check(function) == 0)
+        {
             PyErr_SetString(
                 PyExc_TypeError,
-                c"expected sys._current_frames and gc.get_objects".as_ptr(),
+                c"expected sys._current_frames, gc.get_objects and gc.get_freeze_count".as_ptr(),
             );
             return None;
         }
@@ -252,9 +284,41 @@ unsafe fn held_tables(
             .map(|index| PyList_GetItem(listed, index))
             .collect();
         let in_list: AddressSet = objects.iter().map(|&obj| obj as usize).collect();
+        let caller = PyEval_GetFrame().cast::<PyObject>();
+        if caller.is_null() {
+            return Some(None);
+        }
+        // The generators `gc.freeze()` hid are not in the list: found from what is alive now,
+        // held, then asked for their frames with the rest (the second step walks again).
+        let is_generator = |obj: *mut PyObject| {
+            generators
+                .iter()
+                .any(|&(tp, _)| tp == Py_TYPE(obj) as usize)
+        };
+        let mut candidates: Vec<_> = objects
+            .iter()
+            .copied()
+            .filter(|&obj| is_generator(obj))
+            .collect();
+        let frozen = owned.keep(PyObject_CallObject(freeze_count, null_mut()))?;
+        if PyLong_AsLong(frozen) > 0 {
+            let frames = owned.keep(PyObject_CallObject(current_frames, null_mut()))?;
+            if PyDict_Check(frames) == 0 {
+                PyErr_SetString(PyExc_TypeError, c"_current_frames() gave no dict".as_ptr());
+                return None;
+            }
+            let Some(walk) = walk_frames(owned, frames, caller)? else {
+                return Some(None);
+            };
+            for obj in reach(walk.roots, &in_list).1 {
+                if is_generator(obj) {
+                    candidates.push(owned.keep(Py_NewRef(obj))?); // before any hook runs
+                }
+            }
+        }
         // Each generator-like object's frame (the same frame object while it lives).
         let mut frame_of = AddressMap::default();
-        for &obj in &objects {
+        for obj in candidates {
             let kind = Py_TYPE(obj) as usize;
             if let Some(&(_, name)) = generators.iter().find(|(tp, _)| *tp == kind) {
                 frame_of.insert(obj as usize, owned.keep(PyObject_GetAttr(obj, name))?);
@@ -269,10 +333,6 @@ unsafe fn held_tables(
             return None;
         }
         // The layout reads frames right only if it finds the caller's variable `known`.
-        let caller = PyEval_GetFrame().cast::<PyObject>();
-        if caller.is_null() {
-            return Some(None);
-        }
         match frames::local_addresses(caller) {
             Some(addresses) if addresses.contains(&(known as usize)) => {}
             Some(_) => return Some(None),
@@ -290,18 +350,9 @@ unsafe fn held_tables(
 
         // What something alive reaches; with the objects `gc.freeze()` hid from the
         // collector's list (and any made since it was taken), counted below like the rest.
-        let mut reached = AddressSet::default();
-        let mut todo = roots;
-        while let Some(obj) = todo.pop() {
-            if !reached.insert(obj as usize) {
-                continue;
-            }
-            if !in_list.contains(&(obj as usize)) && PyObject_GC_IsTracked(obj) == 1 {
-                Py_INCREF(obj); // held like the list holds the others, for the count below
-                owned.0.push(obj);
-                objects.push(obj);
-            }
-            referents(obj, &mut todo);
+        let (reached, unlisted) = reach(roots, &in_list);
+        for obj in unlisted {
+            objects.push(owned.keep(Py_NewRef(obj))?); // held as the list holds the others
         }
 
         // What holds a running frame's variables, counted above: the frame object (3.10) or
@@ -388,8 +439,8 @@ unsafe fn held_tables(
     }
 }
 
-/// `_labtrace._held_by_running_threads(known, generators, current_frames, get_objects)`:
-/// the tables running threads keep alive, as a list, or `None` when this interpreter's
+/// `_labtrace._held_by_running_threads(known, generators, current_frames, get_objects,
+/// freeze_count)`: the tables running threads keep alive, as a list, or `None` when this interpreter's
 /// frames cannot be read (then none is). `known`: an object the caller holds in a variable,
 /// to check the frame layout on. `generators`: `((type, frame attribute name), ...)` for
 /// generators, coroutines and async generators.
@@ -400,23 +451,31 @@ pub unsafe extern "C" fn held_by_running_threads(
     _module: *mut PyObject,
     args: *mut PyObject,
 ) -> *mut PyObject {
-    let (mut known, mut generators, mut current_frames, mut get_objects) =
-        (null_mut(), null_mut(), null_mut(), null_mut());
+    let (mut known, mut generators, mut current_frames, mut get_objects, mut freeze_count) =
+        (null_mut(), null_mut(), null_mut(), null_mut(), null_mut());
     // SAFETY: the GIL is held; the parsed objects are borrowed from `args`.
     unsafe {
         let parsed = PyArg_ParseTuple(
             args,
-            c"OOOO:_held_by_running_threads".as_ptr(),
+            c"OOOOO:_held_by_running_threads".as_ptr(),
             &mut known,
             &mut generators,
             &mut current_frames,
             &mut get_objects,
+            &mut freeze_count,
         );
         if parsed == 0 {
             return null_mut();
         }
         let mut owned = Owned(Vec::new());
-        let held = held_tables(&mut owned, known, generators, current_frames, get_objects);
+        let held = held_tables(
+            &mut owned,
+            known,
+            generators,
+            current_frames,
+            get_objects,
+            freeze_count,
+        );
         let result = match held {
             None => null_mut(),
             Some(None) => Py_NewRef(Py_None()), // a new reference, for the caller
