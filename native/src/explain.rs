@@ -261,6 +261,9 @@ unsafe fn held_tables(
     // SAFETY: the GIL is held throughout; every object used is kept by `owned`, the
     // collector's list, or something they hold.
     unsafe {
+        // PyO3 makes SafeHashTable's type object the first time it is asked about (which may
+        // give another thread a turn): ask now, in the first step, not in the count.
+        crate::traced_as(known);
         let generators = frame_attributes(generators)?;
         // Functions `lab` took at start-up: C functions, which run no Python code but an
         // audit hook's.
