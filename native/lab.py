@@ -308,8 +308,7 @@ def _report_threads():
     collecting = gc.isenabled()
     gc.disable()  # a collection runs finalizers: Python code, in the middle of the count
     try:
-        held = _labtrace._held_by_running_threads(
-            known, generators, _current_frames, _get_objects, _freeze_count)
+        held = _labtrace._held_by_running_threads(known, generators, _get_objects, _freeze_count)
     finally:
         if collecting:
             gc.enable()

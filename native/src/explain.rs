@@ -1,9 +1,9 @@
-//! `_labtrace._held_by_running_threads(known, generators, current_frames, get_objects,
-//! freeze_count)`: at exit, while other threads still run, the native tables CPython keeps alive for them,
+//! `_labtrace._held_by_running_threads(known, generators, get_objects, freeze_count)`: at
+//! exit, while other threads still run, the native tables CPython keeps alive for them,
 //! not lost by a leak. A table is such if (a) every reference to it is explained, each
-//! counted once, by an object the collector sees or by a variable of a running function,
-//! and (b) something alive reaches it: a running function's variables, its globals and
-//! builtins, a namespace it runs in, or a module.
+//! counted once, by an object the collector sees or by a running function's variable or
+//! namespace, and (b) something alive reaches it: a running function's variables, its
+//! globals and builtins, its namespace, its frame's own fields, or a module.
 //!
 //! One native pass, with the GIL held from the first frame read to the last count: no other
 //! thread runs in between. (Walked in Python, the count could be interrupted by a thread
@@ -121,28 +121,39 @@ struct Frames {
     /// What is certainly alive: `sys.modules`, and the frames' variables, globals, builtins,
     /// namespaces and own fields.
     roots: Vec<*mut PyObject>,
-    /// The addresses their variables hold, one per slot: each an explained reference.
+    /// The references the frames hold themselves, by address: their variables (one per
+    /// slot), namespaces and own fields. Each is an explained reference.
     variables: Vec<usize>,
 }
 
-/// Walks every thread's frames but `caller`'s (this call's own): `None` with an error set,
-/// or `Some(None)` when a frame's slots cannot be read.
+// CPython's own, exported by every version though not in the stable ABI: the threads of
+// this interpreter (`sys._current_frames()` also lists other interpreters' on 3.12 and
+// 3.13, whose objects run under their own lock).
+unsafe extern "C" {
+    fn PyInterpreterState_ThreadHead(interp: *mut PyInterpreterState) -> *mut PyThreadState;
+    fn PyThreadState_Next(tstate: *mut PyThreadState) -> *mut PyThreadState;
+}
+
+/// Walks the frames of every thread of this interpreter but `caller`'s (this call's own):
+/// `None` with an error set, or `Some(None)` when a frame's slots cannot be read.
 ///
 /// # Safety
-/// The GIL is held, `frames` is a dict of live frames, `caller` the calling frame.
-unsafe fn walk_frames(
-    owned: &mut Owned,
-    frames: *mut PyObject,
-    caller: *mut PyObject,
-) -> Option<Option<Frames>> {
+/// The GIL is held and `caller` is the calling frame.
+unsafe fn walk_frames(owned: &mut Owned, caller: *mut PyObject) -> Option<Option<Frames>> {
     let mut walk = Frames::default();
-    // SAFETY: the GIL is held; the interpreter's module dict lives as long as it does.
-    walk.roots.push(unsafe { PyImport_GetModuleDict() }); // the modules: alive
-    let (mut position, mut key, mut frame) = (0, null_mut(), null_mut());
-    // SAFETY: the GIL is held; `frames` is a dict `owned` keeps, and every frame it holds or
-    // links to is kept by `owned` once read.
+    // 3.10's frame objects hold their globals and builtins (later, the function does).
+    let holds_globals = !frames::walk_lists_own_fields_only();
+    // SAFETY: the GIL is held: no thread of this interpreter ends meanwhile; every frame read
+    // is kept by `owned`, and what it holds lives as long as it does.
     unsafe {
-        while PyDict_Next(frames, &mut position, &mut key, &mut frame) != 0 {
+        walk.roots.push(PyImport_GetModuleDict()); // the modules: alive
+        let mut thread = PyInterpreterState_ThreadHead(PyInterpreterState_Get());
+        while !thread.is_null() {
+            let top = owned.keep(PyThreadState_GetFrame(thread).cast());
+            thread = PyThreadState_Next(thread);
+            let Some(mut frame) = top else {
+                continue; // a thread running no Python code
+            };
             loop {
                 walk.running.insert(frame as usize);
                 if frame != caller {
@@ -156,19 +167,39 @@ unsafe fn walk_frames(
                     walk.roots
                         .extend(held.iter().map(|&address| address as *mut PyObject));
                     walk.variables.extend(held);
-                    let globals = owned.attribute(frame, c"f_globals")?;
-                    let builtins = owned.attribute(frame, c"f_builtins")?;
+                    // Borrowed from here on: the frame keeps them alive.
+                    let globals = PyObject_GetAttrString(frame, c"f_globals".as_ptr());
+                    Py_XDECREF(globals);
+                    let builtins = PyObject_GetAttrString(frame, c"f_builtins".as_ptr());
+                    Py_XDECREF(builtins);
+                    if globals.is_null() || builtins.is_null() {
+                        return None;
+                    }
                     walk.roots.extend([globals, builtins]);
+                    if holds_globals {
+                        walk.variables.extend([globals as usize, builtins as usize]);
+                    }
                     let Some(namespace) = frames::namespace(frame, globals, builtins) else {
                         return Some(None);
                     };
                     if !namespace.is_null() {
-                        walk.roots.push(namespace); // the frame holds it
+                        // The frame's own reference: explained, and alive.
+                        walk.roots.push(namespace);
+                        walk.variables.push(namespace as usize);
                     }
-                    if frames::walk_lists_own_fields_only() {
-                        // Alive too: what the frame object holds, its trace function or
-                        // a name a 3.13+ function was given through `f_locals`.
-                        referents(frame, &mut walk.roots);
+                    if !holds_globals {
+                        // What the frame object holds itself (its trace function, a name a
+                        // 3.13+ function was given through `f_locals`) is alive too. The
+                        // collector does not track a running frame object (3.11+): its
+                        // references are counted here, or with the rest if it is tracked.
+                        if PyObject_GC_IsTracked(frame) == 1 {
+                            walk.roots.push(frame);
+                        } else {
+                            let before = walk.roots.len();
+                            referents(frame, &mut walk.roots);
+                            let own = walk.roots[before..].iter().map(|&obj| obj as usize);
+                            walk.variables.extend(own.collect::<Vec<_>>());
+                        }
                     }
                 }
                 let back = owned.attribute(frame, c"f_back")?;
@@ -245,7 +276,7 @@ unsafe fn frame_attributes(pairs: *mut PyObject) -> Option<Vec<(usize, *mut PyOb
 /// Two steps. First what may run an audit hook (Python code, during which other threads
 /// may take a turn): the collector's list, and the frame of each generator, coroutine and
 /// async generator in it. A reference moved meanwhile is counted where it is at the second
-/// step, since the list only keeps its objects alive. Then, from `sys._current_frames()`
+/// step, since the list only keeps its objects alive. Then, from the threads' frames
 /// on, nothing gives another thread a turn: the frames are read and the references counted.
 ///
 /// # Safety
@@ -254,7 +285,6 @@ unsafe fn held_tables(
     owned: &mut Owned,
     known: *mut PyObject,
     generators: *mut PyObject,
-    current_frames: *mut PyObject,
     get_objects: *mut PyObject,
     freeze_count: *mut PyObject,
 ) -> Option<Option<Vec<*mut PyObject>>> {
@@ -267,14 +297,14 @@ unsafe fn held_tables(
         let generators = frame_attributes(generators)?;
         // Functions `lab` took at start-up: C functions, which run no Python code but an
         // audit hook's.
-        let functions = [current_frames, get_objects, freeze_count];
+        let functions = [get_objects, freeze_count];
         if functions
             .iter()
             .any(|&function| PyCFunction_Check(function) == 0)
         {
             PyErr_SetString(
                 PyExc_TypeError,
-                c"expected sys._current_frames, gc.get_objects and gc.get_freeze_count".as_ptr(),
+                c"expected gc.get_objects and gc.get_freeze_count".as_ptr(),
             );
             return None;
         }
@@ -305,12 +335,7 @@ unsafe fn held_tables(
             .collect();
         let frozen = owned.keep(PyObject_CallObject(freeze_count, null_mut()))?;
         if PyLong_AsLong(frozen) > 0 {
-            let frames = owned.keep(PyObject_CallObject(current_frames, null_mut()))?;
-            if PyDict_Check(frames) == 0 {
-                PyErr_SetString(PyExc_TypeError, c"_current_frames() gave no dict".as_ptr());
-                return None;
-            }
-            let Some(walk) = walk_frames(owned, frames, caller)? else {
+            let Some(walk) = walk_frames(owned, caller)? else {
                 return Some(None);
             };
             for obj in reach(walk.roots, &in_list).1 {
@@ -328,13 +353,7 @@ unsafe fn held_tables(
             }
         }
 
-        // From here on no other thread runs: the audit event of `sys._current_frames`
-        // comes before it reads the threads.
-        let frames = owned.keep(PyObject_CallObject(current_frames, null_mut()))?;
-        if PyDict_Check(frames) == 0 {
-            PyErr_SetString(PyExc_TypeError, c"_current_frames() gave no dict".as_ptr());
-            return None;
-        }
+        // From here on nothing runs Python code or gives another thread a turn.
         // The layout reads frames right only if it finds the caller's variable `known`.
         match frames::local_addresses(caller) {
             Some(addresses) if addresses.contains(&(known as usize)) => {}
@@ -342,7 +361,7 @@ unsafe fn held_tables(
             None if PyErr_Occurred().is_null() => return Some(None),
             None => return None,
         }
-        let Some(walk) = walk_frames(owned, frames, caller)? else {
+        let Some(walk) = walk_frames(owned, caller)? else {
             return Some(None);
         };
         let Frames {
@@ -359,8 +378,12 @@ unsafe fn held_tables(
         }
 
         // What holds a running frame's variables, counted above: the frame object (3.10) or
-        // the generator or coroutine running it.
-        let mut owners = running.clone();
+        // the generator or coroutine running it. Their other references go uncounted.
+        let mut owners = if frames::walk_lists_own_fields_only() {
+            AddressSet::default() // a running frame object's walk lists its own fields only
+        } else {
+            running.clone()
+        };
         let borrowing_stacks = frames::borrowing_stacks();
         for &obj in &objects {
             let kind = Py_TYPE(obj) as usize;
@@ -442,8 +465,8 @@ unsafe fn held_tables(
     }
 }
 
-/// `_labtrace._held_by_running_threads(known, generators, current_frames, get_objects,
-/// freeze_count)`: the tables running threads keep alive, as a list, or `None` when this interpreter's
+/// `_labtrace._held_by_running_threads(known, generators, get_objects, freeze_count)`: the
+/// tables running threads keep alive, as a list, or `None` when this interpreter's
 /// frames cannot be read (then none is). `known`: an object the caller holds in a variable,
 /// to check the frame layout on. `generators`: `((type, frame attribute name), ...)` for
 /// generators, coroutines and async generators.
@@ -454,16 +477,15 @@ pub unsafe extern "C" fn held_by_running_threads(
     _module: *mut PyObject,
     args: *mut PyObject,
 ) -> *mut PyObject {
-    let (mut known, mut generators, mut current_frames, mut get_objects, mut freeze_count) =
-        (null_mut(), null_mut(), null_mut(), null_mut(), null_mut());
+    let (mut known, mut generators, mut get_objects, mut freeze_count) =
+        (null_mut(), null_mut(), null_mut(), null_mut());
     // SAFETY: the GIL is held; the parsed objects are borrowed from `args`.
     unsafe {
         let parsed = PyArg_ParseTuple(
             args,
-            c"OOOOO:_held_by_running_threads".as_ptr(),
+            c"OOOO:_held_by_running_threads".as_ptr(),
             &mut known,
             &mut generators,
-            &mut current_frames,
             &mut get_objects,
             &mut freeze_count,
         );
@@ -471,14 +493,7 @@ pub unsafe extern "C" fn held_by_running_threads(
             return null_mut();
         }
         let mut owned = Owned(Vec::new());
-        let held = held_tables(
-            &mut owned,
-            known,
-            generators,
-            current_frames,
-            get_objects,
-            freeze_count,
-        );
+        let held = held_tables(&mut owned, known, generators, get_objects, freeze_count);
         let result = match held {
             None => null_mut(),
             Some(None) => Py_NewRef(Py_None()), // a new reference, for the caller

@@ -533,7 +533,7 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 4] = [
             PyCFunction: explain::held_by_running_threads,
         },
         ml_flags: METH_VARARGS,
-        ml_doc: c"_held_by_running_threads(known, generators, current_frames, get_objects, freeze_count) -> [table] | None: the tables running threads keep alive at exit".as_ptr(),
+        ml_doc: c"_held_by_running_threads(known, generators, get_objects, freeze_count) -> [table] | None: the tables running threads keep alive at exit".as_ptr(),
     },
     PyMethodDef::zeroed(),
 ];
