@@ -66,7 +66,6 @@ _DEAD_COUNT = 0xDDDDDDDD
 _getrefcount = sys.getrefcount
 _get_objects, _current_frames, _freeze_count = gc.get_objects, sys._current_frames, gc.get_freeze_count
 _get_ident = _thread.get_ident
-_HELD_PER_EVENT = 10_000  # tables named in one threads event (about 400 KB)
 
 
 # What a JSON string cannot hold as itself: control characters, quote and backslash.
@@ -282,42 +281,27 @@ def show_ref_counts(an_object, times_to_call=1, show_referrers=False, _depth=1):
         show_ref_counts(an_object, times_to_call - 1, show_referrers, _depth + 1)
 
 
-# Registered before `_report_watched`, so that it runs after it (atexit runs the last
-# registered first): what reading the threads makes must not change a watched count.
-@atexit.register
-def _report_threads():
+def _threads_to_report():
     """Threads still running at shutdown (daemon threads, or any started with `_thread`):
-    CPython does not wait for them, and does not free what they can still reach.
+    their names as JSON, and how generators keep their frames; None when there are none.
 
+    CPython does not wait for such threads, and does not free what they can still reach.
     The native tables kept alive for them are not leaks: those whose every reference an
-    object the collector sees or a running function's variable explains (each counted
-    once), and that something alive reaches (a running function's variables, globals and
-    namespace, or a module). A table with references nothing explains was over-counted by
+    object the collector sees or a running function's frame explains (each counted once),
+    and that something alive reaches (a running function's variables, globals, namespace
+    and frame, or a module). A table with references nothing explains was over-counted by
     C code (or sits in a cycle the collector cannot see), and one only such objects reach
-    is lost with them: both are leaks whatever the threads do. `_labtrace` decides, in one
-    pass no other thread can interrupt."""
+    is lost with them: both are leaks whatever the threads do. `_labtrace._report_threads`
+    decides and sends the event, in one pass no other thread interrupts, and returns to
+    the interpreter's shutdown without running Python code again."""
     me = _get_ident()
     others = [ident for ident in _current_frames() if ident != me]
     if not others:
-        return
+        return None
     threading = sys.modules.get("threading")
     named = {thread.ident: thread.name for thread in threading.enumerate()} if threading else {}
     names = sorted(str(named.get(ident, "thread %d" % ident)) for ident in others)
-    known = object()  # a variable of this frame: how `_labtrace` checks it reads frames right
-    generators = _generator_frames()
-    collecting = gc.isenabled()
-    gc.disable()  # a collection runs finalizers: Python code, in the middle of the count
-    try:
-        held = _labtrace._held_by_running_threads(known, generators, _get_objects, _freeze_count)
-    finally:
-        if collecting:
-            gc.enable()
-    held = [_labtrace._traced_as(table) for table in held or ()]
-    # In parts: a trace event is at most 1 MiB, and 40 000 tables would take more.
-    for first in range(0, max(len(held), 1), _HELD_PER_EVENT):
-        part = held[first:first + _HELD_PER_EVENT]
-        _send({"ev": "threads", "names": names,
-               "held": [{"type": kind, "id": number} for kind, number in part]})
+    return _json(names), _generator_frames()
 
 
 def _generator_frames():
@@ -336,6 +320,21 @@ def _generator_frames():
     found = tuple(zip(map(type, made), ("gi_frame", "cr_frame", "ag_frame")))
     made[1].close()
     return found
+
+
+def _check_frame_layout():
+    """Lets `_labtrace` check, on a frame of this function's, that it reads a frame's
+    variables right: it reads the running threads' at exit only if it does."""
+    known = object()
+    return _labtrace._check_frames(known)
+
+
+_check_frame_layout()
+# Registered before `_report_watched`, so that it runs after it (atexit runs the last
+# registered first): what reading the threads makes must not change a watched count. A C
+# function, called by atexit itself: after its count no Python code of lab's runs, in
+# which a thread could take its turn.
+atexit.register(_labtrace._report_threads, _threads_to_report, _get_objects, _freeze_count)
 
 
 @atexit.register

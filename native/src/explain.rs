@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{c_int, c_void, CStr};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Addresses are keys enough: one multiplication spreads them (the default SipHash costs
 /// most of a pass over a million objects).
@@ -283,17 +284,19 @@ unsafe fn frame_attributes(pairs: *mut PyObject) -> Option<Vec<(usize, *mut PyOb
 /// The GIL is held; the arguments are live objects.
 unsafe fn held_tables(
     owned: &mut Owned,
-    known: *mut PyObject,
     generators: *mut PyObject,
     get_objects: *mut PyObject,
     freeze_count: *mut PyObject,
 ) -> Option<Option<Vec<*mut PyObject>>> {
+    if !FRAMES_READ_RIGHT.load(Ordering::Relaxed) {
+        return Some(None);
+    }
     // SAFETY: the GIL is held throughout; every object used is kept by `owned`, the
     // collector's list, or something they hold.
     unsafe {
         // PyO3 makes SafeHashTable's type object the first time it is asked about (which may
         // give another thread a turn): ask now, in the first step, not in the count.
-        crate::traced_as(known);
+        crate::traced_as(get_objects);
         let generators = frame_attributes(generators)?;
         // Functions `lab` took at start-up: C functions, which run no Python code but an
         // audit hook's.
@@ -317,10 +320,9 @@ unsafe fn held_tables(
             .map(|index| PyList_GetItem(listed, index))
             .collect();
         let in_list: AddressSet = objects.iter().map(|&obj| obj as usize).collect();
+        // The frame of a Python function that called this one, if any (not when atexit
+        // itself calls): its variables are this call's own.
         let caller = PyEval_GetFrame().cast::<PyObject>();
-        if caller.is_null() {
-            return Some(None);
-        }
         // The generators `gc.freeze()` hid are not in the list: found from what is alive now,
         // held, then asked for their frames with the rest (the second step walks again).
         let is_generator = |obj: *mut PyObject| {
@@ -354,13 +356,6 @@ unsafe fn held_tables(
         }
 
         // From here on nothing runs Python code or gives another thread a turn.
-        // The layout reads frames right only if it finds the caller's variable `known`.
-        match frames::local_addresses(caller) {
-            Some(addresses) if addresses.contains(&(known as usize)) => {}
-            Some(_) => return Some(None),
-            None if PyErr_Occurred().is_null() => return Some(None),
-            None => return None,
-        }
         let Some(walk) = walk_frames(owned, caller)? else {
             return Some(None);
         };
@@ -465,27 +460,57 @@ unsafe fn held_tables(
     }
 }
 
-/// `_labtrace._held_by_running_threads(known, generators, get_objects, freeze_count)`: the
-/// tables running threads keep alive, as a list, or `None` when this interpreter's
-/// frames cannot be read (then none is). `known`: an object the caller holds in a variable,
-/// to check the frame layout on. `generators`: `((type, frame attribute name), ...)` for
-/// generators, coroutines and async generators.
+/// Whether `_labtrace._check_frames` found the variable it was given where this reads a
+/// frame's variables (checked once, as `lab` is imported).
+static FRAMES_READ_RIGHT: AtomicBool = AtomicBool::new(false);
+
+/// `_labtrace._check_frames(known)`: whether the frames of this interpreter are read right,
+/// checked on the caller's frame, which holds `known` in a variable.
+///
+/// # Safety
+/// Called by CPython with the GIL held and a live argument.
+pub unsafe extern "C" fn check_frames(
+    _module: *mut PyObject,
+    known: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: the GIL is held; the caller's frame is live while it calls.
+    unsafe {
+        let caller = PyEval_GetFrame().cast::<PyObject>();
+        let right = !caller.is_null()
+            && frames::local_addresses(caller).is_some_and(|held| held.contains(&(known as usize)));
+        if !PyErr_Occurred().is_null() {
+            return null_mut();
+        }
+        FRAMES_READ_RIGHT.store(right, Ordering::Relaxed);
+        PyBool_FromLong(right.into())
+    }
+}
+
+/// Tables named in one threads event (about 400 KB; an event is at most 1 MiB).
+const HELD_PER_EVENT: usize = 10_000;
+
+/// `_labtrace._report_threads(prepare, get_objects, freeze_count)`, called by atexit as the
+/// last exit handler: `prepare()` gives the names of the threads still running, as JSON,
+/// and `((type, frame attribute name), ...)` for generators (or None: no thread runs). Then
+/// the tables those threads keep alive are counted, and the `threads` event sent, with the
+/// GIL held and no Python code run: no thread takes a turn between the count and the
+/// interpreter's shutdown, which stops them. The collector is off meanwhile (it would run
+/// finalizers).
 ///
 /// # Safety
 /// Called by CPython with the GIL held and a live argument tuple.
-pub unsafe extern "C" fn held_by_running_threads(
+pub unsafe extern "C" fn report_threads(
     _module: *mut PyObject,
     args: *mut PyObject,
 ) -> *mut PyObject {
-    let (mut known, mut generators, mut get_objects, mut freeze_count) =
-        (null_mut(), null_mut(), null_mut(), null_mut());
-    // SAFETY: the GIL is held; the parsed objects are borrowed from `args`.
+    let (mut prepare, mut get_objects, mut freeze_count) = (null_mut(), null_mut(), null_mut());
+    // SAFETY: the GIL is held; the parsed objects are borrowed from `args`, `prepared` is a
+    // new reference kept by `owned`.
     unsafe {
         let parsed = PyArg_ParseTuple(
             args,
-            c"OOOO:_held_by_running_threads".as_ptr(),
-            &mut known,
-            &mut generators,
+            c"OOO:_report_threads".as_ptr(),
+            &mut prepare,
             &mut get_objects,
             &mut freeze_count,
         );
@@ -493,22 +518,81 @@ pub unsafe extern "C" fn held_by_running_threads(
             return null_mut();
         }
         let mut owned = Owned(Vec::new());
-        let held = held_tables(&mut owned, known, generators, get_objects, freeze_count);
+        let Some(prepared) = owned.keep(PyObject_CallObject(prepare, null_mut())) else {
+            return null_mut();
+        };
+        if prepared == Py_None() {
+            return Py_NewRef(Py_None()); // no other thread: nothing to report
+        }
+        let (names, generators) = match prepared_parts(prepared) {
+            Some(parts) => parts,
+            None => return null_mut(),
+        };
+        let collecting = PyGC_Disable();
+        let held = held_tables(&mut owned, generators, get_objects, freeze_count);
         let result = match held {
             None => null_mut(),
-            Some(None) => Py_NewRef(Py_None()), // a new reference, for the caller
-            Some(Some(tables)) => {
-                let list = PyList_New(0);
-                for table in tables {
-                    if list.is_null() || PyList_Append(list, table) < 0 {
-                        Py_XDECREF(list); // ours, with the items it took
-                        return null_mut();
-                    }
-                }
-                list
+            Some(tables) => {
+                let mut named: Vec<String> = tables
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|table| crate::traced_as(table))
+                    .map(|(kind, id)| {
+                        format!(r#"{{"type": "{}", "id": {id}}}"#, kind.to_string_lossy())
+                    })
+                    .collect();
+                named.sort();
+                send_in_parts(&names, &named);
+                Py_NewRef(Py_None())
             }
         };
         drop(owned); // now: releasing may run a finalizer
+        if collecting == 1 {
+            PyGC_Enable();
+        }
         result
+    }
+}
+
+/// The JSON of the threads' names and the generators' tuple `prepare()` gave.
+///
+/// # Safety
+/// The GIL is held and `prepared` is a live object.
+unsafe fn prepared_parts(prepared: *mut PyObject) -> Option<(String, *mut PyObject)> {
+    // SAFETY: the GIL is held; items are borrowed from `prepared`, which the caller keeps.
+    unsafe {
+        if PyTuple_Check(prepared) == 0 || PyTuple_Size(prepared) != 2 {
+            PyErr_SetString(
+                PyExc_TypeError,
+                c"prepare() gives (names, generators)".as_ptr(),
+            );
+            return None;
+        }
+        let mut size: Py_ssize_t = 0;
+        let text = PyUnicode_AsUTF8AndSize(PyTuple_GetItem(prepared, 0), &mut size);
+        if text.is_null() {
+            return None;
+        }
+        let bytes = std::slice::from_raw_parts(text.cast::<u8>(), usize::try_from(size).ok()?);
+        let names = String::from_utf8_lossy(bytes).into_owned();
+        Some((names, PyTuple_GetItem(prepared, 1)))
+    }
+}
+
+/// Sends the `threads` event, naming the tables in parts; to stderr outside refcount-lab.
+fn send_in_parts(names: &str, held: &[String]) {
+    let parts: Vec<&[String]> = if held.is_empty() {
+        vec![&[]]
+    } else {
+        held.chunks(HELD_PER_EVENT).collect()
+    };
+    for part in parts {
+        let body = format!(
+            r#"{{"ev": "threads", "names": {names}, "held": [{}]}}"#,
+            part.join(", ")
+        );
+        if !crate::trace::emit(&body) {
+            eprintln!("lab: {body}");
+        }
     }
 }

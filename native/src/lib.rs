@@ -509,7 +509,7 @@ unsafe extern "C" fn lab_traced_as(_module: *mut PyObject, obj: *mut PyObject) -
     }
 }
 
-static mut LAB_TRACE_METHODS: [PyMethodDef; 4] = [
+static mut LAB_TRACE_METHODS: [PyMethodDef; 5] = [
     PyMethodDef {
         ml_name: c"_emit".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -528,12 +528,20 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 4] = [
         ml_doc: c"_traced_as(obj) -> (type name, id) | None: how the trace names a table".as_ptr(),
     },
     PyMethodDef {
-        ml_name: c"_held_by_running_threads".as_ptr(),
+        ml_name: c"_check_frames".as_ptr(),
         ml_meth: PyMethodDefPointer {
-            PyCFunction: explain::held_by_running_threads,
+            PyCFunction: explain::check_frames,
+        },
+        ml_flags: METH_O,
+        ml_doc: c"_check_frames(known) -> bool: whether the caller's variable `known` is found where frames are read".as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_report_threads".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: explain::report_threads,
         },
         ml_flags: METH_VARARGS,
-        ml_doc: c"_held_by_running_threads(known, generators, get_objects, freeze_count) -> [table] | None: the tables running threads keep alive at exit".as_ptr(),
+        ml_doc: c"_report_threads(prepare, get_objects, freeze_count): the threads event, as the last exit handler".as_ptr(),
     },
     PyMethodDef::zeroed(),
 ];

@@ -113,7 +113,7 @@ pub fn tag(key: (u64, u64), seq: u64, pid: u32, body: &str) -> u64 {
 /// Sends `body` (a JSON object) as the next event. Never fails the caller: a script that
 /// broke the pipe loses its trace, not its run. The leading newline ends any partial line a
 /// script left on the pipe, so it cannot swallow this event.
-fn emit(body: &str) -> bool {
+pub(crate) fn emit(body: &str) -> bool {
     let Some(Some(sink)) = SINK.get() else {
         return false;
     };
