@@ -299,8 +299,13 @@ def _threads_to_report():
     if not others:
         return None
     threading = sys.modules.get("threading")
-    named = {thread.ident: thread.name for thread in threading.enumerate()} if threading else {}
-    names = sorted(str(named.get(ident, "thread %d" % ident)) for ident in others)
+    named = {}
+    for thread in threading.enumerate() if threading else ():
+        try:
+            named[thread.ident] = str(thread.name)
+        except Exception:  # a Thread subclass's own `name` may fail by now
+            pass
+    names = sorted(named.get(ident, "thread %d" % ident) for ident in others)
     return _json(names), _generator_frames()
 
 

@@ -511,17 +511,6 @@ fn a_running_frames_trace_function_is_held_by_the_frame() {
     assert!(stdout.contains(expected), "{stdout}");
 }
 
-/// No thread takes a turn between the count of the threads at exit and the interpreter's
-/// shutdown: a thread that waits for the count to drop its table never gets to.
-#[test]
-fn no_thread_runs_between_the_count_and_the_shutdown() {
-    let stdout = fixture_stdout("moves_a_table_after_the_count.py", &[]);
-    assert!(
-        stdout.contains("HashTable#1 was not freed, and is not counted"),
-        "{stdout}"
-    );
-}
-
 /// Runs `fixture`, whose HashTable#1 `error-path-leak` over-counts, with the fault (it must
 /// read leaked) and without (ok); the report of the correct run.
 fn leaked_with_the_fault_ok_without(fixture: &str) -> String {
