@@ -1,15 +1,15 @@
-//! `_labtrace._held_by_running_threads(known, generators, get_objects, freeze_count)`: at
-//! exit, while other threads still run, the native tables CPython keeps alive for them,
-//! not lost by a leak. A table is such if (a) every reference to it is explained, each
-//! counted once, by an object the collector sees or by a running function's variable or
-//! namespace, and (b) something alive reaches it: a running function's variables, its
-//! globals and builtins, its namespace, its frame's own fields, or a module.
+//! `_labtrace._report_threads(prepare, get_objects, freeze_count)`, `lab`'s last exit
+//! handler: at exit, while other threads still run, the native tables CPython keeps alive
+//! for them, not lost by a leak. A table is such if (a) every reference to it is explained,
+//! each counted once, by an object the collector sees or by a running function's frame
+//! (its variables, namespace and own fields), and (b) something alive reaches it: those
+//! frames' variables, globals, builtins, namespace and fields, or a module.
 //!
-//! One native pass, with the GIL held from the first frame read to the last count: no other
-//! thread runs in between. (Walked in Python, the count could be interrupted by a thread
-//! that drops a variable the walk had counted, and an over-counted table read explained.)
-//! Nothing here runs Python code: the collector is off (`lab` turns it off around the
-//! call), attributes read are C getters, and references are released at the end only.
+//! One native pass, with the GIL held, sending the `threads` event itself. (Walked in
+//! Python, the count could be interrupted by a thread that drops a variable the walk had
+//! counted, and an over-counted table read explained.) Once the frames are read nothing
+//! here runs Python code: the collector is off, attributes read are C getters, and
+//! references are released at the end only.
 
 use crate::frames;
 use pyo3_ffi::*;
