@@ -896,9 +896,13 @@ fn ctrl_c_in_the_python_command_is_the_interpreters() {
     let (mut terminal, mut child) = on_a_terminal(sandbox.lab(&["python", "-q"]));
     let mut seen = Vec::new();
     read_until(&mut terminal, &mut seen, ">>> ");
-    // The echo of the line holds neither of the words looked for.
+    // The echo of the line holds neither of the words looked for. Short sleeps, forever: a
+    // Ctrl-C that lands between the print and the start of one long sleep would be seen
+    // only when that sleep ends.
     terminal
-        .write_all(b"import time; print('sleep' + 'ing'); time.sleep(3600)\n")
+        .write_all(
+            b"import time; print('sleep' + 'ing'); [time.sleep(0.05) for _ in iter(int, 1)]\n",
+        )
         .unwrap();
     read_until(&mut terminal, &mut seen, "sleeping\r\n");
     terminal.write_all(b"\x03").unwrap();
@@ -961,8 +965,22 @@ fn on_a_terminal(mut command: Command) -> (std::fs::File, Child) {
 /// Reads the terminal into `seen` until it holds `needle`.
 fn read_until(terminal: &mut std::fs::File, seen: &mut Vec<u8>, needle: &str) {
     use std::io::Read;
+    use std::os::fd::AsRawFd;
     let mut buffer = [0u8; 4096];
     while !String::from_utf8_lossy(seen).contains(needle) {
+        // Bounded, so that a run that went wrong fails the test instead of hanging the suite.
+        let mut ready = libc::pollfd {
+            fd: terminal.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let polled = unsafe { libc::poll(&mut ready, 1, 60_000) };
+        assert!(
+            polled > 0,
+            "{needle:?} did not come within a minute: {}",
+            String::from_utf8_lossy(seen)
+        );
         let n = terminal.read(&mut buffer).unwrap_or(0);
         assert!(
             n > 0,
