@@ -494,22 +494,7 @@ pub(crate) unsafe fn traced_as(obj: *mut PyObject) -> Option<(&'static CStr, u64
     }
 }
 
-/// `_labtrace._traced_as(obj)`: `("HashTable", id)` (or `SafeHashTable`), the name and id
-/// `obj` has in trace events, or `None` for any other object.
-///
-/// # Safety
-/// Called by CPython with the GIL held and a live `obj` argument.
-unsafe extern "C" fn lab_traced_as(_module: *mut PyObject, obj: *mut PyObject) -> *mut PyObject {
-    // SAFETY: `obj` is a live object borrowed from the caller, and the GIL is held.
-    unsafe {
-        match traced_as(obj) {
-            Some((name, id)) => Py_BuildValue(c"(sK)".as_ptr(), name.as_ptr(), id),
-            None => Py_NewRef(Py_None()), // a new reference to None, for the caller
-        }
-    }
-}
-
-static mut LAB_TRACE_METHODS: [PyMethodDef; 5] = [
+static mut LAB_TRACE_METHODS: [PyMethodDef; 4] = [
     PyMethodDef {
         ml_name: c"_emit".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -518,14 +503,6 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 5] = [
         ml_flags: METH_O,
         ml_doc: c"_emit(line) -> bool: refcount-lab's trace, for the lab probes (not the table's)"
             .as_ptr(),
-    },
-    PyMethodDef {
-        ml_name: c"_traced_as".as_ptr(),
-        ml_meth: PyMethodDefPointer {
-            PyCFunction: lab_traced_as,
-        },
-        ml_flags: METH_O,
-        ml_doc: c"_traced_as(obj) -> (type name, id) | None: how the trace names a table".as_ptr(),
     },
     PyMethodDef {
         ml_name: c"_check_frames".as_ptr(),
