@@ -159,11 +159,7 @@ unsafe fn walk_frames(owned: &mut Owned, caller: *mut PyObject) -> Option<Option
                 walk.running.insert(frame as usize);
                 if frame != caller {
                     let Some(held) = frames::local_addresses(frame) else {
-                        return if PyErr_Occurred().is_null() {
-                            Some(None)
-                        } else {
-                            None
-                        };
+                        return unreadable();
                     };
                     walk.roots
                         .extend(held.iter().map(|&address| address as *mut PyObject));
@@ -212,6 +208,17 @@ unsafe fn walk_frames(owned: &mut Owned, caller: *mut PyObject) -> Option<Option
         }
     }
     Some(Some(walk))
+}
+
+/// What a step gives when a frame's slots could not be read: `Some(None)` (nothing is
+/// excused), or `None` if that was an error, which stays set.
+fn unreadable<T>() -> Option<Option<T>> {
+    // SAFETY: the GIL is held by every caller.
+    if unsafe { PyErr_Occurred() }.is_null() {
+        Some(None)
+    } else {
+        None
+    }
 }
 
 /// What `roots` reach, each object once; and those of them the collector tracks but
@@ -271,7 +278,10 @@ unsafe fn frame_attributes(pairs: *mut PyObject) -> Option<Vec<(usize, *mut PyOb
     }
 }
 
-/// The tables explained and reached, `Some(None)` when a frame cannot be read (nothing is
+/// How the trace names a table: its type's name and its id.
+type Traced = (&'static CStr, u64);
+
+/// The tables explained and reached, by their trace names, `Some(None)` when a frame cannot be read (nothing is
 /// excused then), or `None` with a Python error set.
 ///
 /// Two steps. First what may run an audit hook (Python code, during which other threads
@@ -287,7 +297,7 @@ unsafe fn held_tables(
     generators: *mut PyObject,
     get_objects: *mut PyObject,
     freeze_count: *mut PyObject,
-) -> Option<Option<Vec<*mut PyObject>>> {
+) -> Option<Option<Vec<Traced>>> {
     if !FRAMES_READ_RIGHT.load(Ordering::Relaxed) {
         return Some(None);
     }
@@ -404,22 +414,14 @@ unsafe fn held_tables(
             // Finished since the first step (an audit hook gave its thread a turn), its frame
             // object holds the variables now, and the collector's walk of that counts them.
             let Some(finished) = frames::holds_its_variables(frame) else {
-                return if PyErr_Occurred().is_null() {
-                    Some(None)
-                } else {
-                    None
-                };
+                return unreadable();
             };
             if !finished {
                 // Suspended, on 3.14+: the collector's walk of it also lists the values its
                 // stack only borrowed; count its variables' own references instead.
                 owners.insert(obj as usize);
                 let Some(held) = frames::local_addresses(frame) else {
-                    return if PyErr_Occurred().is_null() {
-                        Some(None)
-                    } else {
-                        None
-                    };
+                    return unreadable();
                 };
                 variables.extend(held);
             }
@@ -427,13 +429,12 @@ unsafe fn held_tables(
 
         // The references explained, by table (nothing else is asked about). Each table in
         // `objects` starts with one: this call's own, the collector's list's or `owned`'s.
-        let mut explained: AddressMap<usize> = objects
+        let mut explained: AddressMap<(usize, Traced)> = objects
             .iter()
-            .filter(|&&obj| crate::traced_as(obj).is_some())
-            .map(|&table| (table as usize, 1))
+            .filter_map(|&obj| Some((obj as usize, (1, crate::traced_as(obj)?))))
             .collect();
         let mut count = |address: usize| {
-            if let Some(references) = explained.get_mut(&address) {
+            if let Some((references, _)) = explained.get_mut(&address) {
                 *references += 1;
             }
         };
@@ -449,12 +450,12 @@ unsafe fn held_tables(
         }
         let held = explained
             .into_iter()
-            .filter(|&(table, references)| {
+            .filter(|&(table, (references, _))| {
                 let count = Py_REFCNT(table as *mut PyObject);
                 usize::try_from(count).is_ok_and(|count| count <= references)
                     && reached.contains(&table)
             })
-            .map(|(table, _)| table as *mut PyObject)
+            .map(|(_, (_, traced))| traced)
             .collect();
         Some(Some(held))
     }
@@ -536,7 +537,6 @@ pub unsafe extern "C" fn report_threads(
                 let mut named: Vec<String> = tables
                     .unwrap_or_default()
                     .into_iter()
-                    .filter_map(|table| crate::traced_as(table))
                     .map(|(kind, id)| {
                         format!(r#"{{"type": "{}", "id": {id}}}"#, kind.to_string_lossy())
                     })

@@ -137,14 +137,8 @@ pub(crate) unsafe fn holds_its_variables(frame: *mut PyObject) -> Option<bool> {
     // new reference, released at once.
     unsafe {
         let fields = fields_of(frame, layout)? as usize;
-        let size = PyObject_CallMethod(frame, c"__sizeof__".as_ptr(), null_mut());
-        if size.is_null() {
-            return None;
-        }
-        let bytes = PyLong_AsSsize_t(size);
-        Py_DECREF(size); // ours, from the call
         let start = frame as usize;
-        Some(fields >= start && fields < start + usize::try_from(bytes).ok()?)
+        Some(fields >= start && fields < start + size_of_frame(frame)?)
     }
 }
 
@@ -162,6 +156,24 @@ pub(crate) fn borrowing_stacks() -> bool {
         layout(),
         Some(Layout::InInterpreterFrame { tagged: true, .. })
     )
+}
+
+/// The bytes of `frame` (`frame.__sizeof__()`), its own trailing slots included; `None`
+/// with an error set if the call fails.
+///
+/// # Safety
+/// The GIL is held and `frame` is a live frame object.
+unsafe fn size_of_frame(frame: *mut PyObject) -> Option<usize> {
+    // SAFETY: the GIL is held; `size` is a new reference, released at once.
+    unsafe {
+        let size = PyObject_CallMethod(frame, c"__sizeof__".as_ptr(), null_mut());
+        if size.is_null() {
+            return None;
+        }
+        let bytes = PyLong_AsSsize_t(size);
+        Py_DECREF(size); // ours, from the call
+        usize::try_from(bytes).ok()
+    }
 }
 
 /// `len(obj.name)`, or `None` with the error cleared.
@@ -253,16 +265,8 @@ pub(crate) unsafe fn local_addresses(frame: *mut PyObject) -> Option<Vec<usize>>
             // SAFETY: `frame` is a live 3.10 frame object, which has this field.
             let stack = unsafe { *fields.add(F_VALUESTACK).cast::<*const usize>() };
             // The slots are the frame object's own trailing memory: check that they are.
-            // SAFETY: the GIL is held; `size` is a new reference, released at once.
-            let size = unsafe {
-                let size = PyObject_CallMethod(frame, c"__sizeof__".as_ptr(), null_mut());
-                if size.is_null() {
-                    return None;
-                }
-                let bytes = PyLong_AsSsize_t(size);
-                Py_DECREF(size); // ours, from the call
-                usize::try_from(bytes).ok()?
-            };
+            // SAFETY: the GIL is held and `frame` is a live frame object.
+            let size = unsafe { size_of_frame(frame)? };
             let first = (stack as usize).checked_sub(8 * locals)?;
             let inside = first >= fields as usize + F_VALUESTACK
                 && first + 8 * locals <= fields as usize + size;
