@@ -335,11 +335,16 @@ unsafe fn held_tables(
         let caller = PyEval_GetFrame().cast::<PyObject>();
         // The generators `gc.freeze()` hid are not in the list: found from what is alive now,
         // held, then asked for their frames with the rest (the second step walks again).
-        let is_generator = |obj: *mut PyObject| {
+        // The attribute holding `obj`'s frame, if it is a generator, coroutine or async
+        // generator.
+        let frame_attribute = |obj: *mut PyObject| {
+            let kind = Py_TYPE(obj) as usize;
             generators
                 .iter()
-                .any(|&(tp, _)| tp == Py_TYPE(obj) as usize)
+                .find(|&&(tp, _)| tp == kind)
+                .map(|&(_, name)| name)
         };
+        let is_generator = |obj| frame_attribute(obj).is_some();
         let mut candidates: Vec<_> = objects
             .iter()
             .copied()
@@ -359,8 +364,7 @@ unsafe fn held_tables(
         // Each generator-like object's frame (the same frame object while it lives).
         let mut frame_of = AddressMap::default();
         for obj in candidates {
-            let kind = Py_TYPE(obj) as usize;
-            if let Some(&(_, name)) = generators.iter().find(|(tp, _)| *tp == kind) {
+            if let Some(name) = frame_attribute(obj) {
                 frame_of.insert(obj as usize, owned.keep(PyObject_GetAttr(obj, name))?);
             }
         }
@@ -391,8 +395,7 @@ unsafe fn held_tables(
         };
         let borrowing_stacks = frames::borrowing_stacks();
         for &obj in &objects {
-            let kind = Py_TYPE(obj) as usize;
-            if !generators.iter().any(|&(tp, _)| tp == kind) {
+            if !is_generator(obj) {
                 continue;
             }
             let Some(&frame) = frame_of.get(&(obj as usize)) else {
