@@ -415,6 +415,27 @@ fn the_one_leaking_test_of_twelve_is_named() {
     );
 }
 
+/// The test whose own line made the leaked objects is tried first; when it leaks less than
+/// the whole suite did, the rest of the suite is searched too, and its leak is pinned.
+#[test]
+fn a_leak_made_outside_every_tests_lines_is_pinned_after_the_one_found_first() {
+    let hunt = findings("fixtures/hunt", &["-m", "unittest", "test_two_sites"], 1);
+    let tests: Vec<&serde_json::Value> = hunt["findings"]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|found| &found["tests"])
+        .collect();
+    assert_eq!(
+        tests,
+        [
+            &serde_json::json!(["test_two_sites.Two.test_a"]),
+            &serde_json::json!(["test_two_sites.Two.test_z"])
+        ],
+        "{hunt}"
+    );
+}
+
 /// `--shard K/N` hunts in part K of N of a suite's tests: the half with the leaking test
 /// names it, the other half is clean, and each report says which tests it covered.
 #[test]
