@@ -316,6 +316,15 @@ pub enum Command {
         /// e.g. `2/4` for the second quarter: one CI job per part (-m unittest, --pytest).
         #[arg(long, value_name = "K/N", value_parser = clap::value_parser!(crate::hunt::Shard))]
         shard: Option<crate::hunt::Shard>,
+        /// Hunt in N parts of a suite's tests at once, each in an interpreter of its own
+        /// (-m unittest, --pytest; 1 to 64): on N cores, up to N times sooner.
+        #[arg(long, short = 'j', value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u64).range(1..=crate::hunt::MOST_JOBS))]
+        jobs: u64,
+        /// The part of the suite one copy of `--jobs` hunts in (for `--jobs` only).
+        #[arg(long, value_name = "J/N", hide = true,
+              value_parser = clap::value_parser!(crate::hunt::Shard))]
+        job: Option<crate::hunt::Shard>,
         /// Switch a fault on in the hashtable type (repeatable).
         #[arg(long = "fault", value_name = "NAME")]
         faults: Vec<Fault>,

@@ -297,7 +297,8 @@ pub fn hunt_target(
     Ok((kind, name, target))
 }
 
-/// Hunts and reports; true when nothing leaked.
+/// Hunts (in `jobs` parts at once when more than 1) and reports; true when nothing leaked.
+#[allow(clippy::too_many_arguments)]
 pub fn run_hunt(
     python: &Python,
     config: hunt::Config,
@@ -305,7 +306,11 @@ pub fn run_hunt(
     format: Format,
     plot: Option<&Path>,
     timeout: Duration,
+    jobs: usize,
 ) -> Result<bool> {
+    if jobs > 1 {
+        return run_hunt_in_parts(python, &config, faults, format, timeout, jobs);
+    }
     // A plot that cannot be written is found before the hunt, not after it.
     if let Some(path) = plot {
         outputs::check(path)?;
@@ -322,6 +327,76 @@ pub fn run_hunt(
         }
     }
     Ok(!hunt.failed())
+}
+
+/// `hunt --jobs`: every part's report in the order of the suite, then a line for all of
+/// them; an error when a part could not be hunted, after the others' reports.
+fn run_hunt_in_parts(
+    python: &Python,
+    config: &hunt::Config,
+    faults: &[Fault],
+    format: Format,
+    timeout: Duration,
+    jobs: usize,
+) -> Result<bool> {
+    let (parts, left_running) = hunt::hunt_in_parts(python, config, faults, timeout, jobs)?;
+    let failed: Vec<String> = parts
+        .iter()
+        .filter_map(|part| {
+            let error = part.hunt.as_ref().err()?;
+            Some(format!(
+                "part {} of --jobs could not be hunted: {error}",
+                part.job
+            ))
+        })
+        .collect();
+    let leaking: Vec<String> = parts
+        .iter()
+        .filter(|part| part.hunt.as_ref().is_ok_and(hunt::Hunt::failed))
+        .map(|part| part.job.to_string())
+        .collect();
+    match format {
+        Format::Text => {
+            let mut out = String::new();
+            for hunt in parts.iter().filter_map(|part| part.hunt.as_ref().ok()) {
+                out += &hunt::render(hunt);
+                out += "\n";
+            }
+            out += &format!(
+                "hunt --jobs {jobs}: {}{}\n",
+                match leaking.len() {
+                    0 => String::from("no part leaks"),
+                    _ => format!("leaks in part {}", leaking.join(", ")),
+                },
+                match failed.len() {
+                    0 => String::new(),
+                    n => format!(", {n} could not be hunted"),
+                }
+            );
+            if !left_running.is_empty() {
+                out += &format!(
+                    "  note: stopped what the parts left running: {}\n",
+                    left_running.join(", ")
+                );
+            }
+            show(&out);
+        }
+        Format::Json => {
+            let parts: Vec<serde_json::Value> = parts
+                .iter()
+                .map(|part| match &part.hunt {
+                    Ok(hunt) => serde_json::to_value(hunt),
+                    Err(error) => Ok(serde_json::json!({ "error": error })),
+                })
+                .collect::<Result<_, _>>()?;
+            let report = serde_json::json!({ "jobs": jobs, "parts": parts });
+            show(&(serde_json::to_string_pretty(&report)? + "\n"));
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{}", failed.join("\n"));
+    }
+    Ok(leaking.is_empty())
 }
 
 /// Writes the completion script for `shell` to stdout.

@@ -184,6 +184,8 @@ fn main() -> ExitCode {
             watch,
             accept,
             shard,
+            jobs,
+            job,
             faults,
             format,
             plot,
@@ -192,9 +194,18 @@ fn main() -> ExitCode {
             target,
         } => commands::hunt_target(module, pytest, target).and_then(|(kind, target, args)| {
             let suite = kind == "pytest" || (kind == "module" && target == "unittest");
-            if shard.is_some() && !suite {
+            for (splits, flag) in [(shard.is_some(), "--shard"), (jobs > 1, "--jobs")] {
+                if splits && !suite {
+                    anyhow::bail!(
+                        "{flag} splits a suite's tests: hunt with -m unittest or --pytest to \
+                         use it"
+                    );
+                }
+            }
+            if jobs > 1 && plot.is_some() {
                 anyhow::bail!(
-                    "--shard splits a suite's tests: hunt with -m unittest or --pytest to use it"
+                    "--plot draws the runs of one interpreter, and --jobs has one per part: \
+                     plot a part alone with --shard K/N --plot FILE"
                 );
             }
             commands::run_hunt(
@@ -209,11 +220,13 @@ fn main() -> ExitCode {
                     watch,
                     accept,
                     shard,
+                    job,
                 },
                 &faults,
                 format,
                 plot.as_deref(),
                 Duration::from_secs(timeout),
+                jobs as usize,
             )
         }),
         Command::Bench {

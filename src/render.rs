@@ -610,7 +610,7 @@ fn captured(p: Painter, out: &mut String, title: &str, text: &str, dropped: usiz
     }
 }
 
-fn signal_name(signal: i32) -> String {
+pub fn signal_name(signal: i32) -> String {
     match signal {
         libc::SIGSEGV => "SIGSEGV (segmentation fault)".into(),
         libc::SIGABRT => "SIGABRT (abort)".into(),

@@ -470,6 +470,49 @@ fn a_shard_hunts_its_part_of_the_suite_only() {
     assert!(report(&wrong).contains("part K of N"));
 }
 
+/// `--jobs N` hunts the N parts side by side, each in an interpreter of its own: the part
+/// with the leaking test names it, the other is clean, and the last line says which part
+/// leaks.
+#[test]
+fn jobs_hunt_the_parts_side_by_side() {
+    let suite = ["-m", "unittest", "test_one_of_many"];
+    let output = hunt("fixtures/hunt", &[&["--jobs", "2"], &suite[..]].concat());
+    let text = report(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    for needle in [
+        "note: part 1/2 of --jobs: tests 1 to 6 of 12,",
+        "note: part 2/2 of --jobs: tests 7 to 12 of 12,",
+        "leaking test: test_one_of_many.More.test_i\n",
+        "hunt --jobs 2: leaks in part 2/2\n",
+    ] {
+        assert!(text.contains(needle), "{needle:?} in:\n{text}");
+    }
+    let json = hunt(
+        "fixtures/hunt",
+        &[&["--jobs", "2", "--format", "json"], &suite[..]].concat(),
+    );
+    let whole: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let parts = whole["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{whole}");
+    assert!(parts[0]["findings"].is_null(), "{}", parts[0]);
+    assert_eq!(
+        parts[1]["findings"]["tests"][0]["tests"],
+        serde_json::json!(["test_one_of_many.More.test_i"])
+    );
+    let with_shard = hunt(
+        "fixtures/hunt",
+        &[&["--shard", "2/2", "--jobs", "2"], &suite[..]].concat(),
+    );
+    assert!(
+        report(&with_shard).contains("part 1/2 of --jobs in shard 2/2: tests 7 to 9 of 12,"),
+        "{}",
+        report(&with_shard)
+    );
+    let script = hunt("fixtures/hunt", &["--jobs", "2", "leaks_one_per_run.py"]);
+    assert_eq!(script.status.code(), Some(2), "{}", report(&script));
+    assert!(report(&script).contains("--jobs splits a suite's tests"));
+}
+
 #[test]
 fn accepted_leaks_do_not_fail_the_hunt() {
     let by_type = hunt(

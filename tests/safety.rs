@@ -192,6 +192,18 @@ fn ctrl_c_stops_everything_every_command_started() {
         ("lesson", vec!["lesson", "3", "--no-predict"]),
         ("run", vec!["run", "attacks/sleeps_with_a_daemon.py"]),
         ("hunt", vec!["hunt", "attacks/sleeps_with_a_daemon.py"]),
+        // Two copies of refcount-lab, each with its own runs and scratch folders.
+        (
+            "hunt-jobs",
+            vec![
+                "hunt",
+                "--jobs",
+                "2",
+                "-m",
+                "unittest",
+                "hunt/test_clean.py",
+            ],
+        ),
         ("bench", vec!["bench", "--quick"]),
         ("exercise", vec!["exercise", "14"]),
         ("verify", vec!["verify"]),

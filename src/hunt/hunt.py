@@ -68,12 +68,18 @@ class Hunt:
         self.target = make_target(config)
         self.accepted = set(config["accept"])
         self.shard = None
-        if config["shard"] and self.target.tests is not None:
-            every, part = self.target.tests, config["shard"]
-            first = (part["index"] - 1) * len(every) // part["count"]
-            last = part["index"] * len(every) // part["count"]
-            self.target.tests = every[first:last]
-            self.shard = {"first": first + 1, "last": last, "of": len(every)}
+        if (config["shard"] or config["job"]) and self.target.tests is not None:
+            # --shard's part of the suite, then a --jobs copy's part of that.
+            first, last = 0, len(self.target.tests)
+            for part in (config["shard"], config["job"]):
+                if part:
+                    size = last - first
+                    first, last = (
+                        first + (part["index"] - 1) * size // part["count"],
+                        first + part["index"] * size // part["count"],
+                    )
+            self.shard = {"first": first + 1, "last": last, "of": len(self.target.tests)}
+            self.target.tests = self.target.tests[first:last]
         self.skipped = []
         if self.target.tests is not None:  # accepted tests are not run at all
             self.skipped = [t for t in self.target.tests if t in self.accepted]

@@ -11,10 +11,12 @@
 //! once, confirming runs those that fill over a few); `report` writes the text report and
 //! `plot` the SVG.
 
+mod jobs;
 mod plot;
 mod report;
 mod verdict;
 
+pub use jobs::{hunt_in_parts, MOST_JOBS};
 pub use plot::plot;
 pub use report::render;
 pub use verdict::find_leaks;
@@ -44,7 +46,7 @@ const CHILD_FILES: [(&str, &str); 5] = [
 const WATCH_NOT_FOUND: i32 = 3;
 
 /// What to hunt in, and how.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     /// `script` (re-run each time, or `path::function` imported once and called each time),
     /// `module` (`python -m`) or `pytest`.
@@ -65,6 +67,8 @@ pub struct Config {
     pub accept: Vec<String>,
     /// Only this part of a suite's tests (`--shard K/N`).
     pub shard: Option<Shard>,
+    /// Only this part of the shard (or of the suite): one copy's of `--jobs N`.
+    pub job: Option<Shard>,
 }
 
 /// Part `index` (from 1) of `count` equal parts of a suite's tests, in the order the suite
@@ -223,6 +227,23 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
     if run.ending != Ending::Exited(0) || repetitions.len() < expected || !finished {
         bail!("{}", failure(&run, repetitions.len(), expected));
     }
+    Ok(assemble(
+        config,
+        repetitions,
+        findings,
+        threads_left,
+        run.leftovers.clone(),
+    ))
+}
+
+/// The hunt's verdicts on what its runs measured.
+fn assemble(
+    config: Config,
+    repetitions: Vec<Repetition>,
+    findings: Option<Findings>,
+    threads_left: Vec<String>,
+    processes_left: Vec<String>,
+) -> Hunt {
     let (leaks, not_leaks) = find_leaks(&repetitions, config.warmup, config.repeat);
     let mut hunt = Hunt {
         config,
@@ -232,10 +253,10 @@ pub fn hunt(python: &Python, config: Config, faults: &[Fault], timeout: Duration
         not_leaks,
         findings,
         threads_left,
-        processes_left: run.leftovers.clone(),
+        processes_left,
     };
     accept(&mut hunt);
-    Ok(hunt)
+    hunt
 }
 
 /// Moves the leaks `--accept` names (by type) out of the failing ones. When every named

@@ -213,20 +213,29 @@ fn notes(out: &mut String, hunt: &Hunt) {
             ),
         );
     }
-    if let (Some(shard), Some(tests)) = (hunt.config.shard, last.shard) {
-        let part = format!("shard {}/{}", shard.index, shard.count);
+    if let Some(tests) = last.shard {
+        let (part, others) = match (hunt.config.shard, hunt.config.job) {
+            (Some(shard), None) => (
+                format!("shard {shard}"),
+                "; the other parts were not hunted",
+            ),
+            (None, Some(job)) => (format!("part {job} of --jobs"), ""),
+            (Some(shard), Some(job)) => (
+                format!("part {job} of --jobs in shard {shard}"),
+                "; the other shards were not hunted",
+            ),
+            (None, None) => (String::new(), ""),
+        };
         let what = if tests.last < tests.first {
             format!("{part}: no tests (the suite has {})", tests.of)
         } else if tests.last == tests.first {
             format!(
-                "{part}: test {} of {}, in the order the suite lists them; the others were \
-                 not hunted",
+                "{part}: test {} of {}, in the order the suite lists them{others}",
                 tests.first, tests.of
             )
         } else {
             format!(
-                "{part}: tests {} to {} of {}, in the order the suite lists them; the other \
-                 parts were not hunted",
+                "{part}: tests {} to {} of {}, in the order the suite lists them{others}",
                 tests.first, tests.last, tests.of
             )
         };

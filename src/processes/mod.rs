@@ -30,6 +30,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
+pub mod copies;
+pub mod interrupts;
+
 /// Held while a child is started, and by the interrupt thread from its sweep to the exit,
 /// so no child can start after the sweep.
 static SPAWNING: Mutex<()> = Mutex::new(());
@@ -59,6 +62,17 @@ pub fn spawn_with(
     command: &mut Command,
     then: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
 ) -> std::io::Result<Child> {
+    prepare(command, then);
+    let _held = spawn_lock();
+    command.spawn()
+}
+
+/// What every child gets between fork and exec: no signal blocked, death with this
+/// process, then `then`.
+fn prepare(
+    command: &mut Command,
+    then: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+) {
     become_subreaper();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
@@ -84,8 +98,6 @@ pub fn spawn_with(
         });
         command.pre_exec(then);
     }
-    let _held = spawn_lock();
-    command.spawn()
 }
 
 /// A process: its parent, its state letter (`Z` for a zombie) and its name.
@@ -445,23 +457,29 @@ fn collect_until_full<const N: usize>(
     collect(streams, &mut sinks, wake);
 }
 
+/// Whether our child `pid` has ended, leaving it unreaped (so its pid stays ours to
+/// signal); true too when it cannot be waited for (it is not our child any more).
+fn ended(pid: i32) -> bool {
+    // SAFETY: `info` is a plain C struct that waitid fills in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: polling our own child; WNOWAIT leaves it to be reaped by `Child::wait`.
+    let polled = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+        )
+    };
+    // SAFETY: waitid filled `info` in (a zero pid: not ended yet).
+    polled == -1 || unsafe { info.si_pid() } != 0
+}
+
 /// Waits until the child `pid` ends (left unreaped, so its pid stays ours to signal), its
 /// output fills, or `deadline`: why it must be stopped, if it must.
 fn wait_without_reaping(pid: i32, deadline: Instant, full: &AtomicBool) -> Option<Stopped> {
     loop {
-        // SAFETY: `info` is a plain C struct that waitid fills in.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: polling our own child; WNOWAIT leaves it to be reaped by `Child::wait`.
-        let polled = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
-            )
-        };
-        // SAFETY: waitid filled `info` in (a zero pid: not ended yet).
-        if polled == -1 || unsafe { info.si_pid() } != 0 {
+        if ended(pid) {
             return None;
         }
         if full.load(Ordering::SeqCst) {
@@ -607,148 +625,5 @@ fn set_nonblocking(file: &std::fs::File) {
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
         libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
-}
-
-/// Taking `SIGINT`, `SIGTERM` and `SIGHUP` for the whole process.
-pub mod interrupts {
-    use super::{spawn_lock, stop_descendants};
-    use crate::scratch;
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// Set before the interrupt thread stops anything.
-    static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-    /// Every signal whose default action would end refcount-lab, and that it can take:
-    /// Ctrl-C, Ctrl-\, a hang-up, `kill`, and the rest anyone could send it, the real-time
-    /// ones too ([`real_time`]). (SIGKILL and SIGSTOP cannot be taken, which is why children
-    /// also die with their parent. A real fault of refcount-lab's own, SIGSEGV, SIGBUS,
-    /// SIGFPE, SIGILL or SIGTRAP, is delivered by the kernel whatever the mask; only one
-    /// sent with `kill` waits here.)
-    const SIGNALS: [(i32, &str); 21] = [
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGTERM, "SIGTERM"),
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGUSR1, "SIGUSR1"),
-        (libc::SIGUSR2, "SIGUSR2"),
-        (libc::SIGALRM, "SIGALRM"),
-        (libc::SIGVTALRM, "SIGVTALRM"),
-        (libc::SIGPROF, "SIGPROF"),
-        (libc::SIGIO, "SIGIO"),
-        (libc::SIGPWR, "SIGPWR"),
-        (libc::SIGSTKFLT, "SIGSTKFLT"),
-        (libc::SIGXCPU, "SIGXCPU"),
-        (libc::SIGXFSZ, "SIGXFSZ"),
-        (libc::SIGSYS, "SIGSYS"),
-        (libc::SIGABRT, "SIGABRT"),
-        (libc::SIGTRAP, "SIGTRAP"),
-        (libc::SIGFPE, "SIGFPE"),
-        (libc::SIGILL, "SIGILL"),
-        (libc::SIGSEGV, "SIGSEGV"),
-        (libc::SIGBUS, "SIGBUS"),
-    ];
-
-    /// The real-time signals the C library leaves to programs (it keeps the first two).
-    fn real_time() -> std::ops::RangeInclusive<i32> {
-        libc::SIGRTMIN()..=libc::SIGRTMAX()
-    }
-
-    /// How the signals are taken.
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    pub enum Mode {
-        /// Stop everything, clean up, exit 128 + the signal.
-        Stop,
-        /// For an interactive child on the same terminal (`refcount-lab python`): Ctrl-C and
-        /// Ctrl-\ are the child's to take (the terminal sends them there too); the others
-        /// stop everything.
-        Interactive,
-    }
-
-    /// Blocks the signals in this thread (call it first in `main`, before any other
-    /// thread starts, so that every thread inherits the mask) and takes them in a thread
-    /// of their own. Children start with no signal blocked: [`spawn`](super::spawn) resets
-    /// the mask.
-    pub fn install(mode: Mode) {
-        // SAFETY: a zeroed sigset_t is filled in by sigemptyset before use.
-        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is a valid sigset_t of ours; pthread_sigmask changes this thread's
-        // mask only.
-        unsafe {
-            libc::sigemptyset(&mut set);
-            for signal in SIGNALS
-                .map(|(signal, _)| signal)
-                .into_iter()
-                .chain(real_time())
-            {
-                libc::sigaddset(&mut set, signal);
-            }
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        }
-        let wait_for = move || loop {
-            let mut signal = 0;
-            // SAFETY: `set` holds the signals blocked above; sigwait stores one in `signal`.
-            if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
-                continue;
-            }
-            if mode == Mode::Interactive && matches!(signal, libc::SIGINT | libc::SIGQUIT) {
-                continue;
-            }
-            stop(signal);
-        };
-        std::thread::Builder::new()
-            .name("interrupts".into())
-            .spawn(wait_for)
-            .expect("cannot start the signal thread");
-    }
-
-    /// Ends this process as `signal` would have ended it (the status a shell sees), as
-    /// `refcount-lab python` does when its interpreter was killed.
-    pub fn die_of(signal: i32) -> ! {
-        // SAFETY: restoring the default action and unblocking `signal` in this thread, then
-        // sending it to this thread, which the default action ends.
-        unsafe {
-            libc::signal(signal, libc::SIG_DFL);
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, signal);
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            libc::raise(signal);
-        }
-        std::process::exit(128 + signal);
-    }
-
-    /// Waits for the exit if an interrupt is being handled: a child the interrupt killed
-    /// must not be reported, nor the command end, as if it had died on its own.
-    pub fn hold_if_interrupted() {
-        while INTERRUPTED.load(Ordering::SeqCst) {
-            std::thread::park();
-        }
-    }
-
-    /// Stops every descendant, removes the scratch folders, says so and exits.
-    fn stop(signal: i32) -> ! {
-        INTERRUPTED.store(true, Ordering::SeqCst);
-        // Held to the exit: nothing starts after the sweep.
-        let _held = spawn_lock();
-        let stopped = stop_descendants(None, HashMap::new(), &[]);
-        scratch::remove_all();
-        let name = match SIGNALS.iter().find(|(number, _)| *number == signal) {
-            Some((_, name)) => name.to_string(),
-            None => format!("SIGRTMIN+{}", signal - libc::SIGRTMIN()),
-        };
-        let processes = match stopped.len() {
-            0 => String::from("nothing was left running"),
-            1 => String::from("1 process it started was stopped"),
-            n => format!("{n} processes it started were stopped"),
-        };
-        // stdout is not flushed: the main thread may hold its lock for good.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "\nrefcount-lab: interrupted ({name}): {processes}, scratch folders removed"
-        );
-        std::process::exit(128 + signal);
     }
 }
