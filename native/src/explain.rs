@@ -12,37 +12,11 @@
 //! references are released at the end only.
 
 use crate::frames;
+use crate::heap::{referents, AddressMap, AddressSet};
 use pyo3_ffi::*;
-use std::collections::{HashMap, HashSet};
-use std::ffi::{c_int, c_void, CStr};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::ffi::CStr;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Addresses are keys enough: one multiplication spreads them (the default SipHash costs
-/// most of a pass over a million objects).
-#[derive(Default)]
-struct AddressHasher(u64);
-
-impl Hasher for AddressHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-
-    fn write_usize(&mut self, address: usize) {
-        self.0 = (address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0.rotate_left(26)
-    }
-}
-
-type ByAddress = BuildHasherDefault<AddressHasher>;
-type AddressSet = HashSet<usize, ByAddress>;
-type AddressMap<V> = HashMap<usize, V, ByAddress>;
 
 /// New references, released when this is dropped: at the end, when a release that runs
 /// Python code (a finalizer) no longer matters.
@@ -76,42 +50,6 @@ impl Drop for Owned {
             unsafe { Py_DECREF(obj) };
         }
     }
-}
-
-/// Appends what the collector's walk of `obj` visits to `found`, as `gc.get_referents` lists
-/// it: nothing for an object the collector does not manage.
-///
-/// # Safety
-/// The GIL is held and `obj` is a live object.
-unsafe fn referents(obj: *mut PyObject, found: &mut Vec<*mut PyObject>) {
-    // SAFETY: a live object's type is live; its slots are what CPython itself calls.
-    unsafe {
-        let tp = Py_TYPE(obj);
-        if PyType_GetFlags(tp) & Py_TPFLAGS_HAVE_GC == 0 {
-            return;
-        }
-        // A type object is managed only if it is a heap type: its `tp_is_gc` says.
-        let is_gc = PyType_GetSlot(tp, Py_tp_is_gc);
-        if !is_gc.is_null() {
-            let is_gc: inquiry = std::mem::transmute(is_gc);
-            if is_gc(obj) == 0 {
-                return;
-            }
-        }
-        let traverse = PyType_GetSlot(tp, Py_tp_traverse);
-        if traverse.is_null() {
-            return;
-        }
-        let traverse: traverseproc = std::mem::transmute(traverse);
-        traverse(obj, collect, (found as *mut Vec<*mut PyObject>).cast());
-    }
-}
-
-/// The visitor of `referents`: `found` is its `Vec`.
-unsafe extern "C" fn collect(obj: *mut PyObject, found: *mut c_void) -> c_int {
-    // SAFETY: `referents` passes its `&mut Vec` as `found`, for the traversal's duration.
-    unsafe { (*found.cast::<Vec<*mut PyObject>>()).push(obj) };
-    0
 }
 
 /// The running frames' variables, with what they reach from and what holds them.

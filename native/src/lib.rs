@@ -37,6 +37,7 @@
 mod explain;
 mod faults;
 mod frames;
+mod heap;
 mod iter;
 mod pytype;
 mod refcount;
@@ -494,7 +495,7 @@ pub(crate) unsafe fn traced_as(obj: *mut PyObject) -> Option<(&'static CStr, u64
     }
 }
 
-static mut LAB_TRACE_METHODS: [PyMethodDef; 4] = [
+static mut LAB_TRACE_METHODS: [PyMethodDef; 5] = [
     PyMethodDef {
         ml_name: c"_emit".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -519,6 +520,14 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 4] = [
         },
         ml_flags: METH_VARARGS,
         ml_doc: c"_report_threads(prepare, get_objects, freeze_count): the threads event, as the last exit handler".as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_scan".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: heap::scan,
+        },
+        ml_flags: METH_VARARGS,
+        ml_doc: c"_scan(tracked, running, code_type) -> (objects, seen): hunt's walk of every object it can reach".as_ptr(),
     },
     PyMethodDef::zeroed(),
 ];

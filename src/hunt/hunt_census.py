@@ -14,6 +14,7 @@ import os
 import sys
 import tracemalloc
 
+import _labtrace
 import lab
 from hunt_paths import user_frame
 
@@ -139,10 +140,7 @@ def scan():
     probe = []
     holder = [float(len(sys.argv)) + 0.5]
     tracked = gc.get_objects()
-    objects = {id(o): o for o in tracked}
-    tracked_ids = set(objects)
-    seen = {}
-    own = {id(objects), id(seen), id(tracked)}  # reached through this frame on 3.10
+    tracked_ids = {id(o) for o in tracked}
     # Frames still running (objects the collector tracks on 3.10) are not walked: their
     # value stacks may hold stale pointers there. Their locals count as unseen references.
     running = set()
@@ -150,26 +148,11 @@ def scan():
     while frame is not None:
         running.add(id(frame))
         frame = frame.f_back
-    get_referents = gc.get_referents
-    code_type = type(scan.__code__)
-    while tracked:
-        referrer = tracked.pop()
-        if id(referrer) in running:
-            continue
-        referents = get_referents(referrer)
-        if type(referrer) is code_type:
-            # A code object shows the collector nothing: walk its constants and names, or
-            # a reference leaked onto a test's string constant is never seen.
-            referents = (referrer.co_consts, referrer.co_names)
-        for referent in referents:
-            key = id(referent)
-            if key in own:
-                continue
-            seen[key] = seen.get(key, 0) + 1
-            if key not in objects:
-                objects[key] = referent
-                tracked.append(referent)
-        referent = referrer = referents = None
+    frame = None
+    # The walk itself is native (_labtrace._scan): it visits what the collector's
+    # gc.get_referents lists, and a code object's constants and names.
+    objects, seen = _labtrace._scan(tracked, running, type(scan.__code__))
+    del tracked
     probes = {True: id(probe), False: id(holder[0])}
     del probe
     offset = {tracked: unexplained(objects, seen, key) for tracked, key in probes.items()}
