@@ -291,7 +291,7 @@ pub fn run(job: &Job) -> Result<Run> {
     let mut stdout = processes::Capped::new(OUTPUT_CAP);
     let mut stderr = processes::Capped::new(OUTPUT_CAP);
     let mut trace = TraceReader::new(key, script as u32);
-    let deadline = Instant::now() + job.timeout;
+    let deadline = processes::clock() + job.timeout;
     let (ending, leftovers, status) = thread::scope(|scope| {
         let (wake_reader, wake_writer) =
             std::io::pipe().context("cannot create the collector's pipe")?;
@@ -413,12 +413,12 @@ fn wait_for_exit(pid: i32, namespace: Option<Namespace>, deadline: Instant) -> W
     });
     loop {
         let slice = deadline
-            .saturating_duration_since(Instant::now())
+            .saturating_duration_since(processes::clock())
             .min(processes::WATCH_INTERVAL);
         match ended_rx.recv_timeout(slice) {
             Ok(waited) => return waited,
             Err(mpsc::RecvTimeoutError::Disconnected) => return Waited::Unreported,
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+            Err(mpsc::RecvTimeoutError::Timeout) if processes::clock() >= deadline => {
                 return Waited::TimedOut
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}

@@ -277,6 +277,60 @@ fn every_terminating_signal_stops_everything_too() {
     }
 }
 
+/// The state letter of a process's `/proc/PID/stat` (`T`: stopped), `?` once it is gone.
+fn state_of(pid: u32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or('?', |stat| {
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .unwrap_or('?')
+    })
+}
+
+/// Waits until `ready()` holds.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Ctrl-Z stops the run with refcount-lab (the run's group and session are its own, which
+/// the terminal does not reach), and `fg` lets them go on together; Ctrl-C then ends both
+/// as ever.
+#[test]
+fn ctrl_z_stops_the_run_too_and_fg_lets_it_go_on() {
+    let sandbox = Sandbox::new("ctrl-z");
+    let mut child = spawn(sandbox.lab(&["run", "attacks/sleeps_with_a_daemon.py"]));
+    let lab = child.id();
+    wait_until("the script runs", || {
+        sandbox
+            .marked(Some(lab))
+            .iter()
+            .any(|(pid, _)| runs_a_script(*pid))
+    });
+    // SAFETY: signalling the refcount-lab this test started.
+    unsafe { libc::kill(lab as i32, libc::SIGTSTP) };
+    wait_until("refcount-lab stops", || state_of(lab) == 'T');
+    let run = sandbox.marked(Some(lab));
+    assert!(run.len() >= 2, "{run:?}"); // the interpreter and its daemon, at least
+    for (pid, stat) in &run {
+        assert_eq!(state_of(*pid), 'T', "not stopped with refcount-lab: {stat}");
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(lab as i32, libc::SIGCONT) };
+    wait_until("the run goes on", || {
+        run.iter().all(|(pid, _)| state_of(*pid) != 'T') && state_of(lab) != 'T'
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(lab as i32, libc::SIGINT) };
+    child.stdin.take();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", report(&output));
+    sandbox.assert_nothing_left();
+    sandbox.assert_scratch_removed();
+}
+
 /// Does a run get a PID namespace of its own here (not where the kernel or a policy
 /// refuses unprivileged namespaces)? The script is pid 2 inside one.
 fn runs_in_a_namespace(sandbox: &Sandbox) -> bool {

@@ -73,7 +73,7 @@ pub fn run(
         .map(|_| [Capped::new(stdout_cap), Capped::new(STDERR_CAP)])
         .collect();
     let full: Vec<AtomicBool> = children.iter().map(|_| AtomicBool::new(false)).collect();
-    let deadline = Instant::now() + limit;
+    let deadline = super::clock() + limit;
     let ends = std::thread::scope(|scope| {
         let mut wakes = Vec::new();
         for ((child, [out, err]), full) in children.iter_mut().zip(&mut kept).zip(&full) {
@@ -132,7 +132,7 @@ fn wait_for_all(
             if stopped[i].is_none() {
                 if full[i].load(Ordering::SeqCst) {
                     stopped[i] = Some(Stopped::OutputCap);
-                } else if Instant::now() >= deadline {
+                } else if super::clock() >= deadline {
                     stopped[i] = Some(Stopped::TimeLimit);
                 }
             }
@@ -140,9 +140,9 @@ fn wait_for_all(
                 let first_told = *told[i].get_or_insert_with(|| {
                     // SAFETY: an unreaped child of ours: its pid cannot be reused.
                     unsafe { libc::kill(pid, libc::SIGTERM) };
-                    Instant::now()
+                    super::clock()
                 });
-                if first_told.elapsed() >= GRACE {
+                if super::clock() >= first_told + GRACE {
                     kill(pid);
                 }
             }

@@ -28,6 +28,11 @@ pub(super) fn forget(pid: i32) {
     copies().retain(|&copy| copy != pid);
 }
 
+/// The copies running now.
+pub(super) fn copies_now() -> Vec<i32> {
+    copies().clone()
+}
+
 fn copies() -> std::sync::MutexGuard<'static, Vec<i32>> {
     COPIES
         .lock()
@@ -113,6 +118,11 @@ pub fn install(mode: Mode) {
         {
             libc::sigaddset(&mut set, signal);
         }
+        // Ctrl-Z: the runs are in groups of their own, which the terminal does not stop.
+        // (The interactive interpreter shares refcount-lab's group: the terminal stops both.)
+        if mode == Mode::Stop {
+            libc::sigaddset(&mut set, libc::SIGTSTP);
+        }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
     let wait_for = move || loop {
@@ -122,6 +132,10 @@ pub fn install(mode: Mode) {
             continue;
         }
         if mode == Mode::Interactive && matches!(signal, libc::SIGINT | libc::SIGQUIT) {
+            continue;
+        }
+        if signal == libc::SIGTSTP {
+            super::suspend::suspend();
             continue;
         }
         stop(signal);

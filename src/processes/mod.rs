@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 
 pub mod copies;
 pub mod interrupts;
+mod suspend;
+
+pub use suspend::clock;
 
 /// Held while a child is started, and by the interrupt thread from its sweep to the exit,
 /// so no child can start after the sweep.
@@ -257,7 +260,7 @@ pub fn wait_for_descendants(child: i32, deadline: Instant) -> bool {
         if reap_and_count(child) == 0 {
             return true;
         }
-        if Instant::now() >= deadline {
+        if clock() >= deadline {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -409,7 +412,7 @@ pub fn output(command: &mut Command, limit: Duration, cap: usize) -> std::io::Re
         let collector = scope.spawn(move || {
             collect_until_full(streams, &mut [out, err], wake_reader, full);
         });
-        let stopped = wait_without_reaping(pid, Instant::now() + limit, full);
+        let stopped = wait_without_reaping(pid, clock() + limit, full);
         interrupts::hold_if_interrupted();
         stop_all(pid, &[]);
         let mut status = child.wait()?;
@@ -485,7 +488,7 @@ fn wait_without_reaping(pid: i32, deadline: Instant, full: &AtomicBool) -> Optio
         if full.load(Ordering::SeqCst) {
             return Some(Stopped::OutputCap);
         }
-        if Instant::now() >= deadline {
+        if clock() >= deadline {
             return Some(Stopped::TimeLimit);
         }
         std::thread::sleep(Duration::from_millis(5));

@@ -1,0 +1,98 @@
+//! Ctrl-Z: refcount-lab and everything it started stop together, and go on together.
+//!
+//! A run lives in a process group (and a namespace) of its own, which the terminal's
+//! `SIGTSTP` does not reach: left alone, a suspended refcount-lab would leave its run going
+//! with no one to stop it at its time limit. So the interrupt thread takes `SIGTSTP`:
+//! it freezes every process the run started (`SIGSTOP`, until all are stopped), tells the
+//! copies of refcount-lab to suspend themselves (`hunt --jobs`: each freezes its own), and
+//! only then stops this process. When the shell's `fg` or `bg` sends `SIGCONT`, it lets
+//! them all go on. The time spent stopped does not count against any time limit
+//! ([`clock`]).
+
+use super::{descendants, interrupts, spawn_lock};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Nanoseconds this process has spent suspended.
+static SUSPENDED: AtomicU64 = AtomicU64::new(0);
+
+/// How long a copy is waited for to stop itself.
+const COPIES_STOP_WITHIN: Duration = Duration::from_secs(2);
+
+/// The clock time limits are kept by: monotonic time less the time spent suspended, while
+/// the runs were frozen too.
+pub fn clock() -> Instant {
+    let now = Instant::now();
+    now.checked_sub(Duration::from_nanos(SUSPENDED.load(Ordering::SeqCst)))
+        .unwrap_or(now)
+}
+
+/// Freezes the runs, stops this process, and lets them all go on once it is continued.
+pub(super) fn suspend() {
+    // Nothing starts while suspended.
+    let _held = spawn_lock();
+    let copies = interrupts::copies_now();
+    for &copy in &copies {
+        // SAFETY: an unreaped child of ours (see `interrupts::forget`).
+        unsafe { libc::kill(copy, libc::SIGTSTP) };
+    }
+    let frozen = freeze(&copies);
+    let started = Instant::now();
+    while started.elapsed() < COPIES_STOP_WITHIN && !all_stopped(&copies) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let since = Instant::now();
+    // SAFETY: raise only signals this process; SIGSTOP stops all its threads, and returns
+    // here once the process is continued.
+    unsafe { libc::raise(libc::SIGSTOP) };
+    let stopped = since.elapsed().as_nanos().min(u64::MAX.into()) as u64;
+    SUSPENDED.fetch_add(stopped, Ordering::SeqCst);
+    for pid in copies.iter().chain(&frozen) {
+        // SAFETY: our descendants, stopped until now: none could end and be reaped (their
+        // parents were stopped too, or are this process), so each pid is still theirs.
+        unsafe { libc::kill(*pid, libc::SIGCONT) };
+    }
+}
+
+/// Stops every live descendant but the copies and theirs (which stop themselves), until a
+/// pass finds none running; the pids it stopped (not those already stopped by others).
+fn freeze(copies: &[i32]) -> Vec<i32> {
+    let mut frozen = HashSet::new();
+    for _ in 0..1000 {
+        let mut running = false;
+        let mut theirs: HashSet<i32> = copies.iter().copied().collect();
+        // Parents come before their children in `descendants`.
+        for (pid, process) in descendants(None) {
+            if theirs.contains(&pid) || theirs.contains(&process.ppid) {
+                theirs.insert(pid);
+                continue;
+            }
+            match process.state {
+                // Ended, or stopped: by us in an earlier pass, or by someone else (left so).
+                'Z' | 'X' | 'T' => {}
+                _ => {
+                    running = true;
+                    frozen.insert(pid);
+                    // SAFETY: a live descendant of ours (not reaped: its parent is ours or
+                    // a descendant of ours).
+                    unsafe { libc::kill(pid, libc::SIGSTOP) };
+                }
+            }
+        }
+        if !running {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    frozen.into_iter().collect()
+}
+
+fn all_stopped(copies: &[i32]) -> bool {
+    copies.iter().all(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(") ")
+                .is_none_or(|(_, rest)| rest.starts_with(['T', 'Z', 'X']))
+        })
+    })
+}
