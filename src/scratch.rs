@@ -11,9 +11,10 @@
 //! the user's (the exercises, the progress file) are written in a hidden scratch folder
 //! there instead ([`ScratchDir::new_in`]), and moved into place once whole.
 //!
-//! Nothing of a command runs after a SIGKILL to clean up, so it keeps each of its
-//! `$TMPDIR` folders locked (`flock` on the folder) while it lives; the first new folder of
-//! a later command removes the user's folders whose lock nobody holds any more.
+//! Nothing of a command runs after a SIGKILL to clean up, so it keeps each of its folders
+//! locked (`flock` on the folder) while it lives; the first new folder of a later command
+//! in `$TMPDIR`, and each new hidden one in a folder of the user's, removes the user's
+//! folders there whose lock nobody holds any more.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::{CString, OsString};
@@ -25,16 +26,18 @@ use std::sync::Mutex;
 /// The scratch folders alive now, for [`remove_all`].
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// A private scratch folder, removed when dropped; the lock of a `$TMPDIR` one held.
+/// A private scratch folder, removed when dropped; its lock held.
 #[derive(Debug)]
 pub struct ScratchDir {
     path: PathBuf,
     /// Held open, and so locked, for as long as the folder lives.
-    _lock: Option<std::fs::File>,
+    _lock: std::fs::File,
 }
 
 /// The names of `$TMPDIR` scratch folders, locked while their command lives.
 const PREFIX: &str = "refcount-lab-run-";
+/// The names of hidden ones in a folder of the user's ([`ScratchDir::new_in`]), locked too.
+const HIDDEN_PREFIX: &str = ".refcount-lab-";
 /// Folders younger than this are never swept: one just made may not be locked yet.
 const SWEEP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -42,8 +45,8 @@ impl ScratchDir {
     pub fn new() -> Result<ScratchDir> {
         let base = base()?;
         static SWEEP: std::sync::Once = std::sync::Once::new();
-        SWEEP.call_once(|| sweep(&base));
-        ScratchDir::make(&base, PREFIX, true).with_context(|| {
+        SWEEP.call_once(|| sweep(&base, PREFIX));
+        ScratchDir::make(&base, PREFIX).with_context(|| {
             format!(
                 "cannot create a scratch folder in {}; free some space there, or set TMPDIR \
                  to a folder of your own",
@@ -56,12 +59,13 @@ impl ScratchDir {
     /// whole: written here, then moved into place by [`ScratchDir::hand_over`]. The caller
     /// checks `parent`.
     pub fn new_in(parent: &Path) -> Result<ScratchDir> {
-        ScratchDir::make(parent, ".refcount-lab-", false)
+        sweep(parent, HIDDEN_PREFIX);
+        ScratchDir::make(parent, HIDDEN_PREFIX)
             .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))
     }
 
-    /// Makes the folder; `locked`: and locks it (see the module's doc).
-    fn make(base: &Path, prefix: &str, locked: bool) -> std::io::Result<ScratchDir> {
+    /// Makes the folder and locks it (see the module's doc).
+    fn make(base: &Path, prefix: &str) -> std::io::Result<ScratchDir> {
         // Held from mkdtemp until the folder is listed: an interrupt between the two would
         // leave it behind.
         let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -78,10 +82,9 @@ impl ScratchDir {
         if made.is_null() {
             return Err(error);
         }
-        let lock = match locked.then(|| try_lock(&path)) {
-            None => None,
-            Some(Ok(Some(lock))) => Some(lock),
-            Some(failed) => {
+        let lock = match try_lock(&path) {
+            Ok(Some(lock)) => lock,
+            failed => {
                 let _ = std::fs::remove_dir_all(&path);
                 return Err(failed.err().unwrap_or_else(|| {
                     std::io::Error::other("a new folder was locked by another process")
@@ -177,8 +180,9 @@ fn try_lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
 
 /// Removes the user's scratch folders in `base` that a command stopped too hard to clean
 /// up (SIGKILL) left behind: older than [`SWEEP_AGE`], with a lock nobody holds. Only
-/// folders named with [`PREFIX`] are locked by their command, and looked at.
-fn sweep(base: &Path) {
+/// folders named with `prefix` ([`PREFIX`], [`HIDDEN_PREFIX`]) are locked by their
+/// command, and looked at.
+fn sweep(base: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
@@ -186,7 +190,7 @@ fn sweep(base: &Path) {
         if !entry
             .file_name()
             .as_encoded_bytes()
-            .starts_with(PREFIX.as_bytes())
+            .starts_with(prefix.as_bytes())
         {
             continue;
         }
@@ -373,6 +377,28 @@ mod tests {
         let path = scratch.path().to_owned();
         drop(scratch);
         assert!(!path.exists());
+    }
+
+    /// A hidden folder that a SIGKILL left in a folder of the user's (a progress save cut
+    /// short) goes with the next one made there; one its command still holds stays.
+    #[test]
+    fn a_hidden_folder_a_sigkill_left_goes_when_the_next_is_made_there() {
+        let parent = ScratchDir::new().unwrap();
+        let left = parent.path().join(".refcount-lab-cutOff");
+        std::fs::create_dir(&left).unwrap();
+        std::fs::write(left.join("progress.json"), "{}").unwrap();
+        let held = ScratchDir::new_in(parent.path()).unwrap();
+        for folder in [&left, &held.path().to_owned()] {
+            let touched = std::process::Command::new("touch")
+                .args(["-d", "2 minutes ago"])
+                .arg(folder)
+                .status()
+                .unwrap();
+            assert!(touched.success());
+        }
+        let _next = ScratchDir::new_in(parent.path()).unwrap();
+        assert!(!left.exists(), "what the SIGKILL left is removed");
+        assert!(held.path().exists(), "what a live command holds stays");
     }
 
     #[test]
