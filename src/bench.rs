@@ -85,10 +85,19 @@ pub fn measure(python: &Python, quick: bool, timeout: Duration) -> Result<Report
         wait_for_leftovers: true,
     })?;
     if run.ending != Ending::Exited(0) {
+        let advice = match run.ending {
+            Ending::TimedOut | Ending::LeftRunning => " (a longer --timeout gives it more time)",
+            _ => "",
+        };
+        let said = run.stderr.text.trim_end();
         bail!(
-            "the benchmark {} (a longer --timeout gives it more time):\n{}",
+            "the benchmark {}{advice}{}",
             run.ending_described(),
-            run.stderr.text.trim_end()
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(":\n{said}")
+            }
         );
     }
     serde_json::from_str(run.stdout.text.trim()).context("the benchmark's report is not valid")

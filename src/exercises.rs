@@ -537,6 +537,15 @@ pub fn c_verdict(exercise: &Exercise, attempt: &CAttempt) -> Verdict {
                 .last()
                 .map_or("it ended with an error", String::as_str)
         )),
+        Outcome::Timeout {
+            seconds,
+            script_ended: true,
+            ..
+        } => Verdict::NotYet(format!(
+            "The probe ended, but a process it started (from your module's code) was still \
+             running after {seconds} s, and was stopped: the `stopped:` line of \
+             `refcount-lab exercise {number}` names it."
+        )),
         Outcome::Timeout { seconds, .. } => Verdict::NotYet(format!(
             "The probe was still running after {seconds} s; `refcount-lab exercise {number}` \
              shows where it was."
