@@ -1,8 +1,9 @@
 //! Files written where the user says (`bench --csv` and `--plot`, `hunt --plot`,
 //! `exercises --export`): never through a symbolic link (in a folder others can write to,
-//! one could point at a file of yours), never into a pipe or a device (which could hold the
-//! command for good), and checked before the work whose result they hold, so that a path
-//! that cannot be written costs nothing.
+//! one could point at a file of yours), never in a folder another user may change (they
+//! could swap it, or one above it, for a link), never into a pipe or a device (which could
+//! hold the command for good), and checked before the work whose result they hold, so that
+//! a path that cannot be written costs nothing.
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -21,6 +22,16 @@ pub fn check(path: &Path) -> Result<()> {
             "cannot write {}: the folder {} does not exist (create it, or name another)",
             crate::printable::path(path),
             crate::printable::path(folder)
+        );
+    }
+    // The file is opened without following a link, but a folder on its way could be
+    // swapped for a link to a folder of yours between this check and the write.
+    if let Some(shared) = crate::scratch::shared_folder(folder, false)? {
+        bail!(
+            "cannot write {}: {}, so one of them could swap it for a link to a folder of \
+             yours (write into a folder only you can change)",
+            crate::printable::path(path),
+            crate::printable::one_line(&shared.to_string())
         );
     }
     match std::fs::symlink_metadata(path) {
@@ -96,5 +107,20 @@ mod tests {
 
         let missing = scratch.path().join("no/such/out.csv");
         assert!(format!("{:#}", check(&missing).unwrap_err()).contains("does not exist"));
+    }
+
+    /// A folder others may write in (without the sticky bit) could be swapped for a link
+    /// after the check: refused; one with it (as `/tmp`) is not.
+    #[test]
+    fn a_folder_others_may_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = ScratchDir::new().unwrap();
+        let open = scratch.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = format!("{:#}", check(&open.join("plot.svg")).unwrap_err());
+        assert!(error.contains("can be changed by other users"), "{error}");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        check(&open.join("plot.svg")).unwrap();
     }
 }
