@@ -959,7 +959,10 @@ fn ctrl_c_at_the_prediction_prompt() {
 fn ctrl_c_in_the_python_command_is_the_interpreters() {
     use std::io::Write;
     let sandbox = Sandbox::new("python-ctrl-c");
-    let (mut terminal, mut child) = on_a_terminal(sandbox.lab(&["python", "-q"]));
+    let mut command = sandbox.lab(&["python", "-q"]);
+    // The plain REPL: 3.13.0's new one exits 1 on `raise SystemExit(5)`, run alone too.
+    command.env("PYTHON_BASIC_REPL", "1");
+    let (mut terminal, mut child) = on_a_terminal(command);
     let mut seen = Vec::new();
     read_until(&mut terminal, &mut seen, ">>> ");
     // The echo of the line holds neither of the words looked for. Short sleeps, forever: a
@@ -973,6 +976,11 @@ fn ctrl_c_in_the_python_command_is_the_interpreters() {
     read_until(&mut terminal, &mut seen, "sleeping\r\n");
     terminal.write_all(b"\x03").unwrap();
     read_until(&mut terminal, &mut seen, "KeyboardInterrupt");
+    // Typed at the next prompt, not before it.
+    let interrupted = String::from_utf8_lossy(&seen)
+        .find("KeyboardInterrupt")
+        .unwrap();
+    read_until_from(&mut terminal, &mut seen, interrupted, ">>> ");
     terminal
         .write_all(b"print(6 * 7); raise SystemExit(5)\n")
         .unwrap();
@@ -1030,10 +1038,15 @@ fn on_a_terminal(mut command: Command) -> (std::fs::File, Child) {
 
 /// Reads the terminal into `seen` until it holds `needle`.
 fn read_until(terminal: &mut std::fs::File, seen: &mut Vec<u8>, needle: &str) {
+    read_until_from(terminal, seen, 0, needle);
+}
+
+/// [`read_until`], for `needle` at `from` or after in what was seen.
+fn read_until_from(terminal: &mut std::fs::File, seen: &mut Vec<u8>, from: usize, needle: &str) {
     use std::io::Read;
     use std::os::fd::AsRawFd;
     let mut buffer = [0u8; 4096];
-    while !String::from_utf8_lossy(seen).contains(needle) {
+    while !String::from_utf8_lossy(&seen[from.min(seen.len())..]).contains(needle) {
         // Bounded, so that a run that went wrong fails the test instead of hanging the suite.
         let mut ready = libc::pollfd {
             fd: terminal.as_raw_fd(),
