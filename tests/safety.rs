@@ -303,11 +303,11 @@ fn ctrl_z_stops_the_run_too_and_fg_lets_it_go_on() {
     let sandbox = Sandbox::new("ctrl-z");
     let mut child = spawn(sandbox.lab(&["run", "attacks/sleeps_with_a_daemon.py"]));
     let lab = child.id();
-    wait_until("the script runs", || {
+    wait_until("the script's daemon runs", || {
         sandbox
             .marked(Some(lab))
             .iter()
-            .any(|(pid, _)| runs_a_script(*pid))
+            .any(|(_, stat)| stat.contains("(sleep)"))
     });
     // SAFETY: signalling the refcount-lab this test started.
     unsafe { libc::kill(lab as i32, libc::SIGTSTP) };
