@@ -138,8 +138,12 @@ fn wait_for_all(
             }
             if stopped[i].is_some() {
                 let first_told = *told[i].get_or_insert_with(|| {
-                    // SAFETY: an unreaped child of ours: its pid cannot be reused.
-                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                    // SAFETY: an unreaped child of ours: its pid cannot be reused. A copy
+                    // its target stopped is continued, to take the SIGTERM and clean up.
+                    unsafe {
+                        libc::kill(pid, libc::SIGTERM);
+                        libc::kill(pid, libc::SIGCONT);
+                    }
                     super::clock()
                 });
                 if super::clock() >= first_told + GRACE {

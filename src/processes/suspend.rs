@@ -11,27 +11,36 @@
 
 use super::{descendants, interrupts, spawn_lock};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Nanoseconds this process has spent suspended.
-static SUSPENDED: AtomicU64 = AtomicU64::new(0);
+/// The time spent suspended, and since when this process is suspended now, if it is.
+static SUSPENDED: Mutex<(Duration, Option<Instant>)> = Mutex::new((Duration::ZERO, None));
+
+fn suspended() -> MutexGuard<'static, (Duration, Option<Instant>)> {
+    SUSPENDED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// How long a copy is waited for to stop itself.
 const COPIES_STOP_WITHIN: Duration = Duration::from_secs(2);
 
 /// The clock time limits are kept by: monotonic time less the time spent suspended, while
-/// the runs were frozen too.
+/// the runs were frozen too. It stands still from the moment this process stops itself
+/// until the time stopped is counted, so no thread that wakes first reads a jump.
 pub fn clock() -> Instant {
-    let now = Instant::now();
-    now.checked_sub(Duration::from_nanos(SUSPENDED.load(Ordering::SeqCst)))
-        .unwrap_or(now)
+    let (spent, since) = *suspended();
+    let now = since.unwrap_or_else(Instant::now);
+    now.checked_sub(spent).unwrap_or(now)
 }
 
 /// Freezes the runs, stops this process, and lets them all go on once it is continued.
 pub(super) fn suspend() {
-    // Nothing starts while suspended.
+    // Nothing starts while suspended, and the clock stands still from now on.
     let _held = spawn_lock();
+    let since = Instant::now();
+    suspended().1 = Some(since);
     let copies = interrupts::copies_now();
     for &copy in &copies {
         // SAFETY: an unreaped child of ours (see `interrupts::forget`).
@@ -42,12 +51,14 @@ pub(super) fn suspend() {
     while started.elapsed() < COPIES_STOP_WITHIN && !all_stopped(&copies) {
         std::thread::sleep(Duration::from_millis(2));
     }
-    let since = Instant::now();
     // SAFETY: raise only signals this process; SIGSTOP stops all its threads, and returns
     // here once the process is continued.
     unsafe { libc::raise(libc::SIGSTOP) };
-    let stopped = since.elapsed().as_nanos().min(u64::MAX.into()) as u64;
-    SUSPENDED.fetch_add(stopped, Ordering::SeqCst);
+    {
+        let mut state = suspended();
+        state.0 += since.elapsed();
+        state.1 = None;
+    }
     for pid in copies.iter().chain(&frozen) {
         // SAFETY: our descendants, stopped until now: none could end and be reaped (their
         // parents were stopped too, or are this process), so each pid is still theirs.
