@@ -26,12 +26,12 @@ pub fn check(path: &Path) -> Result<()> {
     }
     // The file is opened without following a link, but a folder on its way could be
     // swapped for a link to a folder of yours between this check and the write.
-    if let Some(shared) = crate::scratch::shared_folder(folder, false)? {
+    if let Some(why) = swappable(folder)? {
         bail!(
-            "cannot write {}: {}, so one of them could swap it for a link to a folder of \
-             yours (write into a folder only you can change)",
+            "cannot write {}: {}, so one of them could point it at a folder of yours \
+             (write into a folder only you can change)",
             crate::printable::path(path),
-            crate::printable::one_line(&shared.to_string())
+            crate::printable::one_line(&why)
         );
     }
     match std::fs::symlink_metadata(path) {
@@ -46,6 +46,41 @@ pub fn check(path: &Path) -> Result<()> {
         ),
         _ => Ok(()),
     }
+}
+
+/// Why another user could redirect what is written in `folder`, if they could: a folder
+/// on its real path they may change, or a link on the path as given that is theirs or sits
+/// in such a folder.
+fn swappable(folder: &Path) -> Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let me = unsafe { libc::getuid() };
+    let given = std::path::absolute(folder)
+        .with_context(|| format!("cannot find {}", crate::printable::path(folder)))?;
+    for step in given.ancestors() {
+        let Ok(meta) = std::fs::symlink_metadata(step) else {
+            continue;
+        };
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        if meta.uid() != me && meta.uid() != 0 {
+            return Ok(Some(format!(
+                "{} is a link of another user's (owner uid {})",
+                step.display(),
+                meta.uid()
+            )));
+        }
+        if let Some(shared) = step
+            .parent()
+            .map(|parent| crate::scratch::shared_folder(parent, false))
+            .transpose()?
+            .flatten()
+        {
+            return Ok(Some(format!("the link {} is in {shared}", step.display())));
+        }
+    }
+    Ok(crate::scratch::shared_folder(folder, false)?.map(|shared| shared.to_string()))
 }
 
 /// Writes `bytes` to `path`, a plain file, made or replaced.
@@ -122,5 +157,17 @@ mod tests {
         assert!(error.contains("can be changed by other users"), "{error}");
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
         check(&open.join("plot.svg")).unwrap();
+        // A link of one's own in a folder only one may change is followed; the same link
+        // in a folder others may write in is not (they could re-point it).
+        let mine = scratch.path().join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        let link = scratch.path().join("to-mine");
+        std::os::unix::fs::symlink(&mine, &link).unwrap();
+        check(&link.join("plot.svg")).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let shared_link = open.join("to-mine");
+        std::os::unix::fs::symlink(&mine, &shared_link).unwrap();
+        let error = format!("{:#}", check(&shared_link.join("plot.svg")).unwrap_err());
+        assert!(error.contains("the link"), "{error}");
     }
 }
