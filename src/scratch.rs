@@ -187,11 +187,13 @@ fn sweep(base: &Path, prefix: &str) {
         return;
     };
     for entry in entries.flatten() {
-        if !entry
-            .file_name()
+        // Named as mkdtemp names them: the prefix, then six letters or digits.
+        let name = entry.file_name();
+        let made_by_mkdtemp = name
             .as_encoded_bytes()
-            .starts_with(prefix.as_bytes())
-        {
+            .strip_prefix(prefix.as_bytes())
+            .is_some_and(|rest| rest.len() == 6 && rest.iter().all(u8::is_ascii_alphanumeric));
+        if !made_by_mkdtemp {
             continue;
         }
         let path = entry.path();
@@ -399,6 +401,17 @@ mod tests {
         let _next = ScratchDir::new_in(parent.path()).unwrap();
         assert!(!left.exists(), "what the SIGKILL left is removed");
         assert!(held.path().exists(), "what a live command holds stays");
+        // A folder of the user's that only begins the same way is not refcount-lab's.
+        let notes = parent.path().join(".refcount-lab-notes");
+        std::fs::create_dir(&notes).unwrap();
+        let touched = std::process::Command::new("touch")
+            .args(["-d", "2 minutes ago"])
+            .arg(&notes)
+            .status()
+            .unwrap();
+        assert!(touched.success());
+        let _another = ScratchDir::new_in(parent.path()).unwrap();
+        assert!(notes.exists(), "the user's own folder stays");
     }
 
     #[test]
