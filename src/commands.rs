@@ -213,14 +213,12 @@ pub fn run_bench(
     // What cannot be written is found before the bench, not after it.
     if let Some(path) = csv {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", printable::path(parent)))?;
+            outputs::make_folder(parent)?;
         }
         outputs::check(path)?;
     }
     if let Some(dir) = plot {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", printable::path(dir)))?;
+        outputs::make_folder(dir)?;
         // As for the files themselves (see `outputs`): another user's link could choose
         // which folder of yours gets them.
         if std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.file_type().is_symlink()) {

@@ -8,7 +8,7 @@
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Refuses `path` now if writing it later would fail: its folder missing, or a link, a
 /// folder, a pipe or a device in its place.
@@ -48,39 +48,87 @@ pub fn check(path: &Path) -> Result<()> {
     }
 }
 
-/// Why another user could redirect what is written in `folder`, if they could: a folder
-/// on its real path they may change, or a link on the path as given that is theirs or sits
-/// in such a folder.
+/// The most links followed on one path (the kernel's own limit is 40).
+const MOST_LINKS: usize = 40;
+
+/// Why another user could redirect what is written in `folder`, if they could: a folder on
+/// its real path they may change, or a link on the way to it (as given, and on through each
+/// link's target) that is theirs or sits in such a folder.
 fn swappable(folder: &Path) -> Result<Option<String>> {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: getuid cannot fail and has no preconditions.
     let me = unsafe { libc::getuid() };
-    let given = std::path::absolute(folder)
+    let mut path = std::path::absolute(folder)
         .with_context(|| format!("cannot find {}", crate::printable::path(folder)))?;
-    for step in given.ancestors() {
-        let Ok(meta) = std::fs::symlink_metadata(step) else {
-            continue;
-        };
-        if !meta.file_type().is_symlink() {
-            continue;
+    let mut links = 0;
+    'walk: loop {
+        let mut walked = PathBuf::new();
+        for (index, part) in path.components().enumerate() {
+            walked.push(part);
+            let Ok(meta) = std::fs::symlink_metadata(&walked) else {
+                break 'walk;
+            };
+            if !meta.file_type().is_symlink() {
+                continue;
+            }
+            if meta.uid() != me && meta.uid() != 0 {
+                return Ok(Some(format!(
+                    "{} is a link of another user's (owner uid {})",
+                    walked.display(),
+                    meta.uid()
+                )));
+            }
+            let parent = walked.parent().unwrap_or(Path::new("/"));
+            if let Some(shared) = crate::scratch::shared_folder(parent, false)? {
+                return Ok(Some(format!(
+                    "the link {} is in {shared}",
+                    walked.display()
+                )));
+            }
+            links += 1;
+            if links > MOST_LINKS {
+                bail!(
+                    "cannot write into {}: too many links",
+                    crate::printable::path(folder)
+                );
+            }
+            // On through the link's target, then what is left of the path.
+            let target = std::fs::read_link(&walked)
+                .with_context(|| format!("cannot read the link {}", walked.display()))?;
+            let mut next = parent.join(target);
+            next.extend(path.components().skip(index + 1));
+            path = std::path::absolute(next)?;
+            continue 'walk;
         }
-        if meta.uid() != me && meta.uid() != 0 {
-            return Ok(Some(format!(
-                "{} is a link of another user's (owner uid {})",
-                step.display(),
-                meta.uid()
-            )));
-        }
-        if let Some(shared) = step
-            .parent()
-            .map(|parent| crate::scratch::shared_folder(parent, false))
-            .transpose()?
-            .flatten()
-        {
-            return Ok(Some(format!("the link {} is in {shared}", step.display())));
-        }
+        break;
     }
     Ok(crate::scratch::shared_folder(folder, false)?.map(|shared| shared.to_string()))
+}
+
+/// Makes `folder` and what is missing above it, for files written there later: once the
+/// folder it is made in is one no other user could redirect (see [`check`]).
+pub fn make_folder(folder: &Path) -> Result<()> {
+    let existing = folder
+        .ancestors()
+        .find(|above| above.as_os_str().is_empty() || above.exists())
+        .map(|above| {
+            if above.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                above
+            }
+        })
+        .unwrap_or(Path::new("."));
+    if let Some(why) = swappable(existing)? {
+        bail!(
+            "cannot create {}: {}, so one of them could point it at a folder of yours (write \
+             into a folder only you can change)",
+            crate::printable::path(folder),
+            crate::printable::one_line(&why)
+        );
+    }
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create {}", crate::printable::path(folder)))
 }
 
 /// Writes `bytes` to `path`, a plain file, made or replaced.
@@ -169,5 +217,16 @@ mod tests {
         std::os::unix::fs::symlink(&mine, &shared_link).unwrap();
         let error = format!("{:#}", check(&shared_link.join("plot.svg")).unwrap_err());
         assert!(error.contains("the link"), "{error}");
+        // Nor through a link of one's own that leads to that one.
+        let hop = scratch.path().join("hop");
+        std::os::unix::fs::symlink(&shared_link, &hop).unwrap();
+        let error = format!("{:#}", check(&hop.join("plot.svg")).unwrap_err());
+        assert!(error.contains("the link"), "{error}");
+        // A folder to make there is refused before it is made.
+        let error = format!("{:#}", make_folder(&hop.join("plots")).unwrap_err());
+        assert!(error.contains("cannot create"), "{error}");
+        assert!(!mine.join("plots").exists());
+        make_folder(&link.join("plots")).unwrap();
+        assert!(mine.join("plots").is_dir());
     }
 }

@@ -368,6 +368,7 @@ pub fn export_command(file: &Path, name: Option<String>) -> Result<bool> {
             .collect(),
     };
     let text = serde_json::to_string_pretty(&exported)? + "\n";
+    crate::outputs::check(file)?;
     crate::outputs::write(file, text.as_bytes())?;
     show(&format!(
         "Wrote {} ({} of {} done, as {}). Hand it to your teacher.\n",
