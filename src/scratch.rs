@@ -36,8 +36,9 @@ pub struct ScratchDir {
 
 /// The names of `$TMPDIR` scratch folders, locked while their command lives.
 const PREFIX: &str = "refcount-lab-run-";
-/// The names of hidden ones in a folder of the user's ([`ScratchDir::new_in`]), locked too.
-const HIDDEN_PREFIX: &str = ".refcount-lab-";
+/// The names of hidden ones in a folder of the user's ([`ScratchDir::new_in`]), locked too:
+/// plainly refcount-lab's half-written work, which no one names a folder of their own.
+const HIDDEN_PREFIX: &str = ".refcount-lab-partial-";
 /// Folders younger than this are never swept: one just made may not be locked yet.
 const SWEEP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -371,7 +372,7 @@ mod tests {
         let scratch = ScratchDir::new_in(parent.path()).unwrap();
         assert_eq!(scratch.path().parent(), Some(parent.path()));
         let name = scratch.path().file_name().unwrap().to_string_lossy();
-        assert!(name.starts_with(".refcount-lab-"), "{name}");
+        assert!(name.starts_with(".refcount-lab-partial-"), "{name}");
         let live = || LIVE.lock().unwrap().contains(&scratch.path().to_owned());
         assert!(live(), "remove_all (an interrupt) removes it");
         // While it hands over, an interrupt's removal waits for the lock.
@@ -386,7 +387,7 @@ mod tests {
     #[test]
     fn a_hidden_folder_a_sigkill_left_goes_when_the_next_is_made_there() {
         let parent = ScratchDir::new().unwrap();
-        let left = parent.path().join(".refcount-lab-cutOff");
+        let left = parent.path().join(".refcount-lab-partial-cutOff");
         std::fs::create_dir(&left).unwrap();
         std::fs::write(left.join("progress.json"), "{}").unwrap();
         let held = ScratchDir::new_in(parent.path()).unwrap();
@@ -402,16 +403,23 @@ mod tests {
         assert!(!left.exists(), "what the SIGKILL left is removed");
         assert!(held.path().exists(), "what a live command holds stays");
         // A folder of the user's that only begins the same way is not refcount-lab's.
-        let notes = parent.path().join(".refcount-lab-notes");
-        std::fs::create_dir(&notes).unwrap();
-        let touched = std::process::Command::new("touch")
-            .args(["-d", "2 minutes ago"])
-            .arg(&notes)
-            .status()
-            .unwrap();
-        assert!(touched.success());
+        let theirs = [".refcount-lab-backup", ".refcount-lab-partial-notes"];
+        for name in theirs {
+            std::fs::create_dir(parent.path().join(name)).unwrap();
+            let touched = std::process::Command::new("touch")
+                .args(["-d", "2 minutes ago"])
+                .arg(parent.path().join(name))
+                .status()
+                .unwrap();
+            assert!(touched.success());
+        }
         let _another = ScratchDir::new_in(parent.path()).unwrap();
-        assert!(notes.exists(), "the user's own folder stays");
+        for name in theirs {
+            assert!(
+                parent.path().join(name).exists(),
+                "the user's own {name} stays"
+            );
+        }
     }
 
     #[test]
