@@ -130,8 +130,11 @@ fn read(output: copies::Output) -> Result<Measured, String> {
     let said = String::from_utf8_lossy(&output.stderr);
     let said = said.trim().trim_start_matches("error: ");
     match output.stopped {
+        // What it said then is its own "interrupted", by the SIGTERM that stopped it.
         Some(Stopped::TimeLimit) => {
-            return Err(format!("it was still running past the time limit\n{said}"))
+            return Err(String::from(
+                "it was still running past the time limit, and was stopped",
+            ))
         }
         Some(Stopped::OutputCap) => {
             return Err(format!(
