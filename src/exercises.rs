@@ -302,6 +302,13 @@ fn refuse_shared(dir: &Path) -> Result<()> {
         .enumerate()
         .find(|(_, folder)| folder.exists())
         .unwrap_or((0, dir));
+    if let Some(link) = scratch::foreign_link(existing)? {
+        bail!(
+            "cannot put the exercises in {}: {link}, so one of them could choose where your \
+             files go. Pick a folder only you can change, such as one in your home folder",
+            dir.display()
+        );
+    }
     if let Some(shared) = scratch::shared_folder(existing, at == 0)? {
         bail!(
             "cannot put the exercises in {}: {shared}, so one of them could change your files \

@@ -5,10 +5,11 @@
 //! hold the command for good), and checked before the work whose result they hold, so that
 //! a path that cannot be written costs nothing.
 
+use crate::scratch;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Refuses `path` now if writing it later would fail: its folder missing, or a link, a
 /// folder, a pipe or a device in its place.
@@ -48,87 +49,57 @@ pub fn check(path: &Path) -> Result<()> {
     }
 }
 
-/// The most links followed on one path (the kernel's own limit is 40).
-const MOST_LINKS: usize = 40;
-
-/// Why another user could redirect what is written in `folder`, if they could: a folder on
-/// its real path they may change, or a link on the way to it (as given, and on through each
-/// link's target) that is theirs or sits in such a folder.
+/// Why another user could redirect what is written in `folder`, if they could: a link on
+/// the way to it that they could re-point (see [`scratch::foreign_link`]), or a folder on
+/// its real path they may change.
 fn swappable(folder: &Path) -> Result<Option<String>> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: getuid cannot fail and has no preconditions.
-    let me = unsafe { libc::getuid() };
-    let mut path = std::path::absolute(folder)
-        .with_context(|| format!("cannot find {}", crate::printable::path(folder)))?;
-    let mut links = 0;
-    'walk: loop {
-        let mut walked = PathBuf::new();
-        for (index, part) in path.components().enumerate() {
-            walked.push(part);
-            let Ok(meta) = std::fs::symlink_metadata(&walked) else {
-                break 'walk;
-            };
-            if !meta.file_type().is_symlink() {
-                continue;
-            }
-            if meta.uid() != me && meta.uid() != 0 {
-                return Ok(Some(format!(
-                    "{} is a link of another user's (owner uid {})",
-                    walked.display(),
-                    meta.uid()
-                )));
-            }
-            let parent = walked.parent().unwrap_or(Path::new("/"));
-            if let Some(shared) = crate::scratch::shared_folder(parent, false)? {
-                return Ok(Some(format!(
-                    "the link {} is in {shared}",
-                    walked.display()
-                )));
-            }
-            links += 1;
-            if links > MOST_LINKS {
-                bail!(
-                    "cannot write into {}: too many links",
-                    crate::printable::path(folder)
-                );
-            }
-            // On through the link's target, then what is left of the path.
-            let target = std::fs::read_link(&walked)
-                .with_context(|| format!("cannot read the link {}", walked.display()))?;
-            let mut next = parent.join(target);
-            next.extend(path.components().skip(index + 1));
-            path = std::path::absolute(next)?;
-            continue 'walk;
-        }
-        break;
+    if let Some(link) = scratch::foreign_link(folder)? {
+        return Ok(Some(link));
     }
-    Ok(crate::scratch::shared_folder(folder, false)?.map(|shared| shared.to_string()))
+    Ok(scratch::shared_folder(folder, false)?.map(|shared| shared.to_string()))
 }
 
 /// Makes `folder` and what is missing above it, for files written there later: once the
-/// folder it is made in is one no other user could redirect (see [`check`]).
+/// folder it is made in is one no other user could redirect (see [`check`]). Each missing
+/// folder is made one at a time, and one that is there already (made meanwhile, perhaps as
+/// a link) is checked again before anything is made in it.
 pub fn make_folder(folder: &Path) -> Result<()> {
-    let existing = folder
-        .ancestors()
-        .find(|above| above.as_os_str().is_empty() || above.exists())
-        .map(|above| {
-            if above.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                above
-            }
-        })
-        .unwrap_or(Path::new("."));
-    if let Some(why) = swappable(existing)? {
-        bail!(
+    let refuse = |why: String| {
+        anyhow::anyhow!(
             "cannot create {}: {}, so one of them could point it at a folder of yours (write \
              into a folder only you can change)",
             crate::printable::path(folder),
             crate::printable::one_line(&why)
-        );
+        )
+    };
+    let missing: Vec<&Path> = folder
+        .ancestors()
+        .filter(|above| !above.as_os_str().is_empty())
+        .take_while(|above| std::fs::symlink_metadata(above).is_err())
+        .collect();
+    let existing = folder
+        .ancestors()
+        .nth(missing.len())
+        .filter(|above| !above.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Some(why) = swappable(existing)? {
+        return Err(refuse(why));
     }
-    std::fs::create_dir_all(folder)
-        .with_context(|| format!("cannot create {}", crate::printable::path(folder)))
+    for step in missing.into_iter().rev() {
+        match std::fs::create_dir(step) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Some(why) = swappable(step)? {
+                    return Err(refuse(why));
+                }
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot create {}", crate::printable::path(step)))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path`, a plain file, made or replaced.

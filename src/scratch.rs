@@ -325,6 +325,60 @@ pub fn shared_folder(dir: &Path, with_its_files: bool) -> Result<Option<Shared>>
     Ok(None)
 }
 
+/// The most links followed on one path (the kernel's own limit is 40).
+const MOST_LINKS: usize = 40;
+
+/// A link on the way to `path` (as given, and on through each link's target) that another
+/// user could re-point: theirs, or in a folder they may change. Checking the real path
+/// alone ([`shared_folder`]) misses it.
+pub fn foreign_link(path: &Path) -> Result<Option<String>> {
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let me = unsafe { libc::getuid() };
+    let given = path;
+    let mut path = std::path::absolute(given)
+        .with_context(|| format!("cannot find {}", crate::printable::path(given)))?;
+    let mut links = 0;
+    'walk: loop {
+        let mut walked = PathBuf::new();
+        for (index, part) in path.components().enumerate() {
+            walked.push(part);
+            let Ok(meta) = std::fs::symlink_metadata(&walked) else {
+                break 'walk;
+            };
+            if !meta.file_type().is_symlink() {
+                continue;
+            }
+            if meta.uid() != me && meta.uid() != 0 {
+                return Ok(Some(format!(
+                    "{} is a link of another user's (owner uid {})",
+                    walked.display(),
+                    meta.uid()
+                )));
+            }
+            let parent = walked.parent().unwrap_or(Path::new("/"));
+            if let Some(shared) = shared_folder(parent, false)? {
+                return Ok(Some(format!(
+                    "the link {} is in {shared}",
+                    walked.display()
+                )));
+            }
+            links += 1;
+            if links > MOST_LINKS {
+                bail!("{}: too many links", crate::printable::path(given));
+            }
+            // On through the link's target, then what is left of the path.
+            let target = std::fs::read_link(&walked)
+                .with_context(|| format!("cannot read the link {}", walked.display()))?;
+            let mut next = parent.join(target);
+            next.extend(path.components().skip(index + 1));
+            path = std::path::absolute(next)?;
+            continue 'walk;
+        }
+        break;
+    }
+    Ok(None)
+}
+
 /// Why a file refcount-lab would run as the user may hold another user's code, if it may:
 /// it is not theirs, or their group or anyone may write to it (a shared group and a umask
 /// of 002 are enough).
