@@ -5,8 +5,8 @@
 //! parent death) and cleans up after itself when it is told to stop. So it is started as
 //! any child is ([`prepare`]), but told before it is killed: at an interrupt the signal
 //! is forwarded to it first (`interrupts`), and a copy past its time limit or its output
-//! cap gets SIGTERM, then SIGKILL after [`GRACE`]. Whatever the copies left behind is
-//! stopped once they have all ended.
+//! cap gets SIGTERM (and SIGCONT, should its target have stopped it), then SIGKILL after
+//! [`GRACE`]. Whatever the copies left behind is stopped once they have all ended.
 
 use super::interrupts::{self, GRACE};
 use super::{collect_until_full, ended, prepare, spawn_lock, stop_descendants, Capped, Stopped};
