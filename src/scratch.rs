@@ -436,6 +436,16 @@ mod tests {
         assert!(!path.exists());
     }
 
+    /// Makes `folder` older than the sweep's age.
+    fn backdate(folder: &Path) {
+        let touched = std::process::Command::new("touch")
+            .args(["-d", "2 minutes ago"])
+            .arg(folder)
+            .status()
+            .unwrap();
+        assert!(touched.success());
+    }
+
     /// A hidden folder that a SIGKILL left in a folder of the user's (a progress save cut
     /// short) goes with the next one made there; one its command still holds stays.
     #[test]
@@ -445,14 +455,8 @@ mod tests {
         std::fs::create_dir(&left).unwrap();
         std::fs::write(left.join("progress.json"), "{}").unwrap();
         let held = ScratchDir::new_in(parent.path()).unwrap();
-        for folder in [&left, &held.path().to_owned()] {
-            let touched = std::process::Command::new("touch")
-                .args(["-d", "2 minutes ago"])
-                .arg(folder)
-                .status()
-                .unwrap();
-            assert!(touched.success());
-        }
+        backdate(&left);
+        backdate(held.path());
         let _next = ScratchDir::new_in(parent.path()).unwrap();
         assert!(!left.exists(), "what the SIGKILL left is removed");
         assert!(held.path().exists(), "what a live command holds stays");
@@ -460,12 +464,7 @@ mod tests {
         let theirs = [".refcount-lab-backup", ".refcount-lab-partial-notes"];
         for name in theirs {
             std::fs::create_dir(parent.path().join(name)).unwrap();
-            let touched = std::process::Command::new("touch")
-                .args(["-d", "2 minutes ago"])
-                .arg(parent.path().join(name))
-                .status()
-                .unwrap();
-            assert!(touched.success());
+            backdate(&parent.path().join(name));
         }
         let _another = ScratchDir::new_in(parent.path()).unwrap();
         for name in theirs {

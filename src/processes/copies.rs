@@ -33,7 +33,7 @@ pub struct Outputs {
 }
 
 /// The most a copy may write on stderr (its error, if it fails); more stops it.
-pub const STDERR_CAP: usize = 1 << 20;
+const STDERR_CAP: usize = 1 << 20;
 
 /// Runs every command of `commands` (copies of refcount-lab) at once, each for at most
 /// `limit`, keeping at most `stdout_cap` bytes of its stdout and [`STDERR_CAP`] of its

@@ -9,7 +9,7 @@
 //! them all go on. The time spent stopped does not count against any time limit
 //! ([`clock`]).
 
-use super::{descendants, interrupts, spawn_lock};
+use super::{descendants, interrupts, spawn_lock, table};
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -99,11 +99,12 @@ fn freeze(copies: &[i32]) -> Vec<i32> {
     frozen.into_iter().collect()
 }
 
+/// Whether every copy has stopped (or ended).
 fn all_stopped(copies: &[i32]) -> bool {
+    let table = table();
     copies.iter().all(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-            stat.rsplit_once(") ")
-                .is_none_or(|(_, rest)| rest.starts_with(['T', 'Z', 'X']))
-        })
+        table
+            .get(pid)
+            .is_none_or(|process| matches!(process.state, 'T' | 'Z' | 'X'))
     })
 }
