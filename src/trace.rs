@@ -351,6 +351,19 @@ pub struct Site {
     /// Their bytes a run (what tracemalloc counts: the blocks' requested sizes).
     #[serde(default)]
     pub bytes_per_run: f64,
+    /// What the blocks it made in the last confirming run, still alive, are: the most
+    /// frequent kinds first.
+    #[serde(default)]
+    pub made: Vec<BlockKind>,
+}
+
+/// Blocks of one type and size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockKind {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub size: u64,
+    pub count: u64,
 }
 
 /// Tests a leak was pinned to: one test, or a group that leaks only when run together.

@@ -43,32 +43,37 @@ const F_VALUESTACK: usize = 8 * 8;
 /// 3.11+'s `PyFrameObject.f_frame`: after `PyObject_HEAD` (2 words) and `f_back`.
 const F_FRAME: usize = 3 * 8;
 
-/// The layout of this interpreter's frames, from the version it was built as (which no
-/// script can change), or `None` for a version nobody checked.
-fn layout() -> Option<Layout> {
+/// This interpreter's minor version, as it was built (which no script can change).
+pub(crate) fn python_minor() -> Option<u32> {
     // SAFETY: Py_GetVersion returns a static NUL-terminated string, "3.11.7 (main, ...".
-    let version = unsafe { CStr::from_ptr(Py_GetVersion()) }.to_bytes();
-    let minor = version
-        .strip_prefix(b"3.")?
-        .split(|byte| !byte.is_ascii_digit())
-        .next()?;
-    match minor {
-        b"10" => Some(Layout::InFrameObject),
+    let version = unsafe { CStr::from_ptr(Py_GetVersion()) }.to_str().ok()?;
+    version
+        .strip_prefix("3.")?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The layout of this interpreter's frames, or `None` for a version nobody checked.
+fn layout() -> Option<Layout> {
+    match python_minor()? {
+        10 => Some(Layout::InFrameObject),
         // `_PyInterpreterFrame`: 8 pointers (`f_func` first on 3.11; `f_code` or
         // `f_executable`, `previous` and `f_funcobj` first after), an int, a u16 or bool and
         // a char, then slots.
-        b"11" => Some(Layout::InInterpreterFrame {
+        11 => Some(Layout::InInterpreterFrame {
             slots_at: 72,
             globals_at: 8,
             tagged: false,
         }),
-        b"12" | b"13" => Some(Layout::InInterpreterFrame {
+        12 | 13 => Some(Layout::InInterpreterFrame {
             slots_at: 72,
             globals_at: 24,
             tagged: false,
         }),
         // 9 pointers (the stack pointer joined), a u16 and two chars, then the slots.
-        b"14" | b"15" => Some(Layout::InInterpreterFrame {
+        14 | 15 => Some(Layout::InInterpreterFrame {
             slots_at: 80,
             globals_at: 24,
             tagged: true,

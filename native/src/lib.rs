@@ -34,6 +34,7 @@
 //! `iter.rs` (its iterator), this file (the module), then `safe.rs` (the same type again,
 //! where PyO3's types do the counting).
 
+mod blocks;
 mod explain;
 mod faults;
 mod frames;
@@ -495,7 +496,7 @@ pub(crate) unsafe fn traced_as(obj: *mut PyObject) -> Option<(&'static CStr, u64
     }
 }
 
-static mut LAB_TRACE_METHODS: [PyMethodDef; 5] = [
+static mut LAB_TRACE_METHODS: [PyMethodDef; 7] = [
     PyMethodDef {
         ml_name: c"_emit".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -528,6 +529,22 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 5] = [
         },
         ml_flags: METH_VARARGS,
         ml_doc: c"_scan(tracked, running, code_type) -> (objects, seen): hunt's walk of every object it can reach".as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_watch_blocks".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: blocks::watch_blocks,
+        },
+        ml_flags: METH_O,
+        ml_doc: c"_watch_blocks(record): keep the object blocks made from now on, or stop keeping new ones".as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_blocks_alive".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: blocks::blocks_alive,
+        },
+        ml_flags: METH_O,
+        ml_doc: c"_blocks_alive(types) -> [(object, size)]: end the watch; the objects in the blocks it kept".as_ptr(),
     },
     PyMethodDef::zeroed(),
 ];

@@ -28,6 +28,7 @@ import sys
 import time
 import tracemalloc
 
+import _labtrace
 import lab
 from hunt_census import (
     GrowingCounts,
@@ -43,7 +44,15 @@ from hunt_census import (
     settle,
     type_name,
 )
-from hunt_naming import LeftBehind, Roots, describe, object_traceback, unreachable
+from hunt_naming import (
+    LeftBehind,
+    Roots,
+    blocks_made,
+    describe,
+    every_type,
+    object_traceback,
+    unreachable,
+)
 from hunt_paths import source_line, user_frame
 from hunt_targets import make_target, resolve
 
@@ -92,6 +101,7 @@ class Hunt:
         self.existing = array.array("q")
         self.sites = SiteCounts()
         self.suite_growth = {}  # each metric's growth in each confirming run of the whole target
+        self.made = {}  # what the last confirming run made and left alive: see `blocks_made`
 
     def watch(self, index):
         # A watched name may only exist once the target has run (an attribute it sets, a
@@ -110,47 +120,61 @@ class Hunt:
                         )
                         sys.exit(WATCH_NOT_FOUND)
 
-    def repetition(self, index, phase, series, tests=None, follow=None):
+    def repetition(self, index, phase, series, tests=None, follow=None, watch_blocks=False):
         """Runs the target (or these tests of it) once, measures, adds the totals to `series`
         and, but while attributing, sends them. `follow()` follows the growing objects.
-        Nothing made here outlives the call, but what `series` and `follow` keep."""
-        started = time.perf_counter()
-        self.target.run(tests)
-        ran = time.perf_counter()
-        settle()
-        self.watch(index)
-        # The totals first, before measuring allocates anything.
-        interned = immortal_interned()
-        release_built = release_built_extensions() if self.total else []
-        event = {
-            "ev": "repetition",
-            "index": index,
-            "phase": phase,
-            "blocks": sys.getallocatedblocks() - interned,
-            "fds": open_fds(),
-            "total_refcount": self.total() - (2 * interned if sys.version_info[:2] == (3, 12) else 0)
-            if self.total and not release_built
-            else None,
-            "release_built": release_built,
-            "interned": interned,
-        }
-        event["failed"] = self.target.failed
-        event["skipped"] = self.skipped
-        event["shard"] = self.shard
-        event["census"] = census()
-        event["refcounts"] = {name: sys.getrefcount(obj) for name, obj in self.watched.items()}
-        if phase == "attributing":
-            event["followed"] = {name: sys.getrefcount(obj) for name, obj in self.followed.items()}
-        if follow is not None:
-            follow()
-        event["objects_growing"] = len(self.growing)
+        Nothing made here outlives the call, but what `series` and `follow` keep.
+        `watch_blocks`: also keep what the run made and left alive, by line (`self.made`)."""
         if tracemalloc.is_tracing():
-            self.sites.update()
-        series.add(event)
-        if phase != "attributing":
-            event["run_seconds"] = ran - started
-            event["measure_seconds"] = time.perf_counter() - ran
-            send(event)
+            # Empty the free lists, which measuring the last run filled: an object the run
+            # takes from one keeps the trace of the line that made its memory, not its own.
+            gc.collect()
+        started = time.perf_counter()
+        if watch_blocks:
+            _labtrace._watch_blocks(True)
+        try:
+            self.target.run(tests)
+            ran = time.perf_counter()
+            settle()
+            if watch_blocks:
+                _labtrace._watch_blocks(False)  # what measuring makes is not the run's
+            self.watch(index)
+            # The totals first, before measuring allocates anything.
+            interned = immortal_interned()
+            release_built = release_built_extensions() if self.total else []
+            event = {
+                "ev": "repetition",
+                "index": index,
+                "phase": phase,
+                "blocks": sys.getallocatedblocks() - interned,
+                "fds": open_fds(),
+                "total_refcount": self.total() - (2 * interned if sys.version_info[:2] == (3, 12) else 0)
+                if self.total and not release_built
+                else None,
+                "release_built": release_built,
+                "interned": interned,
+            }
+            event["failed"] = self.target.failed
+            event["skipped"] = self.skipped
+            event["shard"] = self.shard
+            event["census"] = census()
+            event["refcounts"] = {name: sys.getrefcount(obj) for name, obj in self.watched.items()}
+            if phase == "attributing":
+                event["followed"] = {name: sys.getrefcount(obj) for name, obj in self.followed.items()}
+            if follow is not None:
+                follow()
+            event["objects_growing"] = len(self.growing)
+            if tracemalloc.is_tracing():
+                self.sites.update()
+            series.add(event)
+            if phase != "attributing":
+                event["run_seconds"] = ran - started
+                event["measure_seconds"] = time.perf_counter() - ran
+                send(event)
+        finally:
+            alive = _labtrace._blocks_alive(every_type()) if watch_blocks else []
+        if alive:
+            self.made = blocks_made(alive)
 
     def main(self):
         warmup, repeat, confirm = self.config["warmup"], self.config["repeat"], self.config["confirm"]
@@ -175,7 +199,9 @@ class Hunt:
         start = warmup + repeat
         for index in range(start, start + 1 + confirm):
             phase = "confirming" if index > start else "tracing warm-up"
-            self.repetition(index, phase, series, follow=self.growing.update_held)
+            # The last also names the blocks that leaked, by line, type and size.
+            last = index == start + confirm
+            self.repetition(index, phase, series, follow=self.growing.update_held, watch_blocks=last)
         confirmed = series.leaking(start, confirming=True) & suspects
         findings = self.name(confirmed, confirm)
         tracemalloc.stop()
@@ -230,7 +256,18 @@ class Hunt:
             for site, first, first_size, last, last_size in self.sites.rows()
         }
         blocks = [
-            {"allocated": site, "source": source_line(site), "per_run": per_run, "bytes_per_run": size}
+            {
+                "allocated": site,
+                "source": source_line(site),
+                "per_run": per_run,
+                "bytes_per_run": size,
+                "made": [
+                    {"type": name, "size": block, "count": count}
+                    for (name, block), count in sorted(
+                        self.made.get(site, {}).items(), key=lambda item: (-item[1], item[0])
+                    )
+                ][:5],
+            }
             for site, (per_run, size) in sorted(sites.items(), key=lambda item: -item[1][0])
             if per_run >= 1
         ][:5]

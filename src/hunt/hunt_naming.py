@@ -14,7 +14,7 @@ import types
 
 import lab
 from hunt_census import settle, type_name
-from hunt_paths import relative, source_line
+from hunt_paths import relative, source_line, user_frame
 
 # Py_TPFLAGS_MANAGED_DICT (3.11+): a type whose instances keep their __dict__ before them.
 MANAGED_DICT = 1 << 4
@@ -324,6 +324,31 @@ def object_traceback(obj):
     word = ctypes.sizeof(ctypes.c_void_p)
     frames = lookup(0, id(obj) - 4 * word)  # domain 0: Python's own allocators
     return tracemalloc.Traceback(frames) if frames is not None else None
+
+
+def every_type():
+    """Every type there is: each is a subclass of `object`, or of one of its subclasses."""
+    found, pending = {}, [object]
+    while pending:
+        cls = pending.pop()
+        if id(cls) not in found:
+            found[id(cls)] = cls
+            pending.extend(type.__subclasses__(cls))
+    return list(found.values())
+
+
+def blocks_made(alive):
+    """The objects `alive` lists with their blocks' sizes (`_labtrace._blocks_alive`), by
+    the line of the code under test that made them: {site: {(type, size): count}}. This
+    names the blocks a line leaked when no walk reaches them (a `str`, `bytes`)."""
+    made = {}
+    for obj, size in alive:
+        traceback = object_traceback(obj)
+        site = traceback and user_frame(traceback)
+        if site:
+            kinds = made.setdefault(site, {})
+            kinds[type_name(obj), size] = kinds.get((type_name(obj), size), 0) + 1
+    return made
 
 
 def unreachable(key, reachable, roots):

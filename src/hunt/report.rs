@@ -188,6 +188,18 @@ fn blocks_sites(out: &mut String, hunt: &Hunt, findings: &Findings) {
         if !site.source.is_empty() {
             let _ = writeln!(out, "        {}", site.source);
         }
+        if !site.made.is_empty() {
+            let kinds: Vec<String> = site
+                .made
+                .iter()
+                .map(|kind| format!("{} × {} ({} bytes)", kind.count, kind.type_name, kind.size))
+                .collect();
+            wrapped(
+                out,
+                "        ",
+                &format!("made in the last run and still alive: {}", kinds.join(", ")),
+            );
+        }
     }
 }
 
