@@ -253,3 +253,81 @@ unsafe fn set_item(dict: *mut PyObject, address: usize, value: *mut PyObject) ->
         set == 0
     }
 }
+
+/// `_labtrace._parents(roots)`: for `roots`, a list of `(name, object)`, the first object
+/// through which a breadth-first walk (`tp_traverse`, as `gc.get_referents` lists) reaches
+/// each object from them, as `{id: parent}`: a root's is its name, a `str` (no object with
+/// referents is one). Following parents gives the shortest chain from a root, as objgraph's
+/// back-reference chains do; a root reached first from another is not one.
+///
+/// # Safety
+/// Called by CPython with the GIL held and a live argument.
+pub unsafe extern "C" fn parents(_module: *mut PyObject, roots: *mut PyObject) -> *mut PyObject {
+    // SAFETY: the GIL is held; `roots` is borrowed from the call, and each pair it holds
+    // keeps its name and object alive. The collector is off and no Python code runs, so
+    // nothing the walk reaches is freed before the result holds its parent.
+    unsafe {
+        if PyList_Check(roots) == 0 {
+            PyErr_SetString(
+                PyExc_TypeError,
+                c"_parents(roots): a list of (name, object)".as_ptr(),
+            );
+            return null_mut();
+        }
+        let collecting = PyGC_Disable();
+        let result = breadth_first(roots);
+        if collecting == 1 {
+            PyGC_Enable();
+        }
+        result
+    }
+}
+
+/// [`parents`], with the collector off.
+///
+/// # Safety
+/// As for [`parents`], and the collector is off.
+unsafe fn breadth_first(roots: *mut PyObject) -> *mut PyObject {
+    // SAFETY: as in `parents`.
+    unsafe {
+        let mut parent: AddressMap<*mut PyObject> = AddressMap::default();
+        let mut queue = std::collections::VecDeque::new();
+        for index in 0..PyList_Size(roots) {
+            let pair = PyList_GetItem(roots, index);
+            if PyTuple_Check(pair) == 0 || PyTuple_Size(pair) != 2 {
+                PyErr_SetString(
+                    PyExc_TypeError,
+                    c"_parents(roots): a list of (name, object)".as_ptr(),
+                );
+                return null_mut();
+            }
+            let (name, root) = (PyTuple_GetItem(pair, 0), PyTuple_GetItem(pair, 1));
+            if let Entry::Vacant(entry) = parent.entry(root as usize) {
+                entry.insert(name);
+                queue.push_back(root);
+            }
+        }
+        let mut found = Vec::new();
+        while let Some(obj) = queue.pop_front() {
+            found.clear();
+            referents(obj, &mut found);
+            for &referent in &found {
+                if let Entry::Vacant(entry) = parent.entry(referent as usize) {
+                    entry.insert(obj);
+                    queue.push_back(referent);
+                }
+            }
+        }
+        let by_id = PyDict_New();
+        if by_id.is_null() {
+            return null_mut();
+        }
+        for (&address, &obj) in &parent {
+            if !set_item(by_id, address, obj) {
+                Py_DECREF(by_id);
+                return null_mut();
+            }
+        }
+        by_id
+    }
+}

@@ -496,7 +496,7 @@ pub(crate) unsafe fn traced_as(obj: *mut PyObject) -> Option<(&'static CStr, u64
     }
 }
 
-static mut LAB_TRACE_METHODS: [PyMethodDef; 7] = [
+static mut LAB_TRACE_METHODS: [PyMethodDef; 8] = [
     PyMethodDef {
         ml_name: c"_emit".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -529,6 +529,14 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 7] = [
         },
         ml_flags: METH_VARARGS,
         ml_doc: c"_scan(tracked, running, code_type) -> (objects, seen): hunt's walk of every object it can reach".as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_parents".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: heap::parents,
+        },
+        ml_flags: METH_O,
+        ml_doc: c"_parents(roots) -> {id: parent}: the shortest chains from [(name, object)] to every object they reach".as_ptr(),
     },
     PyMethodDef {
         ml_name: c"_watch_blocks".as_ptr(),

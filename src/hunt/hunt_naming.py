@@ -12,6 +12,7 @@ import sysconfig
 import tracemalloc
 import types
 
+import _labtrace
 import lab
 from hunt_census import settle, type_name
 from hunt_paths import relative, source_line, user_frame
@@ -44,38 +45,27 @@ def describe(obj, cleared=False):
 class Roots:
     """Shortest chains of references from a module to each object (objgraph's back-reference
     chains, found forward: one breadth-first walk from every module but the harness's, and
-    from the namespace of a script the hunt loaded)."""
+    from the namespace of a script the hunt loaded). The walk is native
+    (`_labtrace._parents`): in Python it took 0.6 s of a 1 s naming on ujson's suite."""
 
     def __init__(self, extra):
         harness = {id(sys.modules.get("__main__")), id(lab), id(sys.modules.get("_labtrace"))}
-        self.parent = {}
-        level = []
-        for name, root in list(sys.modules.items()) + list(extra.items()):
-            if root is not None and id(root) not in harness and id(root) not in self.parent:
-                self.parent[id(root)] = (None, name)
-                level.append(root)
-        get_referents = gc.get_referents
-        while level:
-            following = []
-            for obj in level:
-                for referent in get_referents(obj):
-                    if id(referent) not in self.parent:
-                        self.parent[id(referent)] = (obj, None)
-                        following.append(referent)
-            level = following
+        roots = [
+            (name, root)
+            for name, root in list(sys.modules.items()) + list(extra.items())
+            if root is not None and id(root) not in harness
+        ]
+        self.parent = _labtrace._parents(roots)  # {id: the object it was reached from, or a root's name}
 
     def reaches(self, key):
         return key in self.parent
 
     def chain(self, obj):
         path = [obj]
-        while True:
-            parent, name = self.parent[id(path[-1])]
-            if parent is None:
-                break
-            path.append(parent)
+        while not isinstance(self.parent[id(path[-1])], str):
+            path.append(self.parent[id(path[-1])])
         path.reverse()
-        text = self.parent[id(path[0])][1]
+        text = self.parent[id(path[0])]
         for parent, child in zip(path, path[1:]):
             text += step(parent, child)
         return text
