@@ -35,6 +35,7 @@
 //! where PyO3's types do the counting).
 
 mod blocks;
+mod counts;
 mod explain;
 mod faults;
 mod frames;
@@ -496,7 +497,7 @@ pub(crate) unsafe fn traced_as(obj: *mut PyObject) -> Option<(&'static CStr, u64
     }
 }
 
-static mut LAB_TRACE_METHODS: [PyMethodDef; 8] = [
+static mut LAB_TRACE_METHODS: [PyMethodDef; 10] = [
     PyMethodDef {
         ml_name: c"_emit".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -537,6 +538,22 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 8] = [
         },
         ml_flags: METH_O,
         ml_doc: c"_parents(roots) -> {id: parent}: the shortest chains from [(name, object)] to every object they reach".as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_count_rows".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: counts::count_rows,
+        },
+        ml_flags: METH_VARARGS,
+        ml_doc: c"_count_rows(objects, seen) -> table: a row for every mortal object, for hunt's GrowingCounts".as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_still_growing".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: counts::still_growing,
+        },
+        ml_flags: METH_VARARGS,
+        ml_doc: c"_still_growing(table, objects) -> table: the rows whose object gained references since".as_ptr(),
     },
     PyMethodDef {
         ml_name: c"_watch_blocks".as_ptr(),

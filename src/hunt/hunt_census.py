@@ -170,77 +170,47 @@ def unexplained(objects, seen, key):
 class GrowingCounts:
     """Objects whose reference count grew in every run since `start` (same id, same type).
 
-    One array of integers: the number of rows, then six a row (id, type id, count at the
-    start, count now, and the same for the references the collector can see).
+    One table, as bytes: the number of rows, then six integers a row (id, type id, count at
+    the start, count now, and the same for the references the collector can see). Made and
+    filtered natively (`_labtrace._count_rows`, `_still_growing`): the first has a row for
+    every object, and took 0.3 s in Python on ujson's suite.
     """
 
     WIDTH = 6
 
     def __init__(self):
-        self.table = array.array("q", [0])
+        self.table = bytes(8)
         self.held = {}
 
     def start(self, reachable):
-        rows = []
-        for key in reachable.objects:  # not items(): its tuples would add to the counts
-            obj = reachable.objects[key]
-            count, seen = sys.getrefcount(obj), reachable.seen.get(key, 0)
-            if not immortal(obj, count):
-                rows.append((key, id(type(obj)), count, count, seen, seen))
-        obj = None
-        self.keep(rows)
-
-    def keep(self, rows):
-        table = array.array("q", [len(rows)])
-        for row in rows:
-            table.extend(row)
-        self.table = table
+        self.table = _labtrace._count_rows(reachable.objects, reachable.seen)
 
     def rows(self):
-        table, width = self.table, self.WIDTH
+        table, width = array.array("q"), self.WIDTH
+        table.frombytes(self.table)
         for row in range(table[0]):
             yield tuple(table[1 + row * width : 1 + (row + 1) * width])
 
     def update(self, reachable):
-        self.update_from(reachable.objects.get)
+        self.update_from(reachable.objects)
 
-    def update_from(self, lookup):
-        kept = []
-        for key, type_id, first, last, first_seen, last_seen in self.rows():
-            obj = lookup(key)
-            if obj is None or id(type(obj)) != type_id:
-                continue
-            count = sys.getrefcount(obj)
-            if count > last:
-                kept.append((key, type_id, first, count, first_seen, last_seen))
-        obj = None
-        self.keep(kept)
+    def update_from(self, objects):
+        self.table = _labtrace._still_growing(self.table, objects)
 
     def hold(self, reachable):
         """Keeps the objects growing now, so later runs can be followed without a scan. The
-        hold adds the one reference the scan's table did, so counts stay comparable."""
+        hold is a dict, as the scan's table was, so counts stay comparable."""
         objects = reachable.objects
         self.held = {key: objects[key] for key, *_ in self.rows() if key in objects}
 
     def update_held(self):
-        self.update_from(self.held.get)
+        self.update_from(self.held)
 
     def release(self):
         self.held = {}
 
     def __len__(self):
-        return self.table[0]
-
-
-def immortal(obj, count):
-    """Whether `obj` is immortal (3.12+), its count `count` meaning nothing. 3.12 and 3.13
-    pin an immortal count at 2**32 - 1; 3.14's counts of immortal objects drift upwards
-    (an incref is no longer skipped for them), so a field name of every namedtuple made
-    seems to gain a reference a run: ask `sys._is_immortal` there."""
-    is_immortal = getattr(sys, "_is_immortal", None)
-    if is_immortal is not None:
-        return is_immortal(obj)
-    return count >= 1 << 30
+        return int.from_bytes(self.table[:8], sys.byteorder, signed=True)
 
 
 def steady_but_one_dip(deltas):
