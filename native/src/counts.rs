@@ -113,10 +113,8 @@ pub unsafe extern "C" fn still_growing(
         let start = PyBytes_AsString(table).cast::<u8>();
         let word = |index: usize| -> Option<i64> {
             let at = index * 8;
-            (at + 8 <= size).then(|| {
-                // SAFETY: inside the bytes object's `size` bytes.
-                i64::from_ne_bytes(unsafe { *start.add(at).cast::<[u8; 8]>() })
-            })
+            // Inside the bytes object's `size` bytes (read as bytes: no alignment asked).
+            (at + 8 <= size).then(|| i64::from_ne_bytes(*start.add(at).cast::<[u8; 8]>()))
         };
         let Some(rows) = word(0).and_then(|rows| usize::try_from(rows).ok()) else {
             PyErr_SetString(PyExc_ValueError, c"_still_growing: not a table".as_ptr());
