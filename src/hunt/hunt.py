@@ -126,8 +126,10 @@ class Hunt:
         Nothing made here outlives the call, but what `series` and `follow` keep.
         `watch_blocks`: also keep what the run made and left alive, by line (`self.made`)."""
         if tracemalloc.is_tracing():
-            # Empty the free lists, which measuring the last run filled: an object the run
-            # takes from one keeps the trace of the line that made its memory, not its own.
+            # Empty the free lists, which measuring the last run filled. tracemalloc gives an
+            # object a free list hands out the trace of the line that takes it, but only if
+            # its memory was traced already; the block watch sees only memory made while it
+            # watches.
             gc.collect()
         started = time.perf_counter()
         if watch_blocks:

@@ -174,9 +174,8 @@ fn blocks_sites(out: &mut String, hunt: &Hunt, findings: &Findings) {
         wrapped(
             out,
             "    ",
-            "tracemalloc found no line that left blocks alive in every run (an object taken \
-             from a free list, a float for one, keeps the trace of where its memory was \
-             first allocated)",
+            "tracemalloc found no line whose live blocks grew in every run (the growth \
+             moved from line to line, or is memory allocated before tracing began)",
         );
     }
     for site in &findings.sites {
