@@ -125,7 +125,8 @@ unsafe extern "C" fn watched_free(_ctx: *mut c_void, block: *mut c_void) {
 }
 
 /// `_labtrace._watch_blocks(record)`: with `True`, starts watching the blocks made from now
-/// on; with `False`, stops keeping new ones (the blocks kept are still followed until freed).
+/// on (a `RuntimeError` if they are watched already); with `False`, stops keeping new ones
+/// (the blocks kept are still followed until freed).
 ///
 /// # Safety
 /// Called by CPython with the GIL held and a live argument.
@@ -175,7 +176,7 @@ pub unsafe extern "C" fn watch_blocks(
             None
         }
         (Some(_), true) => Some("blocks are watched already"),
-        (None, false) => Some("no blocks are watched"),
+        (None, false) => None, // nothing to stop
     };
     drop(watch);
     if let Some(refused) = refused {
@@ -215,7 +216,10 @@ pub unsafe extern "C" fn blocks_alive(
         PyMem_SetAllocator(OBJECT_DOMAIN, &mut under);
         let mut known = AddressSet::default();
         for index in 0..PyList_Size(types) {
-            known.insert(PyList_GetItem(types, index) as usize);
+            let tp = PyList_GetItem(types, index);
+            if PyType_Check(tp) != 0 {
+                known.insert(tp as usize);
+            }
         }
         let result = PyList_New(0);
         if result.is_null() {
