@@ -267,13 +267,6 @@ pub unsafe extern "C" fn parents(_module: *mut PyObject, roots: *mut PyObject) -
     // keeps its name and object alive. The collector is off and no Python code runs, so
     // nothing the walk reaches is freed before the result holds its parent.
     unsafe {
-        if PyList_Check(roots) == 0 {
-            PyErr_SetString(
-                PyExc_TypeError,
-                c"_parents(roots): a list of (name, object)".as_ptr(),
-            );
-            return null_mut();
-        }
         let collecting = PyGC_Disable();
         let result = breadth_first(roots);
         if collecting == 1 {
@@ -292,15 +285,21 @@ unsafe fn breadth_first(roots: *mut PyObject) -> *mut PyObject {
     unsafe {
         let mut parent: AddressMap<*mut PyObject> = AddressMap::default();
         let mut queue = std::collections::VecDeque::new();
-        for index in 0..PyList_Size(roots) {
+        let is_pair = |pair| PyTuple_Check(pair) != 0 && PyTuple_Size(pair) == 2;
+        let listed = if PyList_Check(roots) != 0 {
+            PyList_Size(roots)
+        } else {
+            -1
+        };
+        if listed < 0 || (0..listed).any(|index| !is_pair(PyList_GetItem(roots, index))) {
+            PyErr_SetString(
+                PyExc_TypeError,
+                c"_parents(roots): a list of (name, object)".as_ptr(),
+            );
+            return null_mut();
+        }
+        for index in 0..listed {
             let pair = PyList_GetItem(roots, index);
-            if PyTuple_Check(pair) == 0 || PyTuple_Size(pair) != 2 {
-                PyErr_SetString(
-                    PyExc_TypeError,
-                    c"_parents(roots): a list of (name, object)".as_ptr(),
-                );
-                return null_mut();
-            }
             let (name, root) = (PyTuple_GetItem(pair, 0), PyTuple_GetItem(pair, 1));
             if let Entry::Vacant(entry) = parent.entry(root as usize) {
                 entry.insert(name);
