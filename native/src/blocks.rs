@@ -4,16 +4,19 @@
 //! reference that leaked them is the only one.
 //!
 //! A watch sits over the object allocator (`PyMem_SetAllocator`, the way tracemalloc
-//! hooks in) and keeps the address and size of each block made while it records,
-//! forgetting each one freed. At the end, each block still alive that starts an object
-//! (after the collector's header and the managed dict's, where its type has them) is
-//! handed to `hunt`, which asks tracemalloc where it was made.
+//! hooks in) and keeps the address and size of each block this interpreter makes while it
+//! records, forgetting each one freed. At the end, each block still alive that starts with
+//! an object's header (after the collector's header and the managed dict's, where its type
+//! has them) is named by that type, its size and the line tracemalloc saw make it. The
+//! blocks are only read, never taken for objects: a buffer that happens to look like one is
+//! at worst misnamed.
 
 use crate::frames::python_minor;
 use crate::heap::{AddressMap, AddressSet};
 use pyo3_ffi::*;
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_int, c_uint, c_void, CStr};
 use std::ptr::null_mut;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 /// `PyMemAllocatorEx`: CPython's own, exported by every version though not in the stable
@@ -28,6 +31,19 @@ struct Allocator {
     free: Option<unsafe extern "C" fn(*mut c_void, *mut c_void)>,
 }
 
+impl Allocator {
+    /// Its five words, to compare allocators by.
+    fn words(&self) -> [usize; 5] {
+        [
+            self.ctx as usize,
+            self.malloc.map_or(0, |f| f as usize),
+            self.calloc.map_or(0, |f| f as usize),
+            self.realloc.map_or(0, |f| f as usize),
+            self.free.map_or(0, |f| f as usize),
+        ]
+    }
+}
+
 /// `PYMEM_DOMAIN_OBJ`: `PyObject_Malloc`'s, which every object's memory comes from.
 const OBJECT_DOMAIN: c_int = 2;
 
@@ -36,42 +52,74 @@ unsafe extern "C" {
     fn PyMem_SetAllocator(domain: c_int, allocator: *mut Allocator);
 }
 
+/// The allocator under the watch, kept for good once set: a call that read the watch's
+/// functions just before it ended (another interpreter's thread) still has somewhere to go.
+static UNDER: AtomicPtr<Allocator> = AtomicPtr::new(null_mut());
+
+/// The calling thread's state or NULL, without the fatal error `PyThreadState_Get` raises:
+/// `PyThreadState_GetUnchecked` (3.13+) or `_PyThreadState_UncheckedGet` (3.10-3.12).
+static THREAD_STATE: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
+
 struct Watch {
-    /// The allocator the watch sits over (tracemalloc's, when it traces).
-    under: Allocator,
     /// Each block made while recording and not freed since: address -> size.
     alive: AddressMap<usize>,
     /// Whether new blocks are kept (a hunt stops before measuring the run).
     recording: bool,
+    /// The interpreter whose blocks are kept: sub-interpreters with a GIL of their own
+    /// allocate through the same functions, at the same time, and free their own blocks.
+    interpreter: usize,
+    /// The `malloc` the watch set, to tell whether it is still the allocator on top.
+    installed: usize,
 }
-
-// SAFETY: the allocator's functions and context are the process's, usable from any thread
-// holding the GIL, which the object domain requires of every caller.
-unsafe impl Send for Watch {}
 
 static WATCH: Mutex<Option<Watch>> = Mutex::new(None);
 
-/// The allocator under the watch; `None` once the watch has ended (a block freed by a
-/// thread that read the allocator just before).
-fn under() -> Option<Allocator> {
-    WATCH.lock().ok()?.as_ref().map(|watch| watch.under)
+/// The allocator under the watch.
+fn under() -> Allocator {
+    // SAFETY: set before the watch's functions are, and never freed.
+    unsafe { *UNDER.load(Ordering::Acquire) }
+}
+
+/// The address of an exported symbol of the interpreter, or NULL.
+fn symbol(name: &CStr) -> *mut c_void {
+    // SAFETY: a lookup in the symbols already loaded; `name` is NUL-terminated.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+}
+
+/// The interpreter the calling thread runs, as an address (0 for none).
+fn current_interpreter() -> usize {
+    let get = THREAD_STATE.load(Ordering::Acquire);
+    if get.is_null() {
+        return 0;
+    }
+    // SAFETY: `get` is one of the two functions named at `THREAD_STATE`, which take nothing
+    // and read the calling thread's own state.
+    unsafe {
+        let get: unsafe extern "C" fn() -> *mut PyThreadState = std::mem::transmute(get);
+        let state = get();
+        if state.is_null() {
+            return 0;
+        }
+        PyThreadState_GetInterpreter(state) as usize
+    }
 }
 
 fn made(block: *mut c_void, size: usize) {
     if block.is_null() {
         return;
     }
+    let interpreter = current_interpreter();
     if let Ok(mut watch) = WATCH.lock() {
-        if let Some(watch) = watch.as_mut().filter(|watch| watch.recording) {
-            watch.alive.insert(block as usize, size);
+        if let Some(watch) = watch.as_mut() {
+            if watch.recording && watch.interpreter == interpreter {
+                watch.alive.insert(block as usize, size);
+            }
         }
     }
 }
 
 unsafe extern "C" fn watched_malloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
-    let Some(under) = under() else {
-        return null_mut();
-    };
+    let under = under();
     // SAFETY: the allocator under the watch, called as CPython calls it.
     let block = unsafe { (under.malloc.unwrap_unchecked())(under.ctx, size) };
     made(block, size);
@@ -79,9 +127,7 @@ unsafe extern "C" fn watched_malloc(_ctx: *mut c_void, size: usize) -> *mut c_vo
 }
 
 unsafe extern "C" fn watched_calloc(_ctx: *mut c_void, count: usize, size: usize) -> *mut c_void {
-    let Some(under) = under() else {
-        return null_mut();
-    };
+    let under = under();
     // SAFETY: as in `watched_malloc`.
     let block = unsafe { (under.calloc.unwrap_unchecked())(under.ctx, count, size) };
     made(block, count.saturating_mul(size));
@@ -93,18 +139,18 @@ unsafe extern "C" fn watched_realloc(
     old: *mut c_void,
     size: usize,
 ) -> *mut c_void {
-    let Some(under) = under() else {
-        return null_mut();
-    };
+    let under = under();
     // SAFETY: as in `watched_malloc`; `old` is a block of this domain, or NULL.
     let block = unsafe { (under.realloc.unwrap_unchecked())(under.ctx, old, size) };
     if block.is_null() {
         return block; // `old` is untouched
     }
+    let interpreter = current_interpreter();
     if let Ok(mut watch) = WATCH.lock() {
         if let Some(watch) = watch.as_mut() {
             // A block made while recording stays watched when it moves.
-            if watch.alive.remove(&(old as usize)).is_some() || watch.recording {
+            let kept = watch.alive.remove(&(old as usize)).is_some();
+            if kept || watch.recording && watch.interpreter == interpreter {
                 watch.alive.insert(block as usize, size);
             }
         }
@@ -113,20 +159,20 @@ unsafe extern "C" fn watched_realloc(
 }
 
 unsafe extern "C" fn watched_free(_ctx: *mut c_void, block: *mut c_void) {
-    let Ok(mut watch) = WATCH.lock() else { return };
-    let Some(watching) = watch.as_mut() else {
-        return;
-    };
-    watching.alive.remove(&(block as usize));
-    let under = watching.under;
-    drop(watch);
+    if let Ok(mut watch) = WATCH.lock() {
+        if let Some(watch) = watch.as_mut() {
+            watch.alive.remove(&(block as usize));
+        }
+    }
+    let under = under();
     // SAFETY: as in `watched_malloc`; `block` is a block of this domain, or NULL.
     unsafe { (under.free.unwrap_unchecked())(under.ctx, block) };
 }
 
-/// `_labtrace._watch_blocks(record)`: with `True`, starts watching the blocks made from now
-/// on (a `RuntimeError` if they are watched already); with `False`, stops keeping new ones
-/// (the blocks kept are still followed until freed).
+/// `_labtrace._watch_blocks(record)`: with `True`, starts watching the blocks this
+/// interpreter makes from now on (a `RuntimeError` if they are watched already, or if the
+/// interpreter cannot say which interpreter a thread runs); with `False`, stops keeping new
+/// ones (the blocks kept are still followed until freed).
 ///
 /// # Safety
 /// Called by CPython with the GIL held and a live argument.
@@ -139,6 +185,17 @@ pub unsafe extern "C" fn watch_blocks(
     if record < 0 {
         return null_mut();
     }
+    if THREAD_STATE.load(Ordering::Acquire).is_null() {
+        let get = [
+            c"PyThreadState_GetUnchecked",
+            c"_PyThreadState_UncheckedGet",
+        ]
+        .into_iter()
+        .map(symbol)
+        .find(|get| !get.is_null());
+        THREAD_STATE.store(get.unwrap_or(null_mut()), Ordering::Release);
+    }
+    let interpreter = current_interpreter();
     // No Python object is made while the lock is held: the watch would wait for itself.
     let Ok(mut watch) = WATCH.lock() else {
         return raise("the block watch was poisoned");
@@ -148,6 +205,7 @@ pub unsafe extern "C" fn watch_blocks(
             watching.recording = false;
             None
         }
+        (None, true) if interpreter == 0 => Some("no thread state to tell interpreters apart"),
         (None, true) => {
             let mut under = Allocator {
                 ctx: null_mut(),
@@ -156,22 +214,30 @@ pub unsafe extern "C" fn watch_blocks(
                 realloc: None,
                 free: None,
             };
-            // SAFETY: the GIL is held, as CPython asks of both calls; the watch is set
-            // before its functions are, so they never run without it.
+            // SAFETY: the GIL is held, as CPython asks of both calls.
             unsafe { PyMem_GetAllocator(OBJECT_DOMAIN, &mut under) };
-            *watch = Some(Watch {
-                under,
-                alive: AddressMap::default(),
-                recording: true,
-            });
+            let kept = UNDER.load(Ordering::Acquire);
+            // SAFETY: a kept allocator is never freed.
+            if kept.is_null() || unsafe { (*kept).words() } != under.words() {
+                // One for each allocator a watch was set over (a few), kept for good.
+                UNDER.store(Box::into_raw(Box::new(under)), Ordering::Release);
+            }
+            // The context is the one under the watch: a thread that reads the functions
+            // while they change, with either context, calls them right.
             let mut ours = Allocator {
-                ctx: ours(),
+                ctx: under.ctx,
                 malloc: Some(watched_malloc),
                 calloc: Some(watched_calloc),
                 realloc: Some(watched_realloc),
                 free: Some(watched_free),
             };
-            // SAFETY: as above.
+            *watch = Some(Watch {
+                alive: AddressMap::default(),
+                recording: true,
+                interpreter,
+                installed: ours.malloc.map_or(0, |malloc| malloc as usize),
+            });
+            // SAFETY: as above; the watch and the allocator under it are set first.
             unsafe { PyMem_SetAllocator(OBJECT_DOMAIN, &mut ours) };
             None
         }
@@ -186,10 +252,11 @@ pub unsafe extern "C" fn watch_blocks(
     unsafe { Py_NewRef(Py_None()) }
 }
 
-/// `_labtrace._blocks_alive(types)`: ends the watch and returns `[(object, size)]` for each
-/// block it kept that is still alive and holds an object of one of `types` (every type there
-/// is, which the caller lists): the block's memory starts with the object, or with the
-/// collector's header and the managed dict's before it, as its type says.
+/// `_labtrace._blocks_alive(types)`: ends the watch and returns `[(type, size, frames)]`
+/// for each block it kept that is still alive and starts with the header of an object of
+/// one of `types` (every type there is, which the caller lists), at the offset that type's
+/// objects start at; `frames` is where tracemalloc saw the block made, as
+/// `tracemalloc.Traceback` takes it, or `None`.
 ///
 /// # Safety
 /// Called by CPython with the GIL held and a live argument.
@@ -206,14 +273,29 @@ pub unsafe extern "C" fn blocks_alive(
             );
             return null_mut();
         }
-        let Some(Watch {
-            mut under, alive, ..
-        }) = end_watch()
-        else {
+        let Some(Watch { alive, .. }) = end_watch() else {
             return PyList_New(0);
         };
         // From here on, blocks come from the allocator under the watch directly.
+        let mut under = under();
         PyMem_SetAllocator(OBJECT_DOMAIN, &mut under);
+        // No collection either: a finalizer it ran could free a block of `alive`.
+        let collecting = PyGC_Disable();
+        let result = named(&alive, types);
+        if collecting == 1 {
+            PyGC_Enable();
+        }
+        result
+    }
+}
+
+/// [`blocks_alive`]'s list, the collector off.
+///
+/// # Safety
+/// The GIL is held, `types` is a live list and every block of `alive` is live.
+unsafe fn named(alive: &AddressMap<usize>, types: *mut PyObject) -> *mut PyObject {
+    // SAFETY: as the caller promises; every type kept is an item of `types`, alive as long.
+    unsafe {
         let mut known = AddressSet::default();
         for index in 0..PyList_Size(types) {
             let tp = PyList_GetItem(types, index);
@@ -221,22 +303,40 @@ pub unsafe extern "C" fn blocks_alive(
                 known.insert(tp as usize);
             }
         }
+        let managed = managed_header_flags();
+        // Every block is read before anything is made, so nothing is freed meanwhile.
+        let found: Vec<(usize, usize, *mut PyObject)> = alive
+            .iter()
+            .filter_map(|(&block, &size)| {
+                Some((block, size, type_in(block, size, &known, managed)?))
+            })
+            .collect();
+        let traceback = symbol(c"_PyTraceMalloc_GetTraceback");
         let result = PyList_New(0);
         if result.is_null() {
             return null_mut();
         }
-        let managed = managed_header_flags();
-        for (&block, &size) in &alive {
-            let Some(obj) = object_in(block, size, &known, managed) else {
-                continue;
+        for (block, size, tp) in found {
+            let frames = if traceback.is_null() {
+                Py_NewRef(Py_None())
+            } else {
+                // Domain 0 is Python's own allocators'.
+                let traceback: unsafe extern "C" fn(c_uint, usize) -> *mut PyObject =
+                    std::mem::transmute(traceback);
+                traceback(0, block)
             };
-            let pair = Py_BuildValue(c"(On)".as_ptr(), obj, size as Py_ssize_t);
-            if pair.is_null() || PyList_Append(result, pair) < 0 {
-                Py_XDECREF(pair);
+            // "N" hands `frames` over to the tuple.
+            let item = if frames.is_null() {
+                null_mut()
+            } else {
+                Py_BuildValue(c"(OnN)".as_ptr(), tp, size as Py_ssize_t, frames)
+            };
+            if item.is_null() || PyList_Append(result, item) < 0 {
+                Py_XDECREF(item);
                 Py_DECREF(result);
                 return null_mut();
             }
-            Py_DECREF(pair);
+            Py_DECREF(item);
         }
         result
     }
@@ -248,10 +348,11 @@ pub unsafe extern "C" fn blocks_alive(
 /// over it can still call it.
 fn end_watch() -> Option<Watch> {
     let mut watch = WATCH.lock().ok()?;
-    let mut current = watch.as_ref()?.under;
+    let mut current = under();
     // SAFETY: the GIL is held by the caller; this reads the allocator and makes nothing.
     unsafe { PyMem_GetAllocator(OBJECT_DOMAIN, &mut current) };
-    if current.ctx == ours() {
+    let installed = watch.as_ref()?.installed;
+    if current.malloc.map_or(0, |malloc| malloc as usize) == installed {
         return watch.take();
     }
     if let Some(watch) = watch.as_mut() {
@@ -271,13 +372,14 @@ fn managed_header_flags() -> std::ffi::c_ulong {
     }
 }
 
-/// The object a live block of `size` bytes holds, if it holds one: a word of references
-/// (at least one, and not an address: a free list links its objects through that word on
-/// 3.14) and then one of the `known` types, at the offset that type's objects start at.
+/// The type of the object a live block of `size` bytes starts with, if it looks like one: a
+/// word of references (at least one, and not an address: a free list links its objects
+/// through that word on 3.14) and then one of the `known` types, at the offset that type's
+/// objects start at.
 ///
 /// # Safety
 /// The GIL is held and `block` is a live block of the object domain, `size` bytes long.
-unsafe fn object_in(
+unsafe fn type_in(
     block: usize,
     size: usize,
     known: &AddressSet,
@@ -304,15 +406,10 @@ unsafe fn object_in(
         // The low 32 bits count references; 3.14 keeps flags in the top 16.
         let counted = references & 0xffff_ffff != 0 && references >> 32 & 0xffff == 0;
         if starts_at == offset && counted {
-            return Some((block + offset) as *mut PyObject);
+            return Some(tp as *mut PyObject);
         }
     }
     None
-}
-
-/// The context our allocator is set with, which tells it from any other.
-fn ours() -> *mut c_void {
-    (&raw const WATCH).cast_mut().cast()
 }
 
 fn raise(message: &str) -> *mut PyObject {

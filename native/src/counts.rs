@@ -59,6 +59,9 @@ pub unsafe extern "C" fn count_rows(_module: *mut PyObject, args: *mut PyObject)
         {
             return null_mut();
         }
+        if !keys_are_ints(objects) || !keys_are_ints(seen) {
+            return null_mut();
+        }
         let split = split_counts();
         let mut table = vec![0_i64];
         let (mut position, mut key, mut obj) = (0, null_mut(), null_mut());
@@ -120,11 +123,17 @@ pub unsafe extern "C" fn still_growing(
             PyErr_SetString(PyExc_ValueError, c"_still_growing: not a table".as_ptr());
             return null_mut();
         };
-        if 1 + rows * WIDTH > size / 8 {
+        if rows
+            .checked_mul(WIDTH)
+            .is_none_or(|words| words >= size / 8)
+        {
             PyErr_SetString(
                 PyExc_ValueError,
                 c"_still_growing: a table cut short".as_ptr(),
             );
+            return null_mut();
+        }
+        if !keys_are_ints(objects) {
             return null_mut();
         }
         let split = split_counts();
@@ -152,6 +161,25 @@ pub unsafe extern "C" fn still_growing(
         kept[0] = ((kept.len() - 1) / WIDTH) as i64;
         as_bytes(&kept)
     }
+}
+
+/// Whether every key of `dict` is an `int` (an id), so that looking one up runs no Python
+/// code (an `__eq__` of a key could free what is being read); false with an error set.
+///
+/// # Safety
+/// The GIL is held and `dict` is a live dict.
+unsafe fn keys_are_ints(dict: *mut PyObject) -> bool {
+    let (mut position, mut key, mut value) = (0, null_mut(), null_mut());
+    // SAFETY: as the caller promises; the items are borrowed while the dict is not changed.
+    unsafe {
+        while PyDict_Next(dict, &mut position, &mut key, &mut value) != 0 {
+            if PyLong_CheckExact(key) == 0 {
+                PyErr_SetString(PyExc_TypeError, c"keys are ids: ints".as_ptr());
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// The table as a bytes object, a new reference (NULL with an error set).

@@ -256,9 +256,9 @@ unsafe fn set_item(dict: *mut PyObject, address: usize, value: *mut PyObject) ->
 
 /// `_labtrace._parents(roots)`: for `roots`, a list of `(name, object)`, the first object
 /// through which a breadth-first walk (`tp_traverse`, as `gc.get_referents` lists) reaches
-/// each object from them, as `{id: parent}`: a root's is its name, a `str` (no object with
-/// referents is one). Following parents gives the shortest chain from a root, as objgraph's
-/// back-reference chains do; a root reached first from another is not one.
+/// each object from them, as `({id: parent}, {id: a root's name})`. Following parents gives
+/// the shortest chain from a root, as objgraph's back-reference chains do; a root reached
+/// first from another is not one.
 ///
 /// # Safety
 /// Called by CPython with the GIL held and a live argument.
@@ -298,11 +298,13 @@ unsafe fn breadth_first(roots: *mut PyObject) -> *mut PyObject {
             );
             return null_mut();
         }
+        let mut names = Vec::new(); // each root's address and name; its parent is NULL
         for index in 0..listed {
             let pair = PyList_GetItem(roots, index);
             let (name, root) = (PyTuple_GetItem(pair, 0), PyTuple_GetItem(pair, 1));
             if let Entry::Vacant(entry) = parent.entry(root as usize) {
-                entry.insert(name);
+                entry.insert(null_mut());
+                names.push((root as usize, name));
                 queue.push_back(root);
             }
         }
@@ -317,16 +319,22 @@ unsafe fn breadth_first(roots: *mut PyObject) -> *mut PyObject {
                 }
             }
         }
-        let by_id = PyDict_New();
-        if by_id.is_null() {
+        let (by_id, root_names) = (PyDict_New(), PyDict_New());
+        let mut ok = !by_id.is_null() && !root_names.is_null();
+        for (&address, &obj) in &parent {
+            ok = ok && (obj.is_null() || set_item(by_id, address, obj));
+        }
+        for &(address, name) in &names {
+            ok = ok && set_item(root_names, address, name);
+        }
+        if !ok {
+            Py_XDECREF(by_id);
+            Py_XDECREF(root_names);
             return null_mut();
         }
-        for (&address, &obj) in &parent {
-            if !set_item(by_id, address, obj) {
-                Py_DECREF(by_id);
-                return null_mut();
-            }
-        }
-        by_id
+        let pair = PyTuple_Pack(2, by_id, root_names);
+        Py_DECREF(by_id);
+        Py_DECREF(root_names);
+        pair
     }
 }

@@ -537,7 +537,7 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 10] = [
             PyCFunction: heap::parents,
         },
         ml_flags: METH_O,
-        ml_doc: c"_parents(roots) -> {id: parent}: the shortest chains from [(name, object)] to every object they reach".as_ptr(),
+        ml_doc: c"_parents(roots) -> ({id: parent}, {id: name}): the shortest chains from [(name, object)] to every object they reach".as_ptr(),
     },
     PyMethodDef {
         ml_name: c"_count_rows".as_ptr(),

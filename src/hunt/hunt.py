@@ -101,7 +101,7 @@ class Hunt:
         self.existing = array.array("q")
         self.sites = SiteCounts()
         self.suite_growth = {}  # each metric's growth in each confirming run of the whole target
-        self.made = {}  # what the last confirming run made and left alive: see `blocks_made`
+        self.made = "[]"  # what the last confirming run made and left alive: see `blocks_made`
 
     def watch(self, index):
         # A watched name may only exist once the target has run (an attribute it sets, a
@@ -260,18 +260,16 @@ class Hunt:
             site: ((last - first) / runs, (last_size - first_size) / runs)
             for site, first, first_size, last, last_size in self.sites.rows()
         }
+        made = {}
+        for site, name, size, count in json.loads(self.made):
+            made.setdefault(site, []).append({"type": name, "size": size, "count": count})
         blocks = [
             {
                 "allocated": site,
                 "source": source_line(site),
                 "per_run": per_run,
                 "bytes_per_run": size,
-                "made": [
-                    {"type": name, "size": block, "count": count}
-                    for (name, block), count in sorted(
-                        self.made.get(site, {}).items(), key=lambda item: (-item[1], item[0])
-                    )
-                ][:5],
+                "made": sorted(made.get(site, []), key=lambda kind: (-kind["count"], kind["type"], kind["size"]))[:5],
             }
             for site, (per_run, size) in sorted(sites.items(), key=lambda item: -item[1][0])
             if per_run >= 1

@@ -5,6 +5,7 @@ behind (`LeftBehind`)."""
 
 import gc
 import inspect
+import json
 import os
 import reprlib
 import sys
@@ -55,17 +56,18 @@ class Roots:
             for name, root in list(sys.modules.items()) + list(extra.items())
             if root is not None and id(root) not in harness
         ]
-        self.parent = _labtrace._parents(roots)  # {id: the object it was reached from, or a root's name}
+        # {id: the object it was reached from}, {id: a root's name}
+        self.parent, self.root = _labtrace._parents(roots)
 
     def reaches(self, key):
-        return key in self.parent
+        return key in self.parent or key in self.root
 
     def chain(self, obj):
         path = [obj]
-        while not isinstance(self.parent[id(path[-1])], str):
+        while id(path[-1]) not in self.root:
             path.append(self.parent[id(path[-1])])
         path.reverse()
-        text = self.parent[id(path[0])]
+        text = self.root[id(path[0])]
         for parent, child in zip(path, path[1:]):
             text += step(parent, child)
         return text
@@ -328,17 +330,22 @@ def every_type():
 
 
 def blocks_made(alive):
-    """The objects `alive` lists with their blocks' sizes (`_labtrace._blocks_alive`), by
-    the line of the code under test that made them: {site: {(type, size): count}}. This
-    names the blocks a line leaked when no walk reaches them (a `str`, `bytes`)."""
+    """What `_labtrace._blocks_alive` found, `[(type, size, frames)]`, by the line of the
+    code under test that made each block, as one JSON text of `[site, type, size, count]`
+    rows: the hunt keeps no object of its own that the naming would count. This names the
+    blocks a line leaked when no walk reaches them (a `str`, `bytes`)."""
+    sites = {}  # frames -> site: a few lines make most of the blocks
     made = {}
-    for obj, size in alive:
-        traceback = object_traceback(obj)
-        site = traceback and user_frame(traceback)
+    for cls, size, frames in alive:
+        if frames is None:
+            continue
+        site = sites.get(frames, False)
+        if site is False:
+            site = sites[frames] = user_frame(tracemalloc.Traceback(frames))
         if site:
-            kinds = made.setdefault(site, {})
-            kinds[type_name(obj), size] = kinds.get((type_name(obj), size), 0) + 1
-    return made
+            key = (site, cls.__qualname__, size)
+            made[key] = made.get(key, 0) + 1
+    return json.dumps([[*key, count] for key, count in made.items()])
 
 
 def unreachable(key, reachable, roots):
