@@ -424,6 +424,28 @@ fn leaked_blocks_are_named_by_type_and_size() {
     assert_eq!(named, expected, "{text}");
 }
 
+/// What holds a leaked object is named from its module, through any object on the way: an
+/// instance of a `str` subclass was once taken for the name of a module.
+#[test]
+fn a_chain_through_a_str_subclass_starts_at_its_module() {
+    let result = findings(
+        "fixtures/hunt",
+        &["-m", "unittest", "test_str_subclass_holds"],
+        1,
+    );
+    let boxes: Vec<&serde_json::Value> = result["findings"]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|found| found["type"] == "Box")
+        .collect();
+    assert!(!boxes.is_empty(), "{result}");
+    for found in boxes {
+        let chain = found["chain"].as_str().unwrap();
+        assert!(chain.starts_with("test_str_subclass_holds.TAG"), "{found}");
+    }
+}
+
 #[test]
 fn a_clean_test_module_is_clean() {
     let output = hunt("fixtures/hunt", &["-m", "unittest", "test_clean"]);
