@@ -446,6 +446,23 @@ fn a_chain_through_a_str_subclass_starts_at_its_module() {
     }
 }
 
+/// A target that calls the block watch's own functions (before any watch, with bad
+/// arguments, leaving a watch of its own on) is hunted all the same: its leak is found at
+/// its line, only not named by type.
+#[test]
+fn a_target_meddling_with_the_block_watch_is_hunted_all_the_same() {
+    let result = findings(
+        "fixtures/hunt",
+        &["-m", "unittest", "test_meddles_with_the_block_watch"],
+        1,
+    );
+    let sites = &result["findings"]["sites"];
+    assert_eq!(
+        sites[0]["allocated"], "test_meddles_with_the_block_watch.py:20",
+        "{sites}"
+    );
+}
+
 #[test]
 fn a_clean_test_module_is_clean() {
     let output = hunt("fixtures/hunt", &["-m", "unittest", "test_clean"]);

@@ -32,6 +32,14 @@ struct Allocator {
 }
 
 impl Allocator {
+    const EMPTY: Allocator = Allocator {
+        ctx: null_mut(),
+        malloc: None,
+        calloc: None,
+        realloc: None,
+        free: None,
+    };
+
     /// Its five words, to compare allocators by.
     fn words(&self) -> [usize; 5] {
         [
@@ -196,57 +204,58 @@ pub unsafe extern "C" fn watch_blocks(
         THREAD_STATE.store(get.unwrap_or(null_mut()), Ordering::Release);
     }
     let interpreter = current_interpreter();
-    // No Python object is made while the lock is held: the watch would wait for itself.
-    let Ok(mut watch) = WATCH.lock() else {
+    // Neither a Python object is made nor the allocator read or set while the lock is held:
+    // the watch would wait for itself, or for CPython's own lock (which can let the GIL go).
+    let Ok(watching) = WATCH.lock().map(|mut watch| match watch.as_mut() {
+        Some(watch) if record == 0 => {
+            watch.recording = false;
+            true
+        }
+        watch => watch.is_some(),
+    }) else {
         return raise("the block watch was poisoned");
     };
-    let refused = match (watch.as_mut(), record == 1) {
-        (Some(watching), false) => {
-            watching.recording = false;
-            None
+    if record == 1 {
+        if watching {
+            return raise("blocks are watched already");
         }
-        (None, true) if interpreter == 0 => Some("no thread state to tell interpreters apart"),
-        (None, true) => {
-            let mut under = Allocator {
-                ctx: null_mut(),
-                malloc: None,
-                calloc: None,
-                realloc: None,
-                free: None,
-            };
-            // SAFETY: the GIL is held, as CPython asks of both calls.
-            unsafe { PyMem_GetAllocator(OBJECT_DOMAIN, &mut under) };
-            let kept = UNDER.load(Ordering::Acquire);
-            // SAFETY: a kept allocator is never freed.
-            if kept.is_null() || unsafe { (*kept).words() } != under.words() {
-                // One for each allocator a watch was set over (a few), kept for good.
-                UNDER.store(Box::into_raw(Box::new(under)), Ordering::Release);
-            }
-            // The context is the one under the watch: a thread that reads the functions
-            // while they change, with either context, calls them right.
-            let mut ours = Allocator {
-                ctx: under.ctx,
-                malloc: Some(watched_malloc),
-                calloc: Some(watched_calloc),
-                realloc: Some(watched_realloc),
-                free: Some(watched_free),
-            };
-            *watch = Some(Watch {
-                alive: AddressMap::default(),
-                recording: true,
-                interpreter,
-                installed: ours.malloc.map_or(0, |malloc| malloc as usize),
-            });
-            // SAFETY: as above; the watch and the allocator under it are set first.
-            unsafe { PyMem_SetAllocator(OBJECT_DOMAIN, &mut ours) };
-            None
+        if interpreter == 0 {
+            return raise("no thread state to tell interpreters apart");
         }
-        (Some(_), true) => Some("blocks are watched already"),
-        (None, false) => None, // nothing to stop
-    };
-    drop(watch);
-    if let Some(refused) = refused {
-        return raise(refused);
+        let mut under = Allocator::EMPTY;
+        // SAFETY: the GIL is held, as CPython asks of both calls.
+        unsafe { PyMem_GetAllocator(OBJECT_DOMAIN, &mut under) };
+        let kept = UNDER.load(Ordering::Acquire);
+        // SAFETY: a kept allocator is never freed.
+        if kept.is_null() || unsafe { (*kept).words() } != under.words() {
+            // One for each allocator a watch was set over (a few), kept for good.
+            UNDER.store(Box::into_raw(Box::new(under)), Ordering::Release);
+        }
+        // The context is the one under the watch: a thread that reads the functions while
+        // they change, with either context, calls them right.
+        let mut ours = Allocator {
+            ctx: under.ctx,
+            malloc: Some(watched_malloc),
+            calloc: Some(watched_calloc),
+            realloc: Some(watched_realloc),
+            free: Some(watched_free),
+        };
+        let Ok(mut watch) = WATCH.lock() else {
+            return raise("the block watch was poisoned");
+        };
+        if watch.is_some() {
+            drop(watch);
+            return raise("blocks are watched already");
+        }
+        *watch = Some(Watch {
+            alive: AddressMap::default(),
+            recording: true,
+            interpreter,
+            installed: ours.malloc.map_or(0, |malloc| malloc as usize),
+        });
+        drop(watch);
+        // SAFETY: as above; the watch and the allocator under it are set first.
+        unsafe { PyMem_SetAllocator(OBJECT_DOMAIN, &mut ours) };
     }
     // SAFETY: Py_None is static; the caller gets a new reference.
     unsafe { Py_NewRef(Py_None()) }
@@ -347,11 +356,11 @@ unsafe fn named(alive: &AddressMap<usize>, types: *mut PyObject) -> *mut PyObjec
 /// profiler may sit on top and call the watch), it stays, keeping nothing, so that what is
 /// over it can still call it.
 fn end_watch() -> Option<Watch> {
-    let mut watch = WATCH.lock().ok()?;
-    let mut current = under();
+    let installed = WATCH.lock().ok()?.as_ref()?.installed;
+    let mut current = Allocator::EMPTY;
     // SAFETY: the GIL is held by the caller; this reads the allocator and makes nothing.
     unsafe { PyMem_GetAllocator(OBJECT_DOMAIN, &mut current) };
-    let installed = watch.as_ref()?.installed;
+    let mut watch = WATCH.lock().ok()?;
     if current.malloc.map_or(0, |malloc| malloc as usize) == installed {
         return watch.take();
     }
