@@ -112,16 +112,21 @@ fn current_interpreter() -> usize {
     }
 }
 
+impl Watch {
+    /// Whether a block the calling thread makes now is kept. The thread's interpreter is
+    /// asked only while recording: after, every allocation of the measuring passes here.
+    fn keeps_new(&self) -> bool {
+        self.recording && self.interpreter == current_interpreter()
+    }
+}
+
 fn made(block: *mut c_void, size: usize) {
     if block.is_null() {
         return;
     }
-    let interpreter = current_interpreter();
     if let Ok(mut watch) = WATCH.lock() {
-        if let Some(watch) = watch.as_mut() {
-            if watch.recording && watch.interpreter == interpreter {
-                watch.alive.insert(block as usize, size);
-            }
+        if let Some(watch) = watch.as_mut().filter(|watch| watch.keeps_new()) {
+            watch.alive.insert(block as usize, size);
         }
     }
 }
@@ -153,12 +158,11 @@ unsafe extern "C" fn watched_realloc(
     if block.is_null() {
         return block; // `old` is untouched
     }
-    let interpreter = current_interpreter();
     if let Ok(mut watch) = WATCH.lock() {
         if let Some(watch) = watch.as_mut() {
             // A block made while recording stays watched when it moves.
             let kept = watch.alive.remove(&(old as usize)).is_some();
-            if kept || watch.recording && watch.interpreter == interpreter {
+            if kept || watch.keeps_new() {
                 watch.alive.insert(block as usize, size);
             }
         }

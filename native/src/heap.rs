@@ -225,14 +225,25 @@ unsafe fn as_dicts(objects: &AddressMap<*mut PyObject>, seen: &AddressMap<usize>
             ok = ok && !count.is_null() && set_item(counts, address, count);
             Py_XDECREF(count);
         }
-        if !ok {
-            Py_XDECREF(by_id);
-            Py_XDECREF(counts);
-            return null_mut();
-        }
-        let pair = PyTuple_Pack(2, by_id, counts);
-        Py_DECREF(by_id);
-        Py_DECREF(counts);
+        pair_of(ok, by_id, counts)
+    }
+}
+
+/// `(first, second)`, a new reference taking over both of them; NULL (releasing them) when
+/// `filled` is false, an error being set.
+///
+/// # Safety
+/// The GIL is held; `first` and `second` are new references, or NULL with `filled` false.
+unsafe fn pair_of(filled: bool, first: *mut PyObject, second: *mut PyObject) -> *mut PyObject {
+    // SAFETY: as the caller promises; the tuple takes references of its own.
+    unsafe {
+        let pair = if filled {
+            PyTuple_Pack(2, first, second)
+        } else {
+            null_mut()
+        };
+        Py_XDECREF(first);
+        Py_XDECREF(second);
         pair
     }
 }
@@ -327,14 +338,6 @@ unsafe fn breadth_first(roots: *mut PyObject) -> *mut PyObject {
         for &(address, name) in &names {
             ok = ok && set_item(root_names, address, name);
         }
-        if !ok {
-            Py_XDECREF(by_id);
-            Py_XDECREF(root_names);
-            return null_mut();
-        }
-        let pair = PyTuple_Pack(2, by_id, root_names);
-        Py_DECREF(by_id);
-        Py_DECREF(root_names);
-        pair
+        pair_of(ok, by_id, root_names)
     }
 }
