@@ -62,9 +62,10 @@ from hunt_targets import make_target, resolve
 send = lab._send
 # The exit status that says a --watch name never resolved (the target itself was fine).
 WATCH_NOT_FOUND = 3
-# Totals that grow with any leak; a growth of theirs nothing explains gets more runs.
+# Totals that grow with any leak; a growth of theirs nothing explains must go on for this
+# many confirming runs (on 3.10 the blocks of a clean suite grow for 9 under tracing).
 TOTALS = {"allocated blocks", "total refcount"}
-EXTRA_CONFIRM = 6
+SLOW_CACHE_RUNS = 12
 # Frames tracemalloc keeps per allocation: the innermost only. Each more frame costs (a
 # deep test suite ran 4.5 times slower with one frame, 26 times with eight), and the line
 # that made an object is the one to show.
@@ -100,7 +101,7 @@ class Hunt:
         self.growing = GrowingCounts()
         self.existing = array.array("q")
         self.sites = SiteCounts()
-        self.suite_growth = {}  # each metric's growth in each confirming run of the whole target
+        self.suite_growth = {}  # growth per metric in the measured runs of the whole target
         self.made = "[]"  # what the last confirming run made and left alive: see `blocks_made`
 
     def watch(self, index):
@@ -196,31 +197,32 @@ class Hunt:
         if not suspects and not len(self.growing):
             return
         # Confirm with tracemalloc on, which also says where the leaked memory came from.
-        # The first traced run is a warm-up: code first run under tracing keeps a few blocks
-        # (and so does holding the growing objects).
+        # The last measured run is the baseline of the first confirming one, which also
+        # keeps what tracing keeps once (and so does holding the growing objects): a site
+        # must grow in every confirming run, a total in every one.
         scanned(self.growing.hold)
         self.existing = ids_of_types(m[len("objects: "):] for m in suspects if m.startswith("objects: "))
         tracemalloc.start(TRACE_FRAMES)
-        start = warmup + repeat
-        for index in range(start, start + 1 + confirm):
-            phase = "confirming" if index > start else "tracing warm-up"
+        self.sites.update()  # the baseline: nothing made by the target is traced yet
+        start = warmup + repeat - 1
+        for index in range(start + 1, start + 1 + confirm):
             # The last also names the blocks that leaked, by line, type and size.
             last = index == start + confirm
-            self.repetition(index, phase, series, follow=self.growing.update_held, watch_blocks=last)
+            self.repetition(index, "confirming", series, follow=self.growing.update_held, watch_blocks=last)
         confirmed = series.leaking(start, confirming=True) & suspects
         findings = self.name(confirmed, confirm)
         tracemalloc.stop()
         if confirmed & TOTALS and not findings["sites"] and not findings["objects"]:
             # Nothing named: a slow cache of the interpreter's or the test runner's (3.10
             # has some) grows for a while, then stops. Make sure it does not.
-            end = start + 1 + confirm
-            for index in range(end, end + EXTRA_CONFIRM):
+            for index in range(start + 1 + confirm, start + 1 + SLOW_CACHE_RUNS):
                 self.repetition(index, "confirming", series)
-            confirmed = series.leaking(start, confirming=True) & suspects
-        # Growth between confirming runs only: the tracing warm-up keeps a few blocks of its
-        # own (ujson's suite: +3, +2, +2 from it, +2, +2 without), and that noise alone would
-        # send the whole rest of the suite through five more runs.
-        self.suite_growth = series.growth(start + 1)
+                confirmed = series.leaking(start, confirming=True) & suspects
+                if not confirmed & TOTALS:
+                    break
+        # Growth in the measured runs but the first, which often still carries a warm-up's
+        # (ujson's suite: +7, +2, +2), untraced as the runs of parts of the suite are.
+        self.suite_growth = series.growth(warmup, warmup + repeat)
         if self.tests and (confirmed or findings["objects"]):
             findings["tests"] = self.attribute(confirmed, findings)
         self.name_lines(findings)
@@ -254,8 +256,8 @@ class Hunt:
         with Reachable() as reachable:
             roots = Roots(self.target.roots())
             existing = set(self.existing)
-            objects = self.references(reachable, roots, confirmed, existing, self.config["repeat"] + 1 + runs)
-            objects += self.new_objects(reachable, roots, confirmed, existing, 1 + runs)
+            objects = self.references(reachable, roots, confirmed, existing, self.config["repeat"] + runs)
+            objects += self.new_objects(reachable, roots, confirmed, existing, runs)
         sites = {
             site: ((last - first) / runs, (last_size - first_size) / runs)
             for site, first, first_size, last, last_size in self.sites.rows()
@@ -306,8 +308,8 @@ class Hunt:
         """Objects of the types that leaked, made in the traced runs and still alive, at
         least one a run: where they were made, how many, and what keeps them.
 
-        The first traced run (the warm-up) may reuse memory freed before tracing began (a
-        free list's): its objects can lack a traceback. So a site needs one object per
+        The first traced run may reuse memory freed before tracing began (3.10 keeps a frame
+        for each code object): its objects can lack a traceback. So a site needs one object per
         confirming run, and one fewer than `runs` makes it a site of one a run."""
         leaking_types = {m[len("objects: "):] for m in confirmed if m.startswith("objects: ")}
         groups = {}

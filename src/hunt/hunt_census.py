@@ -239,9 +239,10 @@ class Series:
         values.update(event.get("followed", {}))
         self.text = json.dumps(json.loads(self.text) + [values])
 
-    def growth(self, start):
-        """Each metric's growth in each run from `start` on (the metrics all runs have)."""
-        runs = json.loads(self.text)[start:]
+    def growth(self, start, end=None):
+        """Each metric's growth in each run from `start` on, to `end` (the metrics all those
+        runs have)."""
+        runs = json.loads(self.text)[start:end]
         names = set(runs[0])
         for values in runs:
             names &= set(values)

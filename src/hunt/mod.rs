@@ -122,13 +122,14 @@ pub struct Leak {
 }
 
 impl Leak {
-    /// Growth per run: in the confirming runs when there were some (the first measured
-    /// run often still carries a warm-up's growth), else in the measured runs.
+    /// Growth per run: in the confirming runs but the first (which also keeps what tracing
+    /// keeps once), else in the measured runs (the first of which often still carries a
+    /// warm-up's growth).
     pub fn per_run(&self) -> f64 {
-        let deltas = if self.confirming.is_empty() {
-            &self.deltas
-        } else {
-            &self.confirming
+        let deltas = match self.confirming.as_slice() {
+            [] => &self.deltas,
+            [only] => std::slice::from_ref(only),
+            [_, rest @ ..] => rest,
         };
         deltas.iter().sum::<i64>() as f64 / deltas.len() as f64
     }

@@ -107,7 +107,13 @@ fn header(out: &mut String, hunt: &Hunt) {
             config.repeat,
             match confirming {
                 0 => String::new(),
-                n => format!(", then 1 to warm tracemalloc up and {n} to confirm"),
+                n if n > config.confirm => {
+                    format!(
+                        ", then {n} to confirm (the first {} with tracemalloc on)",
+                        config.confirm
+                    )
+                }
+                n => format!(", then {n} with tracemalloc on to confirm"),
             }
         ),
     );

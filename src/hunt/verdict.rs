@@ -208,6 +208,23 @@ mod tests {
     }
 
     #[test]
+    fn growth_per_run_leaves_out_the_first_confirming_run() {
+        // That run also keeps what starting tracemalloc keeps once (3.14: +10, +3, +3).
+        let leak = Leak {
+            metric: BLOCKS.into(),
+            values: Vec::new(),
+            deltas: vec![8, 3, 3],
+            confirming: vec![10, 3, 3],
+        };
+        assert_eq!(leak.per_run(), 3.0);
+        let unconfirmed = Leak {
+            confirming: Vec::new(),
+            ..leak
+        };
+        assert_eq!(unconfirmed.per_run(), 14.0 / 3.0);
+    }
+
+    #[test]
     fn one_dip_in_the_confirming_runs_does_not_clear_a_steady_total_refcount_leak() {
         // Measured on python3.11-dbg (issue 22): +15, +6, +6, then confirming with a dip.
         let totals = [0, 15, 21, 27, 42, 50, 56, 51, 57, 63, 69, 75, 81];
