@@ -210,8 +210,18 @@ class Hunt:
             last = index == start + confirm
             self.repetition(index, "confirming", series, follow=self.growing.update_held, watch_blocks=last)
         confirmed = series.leaking(start, confirming=True) & suspects
-        findings = self.name(confirmed, confirm)
-        tracemalloc.stop()
+        # Where the new objects were made is read while tracemalloc traces; the naming walks
+        # every object after it stops, in a third of the time. The collector waits until the
+        # walk, so that no id read before it names another object by then.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            made_at = self.made_at(confirmed)
+            tracemalloc.stop()
+            findings = self.name(confirmed, confirm, made_at)
+        finally:
+            if collecting:
+                gc.enable()
         if confirmed & TOTALS and not findings["sites"] and not findings["objects"]:
             # Nothing named: a slow cache of the interpreter's or the test runner's (3.10
             # has some) grows for a while, then stops. Make sure it does not.
@@ -250,14 +260,14 @@ class Hunt:
             follower.follow(lambda: self.target.run(tests))
             found["left_by"] = follower.lines()
 
-    def name(self, confirmed, runs):
+    def name(self, confirmed, runs, made_at):
         """The leaked objects and allocation sites behind the confirmed leaks."""
         self.growing.release()
         with Reachable() as reachable:
             roots = Roots(self.target.roots())
             existing = set(self.existing)
             objects = self.references(reachable, roots, confirmed, existing, self.config["repeat"] + runs)
-            objects += self.new_objects(reachable, roots, confirmed, existing, runs)
+            objects += self.new_objects(reachable, roots, made_at, runs)
         sites = {
             site: ((last - first) / runs, (last_size - first_size) / runs)
             for site, first, first_size, last, last_size in self.sites.rows()
@@ -304,22 +314,33 @@ class Hunt:
             self.followed["references to " + found["repr"]] = obj  # while looking for the tests
         return objects
 
-    def new_objects(self, reachable, roots, confirmed, existing, runs):
+    def made_at(self, confirmed):
+        """The objects of the types that leaked, made in the traced runs: by id, their
+        type's id and the line that made them. Only ints and new texts, which take no
+        reference to anything the naming counts."""
+        leaking_types = {m[len("objects: "):] for m in confirmed if m.startswith("objects: ")}
+        existing = set(self.existing)
+        found = {}
+        for obj in gc.get_objects():
+            if type_name(obj) in leaking_types and id(obj) not in existing:
+                traceback = object_traceback(obj)
+                found[id(obj)] = (id(type(obj)), (traceback and user_frame(traceback)) or "")
+        obj = None  # the loop's last object: not a reference to keep
+        return found
+
+    def new_objects(self, reachable, roots, made_at, runs):
         """Objects of the types that leaked, made in the traced runs and still alive, at
         least one a run: where they were made, how many, and what keeps them.
 
         The first traced run may reuse memory freed before tracing began (3.10 keeps a frame
         for each code object): its objects can lack a traceback. So a site needs one object per
         confirming run, and one fewer than `runs` makes it a site of one a run."""
-        leaking_types = {m[len("objects: "):] for m in confirmed if m.startswith("objects: ")}
         groups = {}
-        for obj in gc.get_objects():
-            name = type_name(obj)
+        for key, (type_id, site) in made_at.items():
+            obj = reachable.objects.get(key)
             # Objects the scan did not see are the naming's own (Roots' tuples).
-            if name in leaking_types and id(obj) not in existing and id(obj) in reachable.objects:
-                traceback = object_traceback(obj)
-                site = traceback and user_frame(traceback)
-                groups.setdefault((name, site or ""), []).append(id(obj))
+            if obj is not None and id(type(obj)) == type_id:
+                groups.setdefault((type_name(obj), site), []).append(key)
         obj = None  # the loop's last object: not a reference to count
         objects = []
         for (name, site), keys in sorted(groups.items()):
