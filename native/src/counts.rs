@@ -8,6 +8,7 @@
 //! A count is read as the dict the object comes from holds it, the same way every time.
 
 use crate::frames::python_minor;
+use crate::heap::{reach, AddressMap};
 use pyo3_ffi::*;
 use std::ffi::{c_char, c_void};
 use std::ptr::null_mut;
@@ -112,37 +113,15 @@ pub unsafe extern "C" fn still_growing(
         {
             return null_mut();
         }
-        let size = PyBytes_Size(table) as usize;
-        let start = PyBytes_AsString(table).cast::<u8>();
-        let word = |index: usize| -> Option<i64> {
-            let at = index * 8;
-            // Inside the bytes object's `size` bytes (read as bytes: no alignment asked).
-            (at + 8 <= size).then(|| i64::from_ne_bytes(*start.add(at).cast::<[u8; 8]>()))
-        };
-        let Some(rows) = word(0).and_then(|rows| usize::try_from(rows).ok()) else {
-            PyErr_SetString(PyExc_ValueError, c"_still_growing: not a table".as_ptr());
+        let Some(rows) = rows_of(table) else {
             return null_mut();
         };
-        if rows
-            .checked_mul(WIDTH)
-            .is_none_or(|words| words >= size / 8)
-        {
-            PyErr_SetString(
-                PyExc_ValueError,
-                c"_still_growing: a table cut short".as_ptr(),
-            );
-            return null_mut();
-        }
         if !keys_are_ints(objects) {
             return null_mut();
         }
         let split = split_counts();
         let mut kept = vec![0_i64];
-        for row in 0..rows {
-            let mut fields = [0_i64; WIDTH];
-            for (index, field) in fields.iter_mut().enumerate() {
-                *field = word(1 + row * WIDTH + index).unwrap_or_default();
-            }
+        for mut fields in rows {
             let key = PyLong_FromVoidPtr(fields[0] as usize as *mut c_void);
             if key.is_null() {
                 return null_mut();
@@ -160,6 +139,121 @@ pub unsafe extern "C" fn still_growing(
         }
         kept[0] = ((kept.len() - 1) / WIDTH) as i64;
         as_bytes(&kept)
+    }
+}
+
+/// `_labtrace._still_growing_walked(table, tracked, running, code_type)`: `_still_growing`
+/// over what a walk as `_scan`'s reaches now, without making its `{id: object}` dict
+/// (most of the walk's cost). A count is read as that dict would hold it: less the
+/// references the walk itself holds (`tracked`'s, and the code objects' members it took),
+/// plus the dict's one.
+///
+/// # Safety
+/// Called by CPython with the GIL held and a live argument tuple.
+pub unsafe extern "C" fn still_growing_walked(
+    _module: *mut PyObject,
+    args: *mut PyObject,
+) -> *mut PyObject {
+    let (mut table, mut tracked, mut running, mut code_type) =
+        (null_mut(), null_mut(), null_mut(), null_mut());
+    // SAFETY: the GIL is held; the parsed objects are borrowed from `args`. The collector is
+    // off and no Python code runs from the walk to the last count, so every object reached
+    // is live while it is read.
+    unsafe {
+        if PyArg_ParseTuple(
+            args,
+            c"O!O!OO:_still_growing_walked".as_ptr(),
+            &raw mut PyBytes_Type,
+            &mut table,
+            &raw mut PyList_Type,
+            &mut tracked,
+            &mut running,
+            &mut code_type,
+        ) == 0
+        {
+            return null_mut();
+        }
+        let Some(rows) = rows_of(table) else {
+            return null_mut();
+        };
+        let collecting = PyGC_Disable();
+        let kept = reach(tracked, running, code_type).map(|reached| {
+            let mut held_by_walk: AddressMap<i64> = AddressMap::default();
+            for index in 0..PyList_Size(tracked) {
+                *held_by_walk
+                    .entry(PyList_GetItem(tracked, index) as usize)
+                    .or_insert(0) += 1;
+            }
+            for &member in &reached.members {
+                *held_by_walk.entry(member as usize).or_insert(0) += 1;
+            }
+            let split = split_counts();
+            let mut kept = vec![0_i64];
+            for mut fields in rows {
+                let address = fields[0] as usize;
+                let Some(&obj) = reached.objects.get(&address) else {
+                    continue;
+                };
+                if Py_TYPE(obj) as i64 != fields[1] {
+                    continue;
+                }
+                let references =
+                    count(obj, split) - held_by_walk.get(&address).copied().unwrap_or(0) + 1;
+                if references > fields[3] {
+                    fields[3] = references;
+                    kept.extend(fields);
+                }
+            }
+            kept[0] = ((kept.len() - 1) / WIDTH) as i64;
+            kept
+        });
+        if collecting == 1 {
+            PyGC_Enable();
+        }
+        match kept {
+            Some(kept) => as_bytes(&kept),
+            None => null_mut(),
+        }
+    }
+}
+
+/// The rows of a table made by `_count_rows`; None with an error set when `table` is not
+/// one.
+///
+/// # Safety
+/// The GIL is held and `table` is a live bytes object.
+unsafe fn rows_of(table: *mut PyObject) -> Option<Vec<[i64; WIDTH]>> {
+    // SAFETY: as the caller promises; every read is within the object's `size` bytes.
+    unsafe {
+        let size = PyBytes_Size(table) as usize;
+        let start = PyBytes_AsString(table).cast::<u8>();
+        // Read as bytes: no alignment asked.
+        let word = |index: usize| i64::from_ne_bytes(*start.add(index * 8).cast::<[u8; 8]>());
+        let Some(rows) = (size >= 8)
+            .then(|| word(0))
+            .and_then(|rows| usize::try_from(rows).ok())
+        else {
+            PyErr_SetString(
+                PyExc_ValueError,
+                c"not a table of hunt's growing counts".as_ptr(),
+            );
+            return None;
+        };
+        if rows
+            .checked_mul(WIDTH)
+            .is_none_or(|words| words >= size / 8)
+        {
+            PyErr_SetString(
+                PyExc_ValueError,
+                c"a table of hunt's growing counts cut short".as_ptr(),
+            );
+            return None;
+        }
+        Some(
+            (0..rows)
+                .map(|row| std::array::from_fn(|field| word(1 + row * WIDTH + field)))
+                .collect(),
+        )
     }
 }
 

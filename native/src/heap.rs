@@ -117,23 +117,60 @@ unsafe fn walk(
     running: *mut PyObject,
     code_type: *mut PyObject,
 ) -> *mut PyObject {
-    // SAFETY: as in `scan`.
+    // SAFETY: as the caller promises; the objects reached stay live while `reached` is.
     unsafe {
-        let Some(running) = addresses(running) else {
-            return null_mut();
-        };
+        match reach(tracked, running, code_type) {
+            Some(reached) => as_dicts(&reached.objects, &reached.seen),
+            None => null_mut(),
+        }
+    }
+}
+
+/// What a walk reached: every object by address, and how many references to each the
+/// walk saw. It owns the code objects' constants and names it walked through (they are
+/// released when it is dropped, the GIL held), so each address stays a live object while
+/// the collector is off and no Python code runs.
+pub(crate) struct Reached {
+    pub(crate) objects: AddressMap<*mut PyObject>,
+    pub(crate) seen: AddressMap<usize>,
+    pub(crate) members: Vec<*mut PyObject>,
+}
+
+impl Drop for Reached {
+    fn drop(&mut self) {
+        for &member in &self.members {
+            // SAFETY: a new reference `reach` took, the GIL held by whoever walked.
+            unsafe { Py_DECREF(member) };
+        }
+    }
+}
+
+/// The walk of [`scan`]: every object in the list `tracked`, and everything those refer
+/// to; None with an error set.
+///
+/// # Safety
+/// The GIL is held, the collector is off, and the arguments are live.
+pub(crate) unsafe fn reach(
+    tracked: *mut PyObject,
+    running: *mut PyObject,
+    code_type: *mut PyObject,
+) -> Option<Reached> {
+    // SAFETY: as the caller promises: nothing reached is freed while the walk runs.
+    unsafe {
+        let running = addresses(running)?;
         let listed = PyList_Size(tracked);
-        let mut objects: AddressMap<*mut PyObject> = AddressMap::default();
+        let mut reached = Reached {
+            objects: AddressMap::default(),
+            seen: AddressMap::default(),
+            members: Vec::new(),
+        };
         let mut todo = Vec::with_capacity(listed as usize);
         for index in 0..listed {
             let obj = PyList_GetItem(tracked, index);
-            objects.insert(obj as usize, obj);
+            reached.objects.insert(obj as usize, obj);
             todo.push(obj);
         }
-        let mut seen: AddressMap<usize> = AddressMap::default();
-        let mut members = Vec::new(); // the code objects' constants and names, owned
         let mut found = Vec::new();
-        let mut failed = false;
         while let Some(referrer) = todo.pop() {
             if running.contains(&(referrer as usize)) {
                 continue;
@@ -143,14 +180,10 @@ unsafe fn walk(
                 for name in [c"co_consts", c"co_names"] {
                     let member = PyObject_GetAttrString(referrer, name.as_ptr());
                     if member.is_null() {
-                        failed = true;
-                        break;
+                        return None;
                     }
-                    members.push(member);
+                    reached.members.push(member);
                     found.push(member);
-                }
-                if failed {
-                    break;
                 }
             } else {
                 referents(referrer, &mut found);
@@ -160,22 +193,14 @@ unsafe fn walk(
                 if referent == tracked {
                     continue;
                 }
-                *seen.entry(key).or_insert(0) += 1;
-                if let Entry::Vacant(entry) = objects.entry(key) {
+                *reached.seen.entry(key).or_insert(0) += 1;
+                if let Entry::Vacant(entry) = reached.objects.entry(key) {
                     entry.insert(referent);
                     todo.push(referent);
                 }
             }
         }
-        let result = if failed {
-            null_mut()
-        } else {
-            as_dicts(&objects, &seen)
-        };
-        for member in members {
-            Py_DECREF(member);
-        }
-        result
+        Some(reached)
     }
 }
 

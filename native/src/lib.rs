@@ -45,6 +45,7 @@ mod pytype;
 mod refcount;
 mod safe;
 mod table;
+mod tally;
 mod trace;
 
 use pyo3_ffi::compat::*;
@@ -497,7 +498,7 @@ pub(crate) unsafe fn traced_as(obj: *mut PyObject) -> Option<(&'static CStr, u64
     }
 }
 
-static mut LAB_TRACE_METHODS: [PyMethodDef; 10] = [
+static mut LAB_TRACE_METHODS: [PyMethodDef; 13] = [
     PyMethodDef {
         ml_name: c"_emit".as_ptr(),
         ml_meth: PyMethodDefPointer {
@@ -540,6 +541,22 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 10] = [
         ml_doc: c"_parents(roots) -> ({id: parent}, {id: name}): the shortest chains from [(name, object)] to every object they reach".as_ptr(),
     },
     PyMethodDef {
+        ml_name: c"_census".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: tally::census,
+        },
+        ml_flags: METH_VARARGS,
+        ml_doc: c"_census(objects) -> {type name: count}: hunt's count of live objects per type".as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_count_traces".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: tally::count_traces,
+        },
+        ml_flags: METH_VARARGS,
+        ml_doc: c"_count_traces(traces) -> {frames: (blocks, bytes)}: tracemalloc's live blocks per traceback".as_ptr(),
+    },
+    PyMethodDef {
         ml_name: c"_count_rows".as_ptr(),
         ml_meth: PyMethodDefPointer {
             PyCFunction: counts::count_rows,
@@ -554,6 +571,14 @@ static mut LAB_TRACE_METHODS: [PyMethodDef; 10] = [
         },
         ml_flags: METH_VARARGS,
         ml_doc: c"_still_growing(table, objects) -> table: the rows whose object gained references since".as_ptr(),
+    },
+    PyMethodDef {
+        ml_name: c"_still_growing_walked".as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunction: counts::still_growing_walked,
+        },
+        ml_flags: METH_VARARGS,
+        ml_doc: c"_still_growing_walked(table, tracked, running, code_type) -> table: _still_growing over a walk as _scan's".as_ptr(),
     },
     PyMethodDef {
         ml_name: c"_watch_blocks".as_ptr(),

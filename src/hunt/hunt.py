@@ -189,9 +189,10 @@ class Hunt:
         for index in range(warmup + repeat):
             if index < baseline:
                 follow = None
+            elif index == baseline:
+                follow = lambda: scanned(self.growing.start)  # noqa: E731
             else:
-                step = self.growing.start if index == baseline else self.growing.update
-                follow = lambda: scanned(step)  # noqa: E731
+                follow = self.growing.update
             self.repetition(index, "warm-up" if index < warmup else "measured", series, follow=follow)
         suspects = series.leaking(baseline)
         if not suspects and not len(self.growing):

@@ -16,7 +16,7 @@ import types
 import _labtrace
 import lab
 from hunt_census import settle, type_name
-from hunt_paths import relative, source_line, user_frame
+from hunt_paths import relative, source_line, user_site
 
 # Py_TPFLAGS_MANAGED_DICT (3.11+): a type whose instances keep their __dict__ before them.
 MANAGED_DICT = 1 << 4
@@ -341,7 +341,7 @@ def blocks_made(alive):
             continue
         site = sites.get(frames, False)
         if site is False:
-            site = sites[frames] = user_frame(tracemalloc.Traceback(frames))
+            site = sites[frames] = user_site(frames)
         if site:
             key = (site, cls.__qualname__, size)
             made[key] = made.get(key, 0) + 1

@@ -24,9 +24,15 @@ def harness_file(filename):
 
 def user_frame(traceback):
     """The innermost frame of the code under test, as `file:line`, or None."""
-    for frame in reversed(traceback):  # tracemalloc lists the oldest call first
-        if not harness_file(frame.filename):
-            return "%s:%d" % (relative(frame.filename), frame.lineno)
+    # A Traceback lists the oldest call first.
+    return user_site((frame.filename, frame.lineno) for frame in reversed(traceback))
+
+
+def user_site(frames):
+    """`user_frame` of (file, line) pairs, the innermost first (as tracemalloc keeps them)."""
+    for filename, lineno in frames:
+        if not harness_file(filename):
+            return "%s:%d" % (relative(filename), lineno)
     return None
 
 
