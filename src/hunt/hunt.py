@@ -207,9 +207,10 @@ class Hunt:
         self.sites.update()  # the baseline: nothing made by the target is traced yet
         start = warmup + repeat - 1
         for index in range(start + 1, start + 1 + confirm):
-            # The last also names the blocks that leaked, by line, type and size.
-            last = index == start + confirm
-            self.repetition(index, "confirming", series, follow=self.growing.update_held, watch_blocks=last)
+            # The last also names the blocks that leaked, by line, type and size (when blocks
+            # are what grew: only then are their lines reported).
+            name_blocks = index == start + confirm and "allocated blocks" in suspects
+            self.repetition(index, "confirming", series, follow=self.growing.update_held, watch_blocks=name_blocks)
         confirmed = series.leaking(start, confirming=True) & suspects
         # Where the new objects were made is read while tracemalloc traces; the naming walks
         # every object after it stops, in a third of the time. The collector waits until the
