@@ -424,6 +424,26 @@ fn leaked_blocks_are_named_by_type_and_size() {
     assert_eq!(named, expected, "{text}");
 }
 
+/// A line's blocks are counted whole when it is reached at a different call depth each run
+/// (each depth is a traceback of its own to tracemalloc), and a cache replaced whole every
+/// run from the same line adds nothing to its growth (the first traced run is the baseline).
+#[test]
+fn a_line_that_leaks_at_any_call_depth_is_named_with_its_true_growth() {
+    let result = findings("fixtures/hunt", &["leaks_at_any_depth.py::run"], 1);
+    let sites = result["findings"]["sites"].as_array().unwrap();
+    let lines: Vec<(&str, f64)> = sites
+        .iter()
+        .map(|site| {
+            (
+                site["allocated"].as_str().unwrap(),
+                site["per_run"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    // A bytearray is two blocks: the object and its buffer.
+    assert_eq!(lines, [("leaks_at_any_depth.py:11", 2.0)], "{result}");
+}
+
 /// What holds a leaked object is named from its module, through any object on the way: an
 /// instance of a `str` subclass was once taken for the name of a module.
 #[test]

@@ -158,6 +158,13 @@ pub(crate) unsafe fn reach(
     // SAFETY: as the caller promises: nothing reached is freed while the walk runs.
     unsafe {
         let running = addresses(running)?;
+        if !is_code_type(code_type) {
+            PyErr_SetString(
+                PyExc_TypeError,
+                c"code_type: not the type of code objects".as_ptr(),
+            );
+            return None;
+        }
         let listed = PyList_Size(tracked);
         let mut reached = Reached {
             objects: AddressMap::default(),
@@ -201,6 +208,28 @@ pub(crate) unsafe fn reach(
             }
         }
         Some(reached)
+    }
+}
+
+/// Whether `tp` is CPython's own type of code objects (a static type of `type`, named
+/// `code`), whose members the walk reads without running any Python code.
+///
+/// # Safety
+/// The GIL is held and `tp` is a live object.
+unsafe fn is_code_type(tp: *mut PyObject) -> bool {
+    // SAFETY: as the caller promises; `type`'s own `__name__` runs no Python code.
+    unsafe {
+        if Py_TYPE(tp) != &raw mut PyType_Type
+            || PyType_GetFlags(tp.cast()) & Py_TPFLAGS_HEAPTYPE != 0
+        {
+            return false;
+        }
+        let name = PyObject_GetAttrString(tp, c"__name__".as_ptr());
+        let is_code =
+            !name.is_null() && PyUnicode_CompareWithASCIIString(name, c"code".as_ptr()) == 0;
+        Py_XDECREF(name);
+        PyErr_Clear();
+        is_code
     }
 }
 

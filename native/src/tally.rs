@@ -82,10 +82,18 @@ impl Drop for Held {
 unsafe fn add(counts: *mut PyObject, tp: *mut PyObject, count: isize) -> bool {
     // SAFETY: as the caller promises; each new reference is released here.
     unsafe {
-        let name = PyObject_GetAttrString(tp, c"__qualname__".as_ptr());
+        let qualname = PyObject_GetAttrString(tp, c"__qualname__".as_ptr());
+        if qualname.is_null() {
+            return false;
+        }
+        // An exact str (a subclass's copy; anything else is a TypeError).
+        let name = PyUnicode_FromObject(qualname);
+        Py_DECREF(qualname);
         if name.is_null() {
             return false;
         }
+        // A str key runs no Python code in the dict; a value may have been changed all the
+        // same (through the collector's referrers), and is read as an int or refused.
         let before = PyDict_GetItemWithError(counts, name);
         let total = if before.is_null() {
             if !PyErr_Occurred().is_null() {
@@ -94,7 +102,22 @@ unsafe fn add(counts: *mut PyObject, tp: *mut PyObject, count: isize) -> bool {
             }
             count
         } else {
-            PyLong_AsSsize_t(before) + count
+            let had = if PyLong_CheckExact(before) != 0 {
+                PyLong_AsSsize_t(before)
+            } else {
+                -1
+            };
+            if had < 0 {
+                if PyErr_Occurred().is_null() {
+                    PyErr_SetString(
+                        PyExc_TypeError,
+                        c"the census was changed while it was taken".as_ptr(),
+                    );
+                }
+                Py_DECREF(name);
+                return false;
+            }
+            had.saturating_add(count)
         };
         let total = PyLong_FromSsize_t(total);
         let added = !total.is_null() && PyDict_SetItem(counts, name, total) == 0;
@@ -105,9 +128,10 @@ unsafe fn add(counts: *mut PyObject, tp: *mut PyObject, count: isize) -> bool {
 }
 
 /// `_labtrace._count_traces(traces)`: `{frames: (blocks, bytes)}` over the list
-/// `tracemalloc._get_traces()` gives (`(domain, size, frames, …)` a block). tracemalloc
-/// hands out one `frames` tuple for equal tracebacks, so blocks are grouped by that
-/// object, not by comparing tuples.
+/// `tracemalloc._get_traces()` gives (`(domain, size, frames, …)` a block). Blocks are
+/// grouped first by the `frames` object, which tracemalloc shares between the blocks of
+/// one traceback, then by value: one line reached at different call depths is a traceback
+/// of its own each time, and a tuple of its own.
 ///
 /// # Safety
 /// Called by CPython with the GIL held and a live argument tuple.
@@ -145,8 +169,11 @@ pub unsafe extern "C" fn count_traces(
             let tally = by_frames
                 .entry(PyTuple_GetItem(trace, 2) as usize)
                 .or_insert((0, 0));
-            tally.0 += 1;
-            tally.1 += size;
+            let Some(bytes) = tally.1.checked_add(size).filter(|_| size >= 0) else {
+                PyErr_SetString(PyExc_ValueError, c"a trace's size is not a size".as_ptr());
+                return null_mut();
+            };
+            *tally = (tally.0 + 1, bytes);
         }
         let held = Held::new(by_frames.keys());
         let mut counts = PyDict_New();
@@ -154,14 +181,49 @@ pub unsafe extern "C" fn count_traces(
             if counts.is_null() {
                 break;
             }
-            let tally = Py_BuildValue(c"(nn)".as_ptr(), blocks, bytes);
-            if tally.is_null() || PyDict_SetItem(counts, frames as *mut PyObject, tally) != 0 {
+            if !add_tally(counts, frames as *mut PyObject, blocks, bytes) {
                 Py_DECREF(counts);
                 counts = null_mut();
             }
-            Py_XDECREF(tally);
         }
         drop(held);
         counts
+    }
+}
+
+/// `counts[frames] += (blocks, bytes)`; false with an error set.
+///
+/// # Safety
+/// The GIL is held; `counts` is a live dict and `frames` a live object.
+unsafe fn add_tally(
+    counts: *mut PyObject,
+    frames: *mut PyObject,
+    blocks: isize,
+    bytes: isize,
+) -> bool {
+    // SAFETY: as the caller promises; `before` is held while it is read.
+    unsafe {
+        let before = PyDict_GetItemWithError(counts, frames);
+        let (mut blocks, mut bytes) = (blocks, bytes);
+        if before.is_null() {
+            if !PyErr_Occurred().is_null() {
+                return false;
+            }
+        } else {
+            // Held while read: reading an int can run Python code (`__index__`).
+            Py_INCREF(before);
+            let (mut had_blocks, mut had_bytes) = (0, 0);
+            let read = PyArg_ParseTuple(before, c"nn".as_ptr(), &mut had_blocks, &mut had_bytes);
+            Py_DECREF(before);
+            if read == 0 {
+                return false;
+            }
+            blocks = blocks.saturating_add(had_blocks);
+            bytes = bytes.saturating_add(had_bytes);
+        }
+        let tally = Py_BuildValue(c"(nn)".as_ptr(), blocks, bytes);
+        let added = !tally.is_null() && PyDict_SetItem(counts, frames, tally) == 0;
+        Py_XDECREF(tally);
+        added
     }
 }

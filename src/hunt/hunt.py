@@ -199,12 +199,12 @@ class Hunt:
             return
         # Confirm with tracemalloc on, which also says where the leaked memory came from.
         # The last measured run is the baseline of the first confirming one, which also
-        # keeps what tracing keeps once (and so does holding the growing objects): a site
-        # must grow in every confirming run, a total in every one.
+        # keeps what tracing keeps once (and so does holding the growing objects). A total
+        # must grow in every confirming run; a line's blocks, traced from the first on, in
+        # every one after it.
         scanned(self.growing.hold)
         self.existing = ids_of_types(m[len("objects: "):] for m in suspects if m.startswith("objects: "))
         tracemalloc.start(TRACE_FRAMES)
-        self.sites.update()  # the baseline: nothing made by the target is traced yet
         start = warmup + repeat - 1
         for index in range(start + 1, start + 1 + confirm):
             # The last also names the blocks that leaked, by line, type and size (when blocks
@@ -215,6 +215,7 @@ class Hunt:
         # Where the new objects were made is read while tracemalloc traces; the naming walks
         # every object after it stops, in a third of the time. The collector waits until the
         # walk, so that no id read before it names another object by then.
+        self.growing.release()  # what it held and no one else does goes before ids are read
         collecting = gc.isenabled()
         gc.disable()
         try:
@@ -264,14 +265,14 @@ class Hunt:
 
     def name(self, confirmed, runs, made_at):
         """The leaked objects and allocation sites behind the confirmed leaks."""
-        self.growing.release()
         with Reachable() as reachable:
             roots = Roots(self.target.roots())
             existing = set(self.existing)
             objects = self.references(reachable, roots, confirmed, existing, self.config["repeat"] + runs)
             objects += self.new_objects(reachable, roots, made_at, runs)
+        grown = max(runs - 1, 1)  # the lines' baseline is the first confirming run
         sites = {
-            site: ((last - first) / runs, (last_size - first_size) / runs)
+            site: ((last - first) / grown, (last_size - first_size) / grown)
             for site, first, first_size, last, last_size in self.sites.rows()
         }
         made = {}

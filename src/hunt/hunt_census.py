@@ -269,8 +269,8 @@ class Series:
 
 
 class SiteCounts:
-    """Live blocks per allocation site that grew in every run since tracemalloc started,
-    and their bytes.
+    """Live blocks per allocation site that grew in every traced run after the first (which
+    is their baseline: what it made and keeps is all new to tracemalloc), and their bytes.
 
     One text (a header, then site, count and bytes at the first run, count and bytes now),
     replaced whole.
