@@ -74,7 +74,8 @@ def release_built_extensions():
 def settle():
     clear_caches()
     for _ in range(3):  # objects freed by one pass can free more in the next
-        gc.collect()
+        if not gc.collect():
+            break  # this pass freed nothing: nor would the next
 
 
 def open_fds():
