@@ -302,8 +302,9 @@ pub enum Command {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
         repeat: u64,
         /// Runs after a suspected leak, with tracemalloc on: a leak must grow in these too,
-        /// and they say where it was allocated (2 to 1000).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=1000))]
+        /// and they say where it was allocated (a line's blocks must grow in every one after
+        /// the first, which is their baseline: 3 to 1000).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=1000))]
         confirm: u64,
         /// Follow the refcount of this object too, by dotted name (repeatable), e.g. `hash`.
         #[arg(long, value_name = "NAME")]

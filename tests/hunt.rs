@@ -429,6 +429,7 @@ fn leaked_blocks_are_named_by_type_and_size() {
 /// run from the same line adds nothing to its growth (the first traced run is the baseline).
 #[test]
 fn a_line_that_leaks_at_any_call_depth_is_named_with_its_true_growth() {
+    // With the fewest confirming runs (3, the default), so that its lines grow over two runs.
     let result = findings("fixtures/hunt", &["leaks_at_any_depth.py::run"], 1);
     let sites = result["findings"]["sites"].as_array().unwrap();
     let lines: Vec<(&str, f64)> = sites

@@ -213,13 +213,25 @@ unsafe fn add_tally(
             // Held while read: reading an int can run Python code (`__index__`).
             Py_INCREF(before);
             let (mut had_blocks, mut had_bytes) = (0, 0);
-            let read = PyArg_ParseTuple(before, c"nn".as_ptr(), &mut had_blocks, &mut had_bytes);
+            let read = PyTuple_CheckExact(before) != 0
+                && PyTuple_Size(before) == 2
+                && PyArg_ParseTuple(before, c"nn".as_ptr(), &mut had_blocks, &mut had_bytes) != 0;
             Py_DECREF(before);
-            if read == 0 {
-                return false;
+            let sums = blocks
+                .checked_add(had_blocks)
+                .zip(bytes.checked_add(had_bytes));
+            match sums {
+                Some(sums) if read => (blocks, bytes) = sums,
+                _ => {
+                    if PyErr_Occurred().is_null() {
+                        PyErr_SetString(
+                            PyExc_ValueError,
+                            c"the tallies were changed, or overflowed".as_ptr(),
+                        );
+                    }
+                    return false;
+                }
             }
-            blocks = blocks.saturating_add(had_blocks);
-            bytes = bytes.saturating_add(had_bytes);
         }
         let tally = Py_BuildValue(c"(nn)".as_ptr(), blocks, bytes);
         let added = !tally.is_null() && PyDict_SetItem(counts, frames, tally) == 0;
