@@ -33,19 +33,35 @@ pub unsafe extern "C" fn census(_module: *mut PyObject, args: *mut PyObject) -> 
                 .entry(Py_TYPE(PyList_GetItem(objects, index)) as usize)
                 .or_insert(0) += 1;
         }
-        let held = Held::new(by_type.keys());
-        let mut counts = PyDict_New();
-        for (&tp, &count) in &by_type {
-            if counts.is_null() {
+        dict_of(&by_type, |counts, tp, &count| add(counts, tp, count))
+    }
+}
+
+/// A new dict filled by `add(dict, object, value)` for each object of `tallies` (by address),
+/// each held meanwhile (`add` can run Python code); NULL with an error set when one fails.
+///
+/// # Safety
+/// The GIL is held and each address is a live object.
+unsafe fn dict_of<V>(
+    tallies: &AddressMap<V>,
+    mut add: impl FnMut(*mut PyObject, *mut PyObject, &V) -> bool,
+) -> *mut PyObject {
+    // SAFETY: as the caller promises; `held` keeps every object live until the end.
+    unsafe {
+        let held = Held::new(tallies.keys());
+        let dict = PyDict_New();
+        for (&address, value) in tallies {
+            if dict.is_null() {
                 break;
             }
-            if !add(counts, tp as *mut PyObject, count) {
-                Py_DECREF(counts);
-                counts = null_mut();
+            if !add(dict, address as *mut PyObject, value) {
+                Py_DECREF(dict);
+                drop(held);
+                return null_mut();
             }
         }
         drop(held);
-        counts
+        dict
     }
 }
 
@@ -175,19 +191,9 @@ pub unsafe extern "C" fn count_traces(
             };
             *tally = (tally.0 + 1, bytes);
         }
-        let held = Held::new(by_frames.keys());
-        let mut counts = PyDict_New();
-        for (&frames, &(blocks, bytes)) in &by_frames {
-            if counts.is_null() {
-                break;
-            }
-            if !add_tally(counts, frames as *mut PyObject, blocks, bytes) {
-                Py_DECREF(counts);
-                counts = null_mut();
-            }
-        }
-        drop(held);
-        counts
+        dict_of(&by_frames, |counts, frames, &(blocks, bytes)| {
+            add_tally(counts, frames, blocks, bytes)
+        })
     }
 }
 
