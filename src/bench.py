@@ -1,7 +1,10 @@
-"""The measurements behind `refcount-lab bench`, run in a child interpreter.
+"""The measurements behind `refcount-lab bench`, run in child interpreters.
 
-Prints one JSON document: HashTable and SafeHashTable against dict and each other
-(throughput ratios per round), memory per entry, and a sweep of the talk's three knobs (hash function, initial size, max load).
+With `--round K`, one round of HashTable and SafeHashTable against dict and each other
+(throughput ratios); the parent runs each round in a fresh interpreter, because where a
+process's memory lands moves a lookup's speed from one process to the next (see
+`compare_with_dict`). Without it, memory per entry and a sweep of the talk's three knobs
+(hash function, initial size, max load). Either way, one JSON document on stdout.
 Everything but the timings is deterministic (the parent fixes PYTHONHASHSEED).
 """
 
@@ -48,36 +51,37 @@ def timed(operation, table, keys):
     return time.perf_counter() - start
 
 
-def compare_with_dict(n, rounds, repeats):
-    """Per key kind and operation, one ratio a round of each: HashTable / dict, SafeHashTable /
-    dict and SafeHashTable / HashTable throughput, all three timed in the same round. In a
-    round each container runs the four operations `repeats` times, on a fresh table each
-    time, and the fastest time of each operation counts (as `timeit` advises: on a shared
-    machine the slower times measure the other processes)."""
+def compare_with_dict(n, round_number, repeats):
+    """One round: per key kind and operation, HashTable / dict, SafeHashTable / dict and
+    SafeHashTable / HashTable throughput, all three timed in this round. Each container runs
+    the four operations `repeats` times, on a fresh table each time, and the fastest time of
+    each operation counts (as `timeit` advises: on a shared machine the slower times measure
+    the other processes).
+
+    One process is one sample: timing the same lookups again in one process repeats within
+    1 to 2 per cent, but from one process to the next HashTable / dict for `h[k]` on int keys
+    moved between 0.98 and 1.13 (CPython 3.11 and 3.14, one build; 1.00 to 1.07 with address
+    randomisation off), so rounds in fresh interpreters are what make their median steady."""
     key_sets = {"int": list(range(n)), "str": ["key%d" % i for i in range(n)]}
     contenders = [dict, HashTable, SafeHashTable]
-    pairs = {"ratios": (HashTable, dict), "safe_ratios": (SafeHashTable, dict),
+    pairs = {"ratio": (HashTable, dict), "safe_ratio": (SafeHashTable, dict),
              "safe_vs_raw": (SafeHashTable, HashTable)}
-    ratios = {(kind, name): {field: [] for field in pairs}
-              for kind in key_sets for name, _ in OPERATIONS}
-    for round_number in range(rounds):
-        for kind, keys in key_sets.items():
-            # Rotate which type goes first, so none always runs on a warmer cache.
-            shift = round_number % len(contenders)
-            seconds = {}
-            for make in contenders[shift:] + contenders[:shift]:
-                for _ in range(repeats):
-                    table = make()
-                    for name, operation in OPERATIONS:
-                        took = timed(operation, table, keys)
-                        seconds[make, name] = min(seconds.get((make, name), took), took)
-            for name, _ in OPERATIONS:
-                for field, (faster, than) in pairs.items():
-                    ratios[kind, name][field].append(seconds[than, name] / seconds[faster, name])
-    return [
-        dict(keys=kind, operation=name, **fields)
-        for (kind, name), fields in ratios.items()
-    ]
+    rows = []
+    for kind, keys in key_sets.items():
+        # Rotate which type goes first, so none always runs on a warmer cache.
+        shift = round_number % len(contenders)
+        seconds = {}
+        for make in contenders[shift:] + contenders[:shift]:
+            for _ in range(repeats):
+                table = make()
+                for name, operation in OPERATIONS:
+                    took = timed(operation, table, keys)
+                    seconds[make, name] = min(seconds.get((make, name), took), took)
+        for name, _ in OPERATIONS:
+            rows.append(dict(keys=kind, operation=name, **{
+                field: seconds[than, name] / seconds[faster, name]
+                for field, (faster, than) in pairs.items()}))
+    return rows
 
 
 def memory_per_entry(n):
@@ -117,19 +121,23 @@ def sweep(n):
 
 def main():
     quick = "--quick" in sys.argv
-    n, rounds, repeats, sweep_n = (20_000, 3, 1, 1_000) if quick else (100_000, 7, 3, 5_000)
+    n, repeats, sweep_n = (20_000, 1, 1_000) if quick else (100_000, 3, 5_000)
     gc.disable()  # the collector would land in one round or another at random
-    report = {
-        "entries": n,
-        "rounds": rounds,
-        "repeats": repeats,
-        "versus_dict": compare_with_dict(n, rounds, repeats),
-        # Both containers grow in steps, so one size can flatter either: measure several.
-        "memory": [memory_per_entry(size)
-                   for size in (1_000, 3_000, 10_000, 30_000, 100_000, 1_000_000)],
-        "sweep_entries": sweep_n,
-        "sweep": sweep(sweep_n),
-    }
+    if "--round" in sys.argv:
+        round_number = int(sys.argv[sys.argv.index("--round") + 1])
+        report = {
+            "entries": n,
+            "repeats": repeats,
+            "versus_dict": compare_with_dict(n, round_number, repeats),
+        }
+    else:
+        report = {
+            # Both containers grow in steps, so one size can flatter either: measure several.
+            "memory": [memory_per_entry(size)
+                       for size in (1_000, 3_000, 10_000, 30_000, 100_000, 1_000_000)],
+            "sweep_entries": sweep_n,
+            "sweep": sweep(sweep_n),
+        }
     print(json.dumps(report))
 
 

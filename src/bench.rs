@@ -10,13 +10,15 @@ use crate::scratch::ScratchDir;
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 use serde::Deserialize;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SCRIPT: &str = include_str!("bench.py");
 
-#[derive(Debug, Deserialize)]
+/// Everything `bench` measured: the rounds against dict, then memory and the knobs' sweep.
+#[derive(Debug)]
 pub struct Report {
     pub entries: usize,
     pub rounds: usize,
@@ -28,9 +30,9 @@ pub struct Report {
     pub sweep: Vec<SweepRow>,
 }
 
-/// Throughput ratios for one operation on one kind of key, one per round, all three timed
-/// in the same round.
-#[derive(Debug, Deserialize)]
+/// Throughput ratios for one operation on one kind of key, one per round (each round in
+/// an interpreter of its own, all three ratios of a round timed in it).
+#[derive(Debug)]
 pub struct Comparison {
     pub keys: String,
     pub operation: String,
@@ -40,6 +42,31 @@ pub struct Comparison {
     pub safe_ratios: Vec<f64>,
     /// SafeHashTable / HashTable.
     pub safe_vs_raw: Vec<f64>,
+}
+
+/// What `bench.py --round K` prints: one round.
+#[derive(Debug, Deserialize)]
+struct Round {
+    entries: usize,
+    repeats: usize,
+    versus_dict: Vec<RoundRatios>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RoundRatios {
+    keys: String,
+    operation: String,
+    ratio: f64,
+    safe_ratio: f64,
+    safe_vs_raw: f64,
+}
+
+/// What `bench.py` prints without `--round`.
+#[derive(Debug, Deserialize)]
+struct Knobs {
+    memory: Vec<Memory>,
+    sweep_entries: usize,
+    sweep: Vec<SweepRow>,
 }
 
 /// Container bytes per entry (keys and values not included).
@@ -67,32 +94,102 @@ pub struct SweepRow {
     pub get_mops: f64,
 }
 
-/// Runs the measurements in a child interpreter and reads its report.
+/// Rounds against dict: 7 (3 with `--quick`), each in a fresh interpreter (see `bench.py`).
+fn rounds(quick: bool) -> usize {
+    if quick {
+        3
+    } else {
+        7
+    }
+}
+
+/// Runs the measurements in child interpreters, one per round and one for memory and the
+/// sweep, all within `timeout`, and reads their reports.
 pub fn measure(python: &Python, quick: bool, timeout: Duration) -> Result<Report> {
     let scratch = ScratchDir::with_file("bench.py", SCRIPT)?;
-    let mut args = Vec::new();
-    if quick {
-        args.push(std::ffi::OsStr::new("--quick"));
+    let deadline = Instant::now() + timeout;
+    let quick_flag = quick.then_some("--quick");
+    let mut versus_dict: Vec<Comparison> = Vec::new();
+    let (mut entries, mut repeats) = (0, 0);
+    for round_number in 0..rounds(quick) {
+        let number = round_number.to_string();
+        let args = ["--round", number.as_str()];
+        let round: Round = run_part(python, &scratch, quick_flag, &args, deadline, timeout)?;
+        (entries, repeats) = (round.entries, round.repeats);
+        for (i, row) in round.versus_dict.into_iter().enumerate() {
+            if round_number == 0 {
+                versus_dict.push(Comparison {
+                    keys: row.keys.clone(),
+                    operation: row.operation.clone(),
+                    ratios: Vec::new(),
+                    safe_ratios: Vec::new(),
+                    safe_vs_raw: Vec::new(),
+                });
+            }
+            let Some(same) = versus_dict
+                .get_mut(i)
+                .filter(|c| c.keys == row.keys && c.operation == row.operation)
+            else {
+                bail!("the benchmark's rounds measured different operations");
+            };
+            same.ratios.push(row.ratio);
+            same.safe_ratios.push(row.safe_ratio);
+            same.safe_vs_raw.push(row.safe_vs_raw);
+        }
     }
+    let knobs: Knobs = run_part(python, &scratch, quick_flag, &[], deadline, timeout)?;
+    Ok(Report {
+        entries,
+        rounds: rounds(quick),
+        repeats,
+        versus_dict,
+        memory: knobs.memory,
+        sweep_entries: knobs.sweep_entries,
+        sweep: knobs.sweep,
+    })
+}
+
+/// Runs `bench.py` once with `args` in what is left of the time, and reads its JSON.
+fn run_part<T: serde::de::DeserializeOwned>(
+    python: &Python,
+    scratch: &ScratchDir,
+    quick_flag: Option<&str>,
+    args: &[&str],
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<T> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        bail!(
+            "the benchmark did not finish within {} s, and was stopped (a longer --timeout \
+             gives it more time)",
+            timeout.as_secs()
+        );
+    }
+    let args: Vec<&OsStr> = quick_flag.iter().chain(args).map(OsStr::new).collect();
     let run = runner::run(&Job {
         python,
         script: Path::new("bench.py"),
         args: &args,
         dir: scratch.path(),
         faults: &[],
-        timeout,
+        timeout: left,
         debug_allocator: false,
         wait_for_leftovers: true,
     })?;
     if run.ending != Ending::Exited(0) {
-        let advice = match run.ending {
-            Ending::TimedOut | Ending::LeftRunning => " (a longer --timeout gives it more time)",
-            _ => "",
+        let ended = match run.ending {
+            // The run had only what was left of the whole --timeout: name the whole.
+            Ending::TimedOut | Ending::LeftRunning => format!(
+                "did not finish within {} s, and was stopped (a longer --timeout gives it \
+                 more time)",
+                timeout.as_secs()
+            ),
+            _ => run.ending_described(),
         };
         let said = run.stderr.text.trim_end();
         bail!(
-            "the benchmark {}{advice}{}",
-            run.ending_described(),
+            "the benchmark {ended}{}",
             if said.is_empty() {
                 String::new()
             } else {
@@ -150,8 +247,9 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "HashTable against dict: {} keys, {} interleaved rounds (in each, the fastest of {} \
-         runs), throughput ratio HashTable / dict (above 1: HashTable is faster)\n",
+        "HashTable against dict: {} keys, {} rounds, each in a fresh interpreter (in each, \
+         the fastest of {} runs), throughput ratio HashTable / dict (above 1: HashTable is \
+         faster)\n",
         report.entries, report.rounds, report.repeats
     );
     ratio_table(&mut out, report, |row| &row.ratios);
