@@ -24,6 +24,14 @@ fn bench_quick(dir: &std::path::Path) -> Vec<String> {
     assert!(stdout.contains("HashTable against dict") && stdout.contains("Memory per entry"));
     assert!(stdout.contains("SafeHashTable / HashTable"), "{stdout}");
     assert!(stdout.contains("\nSafeHashTable against HashTable, the same rounds"));
+    assert!(
+        stdout.contains("right after dropping the last one"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("; page faults in that fill: HashTable "),
+        "{stdout}"
+    );
     assert!(stdout.contains("geometric mean of HashTable / dict") && stdout.contains("1000000"));
     for plot in ["get-throughput.svg", "set-throughput.svg", "max-chain.svg"] {
         let svg = std::fs::read_to_string(plots.join(plot)).unwrap();
