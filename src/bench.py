@@ -44,6 +44,8 @@ def op_pop(table, keys):
         table.pop(key)
 
 
+REFILL_RUNS = 7
+
 OPERATIONS = [("h[k] = v", op_set), ("h[k]", op_get), ("k in h", op_contains), ("pop(k)", op_pop)]
 
 
@@ -60,10 +62,10 @@ def compare_with_dict(n, round_number, repeats):
     each operation counts (as `timeit` advises: on a shared machine the slower times measure
     the other processes).
 
-    One process is one sample: timing the same lookups again in one process repeats within
-    1 to 2 per cent, but from one process to the next HashTable / dict for `h[k]` on int keys
-    moved between 0.98 and 1.13 (CPython 3.11 and 3.14, one build; 1.00 to 1.07 with address
-    randomisation off), so rounds in fresh interpreters are what make their median steady."""
+    Each round runs in a fresh interpreter: the same lookups timed again in one process
+    repeat within a few per cent, but from one process to the next HashTable / dict for
+    `h[k]` on int keys moved by up to 10 per cent either way (benches/results-issue-25.md).
+    So each process is a sample of its own, and the rounds' median is steadier."""
     key_sets = {"int": list(range(n)), "str": ["key%d" % i for i in range(n)]}
     contenders = [dict, HashTable, SafeHashTable]
     pairs = {"ratio": (HashTable, dict), "safe_ratio": (SafeHashTable, dict),
@@ -72,8 +74,14 @@ def compare_with_dict(n, round_number, repeats):
     for kind, keys in key_sets.items():
         # Rotate which type goes first, so none always runs on a warmer cache.
         shift = round_number % len(contenders)
+        order = contenders[shift:] + contenders[:shift]
+        # Untimed: a fresh process's first tables take their memory from the system.
+        for make in order:
+            table = make()
+            for _, operation in OPERATIONS:
+                operation(table, keys)
         seconds = {}
-        for make in contenders[shift:] + contenders[:shift]:
+        for make in order:
             for _ in range(repeats):
                 table = make()
                 for name, operation in OPERATIONS:
@@ -87,20 +95,23 @@ def compare_with_dict(n, round_number, repeats):
 
 
 def refill(make, n, runs):
-    """What a `timeit` loop of `t = make()` and a fill measures: a new table filled with n int
-    keys right after the last one was dropped; the fastest of `runs` fills, and the page
-    faults during it (pages of memory the system had to hand over anew)."""
+    """What a `timeit` loop of `t = make()` and a fill measures: dropping the last table,
+    making a new one and filling it with n int keys. The fastest of `runs` such steps after
+    an untimed one (the first drops nothing), and the median of their page faults (pages of
+    memory the system had to hand over anew)."""
     keys = list(range(n))
-    fastest = None
-    table = None
+    table = make()
+    op_set(table, keys)
+    fastest, faults = None, []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.perf_counter()
         table = make()  # the last table is dropped here, as in the loop
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        took = timed(op_set, table, keys)
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-        if fastest is None or took < fastest[0]:
-            fastest = (took, faults)
-    return {"seconds": fastest[0], "page_faults": fastest[1]}
+        op_set(table, keys)
+        took = time.perf_counter() - start
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        fastest = took if fastest is None else min(fastest, took)
+    return {"seconds": fastest, "page_faults": statistics.median_low(faults)}
 
 
 def memory_per_entry(n):
@@ -145,7 +156,7 @@ def main():
     if "--refill" in sys.argv:
         name = sys.argv[sys.argv.index("--refill") + 1]
         make = {"dict": dict, "HashTable": HashTable}[name]
-        report = {"entries": n, "runs": 7, **refill(make, n, 7)}
+        report = {"entries": n, "runs": REFILL_RUNS, **refill(make, n, REFILL_RUNS)}
     elif "--round" in sys.argv:
         round_number = int(sys.argv[sys.argv.index("--round") + 1])
         report = {

@@ -1,8 +1,9 @@
 //! `refcount-lab bench`: the talk's performance question, measured with the real type.
 //!
-//! The measuring happens in a child interpreter (`bench.py`, compiled in) with the ordinary
-//! allocator; this module runs it, reads its JSON report, and turns it into a terminal
-//! table, a CSV file and SVG plots. It does not time anything itself.
+//! The measuring happens in child interpreters (`bench.py`, compiled in) with the ordinary
+//! allocator: one per round against dict, one for memory and the sweep, one per container
+//! for the refill. This module runs them, reads their JSON reports, and turns them into
+//! terminal tables, a CSV file and SVG plots. It does not time anything itself.
 
 use crate::python::Python;
 use crate::runner::{self, Ending, Job};
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 
 const SCRIPT: &str = include_str!("bench.py");
 
-/// Everything `bench` measured: the rounds against dict, then memory and the knobs' sweep.
+/// Everything `bench` measured: the rounds against dict, memory, the knobs' sweep and the
+/// refill.
 #[derive(Debug)]
 pub struct Report {
     pub entries: usize,
@@ -74,7 +76,7 @@ struct RoundRatios {
     safe_vs_raw: f64,
 }
 
-/// What `bench.py` prints without `--round`.
+/// What `bench.py` prints without `--round` or `--refill`.
 #[derive(Debug, Deserialize)]
 struct Knobs {
     memory: Vec<Memory>,
@@ -116,50 +118,28 @@ fn rounds(quick: bool) -> usize {
     }
 }
 
-/// Runs the measurements in child interpreters, one per round and one for memory and the
-/// sweep, all within `timeout`, and reads their reports.
+/// Runs the measurements in child interpreters, one per round, one for memory and the
+/// sweep and one per container for the refill, all within `timeout`, and reads their reports.
 pub fn measure(python: &Python, quick: bool, timeout: Duration) -> Result<Report> {
-    let scratch = ScratchDir::with_file("bench.py", SCRIPT)?;
-    let deadline = Instant::now() + timeout;
-    let quick_flag = quick.then_some("--quick");
+    let parts = Parts {
+        python,
+        scratch: ScratchDir::with_file("bench.py", SCRIPT)?,
+        quick,
+        deadline: Instant::now() + timeout,
+        timeout,
+    };
     let mut versus_dict: Vec<Comparison> = Vec::new();
     let (mut entries, mut repeats) = (0, 0);
     for round_number in 0..rounds(quick) {
         let number = round_number.to_string();
-        let args = ["--round", number.as_str()];
-        let round: Round = run_part(python, &scratch, quick_flag, &args, deadline, timeout)?;
+        let round: Round = parts.run(&format!("round {number}"), &["--round", &number])?;
         (entries, repeats) = (round.entries, round.repeats);
-        for (i, row) in round.versus_dict.into_iter().enumerate() {
-            if round_number == 0 {
-                versus_dict.push(Comparison {
-                    keys: row.keys.clone(),
-                    operation: row.operation.clone(),
-                    ratios: Vec::new(),
-                    safe_ratios: Vec::new(),
-                    safe_vs_raw: Vec::new(),
-                });
-            }
-            let Some(same) = versus_dict
-                .get_mut(i)
-                .filter(|c| c.keys == row.keys && c.operation == row.operation)
-            else {
-                bail!("the benchmark's rounds measured different operations");
-            };
-            same.ratios.push(row.ratio);
-            same.safe_ratios.push(row.safe_ratio);
-            same.safe_vs_raw.push(row.safe_vs_raw);
-        }
+        add_round(&mut versus_dict, round.versus_dict, round_number)?;
     }
-    let knobs: Knobs = run_part(python, &scratch, quick_flag, &[], deadline, timeout)?;
-    let mut refill = Vec::new();
-    for name in ["dict", "HashTable"] {
-        let args = ["--refill", name];
-        refill.push(run_part(
-            python, &scratch, quick_flag, &args, deadline, timeout,
-        )?);
-    }
+    let knobs: Knobs = parts.run("memory and sweep", &[])?;
+    let dict = parts.run("refill of dict", &["--refill", "dict"])?;
+    let hashtable = parts.run("refill of HashTable", &["--refill", "HashTable"])?;
     Ok(Report {
-        refill: refill.try_into().expect("two refills"),
         entries,
         rounds: rounds(quick),
         repeats,
@@ -167,58 +147,93 @@ pub fn measure(python: &Python, quick: bool, timeout: Duration) -> Result<Report
         memory: knobs.memory,
         sweep_entries: knobs.sweep_entries,
         sweep: knobs.sweep,
+        refill: [dict, hashtable],
     })
 }
 
-/// Runs `bench.py` once with `args` in what is left of the time, and reads its JSON.
-fn run_part<T: serde::de::DeserializeOwned>(
-    python: &Python,
-    scratch: &ScratchDir,
-    quick_flag: Option<&str>,
-    args: &[&str],
+/// Adds one round's ratios to those of the rounds before, which must have measured the same
+/// operations in the same order.
+fn add_round(
+    versus_dict: &mut Vec<Comparison>,
+    rows: Vec<RoundRatios>,
+    round_number: usize,
+) -> Result<()> {
+    if round_number == 0 {
+        *versus_dict = (rows.iter())
+            .map(|row| Comparison {
+                keys: row.keys.clone(),
+                operation: row.operation.clone(),
+                ratios: Vec::new(),
+                safe_ratios: Vec::new(),
+                safe_vs_raw: Vec::new(),
+            })
+            .collect();
+    }
+    let same_rows = rows.len() == versus_dict.len()
+        && (rows.iter().zip(versus_dict.iter()))
+            .all(|(row, seen)| row.keys == seen.keys && row.operation == seen.operation);
+    if !same_rows {
+        bail!("the benchmark's round {round_number} measured other operations than round 0");
+    }
+    for (row, comparison) in rows.into_iter().zip(versus_dict) {
+        comparison.ratios.push(row.ratio);
+        comparison.safe_ratios.push(row.safe_ratio);
+        comparison.safe_vs_raw.push(row.safe_vs_raw);
+    }
+    Ok(())
+}
+
+/// The parts of one `bench`: the same interpreter, script and options, one deadline.
+struct Parts<'a> {
+    python: &'a Python,
+    scratch: ScratchDir,
+    quick: bool,
     deadline: Instant,
     timeout: Duration,
-) -> Result<T> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        bail!(
-            "the benchmark did not finish within {} s, and was stopped (a longer --timeout \
-             gives it more time)",
-            timeout.as_secs()
-        );
-    }
-    let args: Vec<&OsStr> = quick_flag.iter().chain(args).map(OsStr::new).collect();
-    let run = runner::run(&Job {
-        python,
-        script: Path::new("bench.py"),
-        args: &args,
-        dir: scratch.path(),
-        faults: &[],
-        timeout: left,
-        debug_allocator: false,
-        wait_for_leftovers: true,
-    })?;
-    if run.ending != Ending::Exited(0) {
-        let ended = match run.ending {
-            // The run had only what was left of the whole --timeout: name the whole.
-            Ending::TimedOut | Ending::LeftRunning => format!(
-                "did not finish within {} s, and was stopped (a longer --timeout gives it \
-                 more time)",
-                timeout.as_secs()
-            ),
-            _ => run.ending_described(),
+}
+
+impl Parts<'_> {
+    /// Runs `bench.py` once with `args` in what is left of the time, and reads its JSON;
+    /// `part` names it in errors.
+    fn run<T: serde::de::DeserializeOwned>(&self, part: &str, args: &[&str]) -> Result<T> {
+        let stopped_at_timeout = || {
+            format!(
+                "the benchmark did not finish within {} s, and was stopped in its {part} (a \
+                 longer --timeout gives it more time)",
+                self.timeout.as_secs()
+            )
         };
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!(stopped_at_timeout());
+        }
+        let quick_flag = self.quick.then_some("--quick");
+        let args: Vec<&OsStr> = quick_flag.iter().chain(args).map(OsStr::new).collect();
+        let run = runner::run(&Job {
+            python: self.python,
+            script: Path::new("bench.py"),
+            args: &args,
+            dir: self.scratch.path(),
+            faults: &[],
+            timeout: left,
+            debug_allocator: false,
+            wait_for_leftovers: true,
+        })?;
         let said = run.stderr.text.trim_end();
-        bail!(
-            "the benchmark {ended}{}",
-            if said.is_empty() {
-                String::new()
-            } else {
-                format!(":\n{said}")
-            }
-        );
+        let said = if said.is_empty() {
+            String::new()
+        } else {
+            format!(":\n{said}")
+        };
+        match run.ending {
+            Ending::Exited(0) => {}
+            // The run had only what was left of the whole --timeout: name the whole.
+            Ending::TimedOut | Ending::LeftRunning => bail!("{}{said}", stopped_at_timeout()),
+            _ => bail!("the benchmark's {part} {}{said}", run.ending_described()),
+        }
+        serde_json::from_str(run.stdout.text.trim())
+            .with_context(|| format!("the benchmark's {part} wrote a report that is not valid"))
     }
-    serde_json::from_str(run.stdout.text.trim()).context("the benchmark's report is not valid")
 }
 
 /// What SafeHashTable pays for its safety, counted in instructions (deterministic, unlike the
@@ -251,10 +266,19 @@ const MEMORY_MOVES: &str = "  \
 const REFILL_FAULTS: &str = "  \
   A page fault is a page of memory the system hands over anew. HashTable keeps its buckets
   and its entries in two arrays that double apart, and what their doublings leave behind
-  takes the C allocator's heap past the size it keeps: when the table is dropped, the memory
-  goes back to the system, and the next fill takes it back page by page. dict keeps both in
-  one block per size, and at these sizes stays below that. Not mended yet; the measurements
-  are in benches/results-issue-25.md.";
+  takes the C allocator's heap (glibc's, with its default settings) past the size it keeps:
+  when the table is dropped, the memory goes back to the system, and the next fill takes it
+  back page by page. dict keeps both in one block per size, and here stayed below that size.
+  Not mended yet; the measurements are in benches/results-issue-25.md.";
+
+/// "the fastest of 3 runs", or "one run" when there is one.
+fn fastest_of(count: usize, what: &str) -> String {
+    if count == 1 {
+        format!("one {what}")
+    } else {
+        format!("the fastest of {count} {what}s")
+    }
+}
 
 /// The geometric mean of ratios (the mean that treats 2× and 0.5× alike).
 fn geometric_mean(ratios: impl Iterator<Item = f64>) -> f64 {
@@ -277,25 +301,13 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "HashTable against dict: {} keys, {} rounds, each in a fresh interpreter (in each, \
-         the fastest of {} runs), throughput ratio HashTable / dict (above 1: HashTable is \
-         faster)\n",
-        report.entries, report.rounds, report.repeats
+        "HashTable against dict: {} keys, {} rounds, each in a fresh interpreter ({}), \
+         throughput ratio HashTable / dict (above 1: HashTable is faster)\n",
+        report.entries,
+        report.rounds,
+        fastest_of(report.repeats, "run")
     );
     ratio_table(&mut out, report, |row| &row.ratios);
-    let [dict, hashtable] = &report.refill;
-    let _ = writeln!(
-        out,
-        "\nFilling a new table right after dropping the last one, as a timeit loop of \
-         `t = HashTable()` and a fill does ({} int keys, each container in an interpreter of \
-         its own, the fastest of {} fills)\n\n  HashTable / dict {:.2}×; page faults in that \
-         fill: HashTable {}, dict {}\n\n{REFILL_FAULTS}",
-        dict.entries,
-        dict.runs,
-        dict.seconds / hashtable.seconds,
-        hashtable.page_faults,
-        dict.page_faults
-    );
     let _ = writeln!(
         out,
         "\nThe same table in safe PyO3 (SafeHashTable), timed in the same rounds: throughput \
@@ -309,6 +321,22 @@ pub fn render(report: &Report) -> String {
     );
     ratio_table(&mut out, report, |row| &row.safe_vs_raw);
     let _ = writeln!(out, "\n{SAFETY_COSTS}");
+    let [dict, hashtable] = &report.refill;
+    let _ = writeln!(
+        out,
+        "\nWhat a timeit loop of `t = HashTable()` and a fill measures: dropping the last \
+         table, making a new one and filling it with {} int keys (each container in an \
+         interpreter of its own, {})\n\n  throughput ratio HashTable / dict {:.2}× (above 1: \
+         HashTable is faster); page faults a step: HashTable {}, dict {}",
+        dict.entries,
+        fastest_of(dict.runs, "step"),
+        dict.seconds / hashtable.seconds,
+        hashtable.page_faults,
+        dict.page_faults
+    );
+    if hashtable.page_faults > 2 * dict.page_faults + 100 {
+        let _ = writeln!(out, "\n{REFILL_FAULTS}");
+    }
     let _ = writeln!(
         out,
         "\nMemory per entry (int keys; the container's own memory, keys and values not counted)\n"
@@ -539,6 +567,43 @@ pub fn plot(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rows(operations: &[&str], ratio: f64) -> Vec<RoundRatios> {
+        (operations.iter())
+            .map(|operation| RoundRatios {
+                keys: "int".into(),
+                operation: (*operation).into(),
+                ratio,
+                safe_ratio: ratio / 4.0,
+                safe_vs_raw: 0.25,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rounds_add_up_only_when_they_measured_the_same_operations() {
+        let mut versus_dict = Vec::new();
+        add_round(&mut versus_dict, rows(&["h[k]", "pop(k)"], 1.0), 0).unwrap();
+        add_round(&mut versus_dict, rows(&["h[k]", "pop(k)"], 2.0), 1).unwrap();
+        assert_eq!(versus_dict.len(), 2);
+        assert_eq!(versus_dict[1].ratios, [1.0, 2.0]);
+        assert_eq!(versus_dict[1].safe_ratios, [0.25, 0.5]);
+        for other in [
+            &["h[k]"][..],
+            &["pop(k)", "h[k]"],
+            &["h[k]", "pop(k)", "k in h"],
+        ] {
+            let refused = add_round(&mut versus_dict, rows(other, 3.0), 2).unwrap_err();
+            assert!(refused
+                .to_string()
+                .contains("round 2 measured other operations"));
+        }
+        assert_eq!(
+            versus_dict[0].ratios,
+            [1.0, 2.0],
+            "a refused round adds nothing"
+        );
+    }
 
     #[test]
     fn geometric_mean_treats_a_ratio_and_its_inverse_alike() {
