@@ -136,7 +136,7 @@ pub fn measure(python: &Python, quick: bool, timeout: Duration) -> Result<Report
         (entries, repeats) = (round.entries, round.repeats);
         add_round(&mut versus_dict, round.versus_dict, round_number)?;
     }
-    let knobs: Knobs = parts.run("memory and sweep", &[])?;
+    let knobs: Knobs = parts.run("measuring of memory and the sweep", &[])?;
     let dict = parts.run("refill of dict", &["--refill", "dict"])?;
     let hashtable = parts.run("refill of HashTable", &["--refill", "HashTable"])?;
     Ok(Report {
@@ -196,16 +196,16 @@ impl Parts<'_> {
     /// Runs `bench.py` once with `args` in what is left of the time, and reads its JSON;
     /// `part` names it in errors.
     fn run<T: serde::de::DeserializeOwned>(&self, part: &str, args: &[&str]) -> Result<T> {
-        let stopped_at_timeout = || {
+        let out_of_time = |when: &str| {
             format!(
-                "the benchmark did not finish within {} s, and was stopped in its {part} (a \
+                "the benchmark did not finish within {} s: it was stopped {when} its {part} (a \
                  longer --timeout gives it more time)",
                 self.timeout.as_secs()
             )
         };
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            bail!(stopped_at_timeout());
+            bail!(out_of_time("before"));
         }
         let quick_flag = self.quick.then_some("--quick");
         let args: Vec<&OsStr> = quick_flag.iter().chain(args).map(OsStr::new).collect();
@@ -228,7 +228,7 @@ impl Parts<'_> {
         match run.ending {
             Ending::Exited(0) => {}
             // The run had only what was left of the whole --timeout: name the whole.
-            Ending::TimedOut | Ending::LeftRunning => bail!("{}{said}", stopped_at_timeout()),
+            Ending::TimedOut | Ending::LeftRunning => bail!("{}{said}", out_of_time("in")),
             _ => bail!("the benchmark's {part} {}{said}", run.ending_described()),
         }
         serde_json::from_str(run.stdout.text.trim())
@@ -266,10 +266,10 @@ const MEMORY_MOVES: &str = "  \
 const REFILL_FAULTS: &str = "  \
   A page fault is a page of memory the system hands over anew. HashTable keeps its buckets
   and its entries in two arrays that double apart, and what their doublings leave behind
-  takes the C allocator's heap (glibc's, with its default settings) past the size it keeps:
-  when the table is dropped, the memory goes back to the system, and the next fill takes it
-  back page by page. dict keeps both in one block per size, and here stayed below that size.
-  Not mended yet; the measurements are in benches/results-issue-25.md.";
+  takes the C allocator's heap past the size it keeps (glibc's, with its default settings,
+  where this was measured): when the table is dropped, the memory goes back to the system,
+  and the next fill takes it back page by page. dict keeps both in one block per size. Not
+  mended yet; the measurements are in benches/results-issue-25.md.";
 
 /// "the fastest of 3 runs", or "one run" when there is one.
 fn fastest_of(count: usize, what: &str) -> String {
@@ -301,8 +301,9 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "HashTable against dict: {} keys, {} rounds, each in a fresh interpreter ({}), \
-         throughput ratio HashTable / dict (above 1: HashTable is faster)\n",
+        "HashTable against dict: {} keys, {} rounds, each in a fresh interpreter (after an \
+         untimed pass, {}), throughput ratio HashTable / dict (above 1: HashTable is \
+         faster)\n",
         report.entries,
         report.rounds,
         fastest_of(report.repeats, "run")
