@@ -993,6 +993,38 @@ fn ctrl_c_in_the_python_command_is_the_interpreters() {
     sandbox.assert_scratch_removed();
 }
 
+/// Started by a shell script's background job, which ignores Ctrl-C and Ctrl-\\,
+/// refcount-lab still gives its interpreter their default actions, with namespaces and
+/// without: Ctrl-C is the interpreter's to take either way.
+#[test]
+fn an_interpreter_takes_ctrl_c_even_when_refcount_lab_was_started_ignoring_it() {
+    use std::os::unix::process::CommandExt;
+    let sandbox = Sandbox::new("ignored-ctrl-c");
+    let show =
+        "import signal; print(signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGQUIT))";
+    for namespaces_off in ["", "1"] {
+        let mut command = sandbox.lab(&["python", "-c", show]);
+        command.env("REFCOUNT_LAB_NO_NAMESPACE", namespaces_off);
+        // SAFETY: signal() is async-signal-safe; it runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", report(&output));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "<built-in function default_int_handler> 0\n",
+            "namespaces off: {namespaces_off:?}"
+        );
+    }
+    sandbox.assert_nothing_left();
+    sandbox.assert_scratch_removed();
+}
+
 /// Starts `command` in a session of its own whose controlling terminal is a new
 /// pseudo-terminal (whose line discipline turns `^C` into SIGINT for the foreground
 /// process group); returns the terminal's other end.

@@ -70,8 +70,8 @@ pub fn spawn_with(
     command.spawn()
 }
 
-/// What every child gets between fork and exec: no signal blocked, death with this
-/// process, then `then`.
+/// What every child gets between fork and exec: no signal blocked, Ctrl-C and Ctrl-\ with
+/// their default actions, death with this process, then `then`.
 fn prepare(
     command: &mut Command,
     then: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
@@ -79,7 +79,7 @@ fn prepare(
     become_subreaper();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (sigprocmask, prctl, getppid) run between fork
+    // SAFETY: only async-signal-safe calls (sigprocmask, signal, prctl, getppid) run between fork
     // and exec; `then`'s caller promises the same of it.
     unsafe {
         command.pre_exec(move || {
@@ -89,6 +89,13 @@ fn prepare(
             libc::sigemptyset(&mut none);
             if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // An ignored signal stays ignored across exec, and refcount-lab may have been
+            // started ignoring Ctrl-C and Ctrl-\ (a background job of a script does): the
+            // child takes them with their default actions, as a script in a namespace does
+            // (`namespace.rs`), so the interpreter's own Ctrl-C works either way.
+            for signal in [libc::SIGINT, libc::SIGQUIT] {
+                libc::signal(signal, libc::SIG_DFL);
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
