@@ -159,10 +159,10 @@ unsafe fn unshare_and_map(maps: Option<&IdMaps>) -> io::Result<()> {
 }
 
 /// The signals a terminal sends its foreground process group from the keyboard that would
-/// end the keeper or init. (Ctrl-Z stops the interactive interpreter's group, theirs too,
-/// and `fg` lets it go on; a run in a group of its own is frozen by refcount-lab:
-/// `processes/suspend.rs`.)
-const TERMINAL_SIGNALS: [i32; 2] = [libc::SIGINT, libc::SIGQUIT];
+/// end the keeper or init, and that every script takes with their default actions.
+/// (Ctrl-Z stops the interactive interpreter's group, theirs too, and `fg` lets it go on; a
+/// run in a group of its own is frozen by refcount-lab: `processes/suspend.rs`.)
+pub(crate) const TERMINAL_SIGNALS: [i32; 2] = [libc::SIGINT, libc::SIGQUIT];
 
 /// In the keeper, between fork and exec: makes the namespaces and starts init. Returns
 /// (to exec the interpreter) only in the script.

@@ -1000,8 +1000,8 @@ fn ctrl_c_in_the_python_command_is_the_interpreters() {
 fn an_interpreter_takes_ctrl_c_even_when_refcount_lab_was_started_ignoring_it() {
     use std::os::unix::process::CommandExt;
     let sandbox = Sandbox::new("ignored-ctrl-c");
-    let show = "import signal as s; \
-                print(s.getsignal(s.SIGINT) is s.default_int_handler, s.getsignal(s.SIGQUIT) == s.SIG_DFL)";
+    let show = "import signal as s; print(s.getsignal(s.SIGINT) is s.default_int_handler, \
+                s.getsignal(s.SIGQUIT) == s.SIG_DFL)";
     for namespaces_off in ["", "1"] {
         let mut command = sandbox.lab(&["python", "-c", show]);
         command.env("REFCOUNT_LAB_NO_NAMESPACE", namespaces_off);

@@ -94,7 +94,7 @@ fn prepare(
             // started ignoring Ctrl-C and Ctrl-\ (a background job of a script does): the
             // child takes them with their default actions, as a script in a namespace does
             // (`namespace.rs`), so the interpreter's own Ctrl-C works either way.
-            for signal in [libc::SIGINT, libc::SIGQUIT] {
+            for signal in crate::namespace::TERMINAL_SIGNALS {
                 libc::signal(signal, libc::SIG_DFL);
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
