@@ -1,7 +1,7 @@
 //! The pure table, without Python: insert, find and remove on `table::Table` against
 //! `std::collections::HashMap`, in interleaved rounds within one run.
 //!
-//! The table is compiled in from its source (`native/src/table.rs` needs nothing from
+//! The table is compiled in from its source (`native/src/table/` needs nothing from
 //! the interpreter), fed fake object pointers it never dereferences. Finding a key walks its
 //! chain comparing stored hashes, as `find` in `pytype.rs` does before calling `==`.
 //! Not a like-for-like race: `HashMap` hashes every key with SipHash, while the table is
@@ -9,7 +9,7 @@
 //! costs around the hash, not which design is faster. Run with `cargo bench --bench table_ops`.
 
 #[allow(dead_code)]
-#[path = "../native/src/table.rs"]
+#[path = "../native/src/table/mod.rs"]
 mod table;
 
 use std::collections::HashMap;

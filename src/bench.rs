@@ -239,7 +239,7 @@ impl Parts<'_> {
 /// What SafeHashTable pays for its safety, counted in instructions (deterministic, unlike the
 /// timings above) by `benches/instructions.sh` on CPython 3.11.7 and 3.14.
 const SAFETY_COSTS: &str = "  \
-  Where the difference comes from: both run the same table.rs with the same shortcuts. On
+  Where the difference comes from: both run the same table code with the same shortcuts. On
   top, SafeHashTable pays, per operation, in instructions (benches/instructions.sh, CPython
   3.11 and 3.14): PyO3's entry and exit (the trampoline and its panic guard, the GIL count in
   a thread-local, argument extraction) 95 to 127 for h[k], k in h and h[k] = v, and 289 for

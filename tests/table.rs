@@ -1,10 +1,10 @@
-//! The pure chained table (`native/src/table.rs`): its own unit tests, and a property test
+//! The pure chained table (`native/src/table/`): its own unit tests, and a property test
 //! against `std::collections::HashMap` (and the order entries were added in, as a dict keeps). They run here because the native crate is a cdylib
 //! for the stable ABI (a test binary of it would need libpython); the table never touches
 //! Python, not even its types, so it compiles in on its own.
 
 #[allow(dead_code)]
-#[path = "../native/src/table.rs"]
+#[path = "../native/src/table/mod.rs"]
 mod table;
 
 use proptest::prelude::*;
@@ -108,7 +108,7 @@ proptest! {
                     }
                 }
                 Op::Clear => {
-                    prop_assert_eq!(table.take_all().len(), model.len());
+                    prop_assert_eq!(table.take_all().count(), model.len());
                     model.clear();
                     order.clear();
                 }

@@ -3,7 +3,7 @@
 //! In Python terms the module is:
 //!
 //! ```python
-//! class HashTable:                      # pytype.rs, a chained table (table.rs)
+//! class HashTable:                      # pytype.rs, a chained table (table/)
 //!     def __init__(self, size=4, max_load=0.5, hash_func=hash): ...
 //!     def set(self, key, value): ...; return self
 //!     def get(self, key, default=None): ...
@@ -29,7 +29,7 @@
 //! emitter (at the end of this file), kept apart so that a script's own `import hashtable`
 //! is what runs this module's init.
 //!
-//! Reading order: `table.rs` (the chained table in plain Rust), `pytype.rs` (the type, every
+//! Reading order: `table/` (the chained table in plain Rust, and the one block it lives in), `pytype.rs` (the type, every
 //! `Py_INCREF`/`Py_DECREF`, the fault sites), `refcount.rs` (how those two write the count),
 //! `iter.rs` (its iterator), this file (the module), then `safe.rs` (the same type again,
 //! where PyO3's types do the counting).

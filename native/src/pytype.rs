@@ -319,7 +319,7 @@ unsafe fn remove(
 }
 
 /// Releases the table's references to entries already unlinked from it.
-unsafe fn release(entries: Vec<Entry>) {
+unsafe fn release(entries: impl IntoIterator<Item = Entry>) {
     for entry in entries {
         // SAFETY: each entry was unlinked from a table that owned both references.
         unsafe {
@@ -523,7 +523,9 @@ unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
         let table = slf as *mut HashTableObject;
         PyObject_GC_UnTrack(slf.cast());
         trace::free(TYPE_NAME, (*table).trace_id);
-        release((*table).table.take_all());
+        // Moved out, with the memory it holds: nobody can reach this table any more, so it
+        // need not stay usable (as `take_all` would keep it, allocating an empty one).
+        release(std::ptr::read(&raw const (*table).table).into_entries());
         // fault-site: dealloc-missing-decref
         if faults::is_on("dealloc-missing-decref") {
             // Forgotten: the table's reference to hash_func is never released.
@@ -531,7 +533,6 @@ unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
         } else {
             Py_CLEAR(&raw mut (*table).hash_func); // the table's own reference
         }
-        std::ptr::drop_in_place(&raw mut (*table).table);
         let tp = Py_TYPE(slf); // read while the object still exists
         free_memory(slf);
         // fault-site: forgets-type-reference
@@ -907,7 +908,7 @@ unsafe extern "C" fn table_popitem(slf: *mut PyObject, _unused: *mut PyObject) -
         let entry = (*slf).table.remove(slot);
         let pair = PyTuple_New(2);
         if pair.is_null() {
-            release(vec![entry]);
+            release([entry]);
             return null_mut();
         }
         PyTuple_SetItem(pair, 0, entry.key); // steals the table's reference to the key

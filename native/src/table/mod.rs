@@ -10,14 +10,18 @@
 //! Layout: separate chaining with the chains' links stored as indices. Entries live in one
 //! array; each bucket holds the index of the first entry of its chain, and each entry the
 //! index of the next. The same linked lists as in the talk's C code, without one allocation
-//! per entry, and resizing only relinks indices.
+//! per entry, and resizing only relinks indices. The buckets and the entries share one
+//! allocation, as a `dict`'s index and entries do (`block.rs` says why).
 //!
 //! Removing an entry leaves a hole in the array (as `dict` leaves a dummy): nothing else
 //! moves, and the only link rewritten is the one that led to it, which the lookup that found
-//! the entry has just read. Holes are squeezed out when the table grows, or when they
-//! outnumber the entries. The array keeps the entries in the order they were added, and so
+//! the entry has just read. Holes are squeezed out when the table grows, when the array's
+//! room runs out, or when they outnumber the entries. The array keeps the entries in the order they were added, and so
 //! does each chain (the oldest first, as `dict` probes find older keys first).
 
+mod block;
+
+use block::Block;
 use std::num::NonZeroU32;
 
 /// One key/value pair and the hash it was filed under.
@@ -62,10 +66,9 @@ struct Node<P> {
 
 #[derive(Debug)]
 pub struct Table<P> {
-    /// For each bucket, the first entry of its chain, or [`Link::END`].
-    heads: Vec<Link>,
-    /// The entries in the order they were added; `None` where one was removed (a hole).
-    nodes: Vec<Option<Node<P>>>,
+    /// The heads: for each bucket, the first entry of its chain, or [`Link::END`]. The
+    /// nodes: the entries in the order they were added; `None` where one was removed (a hole).
+    block: Block<Link, Option<Node<P>>>,
     /// Entries, holes not counted.
     live: usize,
     max_load: f64,
@@ -83,8 +86,9 @@ impl<P> Table<P> {
     /// `0 < max_load <= 1`.
     pub fn new(size: usize, max_load: f64) -> Table<P> {
         Table {
-            heads: vec![Link::END; size],
-            nodes: Vec::new(),
+            // Room for nodes comes with the first (as in a `Vec`): a table made large on
+            // purpose does not hold memory for entries it may never have.
+            block: Block::new(size, Link::END, 0),
             live: 0,
             max_load,
             fits: fits(size, max_load),
@@ -94,7 +98,7 @@ impl<P> Table<P> {
     }
 
     pub fn size(&self) -> usize {
-        self.heads.len()
+        self.block.heads().len()
     }
 
     /// Number of entries.
@@ -122,7 +126,7 @@ impl<P> Table<P> {
 
     /// The first entry chained in `bucket`.
     pub fn first_in_chain(&self, bucket: usize) -> Option<Slot> {
-        self.heads[bucket].slot()
+        self.block.heads()[bucket].slot()
     }
 
     /// The entry at `slot`, which a chain links to, and the one after it in that chain: one
@@ -134,13 +138,17 @@ impl<P> Table<P> {
 
     /// The entry at `slot`; `None` for a hole or past the end.
     pub fn entry(&self, slot: Slot) -> Option<&Entry<P>> {
-        self.nodes.get(slot)?.as_ref().map(|node| &node.entry)
+        self.block
+            .nodes()
+            .get(slot)?
+            .as_ref()
+            .map(|node| &node.entry)
     }
 
     /// The first entry at or after `slot`, and where it is (for iterators, which step over
     /// holes).
     pub fn next_entry(&self, slot: Slot) -> Option<(Slot, &Entry<P>)> {
-        let rest = self.nodes.get(slot..)?.iter().enumerate();
+        let rest = self.block.nodes().get(slot..)?.iter().enumerate();
         rest.filter_map(|(i, node)| Some((slot + i, &node.as_ref()?.entry)))
             .next()
     }
@@ -156,19 +164,20 @@ impl<P> Table<P> {
     #[inline(always)]
     pub fn insert_new(&mut self, entry: Entry<P>) {
         debug_assert!(!self.is_full(), "callers check is_full first");
-        let holes = self.nodes.len() - self.live;
-        if self.live >= self.fits || holes > self.live || self.nodes.len() >= MAX_SIZE {
+        let stored = self.block.nodes().len();
+        let holes = stored - self.live;
+        if self.live >= self.fits || holes > self.live || stored == self.block.room() {
             self.make_room();
         }
         let bucket = self.bucket_of(entry.hash);
-        let slot = self.nodes.len();
+        let slot = self.block.nodes().len();
         // At the end of its chain. The lookup that found the key absent has just walked
         // the chain, so this walk reads only what is in the cache.
         match self.last_in_chain(bucket) {
             Some(last) => self.node_mut(last).next = Link::to(slot),
-            None => self.heads[bucket] = Link::to(slot),
+            None => self.block.heads_mut()[bucket] = Link::to(slot),
         }
-        self.nodes.push(Some(Node {
+        self.block.push(Some(Node {
             entry,
             next: Link::END,
         }));
@@ -195,18 +204,18 @@ impl<P> Table<P> {
                 .next
                 .slot();
         }
-        let Node { entry, next } = self.nodes[slot].take().expect("a stored entry");
+        let Node { entry, next } = self.block.nodes_mut()[slot].take().expect("a stored entry");
         match before {
             Some(before) => self.node_mut(before).next = next,
-            None => self.heads[bucket] = next,
+            None => self.block.heads_mut()[bucket] = next,
         }
         self.live -= 1;
         if self.live == 0 {
-            self.nodes.clear(); // only holes left: no need to look at them one by one
+            self.block.truncate(0); // only holes left: no need to look at them one by one
         }
         // Holes at the end go at once, so the last slot always holds an entry (`popitem`).
-        while let Some(None) = self.nodes.last() {
-            self.nodes.pop();
+        while let Some(None) = self.block.nodes().last() {
+            self.block.pop();
         }
         self.version += 1;
         entry
@@ -214,24 +223,35 @@ impl<P> Table<P> {
 
     /// The most recently filed entry (for `popitem`).
     pub fn last(&self) -> Option<Slot> {
-        self.nodes.len().checked_sub(1)
+        self.block.nodes().len().checked_sub(1)
     }
 
     /// Every entry, in the order they were added.
     pub fn entries(&self) -> impl Iterator<Item = &Entry<P>> {
-        self.nodes.iter().flatten().map(|node| &node.entry)
+        self.block.nodes().iter().flatten().map(|node| &node.entry)
     }
 
-    /// Empties the table (keeping its size) and hands back what it held.
-    pub fn take_all(&mut self) -> Vec<Entry<P>> {
-        self.heads.fill(Link::END);
+    /// Empties the table (keeping its size) and hands back what it held, as `dict.clear`
+    /// swaps in empty keys: the table is whole and empty before the caller lets go of any
+    /// entry (which may run Python code that looks at it).
+    pub fn take_all(&mut self) -> Taken<P> {
+        let empty = Block::new(self.size(), Link::END, 0);
         self.live = 0;
         self.version += 1;
-        self.nodes
-            .drain(..)
-            .flatten()
-            .map(|node| node.entry)
-            .collect()
+        Taken {
+            block: std::mem::replace(&mut self.block, empty),
+            next: 0,
+        }
+    }
+
+    /// What the table held, for a table that is going away: unlike [`Table::take_all`],
+    /// nothing new is allocated (a deallocation that allocates can make the heap grow and
+    /// shrink with every large table dropped).
+    pub fn into_entries(self) -> Taken<P> {
+        Taken {
+            block: self.block,
+            next: 0,
+        }
     }
 
     /// The length of every chain, bucket by bucket (for `repr` and the benchmarks).
@@ -245,33 +265,40 @@ impl<P> Table<P> {
 
     /// Bytes of heap memory the buckets and entries occupy (capacity, not just length).
     pub fn heap_bytes(&self) -> usize {
-        self.heads.capacity() * size_of::<Link>()
-            + self.nodes.capacity() * size_of::<Option<Node<P>>>()
+        self.block.bytes()
     }
 
     /// A node that chains link to, never a hole.
     fn node(&self, slot: Slot) -> &Node<P> {
-        self.nodes[slot]
+        self.block.nodes()[slot]
             .as_ref()
             .expect("chains link stored entries")
     }
 
     fn node_mut(&mut self, slot: Slot) -> &mut Node<P> {
-        self.nodes[slot]
+        self.block.nodes_mut()[slot]
             .as_mut()
             .expect("chains link stored entries")
     }
 
     /// Before an insert that would pass `max_load`, doubles the table; else, with more holes
     /// than entries, squeezes them out: that costs no more than the removals that made them,
-    /// and keeps the array from growing without end. Out of `insert_new`: it is rare.
+    /// and keeps the array from growing without end; else, with the nodes' room used up,
+    /// makes more. Out of `insert_new`: it is rare.
     #[cold]
     fn make_room(&mut self) {
+        let (stored, room) = (self.block.nodes().len(), self.block.room());
         if self.live >= self.fits && self.size() < MAX_SIZE {
-            self.rebuild((self.size() * 2).min(MAX_SIZE));
+            let size = (self.size() * 2).min(MAX_SIZE);
+            self.fits = fits(size, self.max_load);
+            // Room for as many entries as the buckets hold within `max_load`: the next
+            // doubling comes before the room runs out, as in a `dict`.
+            self.rebuild(size, self.fits.max(self.live + 1).min(MAX_SIZE)); // not full
             self.resizes += 1;
-        } else if self.nodes.len() - self.live > self.live || self.nodes.len() >= MAX_SIZE {
-            self.rebuild(self.size());
+        } else if stored - self.live > self.live || (stored == room && room == MAX_SIZE) {
+            self.rebuild(self.size(), room);
+        } else if stored == room {
+            self.rebuild(self.size(), (2 * room).clamp(4, MAX_SIZE)); // as a `Vec` grows
         }
     }
 
@@ -284,20 +311,55 @@ impl<P> Table<P> {
         Some(last)
     }
 
-    /// Squeezes the holes out and chains every entry again into `size` buckets.
-    fn rebuild(&mut self, size: usize) {
-        if self.nodes.len() > self.live {
-            self.nodes.retain(Option::is_some);
-        }
-        self.heads = vec![Link::END; size];
-        self.fits = fits(size, self.max_load);
+    /// Squeezes the holes out, gives the table `size` buckets and room for `room` entries,
+    /// and chains every entry again.
+    fn rebuild(&mut self, size: usize, room: usize) {
+        self.squeeze_holes();
+        self.block.reshape(size, Link::END, room);
         // The newest first, each in front of its chain: every chain ends up oldest first.
-        for slot in (0..self.nodes.len()).rev() {
-            let node = self.nodes[slot].as_mut().expect("no hole after retain");
+        let (heads, nodes) = self.block.parts_mut();
+        for (slot, node) in nodes.iter_mut().enumerate().rev() {
+            let node = node.as_mut().expect("no hole left");
             let bucket = bucket_of(node.entry.hash, size);
-            node.next = std::mem::replace(&mut self.heads[bucket], Link::to(slot));
+            node.next = std::mem::replace(&mut heads[bucket], Link::to(slot));
         }
         self.version += 1;
+    }
+
+    /// Moves every entry down over the holes before it, keeping their order.
+    fn squeeze_holes(&mut self) {
+        let nodes = self.block.nodes_mut();
+        let mut kept = 0;
+        for slot in 0..nodes.len() {
+            if let Some(node) = nodes[slot].take() {
+                nodes[kept] = Some(node);
+                kept += 1;
+            }
+        }
+        self.block.truncate(kept); // holes only
+    }
+}
+
+/// The entries a table held, in the order they were added; those not taken go with it.
+#[derive(Debug)]
+pub struct Taken<P> {
+    block: Block<Link, Option<Node<P>>>,
+    /// The slot to look at next.
+    next: Slot,
+}
+
+impl<P> Iterator for Taken<P> {
+    type Item = Entry<P>;
+
+    fn next(&mut self) -> Option<Entry<P>> {
+        let nodes = self.block.nodes_mut();
+        while let Some(node) = nodes.get_mut(self.next) {
+            self.next += 1;
+            if let Some(node) = node.take() {
+                return Some(node.entry);
+            }
+        }
+        None
     }
 }
 
@@ -411,9 +473,11 @@ mod tests {
         let mut chained = 0;
         for bucket in 0..table.size() {
             let mut before = None;
-            let mut next = table.heads[bucket];
+            let mut next = table.block.heads()[bucket];
             while let Some(slot) = next.slot() {
-                let node = table.nodes[slot].as_ref().expect("no chain links a hole");
+                let node = table.block.nodes()[slot]
+                    .as_ref()
+                    .expect("no chain links a hole");
                 assert!(
                     before < Some(slot),
                     "bucket {bucket}, slot {slot}: oldest first"
@@ -425,9 +489,9 @@ mod tests {
             }
         }
         assert_eq!(chained, table.load());
-        assert_eq!(table.nodes.iter().flatten().count(), table.load());
+        assert_eq!(table.block.nodes().iter().flatten().count(), table.load());
         assert!(
-            !matches!(table.nodes.last(), Some(None)),
+            !matches!(table.block.nodes().last(), Some(None)),
             "no hole at the end"
         );
     }
@@ -480,7 +544,7 @@ mod tests {
         assert_chains_agree(&table);
         assert_eq!(table.remove(table.last().unwrap()).hash, 8);
         assert_eq!(hashes(&table), vec![0, 1]);
-        assert_eq!(table.take_all().len(), 2);
+        assert_eq!(table.take_all().count(), 2);
         assert_eq!(
             (table.load(), table.last(), table.first_in_chain(0)),
             (0, None, None)
@@ -530,29 +594,33 @@ mod tests {
         table.remove(2);
         assert_eq!(table.last(), Some(3));
         table.remove(3); // the hole at 2 is now at the end too
-        assert_eq!((table.last(), table.nodes.len()), (Some(1), 2));
+        assert_eq!((table.last(), table.block.nodes().len()), (Some(1), 2));
         // popitem's order: the latest entry first, down to an empty table.
         let popped: Vec<isize> =
             std::iter::from_fn(|| Some(table.remove(table.last()?).hash)).collect();
         assert_eq!(popped, vec![1, 0]);
-        assert!(table.nodes.is_empty());
+        assert!(table.block.nodes().is_empty());
     }
 
     #[test]
-    fn growing_squeezes_the_holes_out() {
+    fn making_room_squeezes_the_holes_out() {
         let mut table = Table::new(4, 1.0);
         for hash in 0..4 {
             table.insert_new(entry(hash));
         }
         table.remove(0);
         table.remove(2);
-        table.insert_new(entry(4));
-        assert_eq!((table.nodes.len(), table.resizes()), (5, 0));
-        table.insert_new(entry(5)); // a fourth entry in 4 buckets: within max_load 1.0
-        table.insert_new(entry(6)); // a fifth: the table doubles
+        table.insert_new(entry(4)); // the room for four nodes is full: more, without holes
+        assert_eq!((table.block.nodes().len(), table.resizes()), (3, 0));
+        assert_eq!(hashes(&table), vec![1, 3, 4]);
+        table.remove(0);
+        table.insert_new(entry(5));
+        table.insert_new(entry(6)); // a fourth entry in 4 buckets: within max_load 1.0
+        assert_eq!((table.block.nodes().len(), table.resizes()), (5, 0));
+        table.insert_new(entry(7)); // a fifth: the table doubles, and the hole goes
         assert_eq!((table.size(), table.resizes()), (8, 1));
-        assert_eq!(table.nodes.len(), table.load());
-        assert_eq!(hashes(&table), vec![1, 3, 4, 5, 6]);
+        assert_eq!(table.block.nodes().len(), table.load());
+        assert_eq!(hashes(&table), vec![3, 4, 5, 6, 7]);
         assert_chains_agree(&table);
     }
 
@@ -565,13 +633,13 @@ mod tests {
         for slot in 0..390 {
             table.remove(slot);
         }
-        assert_eq!((table.load(), table.nodes.len()), (10, 400));
+        assert_eq!((table.load(), table.block.nodes().len()), (10, 400));
         for hash in 400..2000 {
             table.insert_new(entry(hash));
             let slot = table.last().unwrap();
             table.remove(slot - 1);
             assert!(
-                table.nodes.len() <= 2 * table.load() + 1,
+                table.block.nodes().len() <= 2 * table.load() + 1,
                 "holes stay bounded"
             );
         }

@@ -1,0 +1,246 @@
+//! One allocation for a table's bucket heads and its nodes, as `dict` keeps its index and its
+//! entries in one block (`PyDictKeysObject`).
+//!
+//! Why not two `Vec`s: they grow apart (the heads when the table doubles, the nodes each
+//! time they fill), and their trail of freed blocks is larger than what glibc keeps for the
+//! next table. Dropping a table of 10⁵ entries then gave its heap back to the system, and the
+//! next table of that size faulted in every page again (`bench`'s `timeit` pattern: 0.4×
+//! dict's speed).
+//!
+//! The nodes come first and the heads after them. When the table doubles, the block is
+//! reallocated, which glibc does in place where the heap has room after it (a growing table
+//! is often the last block of the heap): the nodes stay where they are, and only the heads,
+//! which a resize rebuilds anyway, are written afresh. Only `nodes[..len]` is initialised.
+
+use std::alloc::{self, Layout};
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+pub struct Block<H, N> {
+    start: NonNull<u8>,
+    heads: usize,
+    /// Nodes there is room for.
+    room: usize,
+    /// Nodes stored (initialised), at the front of the room.
+    len: usize,
+    /// Where the heads start, in bytes from `start` (after the room for nodes).
+    heads_at: usize,
+    /// The block owns its heads and nodes (for the drop check and `Send`).
+    owns: PhantomData<(H, N)>,
+}
+
+// SAFETY: a block owns its contents as a `Vec` would and shares nothing: it may move to
+// another thread, or be read from several, exactly when its heads and nodes may.
+unsafe impl<H: Send, N: Send> Send for Block<H, N> {}
+// SAFETY: as above; `&Block` only hands out shared references to its contents.
+unsafe impl<H: Sync, N: Sync> Sync for Block<H, N> {}
+
+impl<H: Copy, N> Block<H, N> {
+    /// A block of `heads` heads, each set to `empty`, and room for `room` nodes.
+    pub fn new(heads: usize, empty: H, room: usize) -> Self {
+        let (layout, heads_at) = layout::<H, N>(heads, room);
+        assert!(layout.size() > 0, "a table has at least one bucket");
+        // SAFETY: the layout is not zero-sized (checked above).
+        let start = NonNull::new(unsafe { alloc::alloc(layout) })
+            .unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        let mut block = Block {
+            start,
+            heads,
+            room,
+            len: 0,
+            heads_at,
+            owns: PhantomData,
+        };
+        block.set_heads(empty);
+        block
+    }
+
+    pub fn heads(&self) -> &[H] {
+        // SAFETY: `heads` heads at `heads_at`, initialised and aligned for `H`.
+        unsafe { std::slice::from_raw_parts(self.first_head(), self.heads) }
+    }
+
+    pub fn heads_mut(&mut self) -> &mut [H] {
+        // SAFETY: as in `heads`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.first_head(), self.heads) }
+    }
+
+    pub fn nodes(&self) -> &[N] {
+        // SAFETY: the block starts with `len` initialised nodes, aligned for `N`.
+        unsafe { std::slice::from_raw_parts(self.first_node(), self.len) }
+    }
+
+    pub fn nodes_mut(&mut self) -> &mut [N] {
+        // SAFETY: as in `nodes`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.first_node(), self.len) }
+    }
+
+    /// The heads and the nodes at once (they never overlap), to relink every chain.
+    pub fn parts_mut(&mut self) -> (&mut [H], &mut [N]) {
+        // SAFETY: two disjoint, initialised ranges of the block (the nodes first, the heads
+        // at `heads_at`, past the room); `&mut self` makes both borrows unique.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.first_head(), self.heads),
+                std::slice::from_raw_parts_mut(self.first_node(), self.len),
+            )
+        }
+    }
+
+    pub fn room(&self) -> usize {
+        self.room
+    }
+
+    /// Adds a node after the others; the caller has made room for it.
+    #[inline(always)]
+    pub fn push(&mut self, node: N) {
+        assert!(self.len < self.room, "push into a full block");
+        // SAFETY: slot `len` is within the room and not initialised yet.
+        unsafe { self.first_node().add(self.len).write(node) };
+        self.len += 1;
+    }
+
+    /// Takes the last node out.
+    pub fn pop(&mut self) -> Option<N> {
+        self.len = self.len.checked_sub(1)?;
+        // SAFETY: slot `len` was initialised, and is no longer counted as such.
+        Some(unsafe { self.first_node().add(self.len).read() })
+    }
+
+    /// Drops every node from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        let tail = std::ptr::slice_from_raw_parts_mut(
+            // SAFETY: `len` is below `self.len`, within the room.
+            unsafe { self.first_node().add(len) },
+            self.len - len,
+        );
+        // Forgotten first, so that a panicking drop cannot lead to a second one.
+        self.len = len;
+        // SAFETY: the tail was initialised and is no longer counted.
+        unsafe { tail.drop_in_place() };
+    }
+
+    /// Gives the block `heads` heads, each set to `empty`, and room for `room` nodes (at least
+    /// as many as it holds), keeping the nodes; the block itself may move.
+    pub fn reshape(&mut self, heads: usize, empty: H, room: usize) {
+        assert!(room >= self.len, "the nodes fit in the new room");
+        let (old, _) = layout::<H, N>(self.heads, self.room);
+        let (new, heads_at) = layout::<H, N>(heads, room);
+        assert!(new.size() > 0, "a table has at least one bucket");
+        // SAFETY: `start` was allocated with `old`; `new` has the same alignment (that of
+        // `N` and `H`) and a size that is not zero; `realloc` keeps the block's first bytes,
+        // the nodes, if it moves it.
+        let start = unsafe { alloc::realloc(self.start.as_ptr(), old, new.size()) };
+        self.start = NonNull::new(start).unwrap_or_else(|| alloc::handle_alloc_error(new));
+        (self.heads, self.room, self.heads_at) = (heads, room, heads_at);
+        self.set_heads(empty);
+    }
+
+    /// Bytes the block occupies, the room not yet used included.
+    pub fn bytes(&self) -> usize {
+        layout::<H, N>(self.heads, self.room).0.size()
+    }
+
+    /// Writes every head, whatever was there (heads are `Copy`: nothing to drop).
+    fn set_heads(&mut self, empty: H) {
+        for i in 0..self.heads {
+            // SAFETY: head `i` is within the block, aligned for `H`.
+            unsafe { self.first_head().add(i).write(empty) };
+        }
+    }
+
+    fn first_node(&self) -> *mut N {
+        self.start.as_ptr().cast()
+    }
+
+    fn first_head(&self) -> *mut H {
+        // SAFETY: `heads_at` is within the block (it ends the room for nodes, padded for `H`).
+        unsafe { self.start.as_ptr().add(self.heads_at).cast() }
+    }
+}
+
+impl<H, N> Drop for Block<H, N> {
+    fn drop(&mut self) {
+        let (layout, _) = layout::<H, N>(self.heads, self.room);
+        let nodes = std::ptr::slice_from_raw_parts_mut(self.start.as_ptr().cast::<N>(), self.len);
+        // SAFETY: `nodes[..len]` are initialised and dropped once; then the block goes back
+        // with the layout it was allocated (or last reshaped) with.
+        unsafe {
+            nodes.drop_in_place();
+            alloc::dealloc(self.start.as_ptr(), layout);
+        }
+    }
+}
+
+/// Room for `room` nodes, then `heads` heads (padded to their alignment): the block's
+/// layout, and where the heads start.
+fn layout<H, N>(heads: usize, room: usize) -> (Layout, usize) {
+    Layout::array::<N>(room)
+        .and_then(|nodes| nodes.extend(Layout::array::<H>(heads)?))
+        .expect("a table's block fits in the address space")
+}
+
+impl<H: std::fmt::Debug + Copy, N: std::fmt::Debug> std::fmt::Debug for Block<H, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block")
+            .field("heads", &self.heads())
+            .field("nodes", &self.nodes())
+            .field("room", &self.room)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    #[test]
+    fn nodes_keep_their_contents_as_the_block_changes_shape() {
+        let mut block: Block<u32, u64> = Block::new(3, 7, 1);
+        block.push(10);
+        block.heads_mut()[1] = 8;
+        assert_eq!((block.heads(), block.nodes()), (&[7, 8, 7][..], &[10][..]));
+        block.reshape(5, 6, 3);
+        block.push(11);
+        block.push(12);
+        assert_eq!(block.heads(), &[6; 5]);
+        assert_eq!(block.nodes(), &[10, 11, 12]);
+        assert_eq!(block.pop(), Some(12));
+        let (heads, nodes) = block.parts_mut();
+        heads[4] = 9;
+        nodes[0] = 13;
+        assert_eq!(block.heads(), &[6, 6, 6, 6, 9]);
+        assert_eq!(block.nodes(), &[13, 11]);
+        assert_eq!((block.room(), block.bytes()), (3, 3 * 8 + 5 * 4));
+        block.reshape(1, 0, 2);
+        assert_eq!((block.heads(), block.nodes()), (&[0][..], &[13, 11][..]));
+    }
+
+    #[test]
+    #[should_panic(expected = "push into a full block")]
+    fn a_full_block_refuses_a_node() {
+        let mut block: Block<u32, u64> = Block::new(1, 0, 1);
+        block.push(1);
+        block.push(2);
+    }
+
+    #[test]
+    fn every_node_is_dropped_once() {
+        let owner = Rc::new(());
+        let mut block: Block<u32, Rc<()>> = Block::new(2, 0, 4);
+        for _ in 0..4 {
+            block.push(owner.clone());
+        }
+        block.truncate(3);
+        assert_eq!(Rc::strong_count(&owner), 4);
+        drop(block.pop());
+        assert_eq!(Rc::strong_count(&owner), 3);
+        block.reshape(4, 0, 8);
+        drop(block);
+        assert_eq!(Rc::strong_count(&owner), 1);
+    }
+}
