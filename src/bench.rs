@@ -264,12 +264,12 @@ const MEMORY_MOVES: &str = "  \
 
 /// Why a fill after a dropped table can be slower than the rounds above say.
 const REFILL_FAULTS: &str = "  \
-  A page fault is a page of memory the system hands over anew. HashTable keeps its buckets
-  and its entries in two arrays that double apart, and what their doublings leave behind
-  takes the C allocator's heap past the size it keeps (glibc's, with its default settings,
-  where this was measured): when the table is dropped, the memory goes back to the system,
-  and the next fill takes it back page by page. dict keeps both in one block per size. Not
-  mended yet; the measurements are in benches/results-issue-25.md.";
+  A page fault is a page of memory the system hands over anew: here HashTable's memory went
+  back to the system when a table was dropped, and the next fill took it back page by page.
+  With glibc's default settings, where this was measured, it stays: HashTable keeps its
+  buckets and entries in one block, as dict does, which grows in place where the heap has
+  room (benches/results-issue-25.md). Another allocator, or other malloc settings, can hand
+  memory back sooner.";
 
 /// "the fastest of 3 runs", or "one run" when there is one.
 fn fastest_of(count: usize, what: &str) -> String {

@@ -328,6 +328,9 @@ impl<P> Table<P> {
 
     /// Moves every entry down over the holes before it, keeping their order.
     fn squeeze_holes(&mut self) {
+        if self.block.nodes().len() == self.live {
+            return; // none (as when a table that only grew doubles)
+        }
         let nodes = self.block.nodes_mut();
         let mut kept = 0;
         for slot in 0..nodes.len() {
