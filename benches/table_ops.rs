@@ -8,7 +8,9 @@
 //! handed hashes already computed (by Python's `hash`), so the figure shows what the table
 //! costs around the hash, not which design is faster. Run with `cargo bench --bench table_ops`.
 
-#[allow(dead_code)]
+// What the benchmark leaves unused, and the imports of unit tests compiled here without
+// their `#[test]` functions.
+#[allow(dead_code, unused_imports)]
 #[path = "../native/src/table/mod.rs"]
 mod table;
 

@@ -23,8 +23,9 @@ pub struct Block<H, N> {
     room: usize,
     /// Nodes stored (initialised), at the front of the room.
     len: usize,
-    /// Where the heads start, in bytes from `start` (after the room for nodes).
-    heads_at: usize,
+    /// Where the heads start, within the block (after the room for nodes): kept, not worked
+    /// out from `start` on every lookup.
+    heads_start: NonNull<H>,
     /// The block owns its heads and nodes (for the drop check and `Send`).
     owns: PhantomData<(H, N)>,
 }
@@ -48,7 +49,8 @@ impl<H: Copy, N> Block<H, N> {
             heads,
             room,
             len: 0,
-            heads_at,
+            // SAFETY: `heads_at` is within the block just allocated.
+            heads_start: unsafe { start.add(heads_at) }.cast(),
             owns: PhantomData,
         };
         block.set_heads(empty);
@@ -56,7 +58,7 @@ impl<H: Copy, N> Block<H, N> {
     }
 
     pub fn heads(&self) -> &[H] {
-        // SAFETY: `heads` heads at `heads_at`, initialised and aligned for `H`.
+        // SAFETY: `heads` heads at `heads_start`, initialised and aligned for `H`.
         unsafe { std::slice::from_raw_parts(self.first_head(), self.heads) }
     }
 
@@ -78,7 +80,7 @@ impl<H: Copy, N> Block<H, N> {
     /// The heads and the nodes at once (they never overlap), to relink every chain.
     pub fn parts_mut(&mut self) -> (&mut [H], &mut [N]) {
         // SAFETY: two disjoint, initialised ranges of the block (the nodes first, the heads
-        // at `heads_at`, past the room); `&mut self` makes both borrows unique.
+        // at `heads_start`, past the room); `&mut self` makes both borrows unique.
         unsafe {
             (
                 std::slice::from_raw_parts_mut(self.first_head(), self.heads),
@@ -135,7 +137,9 @@ impl<H: Copy, N> Block<H, N> {
         // the nodes, if it moves it.
         let start = unsafe { alloc::realloc(self.start.as_ptr(), old, new.size()) };
         self.start = NonNull::new(start).unwrap_or_else(|| alloc::handle_alloc_error(new));
-        (self.heads, self.room, self.heads_at) = (heads, room, heads_at);
+        // SAFETY: `heads_at` is within the block as it now is.
+        self.heads_start = unsafe { self.start.add(heads_at) }.cast();
+        (self.heads, self.room) = (heads, room);
         self.set_heads(empty);
     }
 
@@ -157,8 +161,7 @@ impl<H: Copy, N> Block<H, N> {
     }
 
     fn first_head(&self) -> *mut H {
-        // SAFETY: `heads_at` is within the block (it ends the room for nodes, padded for `H`).
-        unsafe { self.start.as_ptr().add(self.heads_at).cast() }
+        self.heads_start.as_ptr()
     }
 }
 
