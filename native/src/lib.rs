@@ -29,10 +29,10 @@
 //! emitter (at the end of this file), kept apart so that a script's own `import hashtable`
 //! is what runs this module's init.
 //!
-//! Reading order: `table/` (the chained table in plain Rust, and the one block it lives in), `pytype.rs` (the type, every
-//! `Py_INCREF`/`Py_DECREF`, the fault sites), `refcount.rs` (how those two write the count),
-//! `iter.rs` (its iterator), this file (the module), then `safe.rs` (the same type again,
-//! where PyO3's types do the counting).
+//! Reading order: `table/` (the chained table in plain Rust, and the one block it lives in),
+//! `pytype.rs` (the type, every `Py_INCREF`/`Py_DECREF`, the fault sites), `refcount.rs`
+//! (how those two write the count), `iter.rs` (its iterator), this file (the module), then
+//! `safe.rs` (the same type again, where PyO3's types do the counting).
 
 mod blocks;
 mod counts;

@@ -1050,14 +1050,11 @@ enum Part {
     Item,
 }
 
-/// A new `(key, value)` tuple for an entry; the entry keeps its own references.
-unsafe fn new_pair(entry: &Entry) -> *mut PyObject {
-    // SAFETY: the entry's key and value are live objects owned by the table.
+/// Fills `pair`, a new tuple of two empty slots, with the entry's key and value.
+unsafe fn fill_pair(pair: *mut PyObject, entry: &Entry) {
+    // SAFETY: the entry's key and value are live objects owned by the table; `pair` is new
+    // and empty, so setting its items releases nothing.
     unsafe {
-        let pair = PyTuple_New(2); // a new reference, handed to the caller
-        if pair.is_null() {
-            return null_mut();
-        }
         // PyTuple_SetItem *steals* a reference: it must be given one that is ours to give.
         // fault-site: items-steals-borrowed
         if faults::is_on("items-steals-borrowed") {
@@ -1067,32 +1064,52 @@ unsafe fn new_pair(entry: &Entry) -> *mut PyObject {
             PyTuple_SetItem(pair, 0, Py_NewRef(entry.key)); // the tuple's own
             PyTuple_SetItem(pair, 1, Py_NewRef(entry.value)); // to steal, for each item
         }
-        pair
     }
 }
 
-/// A new list of the keys, values or `(key, value)` tuples, bucket by bucket.
+/// A new list of the keys, values or `(key, value)` tuples, in the order they were added.
 unsafe fn collect(slf: *mut PyObject, part: Part) -> *mut PyObject {
-    // SAFETY: `slf` is a live table; nothing here runs Python code, so entries stay put.
+    // SAFETY: `slf` is a live table. Everything that allocates comes first, as in
+    // `dict.items()`: an allocation can start the collector, whose finalizers may change
+    // this table. When one did, the list goes and the count starts again.
     unsafe {
-        let table = &(*(slf as *mut HashTableObject)).table;
-        let list = PyList_New(table.load() as Py_ssize_t);
-        if list.is_null() {
-            return null_mut();
-        }
-        for (i, entry) in table.entries().enumerate() {
-            let element = match part {
-                Part::Key => Py_NewRef(entry.key), // the list owns a reference to each key
-                Part::Value => Py_NewRef(entry.value), // ... to each value
-                Part::Item => new_pair(entry),     // ... to each new pair
-            };
-            if element.is_null() {
-                Py_DECREF(list); // releases the elements already in it, then the list
+        let slf = slf as *mut HashTableObject;
+        loop {
+            let (count, version) = ((*slf).table.load(), (*slf).table.version());
+            let list = PyList_New(count as Py_ssize_t); // a new reference, handed back
+            if list.is_null() {
                 return null_mut();
             }
-            PyList_SetItem(list, i as Py_ssize_t, element); // steals our reference to element
+            if let Part::Item = part {
+                for i in 0..count as Py_ssize_t {
+                    let pair = PyTuple_New(2);
+                    if pair.is_null() {
+                        Py_DECREF(list); // releases the pairs already in it, then the list
+                        return null_mut();
+                    }
+                    PyList_SetItem(list, i, pair); // steals our reference to pair
+                }
+            }
+            if (*slf).table.version() != version {
+                Py_DECREF(list);
+                continue;
+            }
+            // From here on nothing allocates or runs Python code.
+            for (i, entry) in (*slf).table.entries().enumerate() {
+                let i = i as Py_ssize_t;
+                if let Part::Item = part {
+                    fill_pair(PyList_GetItem(list, i), entry); // a pair the list holds
+                } else {
+                    let element = if let Part::Key = part {
+                        entry.key
+                    } else {
+                        entry.value
+                    };
+                    PyList_SetItem(list, i, Py_NewRef(element)); // the list's own, stolen
+                }
+            }
+            return list;
         }
-        list
     }
 }
 

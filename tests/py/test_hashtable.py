@@ -461,6 +461,44 @@ class GarbageCollection(unittest.TestCase):
         gc.collect()
         self.assertIsNone(alive())
 
+    def test_a_finalizer_may_change_the_table_while_it_is_listed(self):
+        # keys(), values() and items() allocate (the list, each pair), which can start the
+        # collector, and a finalizer it runs may empty or grow the table. What they return
+        # is whole: the table before the change or after it, never a mix or an empty slot.
+        # (Here the collector runs inside items() on 3.11, which crashed before the fix;
+        # later versions wait for the next bytecode.)
+        h = HashTable()
+
+        class ChangesTheTable:
+            __slots__ = ("cycle", "change")  # made in one allocation
+
+            def __init__(self, change):
+                self.cycle, self.change = self, change
+
+            def __del__(self):
+                self.change()
+
+        def grow():
+            h.update((("more", i), i) for i in range(300))
+
+        threshold = gc.get_threshold()
+        try:
+            for change, lengths in ((h.clear, (250, 0)), (grow, (250, 550))):
+                for method in (h.items, h.keys, h.values):
+                    gc.collect()
+                    h.clear()
+                    h.update((i, i) for i in range(250))
+                    gc.collect()  # the count at 0
+                    gc.set_threshold(1)
+                    ChangesTheTable(change)  # garbage: the next allocations collect it
+                    listed = method()
+                    gc.set_threshold(*threshold)
+                    self.assertIn(len(listed), lengths, (change, method))
+                    whole = [e == (e[0], e[1]) if method == h.items else e == e for e in listed]
+                    self.assertTrue(all(whole), (change, method))
+        finally:
+            gc.set_threshold(*threshold)
+
     def test_subclasses_work(self):
         class Sub(HashTable):
             pass

@@ -15,8 +15,8 @@
 //!
 //! Removing an entry leaves a hole in the array (as `dict` leaves a dummy): nothing else
 //! moves, and the only link rewritten is the one that led to it, which the lookup that found
-//! the entry has just read. Holes are squeezed out when the table grows, when the array's
-//! room runs out, or when they outnumber the entries. The array keeps the entries in the order they were added, and so
+//! the entry has just read. Holes are squeezed out when the table grows, or when they
+//! outnumber the entries. The array keeps the entries in the order they were added, and so
 //! does each chain (the oldest first, as `dict` probes find older keys first).
 
 mod block;
@@ -231,22 +231,22 @@ impl<P> Table<P> {
         self.block.nodes().iter().flatten().map(|node| &node.entry)
     }
 
-    /// Empties the table (keeping its size) and hands back what it held, as `dict.clear`
-    /// swaps in empty keys: the table is whole and empty before the caller lets go of any
-    /// entry (which may run Python code that looks at it).
-    pub fn take_all(&mut self) -> Taken<P> {
-        let empty = Block::new(self.size(), Link::END, 0);
+    /// Empties the table (keeping its size) and hands back what it held: the table is whole
+    /// and empty before the caller lets go of any entry (which may run Python code that
+    /// looks at it).
+    pub fn take_all(&mut self) -> Vec<Entry<P>> {
+        self.block.heads_mut().fill(Link::END);
         self.live = 0;
         self.version += 1;
-        Taken {
-            block: std::mem::replace(&mut self.block, empty),
-            next: 0,
-        }
+        let nodes = self.block.nodes_mut().iter_mut().filter_map(Option::take);
+        let entries = nodes.map(|node| node.entry).collect();
+        self.block.truncate(0); // holes only, now
+        entries
     }
 
     /// What the table held, for a table that is going away: unlike [`Table::take_all`],
-    /// nothing new is allocated (a deallocation that allocates can make the heap grow and
-    /// shrink with every large table dropped).
+    /// nothing is allocated (a deallocation that allocates can take the heap past the size
+    /// glibc keeps, and make it shrink and grow again with every large table dropped).
     pub fn into_entries(self) -> Taken<P> {
         Taken {
             block: self.block,
@@ -282,23 +282,30 @@ impl<P> Table<P> {
     }
 
     /// Before an insert that would pass `max_load`, doubles the table; else, with more holes
-    /// than entries, squeezes them out: that costs no more than the removals that made them,
-    /// and keeps the array from growing without end; else, with the nodes' room used up,
-    /// makes more. Out of `insert_new`: it is rare.
+    /// than entries, squeezes them out (a pass over the entries and the buckets, after at
+    /// least as many removals as there are entries), which keeps the array from growing
+    /// without end; else, with the nodes' room used up, makes more. Out of `insert_new`: it
+    /// is rare.
     #[cold]
     fn make_room(&mut self) {
         let (stored, room) = (self.block.nodes().len(), self.block.room());
         if self.live >= self.fits && self.size() < MAX_SIZE {
             let size = (self.size() * 2).min(MAX_SIZE);
             self.fits = fits(size, self.max_load);
-            // Room for as many entries as the buckets hold within `max_load`: the next
-            // doubling comes before the room runs out, as in a `dict`.
-            self.rebuild(size, self.fits.max(self.live + 1).min(MAX_SIZE)); // not full
+            self.squeeze_holes();
+            // Room for as many entries as the buckets hold within `max_load` (the next
+            // doubling comes before the room runs out, as in a `dict`), and never less.
+            let room = self.fits.max(self.live + 1).min(MAX_SIZE); // live < MAX_SIZE: not full
+            let room = room.max(self.block.room());
+            self.block.grow_heads(size, Link::END, room);
+            self.rechain();
             self.resizes += 1;
         } else if stored - self.live > self.live || (stored == room && room == MAX_SIZE) {
-            self.rebuild(self.size(), room);
+            self.squeeze_holes();
+            self.block.heads_mut().fill(Link::END);
+            self.rechain();
         } else if stored == room {
-            self.rebuild(self.size(), (2 * room).clamp(4, MAX_SIZE)); // as a `Vec` grows
+            self.block.grow_room((2 * room).clamp(4, MAX_SIZE)); // as a `Vec` grows
         }
     }
 
@@ -311,13 +318,11 @@ impl<P> Table<P> {
         Some(last)
     }
 
-    /// Squeezes the holes out, gives the table `size` buckets and room for `room` entries,
-    /// and chains every entry again.
-    fn rebuild(&mut self, size: usize, room: usize) {
-        self.squeeze_holes();
-        self.block.reshape(size, Link::END, room);
-        // The newest first, each in front of its chain: every chain ends up oldest first.
+    /// Chains every entry (there are no holes) into the empty buckets.
+    fn rechain(&mut self) {
+        let size = self.size();
         let (heads, nodes) = self.block.parts_mut();
+        // The newest first, each in front of its chain: every chain ends up oldest first.
         for (slot, node) in nodes.iter_mut().enumerate().rev() {
             let node = node.as_mut().expect("no hole left");
             let bucket = bucket_of(node.entry.hash, size);
@@ -343,7 +348,8 @@ impl<P> Table<P> {
     }
 }
 
-/// The entries a table held, in the order they were added; those not taken go with it.
+/// The entries of a table that went away, in the order they were added; those not taken
+/// go with it.
 #[derive(Debug)]
 pub struct Taken<P> {
     block: Block<Link, Option<Node<P>>>,
@@ -547,7 +553,7 @@ mod tests {
         assert_chains_agree(&table);
         assert_eq!(table.remove(table.last().unwrap()).hash, 8);
         assert_eq!(hashes(&table), vec![0, 1]);
-        assert_eq!(table.take_all().count(), 2);
+        assert_eq!(table.take_all().len(), 2);
         assert_eq!(
             (table.load(), table.last(), table.first_in_chain(0)),
             (0, None, None)
@@ -606,24 +612,20 @@ mod tests {
     }
 
     #[test]
-    fn making_room_squeezes_the_holes_out() {
+    fn growing_squeezes_the_holes_out() {
         let mut table = Table::new(4, 1.0);
         for hash in 0..4 {
             table.insert_new(entry(hash));
         }
         table.remove(0);
         table.remove(2);
-        table.insert_new(entry(4)); // the room for four nodes is full: more, without holes
-        assert_eq!((table.block.nodes().len(), table.resizes()), (3, 0));
-        assert_eq!(hashes(&table), vec![1, 3, 4]);
-        table.remove(0);
-        table.insert_new(entry(5));
-        table.insert_new(entry(6)); // a fourth entry in 4 buckets: within max_load 1.0
+        table.insert_new(entry(4)); // more room for nodes: the holes stay
         assert_eq!((table.block.nodes().len(), table.resizes()), (5, 0));
-        table.insert_new(entry(7)); // a fifth: the table doubles, and the hole goes
+        table.insert_new(entry(5)); // a fourth entry in 4 buckets: within max_load 1.0
+        table.insert_new(entry(6)); // a fifth: the table doubles
         assert_eq!((table.size(), table.resizes()), (8, 1));
         assert_eq!(table.block.nodes().len(), table.load());
-        assert_eq!(hashes(&table), vec![3, 4, 5, 6, 7]);
+        assert_eq!(hashes(&table), vec![1, 3, 4, 5, 6]);
         assert_chains_agree(&table);
     }
 
