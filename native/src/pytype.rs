@@ -524,7 +524,7 @@ unsafe extern "C" fn table_dealloc(slf: *mut PyObject) {
         PyObject_GC_UnTrack(slf.cast());
         trace::free(TYPE_NAME, (*table).trace_id);
         // Moved out, with the memory it holds: nobody can reach this table any more, so it
-        // need not stay usable (as `take_all` would keep it, allocating an empty one).
+        // need not stay usable, and its entries are released without collecting them first.
         release(std::ptr::read(&raw const (*table).table).into_entries());
         // fault-site: dealloc-missing-decref
         if faults::is_on("dealloc-missing-decref") {

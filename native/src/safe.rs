@@ -258,15 +258,18 @@ impl SafeHashTable {
         if other.len()? != load {
             return Ok(false);
         }
-        for slot in 0..load {
-            let Some((key, value)) = slf
+        // Slot by slot, over the holes removals leave (`next_entry`), as pytype.rs does.
+        let mut cursor = 0;
+        loop {
+            let Some((slot, key, value)) = slf
                 .borrow()
                 .table
-                .entry(slot)
-                .map(|entry| (entry.key.clone_ref(py), entry.value.clone_ref(py)))
+                .next_entry(cursor)
+                .map(|(slot, e)| (slot, e.key.clone_ref(py), e.value.clone_ref(py)))
             else {
                 break;
             };
+            cursor = slot + 1;
             let equal = match other.get_item(&key) {
                 Ok(theirs) => value.bind(py).eq(theirs)?,
                 Err(error) if error.is_instance_of::<PyKeyError>(py) => false,

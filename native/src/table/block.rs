@@ -10,8 +10,8 @@
 //! The heads come first and the nodes after them. The block grows by `realloc`, which glibc
 //! does in place where the heap has room after it (a growing table is often the last block
 //! of the heap): more room for nodes only extends the block; more heads also move the nodes
-//! up past them, in the same pass over them that rechains them. Only `nodes[..len]` is
-//! initialised.
+//! up past them (one copy, on a resize that rechains them all anyway). Only `nodes[..len]`
+//! is initialised.
 
 use std::alloc::{self, Layout};
 use std::marker::PhantomData;
