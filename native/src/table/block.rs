@@ -7,11 +7,13 @@
 //! next table of that size faulted in every page again (`bench`'s `timeit` pattern: 0.4×
 //! dict's speed).
 //!
-//! The heads come first and the nodes after them. The block grows by `realloc`, which glibc
+//! The nodes come first and the heads after them. The block grows by `realloc`, which glibc
 //! does in place where the heap has room after it (a growing table is often the last block
-//! of the heap): more room for nodes only extends the block; more heads also move the nodes
-//! up past them (one copy, on a resize that rechains them all anyway). Only `nodes[..len]`
-//! is initialised.
+//! of the heap). When the table doubles, the nodes stay where they are and the heads, which
+//! the resize rebuilds anyway, are written afresh past the room. More room for nodes moves
+//! the heads up past it (a copy of the heads): the table grows the room by at least as many
+//! bytes as the heads take, so the copy never costs more than the room it makes. Only
+//! `nodes[..len]` is initialised.
 
 use std::alloc::{self, Layout};
 use std::marker::PhantomData;
@@ -24,9 +26,9 @@ pub struct Block<H, N> {
     room: usize,
     /// Nodes stored (initialised), at the front of the room.
     len: usize,
-    /// Where the nodes start, within the block (after the heads): kept, not worked out from
-    /// `start` on every lookup.
-    nodes_start: NonNull<N>,
+    /// Where the heads start, within the block (after the room for nodes): kept, not worked
+    /// out from `start` on every lookup.
+    heads_start: NonNull<H>,
     /// The block owns its heads and nodes (for the drop check).
     owns: PhantomData<(H, N)>,
 }
@@ -40,7 +42,7 @@ unsafe impl<H: Sync, N: Sync> Sync for Block<H, N> {}
 impl<H: Copy, N> Block<H, N> {
     /// A block of `heads` heads, each set to `empty`, and room for `room` nodes.
     pub fn new(heads: usize, empty: H, room: usize) -> Self {
-        let (layout, nodes_at) = layout::<H, N>(heads, room);
+        let (layout, heads_at) = layout::<H, N>(heads, room);
         assert!(layout.size() > 0, "a table has at least one bucket");
         // SAFETY: the layout is not zero-sized (checked above).
         let start = NonNull::new(unsafe { alloc::alloc(layout) })
@@ -50,8 +52,8 @@ impl<H: Copy, N> Block<H, N> {
             heads,
             room,
             len: 0,
-            // SAFETY: `nodes_at` is within the block just allocated.
-            nodes_start: unsafe { start.add(nodes_at) }.cast(),
+            // SAFETY: `heads_at` is within the block just allocated.
+            heads_start: unsafe { start.add(heads_at) }.cast(),
             owns: PhantomData,
         };
         block.set_heads(empty);
@@ -59,33 +61,33 @@ impl<H: Copy, N> Block<H, N> {
     }
 
     pub fn heads(&self) -> &[H] {
-        // SAFETY: the block starts with `heads` initialised heads, aligned for `H`.
-        unsafe { std::slice::from_raw_parts(self.start.as_ptr().cast(), self.heads) }
+        // SAFETY: `heads` initialised heads at `heads_start`, aligned for `H`.
+        unsafe { std::slice::from_raw_parts(self.heads_start.as_ptr(), self.heads) }
     }
 
     pub fn heads_mut(&mut self) -> &mut [H] {
         // SAFETY: as in `heads`, and `&mut self` makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.start.as_ptr().cast(), self.heads) }
+        unsafe { std::slice::from_raw_parts_mut(self.heads_start.as_ptr(), self.heads) }
     }
 
     pub fn nodes(&self) -> &[N] {
-        // SAFETY: `len` initialised nodes at `nodes_start`, aligned for `N`.
-        unsafe { std::slice::from_raw_parts(self.nodes_start.as_ptr(), self.len) }
+        // SAFETY: the block starts with `len` initialised nodes, aligned for `N`.
+        unsafe { std::slice::from_raw_parts(self.first_node(), self.len) }
     }
 
     pub fn nodes_mut(&mut self) -> &mut [N] {
         // SAFETY: as in `nodes`, and `&mut self` makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.nodes_start.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.first_node(), self.len) }
     }
 
     /// The heads and the nodes at once (they never overlap), to relink every chain.
     pub fn parts_mut(&mut self) -> (&mut [H], &mut [N]) {
-        // SAFETY: two disjoint, initialised ranges of the block (the heads first, the nodes
-        // at `nodes_start`, past them); `&mut self` makes both borrows unique.
+        // SAFETY: two disjoint, initialised ranges of the block (the nodes first, the heads
+        // at `heads_start`, past the room); `&mut self` makes both borrows unique.
         unsafe {
             (
-                std::slice::from_raw_parts_mut(self.start.as_ptr().cast(), self.heads),
-                std::slice::from_raw_parts_mut(self.nodes_start.as_ptr(), self.len),
+                std::slice::from_raw_parts_mut(self.heads_start.as_ptr(), self.heads),
+                std::slice::from_raw_parts_mut(self.first_node(), self.len),
             )
         }
     }
@@ -99,7 +101,7 @@ impl<H: Copy, N> Block<H, N> {
     pub fn push(&mut self, node: N) {
         assert!(self.len < self.room, "push into a full block");
         // SAFETY: slot `len` is within the room and not initialised yet.
-        unsafe { self.nodes_start.add(self.len).write(node) };
+        unsafe { self.first_node().add(self.len).write(node) };
         self.len += 1;
     }
 
@@ -107,7 +109,7 @@ impl<H: Copy, N> Block<H, N> {
     pub fn pop(&mut self) -> Option<N> {
         self.len = self.len.checked_sub(1)?;
         // SAFETY: slot `len` was initialised, and is no longer counted as such.
-        Some(unsafe { self.nodes_start.add(self.len).read() })
+        Some(unsafe { self.first_node().add(self.len).read() })
     }
 
     /// Drops every node from `len` on.
@@ -117,7 +119,7 @@ impl<H: Copy, N> Block<H, N> {
         }
         // SAFETY: `len` is below `self.len`, within the room.
         let tail = std::ptr::slice_from_raw_parts_mut(
-            unsafe { self.nodes_start.add(len) }.as_ptr(),
+            unsafe { self.first_node().add(len) },
             self.len - len,
         );
         // Forgotten first, so that a panicking drop cannot lead to a second one.
@@ -126,29 +128,28 @@ impl<H: Copy, N> Block<H, N> {
         unsafe { tail.drop_in_place() };
     }
 
-    /// Makes room for `room` nodes (more than now), keeping the heads and the nodes: the
-    /// block only grows at its end (it may move).
+    /// Makes room for `room` nodes (more than now), keeping the nodes and the heads: the
+    /// heads move up past the new room.
     pub fn grow_room(&mut self, room: usize) {
         assert!(room > self.room, "growing makes more room");
+        let old_heads_at = self.heads_at();
         self.reallocate(self.heads, room);
+        // SAFETY: the block now holds the old bytes, heads included, at `old_heads_at`, and
+        // room for `heads` heads at the new, higher `heads_start`; `copy` allows the overlap.
+        unsafe {
+            let old_heads = self.start.add(old_heads_at).cast::<H>();
+            std::ptr::copy(old_heads.as_ptr(), self.heads_start.as_ptr(), self.heads);
+        }
     }
 
     /// Gives the block `heads` heads (more than now), each set to `empty`, and room for
-    /// `room` nodes (at least as many as it holds), keeping the nodes: they move up past the
-    /// new heads.
+    /// `room` nodes (at least as many as it holds), keeping the nodes where they are.
     pub fn grow_heads(&mut self, heads: usize, empty: H, room: usize) {
         assert!(
             heads > self.heads && room >= self.len,
             "growing keeps the nodes"
         );
-        let old_nodes_at = self.nodes_at();
         self.reallocate(heads, room);
-        // SAFETY: the block now holds the old bytes, nodes included, at `old_nodes_at`, and
-        // room for `len` nodes at the new, higher `nodes_start`; `copy` allows the overlap.
-        unsafe {
-            let old_nodes = self.start.add(old_nodes_at).cast::<N>();
-            std::ptr::copy(old_nodes.as_ptr(), self.nodes_start.as_ptr(), self.len);
-        }
         self.set_heads(empty);
     }
 
@@ -158,28 +159,32 @@ impl<H: Copy, N> Block<H, N> {
     }
 
     /// `realloc`s the block for `heads` heads and room for `room` nodes (its bytes kept, up
-    /// to the smaller size), pointing `nodes_start` past the new heads. No smaller than now.
+    /// to the smaller size), pointing `heads_start` past the new room. No smaller than now.
     fn reallocate(&mut self, heads: usize, room: usize) {
         let (old, _) = layout::<H, N>(self.heads, self.room);
-        let (new, nodes_at) = layout::<H, N>(heads, room);
+        let (new, heads_at) = layout::<H, N>(heads, room);
         assert!(new.size() >= old.size(), "a block only grows");
         // SAFETY: `start` was allocated with `old`; `new` has the same alignment (that of `H`
         // and `N`) and a size that is not zero; `realloc` keeps the bytes if it moves them.
         let start = unsafe { alloc::realloc(self.start.as_ptr(), old, new.size()) };
         self.start = NonNull::new(start).unwrap_or_else(|| alloc::handle_alloc_error(new));
-        // SAFETY: `nodes_at` is within the block as it now is.
-        self.nodes_start = unsafe { self.start.add(nodes_at) }.cast();
+        // SAFETY: `heads_at` is within the block as it now is.
+        self.heads_start = unsafe { self.start.add(heads_at) }.cast();
         (self.heads, self.room) = (heads, room);
     }
 
-    /// Where the nodes start, in bytes from `start`.
-    fn nodes_at(&self) -> usize {
+    /// Where the heads start, in bytes from `start`.
+    fn heads_at(&self) -> usize {
         layout::<H, N>(self.heads, self.room).1
+    }
+
+    fn first_node(&self) -> *mut N {
+        self.start.as_ptr().cast()
     }
 
     /// Writes every head, whatever was there (heads are `Copy`: nothing to drop).
     fn set_heads(&mut self, empty: H) {
-        let first: *mut H = self.start.as_ptr().cast();
+        let first = self.heads_start.as_ptr();
         for i in 0..self.heads {
             // SAFETY: head `i` is within the block, aligned for `H`.
             unsafe { first.add(i).write(empty) };
@@ -198,17 +203,17 @@ impl<H, N> Drop for Block<H, N> {
             }
         }
         let _dealloc = Dealloc(self.start, layout::<H, N>(self.heads, self.room).0);
-        let nodes = std::ptr::slice_from_raw_parts_mut(self.nodes_start.as_ptr(), self.len);
+        let nodes = std::ptr::slice_from_raw_parts_mut(self.start.as_ptr().cast::<N>(), self.len);
         // SAFETY: `nodes[..len]` are initialised and dropped once, before the block goes.
         unsafe { nodes.drop_in_place() };
     }
 }
 
-/// `heads` heads, then room for `room` nodes (padded to their alignment): the block's layout,
-/// and where the nodes start.
+/// Room for `room` nodes, then `heads` heads (padded to their alignment): the block's layout,
+/// and where the heads start.
 fn layout<H, N>(heads: usize, room: usize) -> (Layout, usize) {
-    Layout::array::<H>(heads)
-        .and_then(|heads| heads.extend(Layout::array::<N>(room)?))
+    Layout::array::<N>(room)
+        .and_then(|nodes| nodes.extend(Layout::array::<H>(heads)?))
         .expect("a table's block fits in the address space")
 }
 
@@ -249,8 +254,8 @@ mod tests {
         nodes[0] = 13;
         assert_eq!(block.heads(), &[6, 6, 6, 6, 9]);
         assert_eq!(block.nodes(), &[13, 11]);
-        // 20 bytes of heads, padded to 24 for the nodes.
-        assert_eq!((block.room(), block.bytes()), (3, 24 + 3 * 8));
+        // Three nodes of 8 bytes, then five heads of 4.
+        assert_eq!((block.room(), block.bytes()), (3, 3 * 8 + 5 * 4));
         block.grow_heads(40, 0, 2);
         assert_eq!(
             (block.heads(), block.nodes()),

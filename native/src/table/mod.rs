@@ -85,13 +85,16 @@ impl<P> Table<P> {
     /// A table of `size` empty buckets. Callers validate `0 < size <= MAX_SIZE` and
     /// `0 < max_load <= 1`.
     pub fn new(size: usize, max_load: f64) -> Table<P> {
+        let fits = fits(size, max_load);
         Table {
-            // Room for nodes comes with the first (as in a `Vec`): a table made large on
-            // purpose does not hold memory for entries it may never have.
-            block: Block::new(size, Link::END, 0),
+            // A table made large on purpose has room for entries from the start (as a
+            // `dict` made for many keys has), as many bytes as its buckets take, and none
+            // it cannot fill: growing the room past that moves no more than it makes. The
+            // system hands out the pages as they are written.
+            block: Block::new(size, Link::END, fits.min(room_as_large_as_heads::<P>(size))),
             live: 0,
             max_load,
-            fits: fits(size, max_load),
+            fits,
             resizes: 0,
             version: 0,
         }
@@ -305,7 +308,12 @@ impl<P> Table<P> {
             self.block.heads_mut().fill(Link::END);
             self.rechain();
         } else if stored == room {
-            self.block.grow_room((2 * room).clamp(4, MAX_SIZE)); // as a `Vec` grows
+            // Twice the room, as a `Vec` grows, and at least as many bytes as the heads it
+            // moves (`block.rs`).
+            let room = (2 * room)
+                .max(4)
+                .max(room_as_large_as_heads::<P>(self.size()));
+            self.block.grow_room(room.min(MAX_SIZE));
         }
     }
 
@@ -384,6 +392,11 @@ fn fits(size: usize, max_load: f64) -> usize {
         n += 1;
     }
     n
+}
+
+/// Room for as many nodes as take the bytes of `size` heads.
+fn room_as_large_as_heads<P>(size: usize) -> usize {
+    size * std::mem::size_of::<Link>() / std::mem::size_of::<Option<Node<P>>>()
 }
 
 /// The bucket a hash falls into among `size`: `hash mod size`, always in range.
@@ -627,6 +640,24 @@ mod tests {
         assert_eq!(table.block.nodes().len(), table.load());
         assert_eq!(hashes(&table), vec![1, 3, 4, 5, 6]);
         assert_chains_agree(&table);
+    }
+
+    #[test]
+    fn a_large_table_has_room_for_as_many_bytes_of_entries_as_its_buckets_take() {
+        let mut table = Table::new(1024, 0.5); // 4 KiB of heads: room for 128 nodes of 32
+        assert_eq!(table.block.room(), 128);
+        for hash in 0..128 {
+            table.insert_new(entry(hash));
+        }
+        assert_eq!(table.block.room(), 128);
+        table.insert_new(entry(128)); // moving the heads makes as much room again
+        assert_eq!(table.block.room(), 256);
+        assert_chains_agree(&table);
+        let mut small = Table::<*mut u8>::new(16, 0.1); // fits 1: no room it cannot fill
+        assert_eq!(small.block.room(), 1);
+        small.insert_new(entry(0));
+        small.insert_new(entry(16)); // the table doubles: room for what 32 buckets fit
+        assert_eq!((small.size(), small.block.room()), (32, 3));
     }
 
     #[test]
