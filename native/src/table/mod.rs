@@ -75,6 +75,10 @@ pub struct Table<P> {
     /// How many entries fit in the buckets within `max_load` ([`fits`]): the table doubles
     /// before one more goes in.
     fits: usize,
+    /// How many more entries go in before [`Table::make_room`] must look again (a `dict`'s
+    /// `dk_usable`): before the room runs out, or one more would pass `max_load`. A removal
+    /// that leaves more holes than entries sets it to 0.
+    usable: usize,
     resizes: usize,
     /// Bumped by every change to the set of keys, so iterators and lookups that ran Python
     /// code (`__eq__`) can tell that the chain they were walking has moved.
@@ -95,6 +99,7 @@ impl<P> Table<P> {
             live: 0,
             max_load,
             fits,
+            usable: 0, // the first insert makes room
             resizes: 0,
             version: 0,
         }
@@ -167,9 +172,7 @@ impl<P> Table<P> {
     #[inline(always)]
     pub fn insert_new(&mut self, entry: Entry<P>) {
         debug_assert!(!self.is_full(), "callers check is_full first");
-        let stored = self.block.nodes().len();
-        let holes = stored - self.live;
-        if self.live >= self.fits || holes > self.live || stored == self.block.room() {
+        if self.usable == 0 {
             self.make_room();
         }
         let bucket = self.bucket_of(entry.hash);
@@ -185,6 +188,7 @@ impl<P> Table<P> {
             next: Link::END,
         }));
         self.live += 1;
+        self.usable -= 1;
         self.version += 1;
     }
 
@@ -219,6 +223,9 @@ impl<P> Table<P> {
         // Holes at the end go at once, so the last slot always holds an entry (`popitem`).
         while let Some(None) = self.block.nodes().last() {
             self.block.pop();
+        }
+        if self.block.nodes().len() - self.live > self.live {
+            self.usable = 0; // more holes than entries: the next insert squeezes them out
         }
         self.version += 1;
         entry
@@ -287,8 +294,8 @@ impl<P> Table<P> {
     /// Before an insert that would pass `max_load`, doubles the table; else, with more holes
     /// than entries, squeezes them out (a pass over the entries and the buckets, after at
     /// least as many removals as there are entries), which keeps the array from growing
-    /// without end; else, with the nodes' room used up, makes more. Out of `insert_new`: it
-    /// is rare.
+    /// without end; else, with the nodes' room used up, makes more. Then works out how many
+    /// entries go in before it must look again. Out of `insert_new`: it is rare.
     #[cold]
     fn make_room(&mut self) {
         let (stored, room) = (self.block.nodes().len(), self.block.room());
@@ -315,6 +322,15 @@ impl<P> Table<P> {
                 .max(room_as_large_as_heads::<P>(self.size()));
             self.block.grow_room(room.min(MAX_SIZE));
         }
+        let before_doubling = if self.size() < MAX_SIZE {
+            // At least the entry this is for, even past `max_load`: a table whose buckets
+            // fit none (a tiny size and `max_load`) doubles once per insert.
+            self.fits.saturating_sub(self.live).max(1)
+        } else {
+            usize::MAX // it cannot double: the room alone limits it
+        };
+        let before_room_runs_out = self.block.room() - self.block.nodes().len();
+        self.usable = before_doubling.min(before_room_runs_out);
     }
 
     /// The last entry of `bucket`'s chain.
