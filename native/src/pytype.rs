@@ -14,7 +14,7 @@
 
 // The C API's reference counting, written as CPython's headers inline it (`refcount.rs`).
 use super::refcount::{Py_CLEAR, Py_DECREF, Py_INCREF, Py_NewRef, Py_XDECREF, Py_XNewRef};
-use super::table::{self, Slot, MAX_SIZE};
+use super::table::{self, Slot, Walk, MAX_SIZE};
 use super::{alloc_instance, free_memory, iter, state_of, type_attribute, type_name, Raised};
 use crate::{faults, trace};
 use pyo3_ffi::compat::*;
@@ -22,7 +22,7 @@ use pyo3_ffi::*;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr::null_mut;
 
-/// The chained table of `table.rs`, storing pointers to Python objects.
+/// The chained table of `table/`, storing pointers to Python objects.
 type Table = table::Table<*mut PyObject>;
 type Entry = table::Entry<*mut PyObject>;
 
@@ -153,31 +153,49 @@ unsafe fn find(
     key: *mut PyObject,
     hash: isize,
 ) -> Result<Option<(Slot, Entry)>, Raised> {
+    // SAFETY: `slf` is a live table; the borrow of it ends before `find_equal` runs Python
+    // code, which may change it.
+    unsafe {
+        let table = &(*slf).table;
+        let first = table.first_in_chain(table.bucket_of(hash));
+        match table.walk(first, hash, key) {
+            Walk::Same(slot) => Ok(Some((slot, *table.chained(slot).0))),
+            Walk::End => Ok(None),
+            Walk::SameHash(slot) => find_equal(slf, key, hash, slot),
+        }
+    }
+}
+
+/// [`find`] on from `slot`, whose key has `key`'s hash but is another object: asks `==`,
+/// and walks on while it says no. Out of `find`, which then calls nothing but the walk:
+/// with a good hash, equal hashes mostly mean the very same key object.
+#[inline(never)]
+unsafe fn find_equal(
+    slf: *mut HashTableObject,
+    key: *mut PyObject,
+    hash: isize,
+    mut slot: Slot,
+) -> Result<Option<(Slot, Entry)>, Raised> {
     // SAFETY: `slf` is a live table; entries hold live keys owned by the table; no borrow of
     // the table outlives a statement, so Python code run by `==` may change it freely.
     unsafe {
-        let bucket = (*slf).table.bucket_of(hash);
-        let mut next = (*slf).table.first_in_chain(bucket);
-        while let Some(slot) = next {
+        loop {
             let (&entry, after) = (*slf).table.chained(slot); // copied: no borrow stays
-            if entry.key == key {
+                                                              // Should `==` change the table, keys_equal raises, and `after` goes unused.
+            if keys_equal(slf, entry.key, key)? {
                 return Ok(Some((slot, entry)));
             }
-            // Should `==` change the table, keys_equal raises, and `after` goes unused.
-            if entry.hash == hash && keys_equal(slf, entry.key, key)? {
-                return Ok(Some((slot, entry)));
+            match (*slf).table.walk(after, hash, key) {
+                Walk::Same(same) => return Ok(Some((same, *(*slf).table.chained(same).0))),
+                Walk::End => return Ok(None),
+                Walk::SameHash(next) => slot = next,
             }
-            next = after;
         }
-        Ok(None)
     }
 }
 
 /// `stored == key`, for a stored key whose hash matches: runs Python code (`__eq__`), after
-/// which the table may have changed (an error then: the chain being walked may be gone). Out
-/// of `find`'s loop, which it keeps short: with a good hash, equal hashes mostly mean the
-/// very same key object.
-#[inline(never)]
+/// which the table may have changed (an error then: the chain being walked may be gone).
 unsafe fn keys_equal(
     slf: *mut HashTableObject,
     stored: *mut PyObject,

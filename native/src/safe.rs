@@ -1,6 +1,6 @@
 //! `hashtable.SafeHashTable`: the table of `pytype.rs` again, written in safe PyO3.
 //!
-//! Same chained table (`table.rs`), same Python API, same `repr`; not one `Py_INCREF`, not
+//! Same chained table (`table/`), same Python API, same `repr`; not one `Py_INCREF`, not
 //! one `unsafe` block. Ownership is a type here:
 //!
 //! - `Py<PyAny>` and `Bound<'py, PyAny>` each own one reference. Cloning one (`clone_ref`,
@@ -31,7 +31,7 @@ use pyo3::types::{PyDict, PyInt, PyList, PyModule, PyString, PyTuple, PyType};
 use pyo3::{intern, PyTraverseError};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The chained table of `table.rs`, each entry owning its key and value.
+/// The chained table of `table/`, each entry owning its key and value.
 type Table = table::Table<Py<PyAny>>;
 type Entry = table::Entry<Py<PyAny>>;
 

@@ -36,6 +36,18 @@ pub struct Entry<P> {
 /// set of keys (see [`Table::version`]).
 pub type Slot = usize;
 
+/// Where a walk along a chain stopped ([`Table::walk`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// At the entry that holds the very key looked for.
+    Same(Slot),
+    /// At an entry of the same hash holding another key: only `==` can tell whether they
+    /// are equal.
+    SameHash(Slot),
+    /// Past the end of the chain.
+    End,
+}
+
 /// The largest number of buckets or entries a table can have (indices are `u32`).
 pub const MAX_SIZE: usize = 1 << 30;
 
@@ -142,6 +154,28 @@ impl<P> Table<P> {
     pub fn chained(&self, slot: Slot) -> (&Entry<P>, Option<Slot>) {
         let node = self.node(slot);
         (&node.entry, node.next.slot())
+    }
+
+    /// Walks a chain from `from` (a slot in it, or `None` for an empty rest) to the first
+    /// entry that holds `key` itself or has its `hash`. Identity first, as `dict` looks: with
+    /// a good hash the key found is mostly the very object stored. No Python code runs here,
+    /// so this loop calls nothing.
+    #[inline(always)]
+    pub fn walk(&self, mut from: Option<Slot>, hash: isize, key: P) -> Walk
+    where
+        P: Copy + PartialEq,
+    {
+        while let Some(slot) = from {
+            let node = self.node(slot);
+            if node.entry.key == key {
+                return Walk::Same(slot);
+            }
+            if node.entry.hash == hash {
+                return Walk::SameHash(slot);
+            }
+            from = node.next.slot();
+        }
+        Walk::End
     }
 
     /// The entry at `slot`; `None` for a hole or past the end.
@@ -674,6 +708,21 @@ mod tests {
         small.insert_new(entry(0));
         small.insert_new(entry(16)); // the table doubles: room for what 32 buckets fit
         assert_eq!((small.size(), small.block.room()), (32, 3));
+    }
+
+    #[test]
+    fn a_walk_stops_at_the_same_key_or_the_same_hash() {
+        let mut table = Table::new(4, 1.0);
+        for hash in [1, 5, 9] {
+            table.insert_new(entry(hash)); // one chain: bucket 1 holds all three
+        }
+        let key = |hash| entry(hash).key;
+        let first = table.first_in_chain(1);
+        assert_eq!(table.walk(first, 9, key(9)), Walk::Same(2));
+        assert_eq!(table.walk(first, 5, fake(99)), Walk::SameHash(1));
+        assert_eq!(table.walk(first, 13, key(13)), Walk::End);
+        assert_eq!(table.walk(Some(2), 5, key(5)), Walk::End); // from the last: 5 is behind
+        assert_eq!(table.walk(table.first_in_chain(0), 0, key(0)), Walk::End);
     }
 
     #[test]
