@@ -159,7 +159,7 @@ unsafe fn find(
         let table = &(*slf).table;
         let first = table.first_in_chain(table.bucket_of(hash));
         match table.walk(first, hash, key) {
-            Walk::Same(slot) => Ok(Some((slot, *table.chained(slot).0))),
+            Walk::Same(slot, entry) => Ok(Some((slot, entry))),
             Walk::End => Ok(None),
             Walk::SameHash(slot) => find_equal(slf, key, hash, slot),
         }
@@ -186,7 +186,7 @@ unsafe fn find_equal(
                 return Ok(Some((slot, entry)));
             }
             match (*slf).table.walk(after, hash, key) {
-                Walk::Same(same) => return Ok(Some((same, *(*slf).table.chained(same).0))),
+                Walk::Same(same, entry) => return Ok(Some((same, entry))),
                 Walk::End => return Ok(None),
                 Walk::SameHash(next) => slot = next,
             }

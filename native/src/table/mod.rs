@@ -38,9 +38,9 @@ pub type Slot = usize;
 
 /// Where a walk along a chain stopped ([`Table::walk`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Walk {
-    /// At the entry that holds the very key looked for.
-    Same(Slot),
+pub enum Walk<P> {
+    /// At the entry that holds the very key looked for (a copy of it).
+    Same(Slot, Entry<P>),
     /// At an entry of the same hash holding another key: only `==` can tell whether they
     /// are equal.
     SameHash(Slot),
@@ -161,14 +161,14 @@ impl<P> Table<P> {
     /// a good hash the key found is mostly the very object stored. No Python code runs here,
     /// so this loop calls nothing.
     #[inline(always)]
-    pub fn walk(&self, mut from: Option<Slot>, hash: isize, key: P) -> Walk
+    pub fn walk(&self, mut from: Option<Slot>, hash: isize, key: P) -> Walk<P>
     where
         P: Copy + PartialEq,
     {
         while let Some(slot) = from {
             let node = self.node(slot);
             if node.entry.key == key {
-                return Walk::Same(slot);
+                return Walk::Same(slot, node.entry);
             }
             if node.entry.hash == hash {
                 return Walk::SameHash(slot);
@@ -718,7 +718,7 @@ mod tests {
         }
         let key = |hash| entry(hash).key;
         let first = table.first_in_chain(1);
-        assert_eq!(table.walk(first, 9, key(9)), Walk::Same(2));
+        assert_eq!(table.walk(first, 9, key(9)), Walk::Same(2, entry(9)));
         assert_eq!(table.walk(first, 5, fake(99)), Walk::SameHash(1));
         assert_eq!(table.walk(first, 13, key(13)), Walk::End);
         assert_eq!(table.walk(Some(2), 5, key(5)), Walk::End); // from the last: 5 is behind
