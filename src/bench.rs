@@ -242,14 +242,14 @@ const SAFETY_COSTS: &str = "  \
   Where the difference comes from: both run the same table code with the same shortcuts. On
   top, SafeHashTable pays, per operation, in instructions (benches/instructions.sh, CPython
   3.11 and 3.14): PyO3's entry and exit (the trampoline and its panic guard, the GIL count in
-  a thread-local, argument extraction) 95 to 127 for h[k], k in h and h[k] = v, and 289 for
+  a thread-local, argument extraction) 95 to 127 for h[k], k in h and h[k] = v, and 303 for
   pop (its optional default arrives as a tuple); the borrow flag, an atomic operation per
   borrow, 24 to 36 (no borrow may be held while Python code, hash_func or __eq__, runs);
   reference counts by function call, 10 to 21 on 3.11 and 30 to 59 on 3.14 (HashTable
-  writes them inline, as CPython's headers do). These three are 61 to 73 per cent of
+  writes them inline, as CPython's headers do). These three are 59 to 73 per cent of
   SafeHashTable's extra instructions; the rest is PyO3's other glue, not broken down here.
-  In all SafeHashTable runs 1.29 to 2.51 times dict's instructions per operation, HashTable
-  0.77 to 0.97 times. Time parts them further than instructions do: see the ratios above.";
+  In all SafeHashTable runs 1.27 to 2.52 times dict's instructions per operation, HashTable
+  0.74 to 0.92 times. Time parts them further than instructions do: see the ratios above.";
 
 /// Why the memory ratio moves with the number of entries.
 const MEMORY_MOVES: &str = "  \
