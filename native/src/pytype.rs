@@ -145,8 +145,8 @@ unsafe fn call_hash_func(slf: *mut HashTableObject, key: *mut PyObject) -> Resul
     }
 }
 
-/// Where `key` is stored, and a copy of its entry (borrowed pointers), if it is. Compares
-/// colliding keys with `==`, which runs Python code.
+/// Where `key` is stored, and a copy of its entry (borrowed pointers, valid until Python code
+/// next runs), if it is. Compares colliding keys with `==`, which runs Python code.
 #[inline(always)]
 unsafe fn find(
     slf: *mut HashTableObject,
@@ -180,10 +180,13 @@ unsafe fn find_equal(
     // the table outlives a statement, so Python code run by `==` may change it freely.
     unsafe {
         loop {
-            let (&entry, after) = (*slf).table.chained(slot); // copied: no borrow stays
-                                                              // Should `==` change the table, keys_equal raises, and `after` goes unused.
-            if keys_equal(slf, entry.key, key)? {
-                return Ok(Some((slot, entry)));
+            // Copied: no borrow stays. Should `==` change the keys, keys_equal raises, and
+            // `after` goes unused.
+            let (&stored, after) = (*slf).table.chained(slot);
+            if keys_equal(slf, stored.key, key)? {
+                // Read again: `==` may have given the key another value (`t[key] = v` inside
+                // `__eq__`), which changes no key, and released the one copied above.
+                return Ok(Some((slot, *(*slf).table.chained(slot).0)));
             }
             match (*slf).table.walk(after, hash, key) {
                 Walk::Same(same, entry) => return Ok(Some((same, entry))),

@@ -323,6 +323,34 @@ class HashFunctions(unittest.TestCase):
         with self.assertRaisesRegex(RuntimeError, "changed size"):
             h[Sneaky()]
 
+    def test_eq_that_gives_the_key_another_value(self):
+        # Not a change of keys, so no error: the lookup hands back the value stored now, as a
+        # dict does, not the one it read before `==` ran (which `==` has released).
+        h = HashTable()
+        released = []
+
+        class Old:
+            def __del__(self):
+                released.append(self)
+
+        class Key:
+            def __init__(self, stored):
+                self.stored = stored
+
+            def __hash__(self):
+                return 42
+
+            def __eq__(self, other):
+                if self.stored:
+                    h[self] = "new value"
+                return True
+
+        h[Key(stored=True)] = None
+        for look_up in (lambda key: h[key], h.get, lambda key: h.setdefault(key, None)):
+            h[next(iter(h))] = Old()
+            self.assertEqual(look_up(Key(stored=False)), "new value")
+        self.assertEqual(len(released), 3)
+
     def test_hash_func_that_mutates_the_table(self):
         h = HashTable(hash_func=lambda k: (h.clear(), 3)[1])
         h["a"] = 1
