@@ -54,7 +54,7 @@ fn find(table: &Table<*mut u8>, hash: isize) -> Option<usize> {
 
 /// Nanoseconds per operation for insert, find and remove.
 fn run_table(hashes: &[isize]) -> [f64; 3] {
-    let mut table = Table::new(4, 0.5);
+    let mut table = Table::try_new(4, 0.5).unwrap();
     let started = Instant::now();
     for (i, &hash) in hashes.iter().enumerate() {
         table.insert_new(Entry {

@@ -64,7 +64,7 @@ proptest! {
         max_load in prop_oneof![Just(0.25), Just(0.5), Just(0.75), Just(1.0)],
         ops in proptest::collection::vec(op(), 1..200),
     ) {
-        let mut table: Table<*mut u8> = Table::new(size, max_load);
+        let mut table: Table<*mut u8> = Table::try_new(size, max_load).unwrap();
         let mut model: HashMap<usize, usize> = HashMap::new();
         let mut order: Vec<usize> = Vec::new(); // the keys, in the order they were added
         for op in ops {

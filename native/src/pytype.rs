@@ -445,6 +445,18 @@ unsafe extern "C" fn table_new(
             PyErr_SetString(PyExc_ValueError, message.as_ptr().cast());
             return null_mut();
         }
+        let table = match Table::try_new(size as usize, max_load) {
+            Ok(table) => table,
+            Err(refused) => {
+                PyErr_Format(
+                    PyExc_MemoryError,
+                    c"HashTable(size=%zd) needs %zu bytes, which the system refused".as_ptr(),
+                    size,
+                    refused.bytes,
+                );
+                return null_mut();
+            }
+        };
         let state = state_of(subtype);
         let builtins = PyEval_GetBuiltins(); // borrowed: the running frame owns its builtins
         let builtin_hash = PyDict_GetItemWithError(builtins, (*state).hash_name); // borrowed
@@ -482,7 +494,7 @@ unsafe extern "C" fn table_new(
         }
         // The memory is zeroed, which is not a valid `Table`: write one before anything can
         // run the GC and look inside.
-        std::ptr::write(&raw mut (*slf).table, Table::new(size as usize, max_load));
+        std::ptr::write(&raw mut (*slf).table, table);
         Py_INCREF(hash_func); // the table owns a reference to its hash function
         (*slf).hash_func = hash_func;
         (*slf).builtin_hash = is_builtin_hash;

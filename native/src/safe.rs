@@ -22,7 +22,9 @@
 
 use crate::table::{self, Slot, MAX_SIZE};
 use crate::{faults, trace};
-use pyo3::exceptions::{PyKeyError, PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyKeyError, PyMemoryError, PyOverflowError, PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
@@ -309,6 +311,12 @@ impl SafeHashTable {
                 "max_load must be in (0, 1], got {max_load}"
             )));
         }
+        let table = Table::try_new(size as usize, max_load).map_err(|refused| {
+            PyMemoryError::new_err(format!(
+                "SafeHashTable(size={size}) needs {} bytes, which the system refused",
+                refused.bytes
+            ))
+        })?;
         let builtin_hash = py.import("builtins")?.getattr(intern!(py, "hash"))?;
         let hash_func = hash_func.unwrap_or_else(|| builtin_hash.clone());
         if !hash_func.is_callable() {
@@ -329,7 +337,7 @@ impl SafeHashTable {
         Ok(SafeHashTable {
             builtin_hash: hash_func.is(&builtin_hash),
             hash_func: Some(hash_func.unbind()),
-            table: Table::new(size as usize, max_load),
+            table,
             trace_id,
         })
     }

@@ -37,6 +37,23 @@ class Constructor(unittest.TestCase):
         with self.assertRaises(TypeError):
             HashTable("4")
 
+    @unittest.skipUnless(sys.platform == "linux", "RLIMIT_AS caps a process's memory on Linux")
+    def test_a_size_the_system_refuses_raises_memory_error(self):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/statm") as statm:
+            in_use = int(statm.read().split()[0]) * resource.getpagesize()
+        cap = in_use + 2**30  # a GiB to spare; size=2**30 needs 8 GiB
+        if soft != resource.RLIM_INFINITY:
+            cap = min(cap, soft)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+        try:
+            with self.assertRaisesRegex(MemoryError, r"needs \d+ bytes, which the system refused"):
+                HashTable(size=2**30)
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
     def test_bad_max_load(self):
         for max_load in (0.0, -0.5, 1.01, float("nan"), float("inf")):
             with self.assertRaisesRegex(ValueError, r"max_load must be in \(0, 1\]"):

@@ -39,14 +39,22 @@ unsafe impl<H: Send, N: Send> Send for Block<H, N> {}
 // SAFETY: as above; `&Block` only hands out shared references to its contents.
 unsafe impl<H: Sync, N: Sync> Sync for Block<H, N> {}
 
+/// The allocator refused a new block of this many bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub bytes: usize,
+}
+
 impl<H: Copy, N> Block<H, N> {
-    /// A block of `heads` heads, each set to `empty`, and room for `room` nodes.
-    pub fn new(heads: usize, empty: H, room: usize) -> Self {
+    /// A block of `heads` heads, each set to `empty`, and room for `room` nodes; an error
+    /// when the allocator refuses (a size asked for is an input: too large must not abort).
+    pub fn try_new(heads: usize, empty: H, room: usize) -> Result<Self, Refused> {
         let (layout, heads_at) = layout::<H, N>(heads, room);
         assert!(layout.size() > 0, "a table has at least one bucket");
         // SAFETY: the layout is not zero-sized (checked above).
-        let start = NonNull::new(unsafe { alloc::alloc(layout) })
-            .unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        let start = NonNull::new(unsafe { alloc::alloc(layout) }).ok_or(Refused {
+            bytes: layout.size(),
+        })?;
         let mut block = Block {
             start,
             heads,
@@ -57,7 +65,7 @@ impl<H: Copy, N> Block<H, N> {
             owns: PhantomData,
         };
         block.set_heads(empty);
-        block
+        Ok(block)
     }
 
     pub fn heads(&self) -> &[H] {
@@ -234,7 +242,7 @@ mod tests {
 
     #[test]
     fn nodes_keep_their_contents_as_the_block_grows() {
-        let mut block: Block<u32, u64> = Block::new(3, 7, 1);
+        let mut block: Block<u32, u64> = Block::try_new(3, 7, 1).unwrap();
         block.push(10);
         block.heads_mut()[1] = 8;
         assert_eq!((block.heads(), block.nodes()), (&[7, 8, 7][..], &[10][..]));
@@ -266,7 +274,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "push into a full block")]
     fn a_full_block_refuses_a_node() {
-        let mut block: Block<u32, u64> = Block::new(1, 0, 1);
+        let mut block: Block<u32, u64> = Block::try_new(1, 0, 1).unwrap();
         block.push(1);
         block.push(2);
     }
@@ -274,7 +282,7 @@ mod tests {
     #[test]
     fn every_node_is_dropped_once() {
         let owner = Rc::new(());
-        let mut block: Block<u32, Rc<()>> = Block::new(2, 0, 4);
+        let mut block: Block<u32, Rc<()>> = Block::try_new(2, 0, 4).unwrap();
         for _ in 0..4 {
             block.push(owner.clone());
         }

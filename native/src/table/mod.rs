@@ -21,6 +21,8 @@
 
 mod block;
 
+pub use block::Refused;
+
 use block::Block;
 use std::num::NonZeroU32;
 
@@ -98,23 +100,23 @@ pub struct Table<P> {
 }
 
 impl<P> Table<P> {
-    /// A table of `size` empty buckets. Callers validate `0 < size <= MAX_SIZE` and
-    /// `0 < max_load <= 1`.
-    pub fn new(size: usize, max_load: f64) -> Table<P> {
+    /// A table of `size` empty buckets, or an error when the memory for them is refused.
+    /// Callers validate `0 < size <= MAX_SIZE` and `0 < max_load <= 1`.
+    pub fn try_new(size: usize, max_load: f64) -> Result<Table<P>, Refused> {
         let fits = fits(size, max_load);
-        Table {
+        Ok(Table {
             // A table made large on purpose has room for entries from the start (as a
             // `dict` made for many keys has), as many bytes as its buckets take, and none
             // it cannot fill: growing the room past that moves no more than it makes. The
             // system hands out the pages as they are written.
-            block: Block::new(size, Link::END, fits.min(room_as_large_as_heads::<P>(size))),
+            block: Block::try_new(size, Link::END, fits.min(room_as_large_as_heads::<P>(size)))?,
             live: 0,
             max_load,
             fits,
             usable: 0, // the first insert makes room
             resizes: 0,
             version: 0,
-        }
+        })
     }
 
     pub fn size(&self) -> usize {
@@ -492,13 +494,13 @@ mod tests {
 
     #[test]
     fn negative_hashes_land_in_range() {
-        let table: Table<*mut u8> = Table::new(4, 0.5);
+        let table: Table<*mut u8> = Table::try_new(4, 0.5).unwrap();
         assert_eq!(table.bucket_of(-4), 0);
         assert_eq!(table.bucket_of(-1), 3);
         assert_eq!(table.bucket_of(isize::MIN), 0);
         assert_eq!(table.bucket_of(7), 3);
         // A size that is no power of two divides; one that is masks: the same buckets.
-        let odd: Table<*mut u8> = Table::new(3, 0.5);
+        let odd: Table<*mut u8> = Table::try_new(3, 0.5).unwrap();
         assert_eq!(
             (odd.bucket_of(-1), odd.bucket_of(-3), odd.bucket_of(7)),
             (2, 0, 1)
@@ -510,7 +512,7 @@ mod tests {
 
     #[test]
     fn grows_when_one_more_entry_would_pass_max_load() {
-        let mut table = Table::new(4, 0.5);
+        let mut table = Table::try_new(4, 0.5).unwrap();
         table.insert_new(entry(0));
         table.insert_new(entry(1));
         assert_eq!((table.size(), table.resizes()), (4, 0));
@@ -531,7 +533,7 @@ mod tests {
 
     #[test]
     fn growing_rechains_by_stored_hash() {
-        let mut table = Table::new(2, 1.0);
+        let mut table = Table::try_new(2, 1.0).unwrap();
         for hash in [0, 2, 4] {
             table.insert_new(entry(hash));
         }
@@ -574,7 +576,7 @@ mod tests {
 
     #[test]
     fn chains_follow_every_insert_remove_and_resize() {
-        let mut table = Table::new(2, 1.0);
+        let mut table = Table::try_new(2, 1.0).unwrap();
         for hash in [0, 2, 4, 6, 1, 3, -2, 8, 10] {
             table.insert_new(entry(hash));
             assert_chains_agree(&table);
@@ -600,7 +602,7 @@ mod tests {
 
     #[test]
     fn removing_leaves_a_hole_and_moves_nothing() {
-        let mut table = Table::new(4, 1.0);
+        let mut table = Table::try_new(4, 1.0).unwrap();
         for hash in [0, 4, 1, 8] {
             table.insert_new(entry(hash));
         }
@@ -625,7 +627,7 @@ mod tests {
 
     #[test]
     fn removing_then_inserting_keeps_the_order_added() {
-        let mut table = Table::new(8, 1.0);
+        let mut table = Table::try_new(8, 1.0).unwrap();
         for hash in [10, 11, 12] {
             table.insert_new(entry(hash));
         }
@@ -638,7 +640,7 @@ mod tests {
 
     #[test]
     fn iterators_step_over_holes() {
-        let mut table = Table::new(16, 1.0);
+        let mut table = Table::try_new(16, 1.0).unwrap();
         for hash in 0..6 {
             table.insert_new(entry(hash));
         }
@@ -659,7 +661,7 @@ mod tests {
 
     #[test]
     fn holes_at_the_end_go_at_once() {
-        let mut table = Table::new(16, 1.0);
+        let mut table = Table::try_new(16, 1.0).unwrap();
         for hash in 0..4 {
             table.insert_new(entry(hash));
         }
@@ -676,7 +678,7 @@ mod tests {
 
     #[test]
     fn growing_squeezes_the_holes_out() {
-        let mut table = Table::new(4, 1.0);
+        let mut table = Table::try_new(4, 1.0).unwrap();
         for hash in 0..4 {
             table.insert_new(entry(hash));
         }
@@ -694,7 +696,7 @@ mod tests {
 
     #[test]
     fn a_large_table_has_room_for_as_many_bytes_of_entries_as_its_buckets_take() {
-        let mut table = Table::new(1024, 0.5); // 4 KiB of heads: room for 128 nodes of 32
+        let mut table = Table::try_new(1024, 0.5).unwrap(); // 4 KiB of heads: room for 128 nodes of 32
         assert_eq!(table.block.room(), 128);
         for hash in 0..128 {
             table.insert_new(entry(hash));
@@ -703,7 +705,7 @@ mod tests {
         table.insert_new(entry(128)); // moving the heads makes as much room again
         assert_eq!(table.block.room(), 256);
         assert_chains_agree(&table);
-        let mut small = Table::<*mut u8>::new(16, 0.1); // fits 1: no room it cannot fill
+        let mut small = Table::<*mut u8>::try_new(16, 0.1).unwrap(); // fits 1: no room it cannot fill
         assert_eq!(small.block.room(), 1);
         small.insert_new(entry(0));
         small.insert_new(entry(16)); // the table doubles: room for what 32 buckets fit
@@ -712,7 +714,7 @@ mod tests {
 
     #[test]
     fn a_walk_stops_at_the_same_key_or_the_same_hash() {
-        let mut table = Table::new(4, 1.0);
+        let mut table = Table::try_new(4, 1.0).unwrap();
         for hash in [1, 5, 9] {
             table.insert_new(entry(hash)); // one chain: bucket 1 holds all three
         }
@@ -727,7 +729,7 @@ mod tests {
 
     #[test]
     fn many_removals_squeeze_the_holes_out_without_growing() {
-        let mut table = Table::new(1024, 0.5);
+        let mut table = Table::try_new(1024, 0.5).unwrap();
         for hash in 0..400 {
             table.insert_new(entry(hash));
         }
