@@ -64,6 +64,19 @@ unsafe fn raise_key_error(key: *mut PyObject) -> Raised {
     Raised
 }
 
+/// `MemoryError`: the table could not grow to the bytes the allocator refused.
+fn raise_cannot_grow(refused: table::Refused) -> Raised {
+    // SAFETY: a constant format whose %zu takes the `usize` passed after it.
+    unsafe {
+        PyErr_Format(
+            PyExc_MemoryError,
+            c"HashTable could not grow to %zu bytes, which the system refused".as_ptr(),
+            refused.bytes,
+        );
+    }
+    Raised
+}
+
 /// `TypeError`: `hash_func` returned `result`, which is not an int, for `key`.
 unsafe fn raise_not_an_int(result: *mut PyObject, key: *mut PyObject) {
     // SAFETY: both are live objects borrowed from the caller; every call is checked.
@@ -198,7 +211,8 @@ unsafe fn find_equal(
 }
 
 /// `stored == key`, for a stored key whose hash matches: runs Python code (`__eq__`), after
-/// which the table may have changed (an error then: the chain being walked may be gone).
+/// which the table may have changed. A change to its keys is an error (the chain being
+/// walked may be gone); a key given another value is not, so callers read the entry again.
 unsafe fn keys_equal(
     slf: *mut HashTableObject,
     stored: *mut PyObject,
@@ -206,7 +220,7 @@ unsafe fn keys_equal(
 ) -> Result<bool, Raised> {
     // SAFETY: `slf` is a live table, `stored` a key it owns, `key` a live borrowed object.
     unsafe {
-        // As the walk found it: no Python code has run since it started.
+        // The keys as they are before `==` runs.
         let version = (*slf).table.version();
         // Comparing two exact strs or two exact ints runs no Python code, so the
         // table's borrowed key cannot go away meanwhile; any other `==` might.
@@ -288,6 +302,10 @@ unsafe fn store(
                 return Err(raise(PyExc_OverflowError, c"HashTable is full"));
             }
             None => {
+                if let Err(refused) = (*slf).table.reserve_one() {
+                    Py_DECREF(value); // not stored after all: give the reference back
+                    return Err(raise_cannot_grow(refused));
+                }
                 // fault-site: set-missing-key-incref
                 if faults::is_on("set-missing-key-incref") {
                     // Forgotten: the key is stored without a reference of the table's own.
@@ -445,18 +463,6 @@ unsafe extern "C" fn table_new(
             PyErr_SetString(PyExc_ValueError, message.as_ptr().cast());
             return null_mut();
         }
-        let table = match Table::try_new(size as usize, max_load) {
-            Ok(table) => table,
-            Err(refused) => {
-                PyErr_Format(
-                    PyExc_MemoryError,
-                    c"HashTable(size=%zd) needs %zu bytes, which the system refused".as_ptr(),
-                    size,
-                    refused.bytes,
-                );
-                return null_mut();
-            }
-        };
         let state = state_of(subtype);
         let builtins = PyEval_GetBuiltins(); // borrowed: the running frame owns its builtins
         let builtin_hash = PyDict_GetItemWithError(builtins, (*state).hash_name); // borrowed
@@ -488,6 +494,18 @@ unsafe extern "C" fn table_new(
             }
             return null_mut();
         }
+        let table = match Table::try_new(size as usize, max_load) {
+            Ok(table) => table,
+            Err(refused) => {
+                PyErr_Format(
+                    PyExc_MemoryError,
+                    c"HashTable(size=%zd) needs %zu bytes, which the system refused".as_ptr(),
+                    size,
+                    refused.bytes,
+                );
+                return null_mut();
+            }
+        };
         let slf = alloc_instance(subtype) as *mut HashTableObject;
         if slf.is_null() {
             return null_mut();

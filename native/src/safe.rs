@@ -68,6 +68,14 @@ fn changed(during: &str) -> PyErr {
     PyRuntimeError::new_err(format!("{TYPE_NAME} changed size {during}"))
 }
 
+/// `MemoryError`: the table could not grow to the bytes the allocator refused.
+fn cannot_grow(refused: table::Refused) -> PyErr {
+    PyMemoryError::new_err(format!(
+        "{TYPE_NAME} could not grow to {} bytes, which the system refused",
+        refused.bytes
+    ))
+}
+
 /// `KeyError(key)`, with the key wrapped in a tuple so tuple keys print right (as `dict` does).
 fn key_error(key: &Bound<'_, PyAny>) -> PyErr {
     PyKeyError::new_err((key.clone().unbind(),))
@@ -190,11 +198,14 @@ impl SafeHashTable {
             None if this.table.is_full() => {
                 return Err(PyOverflowError::new_err("SafeHashTable is full"));
             }
-            None => this.table.insert_new(Entry {
-                hash,
-                key: key.clone().unbind(),
-                value: value.clone().unbind(),
-            }),
+            None => {
+                this.table.reserve_one().map_err(cannot_grow)?;
+                this.table.insert_new(Entry {
+                    hash,
+                    key: key.clone().unbind(),
+                    value: value.clone().unbind(),
+                })
+            }
         }
         Ok(())
     }
@@ -311,12 +322,6 @@ impl SafeHashTable {
                 "max_load must be in (0, 1], got {max_load}"
             )));
         }
-        let table = Table::try_new(size as usize, max_load).map_err(|refused| {
-            PyMemoryError::new_err(format!(
-                "SafeHashTable(size={size}) needs {} bytes, which the system refused",
-                refused.bytes
-            ))
-        })?;
         let builtin_hash = py.import("builtins")?.getattr(intern!(py, "hash"))?;
         let hash_func = hash_func.unwrap_or_else(|| builtin_hash.clone());
         if !hash_func.is_callable() {
@@ -332,6 +337,12 @@ impl SafeHashTable {
         } else {
             // Nothing to write: the table's own `Py` is dropped with it.
         }
+        let table = Table::try_new(size as usize, max_load).map_err(|refused| {
+            PyMemoryError::new_err(format!(
+                "{TYPE_NAME}(size={size}) needs {} bytes, which the system refused",
+                refused.bytes
+            ))
+        })?;
         let trace_id = NEXT_TRACE_ID.fetch_add(1, Ordering::Relaxed);
         trace::alloc(TYPE_NAME, trace_id);
         Ok(SafeHashTable {

@@ -13,7 +13,7 @@
 //! the resize rebuilds anyway, are written afresh past the room. More room for nodes moves
 //! the heads up past it (a copy of the heads): the table grows the room by at least as many
 //! bytes as the heads take, so the copy never costs more than the room it makes. Only
-//! `nodes[..len]` is initialised.
+//! `nodes[..len]` is initialised. A block the allocator refuses to grow is left as it was.
 
 use std::alloc::{self, Layout};
 use std::marker::PhantomData;
@@ -138,27 +138,29 @@ impl<H: Copy, N> Block<H, N> {
 
     /// Makes room for `room` nodes (more than now), keeping the nodes and the heads: the
     /// heads move up past the new room.
-    pub fn grow_room(&mut self, room: usize) {
+    pub fn grow_room(&mut self, room: usize) -> Result<(), Refused> {
         assert!(room > self.room, "growing makes more room");
         let old_heads_at = self.heads_at();
-        self.reallocate(self.heads, room);
+        self.reallocate(self.heads, room)?;
         // SAFETY: the block now holds the old bytes, heads included, at `old_heads_at`, and
         // room for `heads` heads at the new, higher `heads_start`; `copy` allows the overlap.
         unsafe {
             let old_heads = self.start.add(old_heads_at).cast::<H>();
             std::ptr::copy(old_heads.as_ptr(), self.heads_start.as_ptr(), self.heads);
         }
+        Ok(())
     }
 
     /// Gives the block `heads` heads (more than now), each set to `empty`, and room for
     /// `room` nodes (at least as many as it holds), keeping the nodes where they are.
-    pub fn grow_heads(&mut self, heads: usize, empty: H, room: usize) {
+    pub fn grow_heads(&mut self, heads: usize, empty: H, room: usize) -> Result<(), Refused> {
         assert!(
             heads > self.heads && room >= self.len,
             "growing keeps the nodes"
         );
-        self.reallocate(heads, room);
+        self.reallocate(heads, room)?;
         self.set_heads(empty);
+        Ok(())
     }
 
     /// Bytes the block occupies, the room not yet used included.
@@ -168,17 +170,20 @@ impl<H: Copy, N> Block<H, N> {
 
     /// `realloc`s the block for `heads` heads and room for `room` nodes (its bytes kept, up
     /// to the smaller size), pointing `heads_start` past the new room. No smaller than now.
-    fn reallocate(&mut self, heads: usize, room: usize) {
+    /// Refused, the block stays as it was.
+    fn reallocate(&mut self, heads: usize, room: usize) -> Result<(), Refused> {
         let (old, _) = layout::<H, N>(self.heads, self.room);
         let (new, heads_at) = layout::<H, N>(heads, room);
         assert!(new.size() >= old.size(), "a block only grows");
         // SAFETY: `start` was allocated with `old`; `new` has the same alignment (that of `H`
         // and `N`) and a size that is not zero; `realloc` keeps the bytes if it moves them.
         let start = unsafe { alloc::realloc(self.start.as_ptr(), old, new.size()) };
-        self.start = NonNull::new(start).unwrap_or_else(|| alloc::handle_alloc_error(new));
+        // A null `realloc` leaves the old block where it was, still ours.
+        self.start = NonNull::new(start).ok_or(Refused { bytes: new.size() })?;
         // SAFETY: `heads_at` is within the block as it now is.
         self.heads_start = unsafe { self.start.add(heads_at) }.cast();
         (self.heads, self.room) = (heads, room);
+        Ok(())
     }
 
     /// Where the heads start, in bytes from `start`.
@@ -246,13 +251,13 @@ mod tests {
         block.push(10);
         block.heads_mut()[1] = 8;
         assert_eq!((block.heads(), block.nodes()), (&[7, 8, 7][..], &[10][..]));
-        block.grow_room(2);
+        block.grow_room(2).unwrap();
         block.push(11);
         assert_eq!(
             (block.heads(), block.nodes()),
             (&[7, 8, 7][..], &[10, 11][..])
         );
-        block.grow_heads(5, 6, 3);
+        block.grow_heads(5, 6, 3).unwrap();
         block.push(12);
         assert_eq!(block.heads(), &[6; 5]);
         assert_eq!(block.nodes(), &[10, 11, 12]);
@@ -264,7 +269,7 @@ mod tests {
         assert_eq!(block.nodes(), &[13, 11]);
         // Three nodes of 8 bytes, then five heads of 4.
         assert_eq!((block.room(), block.bytes()), (3, 3 * 8 + 5 * 4));
-        block.grow_heads(40, 0, 2);
+        block.grow_heads(40, 0, 2).unwrap();
         assert_eq!(
             (block.heads(), block.nodes()),
             (&[0; 40][..], &[13, 11][..])
@@ -290,8 +295,8 @@ mod tests {
         assert_eq!(Rc::strong_count(&owner), 4);
         drop(block.pop());
         assert_eq!(Rc::strong_count(&owner), 3);
-        block.grow_room(8);
-        block.grow_heads(4, 0, 8);
+        block.grow_room(8).unwrap();
+        block.grow_heads(4, 0, 8).unwrap();
         drop(block);
         assert_eq!(Rc::strong_count(&owner), 1);
     }

@@ -202,15 +202,24 @@ impl<P> Table<P> {
         self.live >= MAX_SIZE
     }
 
+    /// Makes sure one more entry can go in ([`Table::make_room`]: doubling the table first
+    /// when one more entry would push the load factor past `max_load`). Refused memory is
+    /// an error, and leaves the table as it was.
+    #[inline(always)]
+    pub fn reserve_one(&mut self) -> Result<(), Refused> {
+        if self.usable == 0 {
+            self.make_room()?;
+        }
+        Ok(())
+    }
+
     /// Files a new entry (its key must not be in the table yet, and the table must not be
-    /// full), doubling the table first when one more entry would push the load factor past
-    /// `max_load`.
+    /// full). Callers that must not abort when memory runs out call [`Table::reserve_one`]
+    /// first.
     #[inline(always)]
     pub fn insert_new(&mut self, entry: Entry<P>) {
         debug_assert!(!self.is_full(), "callers check is_full first");
-        if self.usable == 0 {
-            self.make_room();
-        }
+        self.reserve_one().expect("memory for one more entry");
         let bucket = self.bucket_of(entry.hash);
         let slot = self.block.nodes().len();
         // At the end of its chain. The lookup that found the key absent has just walked
@@ -333,17 +342,19 @@ impl<P> Table<P> {
     /// without end; else, with the nodes' room used up, makes more. Then works out how many
     /// entries go in before it must look again. Out of `insert_new`: it is rare.
     #[cold]
-    fn make_room(&mut self) {
+    fn make_room(&mut self) -> Result<(), Refused> {
         let (stored, room) = (self.block.nodes().len(), self.block.room());
         if self.live >= self.fits && self.size() < MAX_SIZE {
             let size = (self.size() * 2).min(MAX_SIZE);
-            self.fits = fits(size, self.max_load);
-            self.squeeze_holes();
+            let fits = fits(size, self.max_load);
             // Room for as many entries as the buckets hold within `max_load` (the next
             // doubling comes before the room runs out, as in a `dict`), and never less.
-            let room = self.fits.max(self.live + 1).min(MAX_SIZE); // live < MAX_SIZE: not full
-            let room = room.max(self.block.room());
-            self.block.grow_heads(size, Link::END, room);
+            let room = fits.max(self.live + 1).min(MAX_SIZE); // live < MAX_SIZE: not full
+                                                              // The memory first: refused, the table has not changed.
+            self.block
+                .grow_heads(size, Link::END, room.max(self.block.room()))?;
+            self.fits = fits;
+            self.squeeze_holes();
             self.rechain();
             self.resizes += 1;
         } else if stored - self.live > self.live || (stored == room && room == MAX_SIZE) {
@@ -351,12 +362,11 @@ impl<P> Table<P> {
             self.block.heads_mut().fill(Link::END);
             self.rechain();
         } else if stored == room {
-            // Twice the room, as a `Vec` grows, and at least as many bytes as the heads it
-            // moves (`block.rs`).
-            let room = (2 * room)
-                .max(4)
-                .max(room_as_large_as_heads::<P>(self.size()));
-            self.block.grow_room(room.min(MAX_SIZE));
+            // Twice the room, as a `Vec` grows, and at least as many more bytes as the heads
+            // it moves take (`block.rs`).
+            let more = room_as_large_as_heads::<P>(self.size());
+            let room = (2 * room).max(room + more).max(4);
+            self.block.grow_room(room.min(MAX_SIZE))?;
         }
         let before_doubling = if self.size() < MAX_SIZE {
             // At least the entry this is for, even past `max_load`: a table whose buckets
@@ -367,6 +377,7 @@ impl<P> Table<P> {
         };
         let before_room_runs_out = self.block.room() - self.block.nodes().len();
         self.usable = before_doubling.min(before_room_runs_out);
+        Ok(())
     }
 
     /// The last entry of `bucket`'s chain.
@@ -710,6 +721,19 @@ mod tests {
         small.insert_new(entry(0));
         small.insert_new(entry(16)); // the table doubles: room for what 32 buckets fit
         assert_eq!((small.size(), small.block.room()), (32, 3));
+        // Where the buckets fit fewer entries than their bytes would hold, holes fill the
+        // room before the table doubles: it grows by the heads' bytes at least all the same.
+        let mut sparse = Table::try_new(1024, 0.1).unwrap();
+        assert_eq!((sparse.fits, sparse.block.room()), (102, 102));
+        for hash in 0..102 {
+            sparse.insert_new(entry(hash));
+        }
+        for slot in 0..10 {
+            sparse.remove(slot);
+        }
+        sparse.insert_new(entry(102));
+        assert_eq!((sparse.size(), sparse.block.room()), (1024, 102 + 128));
+        assert_chains_agree(&sparse);
     }
 
     #[test]
