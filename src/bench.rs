@@ -249,7 +249,7 @@ const SAFETY_COSTS: &str = "  \
   writes them inline, as CPython's headers do). These three are 59 to 73 per cent of
   SafeHashTable's extra instructions; the rest is PyO3's other glue, not broken down here.
   In all SafeHashTable runs 1.27 to 2.52 times dict's instructions per operation, HashTable
-  0.74 to 0.92 times. Time parts them further than instructions do: see the ratios above.";
+  0.75 to 0.92 times. Time parts them further than instructions do: see the ratios above.";
 
 /// Why the memory ratio moves with the number of entries.
 const MEMORY_MOVES: &str = "  \
