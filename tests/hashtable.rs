@@ -45,6 +45,11 @@ fn agrees_with_dict_on_random_operations() {
 }
 
 #[test]
+fn memory_the_system_refuses_is_a_memory_error() {
+    run_python_file("test_memory_limits.py");
+}
+
+#[test]
 fn repeated_suites_leak_nothing() {
     run_python_file("leak_check.py");
 }
