@@ -340,7 +340,8 @@ impl<P> Table<P> {
     /// than entries, squeezes them out (a pass over the entries and the buckets, after at
     /// least as many removals as there are entries), which keeps the array from growing
     /// without end; else, with the nodes' room used up, makes more. Then works out how many
-    /// entries go in before it must look again. Out of `insert_new`: it is rare.
+    /// entries go in before it must look again. Memory refused is an error, with the table
+    /// as it was. Out of `insert_new`: it is rare.
     #[cold]
     fn make_room(&mut self) -> Result<(), Refused> {
         let (stored, room) = (self.block.nodes().len(), self.block.room());
@@ -348,9 +349,10 @@ impl<P> Table<P> {
             let size = (self.size() * 2).min(MAX_SIZE);
             let fits = fits(size, self.max_load);
             // Room for as many entries as the buckets hold within `max_load` (the next
-            // doubling comes before the room runs out, as in a `dict`), and never less.
-            let room = fits.max(self.live + 1).min(MAX_SIZE); // live < MAX_SIZE: not full
-                                                              // The memory first: refused, the table has not changed.
+            // doubling comes before the room runs out, as in a `dict`), and never less than
+            // the entries and this one (at most MAX_SIZE: a full table takes no insert).
+            let room = fits.max(self.live + 1).min(MAX_SIZE);
+            // The memory first: refused, the table has not changed.
             self.block
                 .grow_heads(size, Link::END, room.max(self.block.room()))?;
             self.fits = fits;
