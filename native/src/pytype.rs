@@ -1148,15 +1148,11 @@ unsafe fn collect(slf: *mut PyObject, part: Part) -> *mut PyObject {
             // From here on nothing allocates or runs Python code.
             for (i, entry) in (*slf).table.entries().enumerate() {
                 let i = i as Py_ssize_t;
-                if let Part::Item = part {
-                    fill_pair(PyList_GetItem(list, i), entry); // a pair the list holds
-                } else {
-                    let element = if let Part::Key = part {
-                        entry.key
-                    } else {
-                        entry.value
-                    };
-                    PyList_SetItem(list, i, Py_NewRef(element)); // the list's own, stolen
+                // The list steals the new reference to each key or value: its own.
+                match part {
+                    Part::Key => _ = PyList_SetItem(list, i, Py_NewRef(entry.key)),
+                    Part::Value => _ = PyList_SetItem(list, i, Py_NewRef(entry.value)),
+                    Part::Item => fill_pair(PyList_GetItem(list, i), entry), // a pair it holds
                 }
             }
             return list;
