@@ -233,9 +233,13 @@ impl SafeHashTable {
         Ok(Some(entry.value)) // the key drops here; the value's reference moves to the caller
     }
 
-    /// Every stored key, value or pair, as new references.
-    fn collect<T>(&self, py: Python<'_>, part: impl Fn(Python<'_>, &Entry) -> T) -> Vec<T> {
-        self.table.entries().map(|entry| part(py, entry)).collect()
+    /// Every stored key, value or pair, as new references. The borrow of the table ends
+    /// before PyO3 builds the list: its allocations can start the collector (before 3.12),
+    /// and a finalizer may change the table; it then changes a table nobody holds.
+    fn collect<T>(slf: &Bound<'_, Self>, part: impl Fn(Python<'_>, &Entry) -> T) -> Vec<T> {
+        let py = slf.py();
+        let this = slf.borrow();
+        this.table.entries().map(|entry| part(py, entry)).collect()
     }
 
     fn update_from_mapping(slf: &Bound<'_, Self>, mapping: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -511,18 +515,18 @@ impl SafeHashTable {
     }
 
     /// keys() -> list of keys
-    fn keys(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
-        self.collect(py, |py, entry| entry.key.clone_ref(py))
+    fn keys(slf: &Bound<'_, Self>) -> Vec<Py<PyAny>> {
+        Self::collect(slf, |py, entry| entry.key.clone_ref(py))
     }
 
     /// values() -> list of values
-    fn values(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
-        self.collect(py, |py, entry| entry.value.clone_ref(py))
+    fn values(slf: &Bound<'_, Self>) -> Vec<Py<PyAny>> {
+        Self::collect(slf, |py, entry| entry.value.clone_ref(py))
     }
 
     /// items() -> list of (key, value) pairs
-    fn items(&self, py: Python<'_>) -> Vec<(Py<PyAny>, Py<PyAny>)> {
-        self.collect(py, |py, entry| {
+    fn items(slf: &Bound<'_, Self>) -> Vec<(Py<PyAny>, Py<PyAny>)> {
+        Self::collect(slf, |py, entry| {
             (entry.key.clone_ref(py), entry.value.clone_ref(py))
         })
     }
@@ -618,8 +622,8 @@ impl SafeHashTable {
     }
 
     /// chain_lengths() -> the length of every bucket's chain
-    fn chain_lengths(&self) -> Vec<usize> {
-        self.table.chain_lengths()
+    fn chain_lengths(slf: &Bound<'_, Self>) -> Vec<usize> {
+        slf.borrow().table.chain_lengths() // the borrow ends before the list is built
     }
 
     /// number of buckets
