@@ -1074,14 +1074,16 @@ unsafe extern "C" fn table_chain_lengths(
     slf: *mut PyObject,
     _unused: *mut PyObject,
 ) -> *mut PyObject {
-    // SAFETY: `slf` is a live table; nothing here runs Python code.
+    // SAFETY: `slf` is a live table. The lengths are counted before `PyList_New`, which
+    // can start the collector (before 3.12), whose finalizers may change the table; filling
+    // the list runs no Python code (ints are not tracked by the collector).
     unsafe {
-        let table = &(*(slf as *mut HashTableObject)).table;
-        let list = PyList_New(table.size() as Py_ssize_t); // a new reference, handed back
+        let lengths = (*(slf as *mut HashTableObject)).table.chain_lengths();
+        let list = PyList_New(lengths.len() as Py_ssize_t); // a new reference, handed back
         if list.is_null() {
             return null_mut();
         }
-        for (i, length) in table.chain_lengths().into_iter().enumerate() {
+        for (i, length) in lengths.into_iter().enumerate() {
             let item = new_size_object(length);
             if item.is_null() {
                 Py_DECREF(list); // releases the lengths already in it, then the list

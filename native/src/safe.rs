@@ -145,7 +145,8 @@ impl SafeHashTable {
                     let stored = entry.key.clone_ref(py); // alive while its `==` runs
                     drop(this);
                     let equal = stored.bind(py).eq(key)?;
-                    this = slf.borrow();
+                    drop(stored); // the last reference if `==` removed it: its __del__ runs
+                    this = slf.borrow(); // here, with no borrow held, and may use the table
                     if this.table.version() != version {
                         return Err(changed("while comparing keys"));
                     }
@@ -234,8 +235,9 @@ impl SafeHashTable {
     }
 
     /// Every stored key, value or pair, as new references. The borrow of the table ends
-    /// before PyO3 builds the list: its allocations can start the collector (before 3.12),
-    /// and a finalizer may change the table; it then changes a table nobody holds.
+    /// before PyO3 builds the list (a `&self` method's would last until the list is built):
+    /// its allocations can start the collector before 3.12, and a finalizer may change the
+    /// table, which nothing has borrowed then.
     fn collect<T>(slf: &Bound<'_, Self>, part: impl Fn(Python<'_>, &Entry) -> T) -> Vec<T> {
         let py = slf.py();
         let this = slf.borrow();
@@ -672,23 +674,30 @@ impl SafeHashTableIterator {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        let Some(table) = &self.table else {
+    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
+        let py = slf.py();
+        let mut this = slf.borrow_mut();
+        let Some(table) = &this.table else {
             return Ok(None);
         };
-        let key = {
+        let next = {
             let table = table.borrow(py);
-            if table.table.version() != self.version {
+            if table.table.version() != this.version {
                 return Err(changed("during iteration"));
             }
-            let next = table.table.next_entry(self.cursor);
+            let next = table.table.next_entry(this.cursor);
             next.map(|(slot, entry)| (slot, entry.key.clone_ref(py)))
         };
-        match key {
-            Some((slot, _)) => self.cursor = slot + 1,
-            None => self.table = None, // exhausted: the table is released, as dict's are
-        }
-        Ok(key.map(|(_, key)| key))
+        let Some((slot, key)) = next else {
+            // Exhausted: the table is released, as dict's are, after the borrow ends (this
+            // may be its last reference, and a value's __del__ may call next() again).
+            let table = this.table.take();
+            drop(this);
+            drop(table);
+            return Ok(None);
+        };
+        this.cursor = slot + 1;
+        Ok(Some(key))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

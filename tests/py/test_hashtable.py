@@ -351,6 +351,36 @@ class HashFunctions(unittest.TestCase):
             self.assertEqual(look_up(Key(stored=False)), "new value")
         self.assertEqual(len(released), 3)
 
+    def test_eq_that_removes_the_stored_key_lets_its_del_use_the_table(self):
+        # The lookup's own reference to the stored key is then its last: the key's __del__
+        # runs as the lookup lets go of it, and stores into the table, which is not held.
+        h = HashTable()
+
+        class Key:
+            def __init__(self, name):
+                self.name = name
+
+            def __hash__(self):
+                return 0
+
+            def __eq__(self, other):
+                h.clear()
+                return False
+
+            def __del__(self):
+                h["deleted " + self.name] = 1
+
+        h[Key("stored")] = 1
+        unraisable_hook, ignored = sys.unraisablehook, []
+        sys.unraisablehook = ignored.append
+        try:
+            with self.assertRaisesRegex(RuntimeError, "changed size while comparing keys"):
+                h[Key("new")] = 2
+        finally:
+            sys.unraisablehook = unraisable_hook
+        self.assertEqual([u.exc_value for u in ignored], [])
+        self.assertEqual(sorted(h), ["deleted new", "deleted stored"])
+
     def test_hash_func_that_mutates_the_table(self):
         h = HashTable(hash_func=lambda k: (h.clear(), 3)[1])
         h["a"] = 1
@@ -462,6 +492,28 @@ class Iteration(unittest.TestCase):
         self.assertEqual(list(it), ["only"])
         self.assertEqual(list(it), [])
 
+    def test_an_iterator_that_lets_go_of_its_table_may_be_called_again(self):
+        # Exhausted, the iterator drops its table; when that is the table's last reference,
+        # a value's __del__ runs then, and may call the iterator again.
+        calls = []
+
+        class CallsNext:
+            def __del__(self):
+                calls.append(next(it, "exhausted"))
+
+        h = HashTable()
+        h["only"] = CallsNext()
+        it = iter(h)
+        del h
+        unraisable_hook, ignored = sys.unraisablehook, []
+        sys.unraisablehook = ignored.append
+        try:
+            self.assertEqual(list(it), ["only"])
+        finally:
+            sys.unraisablehook = unraisable_hook
+        self.assertEqual([u.exc_value for u in ignored], [])
+        self.assertEqual(calls, ["exhausted"])
+
 
 class GarbageCollection(unittest.TestCase):
     def test_a_table_containing_itself_is_collected(self):
@@ -497,14 +549,13 @@ class GarbageCollection(unittest.TestCase):
         self.assertIsNone(alive())
 
     def test_a_finalizer_may_change_the_table_while_it_is_listed(self):
-        # keys(), values() and items() allocate (the list, each pair), which can start the
-        # collector, and a finalizer it runs may empty or grow the table. What they return
-        # is whole: the table before the change or after it, never a mix or an empty slot.
-        # (This crashed 3.11 before the fix; from 3.12 the collector waits for the next
-        # bytecode.) The change itself must work: SafeHashTable once held its borrow while
-        # the list was built, and the finalizer's change failed with "Already borrowed".
-        h = HashTable()
-
+        # keys(), values(), items() and chain_lengths() allocate (the list, each pair),
+        # which can start the collector, and a finalizer it runs may empty or grow the
+        # table. What they return is whole: the table before the change or after it, never
+        # a mix or an empty slot. (This crashed 3.11 before the fix; from 3.12 the collector
+        # waits for the next bytecode.) The change itself must work: SafeHashTable once held
+        # its borrow while the list was built, and the finalizer's change failed with
+        # "Already borrowed"; HashTable's chain_lengths() counted after the list was made.
         ran = []
 
         class ChangesTheTable:
@@ -514,38 +565,41 @@ class GarbageCollection(unittest.TestCase):
                 self.cycle, self.change = self, change
 
             def __del__(self):
-                ran.append(self.change)
+                ran.append(self.change.__name__)
                 self.change()
 
-        def grow():
+        def empty():
+            h.clear()
+
+        def grow():  # past the size: more buckets
             h.update((("more", i), i) for i in range(300))
 
         threshold, unraisable_hook = gc.get_threshold(), sys.unraisablehook
         ignored = []
         sys.unraisablehook = ignored.append
         try:
-            for change, lengths in ((h.clear, (250, 0)), (grow, (250, 550))):
-                for method in (h.items, h.keys, h.values):
-                    gc.collect()
-                    h.clear()
+            for change, lengths in ((empty, (250, 0)), (grow, (250, 550))):
+                for name in ("items", "keys", "values", "chain_lengths"):
+                    h = HashTable()
                     h.update((i, i) for i in range(250))
+                    method = getattr(h, name)
                     gc.collect()  # the count at 0
                     ran.clear()
-                    gc.set_threshold(1)
-                    ChangesTheTable(change)  # garbage: the next allocation collects it
+                    ChangesTheTable(change)  # garbage, and the count at 1
+                    gc.set_threshold(1)  # so the next allocation collects it
                     listed = method()
                     gc.set_threshold(*threshold)
-                    # Before 3.12 the pairs items() makes run the collector inside it (keys()
-                    # and values() make one list, which may come from a free list unseen).
-                    if sys.version_info < (3, 12) and method == h.items:
-                        self.assertEqual(ran, [change])
-                    self.assertIn(len(listed), lengths, (change, method))
-                    whole = [e == (e[0], e[1]) if method == h.items else e == e for e in listed]
-                    self.assertTrue(all(whole), (change, method))
+                    case = (change.__name__, name)
+                    if sys.version_info < (3, 12):  # the collector ran inside the method
+                        self.assertEqual(ran, [change.__name__], case)
+                    stored = sum(listed) if name == "chain_lengths" else len(listed)
+                    self.assertIn(stored, lengths, case)
+                    whole = [e == (e[0], e[1]) if name == "items" else e == e for e in listed]
+                    self.assertTrue(all(whole), case)
                     gc.collect()  # the finalizer has run, here if not before
-                    self.assertEqual(ran, [change])
-                    self.assertEqual(len(h), lengths[1], (change, method))
-                    self.assertEqual([u.exc_value for u in ignored], [], (change, method))
+                    self.assertEqual(ran, [change.__name__], case)
+                    self.assertEqual(len(h), lengths[1], case)
+                    self.assertEqual([u.exc_value for u in ignored], [], case)
         finally:
             gc.set_threshold(*threshold)
             sys.unraisablehook = unraisable_hook
