@@ -4,7 +4,7 @@
 //! table's version so that adding or removing keys mid-loop raises `RuntimeError` (as `dict`
 //! does) instead of walking chains that have moved.
 
-use super::pytype::next_key;
+use super::pytype::{next_key, version_of};
 use super::table::Slot;
 use super::{alloc_instance, free_instance};
 use pyo3_ffi::compat::*;
@@ -25,11 +25,7 @@ struct TableIterObject {
 ///
 /// # Safety
 /// `iter_type` must be the module's iterator type and `table` a live HashTable.
-pub(super) unsafe fn new(
-    iter_type: *mut PyTypeObject,
-    table: *mut PyObject,
-    version: u64,
-) -> *mut PyObject {
+pub(super) unsafe fn new(iter_type: *mut PyTypeObject, table: *mut PyObject) -> *mut PyObject {
     // SAFETY: guaranteed by the caller; tp_alloc returns zeroed, GC-tracked memory, and the
     // GC tolerates a NULL `table` until we fill it in.
     unsafe {
@@ -39,7 +35,9 @@ pub(super) unsafe fn new(
         }
         (*it).table = Py_NewRef(table); // the iterator owns a reference to its table
         (*it).cursor = 0;
-        (*it).version = version;
+        // Read after the allocation, which can run a finalizer that changes the table (before
+        // 3.12): the iterator walks the table as it is when `iter()` returns, as dict's does.
+        (*it).version = version_of(table);
         it.cast()
     }
 }

@@ -769,8 +769,17 @@ unsafe extern "C" fn table_iter(slf: *mut PyObject) -> *mut PyObject {
     unsafe {
         let slf = slf as *mut HashTableObject;
         let iter_type = (*state_of(Py_TYPE(slf.cast()))).iter_type;
-        iter::new(iter_type.cast(), slf.cast(), (*slf).table.version())
+        iter::new(iter_type.cast(), slf.cast())
     }
+}
+
+/// The table's version (what a change of keys moves on), for the iterator.
+///
+/// # Safety
+/// `slf` must be a live HashTable.
+pub(super) unsafe fn version_of(slf: *mut PyObject) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { (*(slf as *mut HashTableObject)).table.version() }
 }
 
 /// The next stored key at or after `cursor`, for the iterator; fails if the table changed.

@@ -145,8 +145,10 @@ impl SafeHashTable {
                     let stored = entry.key.clone_ref(py); // alive while its `==` runs
                     drop(this);
                     let equal = stored.bind(py).eq(key)?;
-                    drop(stored); // the last reference if `==` removed it: its __del__ runs
-                    this = slf.borrow(); // here, with no borrow held, and may use the table
+                    // The last reference if `==` removed the key: its __del__ runs here, with
+                    // no borrow held, and may use the table.
+                    drop(stored);
+                    this = slf.borrow();
                     if this.table.version() != version {
                         return Err(changed("while comparing keys"));
                     }
@@ -270,11 +272,12 @@ impl SafeHashTable {
     /// Do `slf` and the mapping `other` hold equal values under equal keys?
     fn equal_to(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = slf.py();
+        let their_load = other.len()?; // Python code (a `__len__`) may change the table: first
         let (load, version) = {
             let this = slf.borrow();
             (this.table.load(), this.table.version())
         };
-        if other.len()? != load {
+        if their_load != load {
             return Ok(false);
         }
         // Slot by slot, over the holes removals leave (`next_entry`), as pytype.rs does.
@@ -373,9 +376,13 @@ impl SafeHashTable {
         Ok(())
     }
 
-    fn __clear__(&mut self) {
-        self.hash_func = None;
-        self.table.take_all(); // dropping the entries releases their references
+    /// Taken under the borrow, released after it (releasing may run Python code that uses
+    /// the table): the entries first, then `hash_func`, as `pytype.rs` does.
+    fn __clear__(slf: &Bound<'_, Self>) {
+        let entries = slf.borrow_mut().table.take_all();
+        drop(entries);
+        let hash_func = slf.borrow_mut().hash_func.take();
+        drop(hash_func);
     }
 
     /// Mutable, so unhashable (as `dict`).
@@ -435,12 +442,17 @@ impl SafeHashTable {
             .ok_or_else(|| key_error(key))
     }
 
-    fn __iter__(slf: &Bound<'_, Self>) -> SafeHashTableIterator {
-        SafeHashTableIterator {
-            version: slf.borrow().table.version(),
+    fn __iter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, SafeHashTableIterator>> {
+        let iterator = SafeHashTableIterator {
             table: Some(slf.clone().unbind()),
             cursor: 0,
-        }
+            version: 0,
+        };
+        let iterator = Bound::new(slf.py(), iterator)?;
+        // Read after the allocation, which can run a finalizer that changes the table (before
+        // 3.12): the iterator walks the table as it is when `iter()` returns, as dict's does.
+        iterator.borrow_mut().version = slf.borrow().table.version();
+        Ok(iterator)
     }
 
     /// set(key, value) -> self: store value under key
@@ -676,7 +688,7 @@ impl SafeHashTableIterator {
 
     fn __next__(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
         let py = slf.py();
-        let mut this = slf.borrow_mut();
+        let mut this = slf.try_borrow_mut()?;
         let Some(table) = &this.table else {
             return Ok(None);
         };

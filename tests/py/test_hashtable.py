@@ -184,6 +184,18 @@ class Methods(unittest.TestCase):
         with self.assertRaises(TypeError):
             hash(a)
 
+    def test_equality_counts_the_table_after_the_other_mappings_len(self):
+        h = HashTable()
+        h["a"] = 1
+
+        class EmptiesTheTable(dict):
+            def __len__(self):
+                h.clear()
+                return dict.__len__(self)
+
+        self.assertFalse(h == EmptiesTheTable(a=1))  # h is empty by the time it is counted
+        self.assertEqual(len(h), 0)
+
     def test_terrible_hash(self):
         self.assertEqual(terrible_hash(17), 17)
         self.assertEqual(terrible_hash(-2.5), -3)
@@ -514,6 +526,40 @@ class Iteration(unittest.TestCase):
         self.assertEqual([u.exc_value for u in ignored], [])
         self.assertEqual(calls, ["exhausted"])
 
+    def test_iter_walks_the_table_as_a_finalizer_left_it(self):
+        # Making the iterator can start the collector (before 3.12), whose finalizer may
+        # change the table: the iterator starts after that, as a dict's does.
+        h = HashTable()
+        h.update((i, i) for i in range(10))
+        ran = []
+
+        class AddsAKey:
+            __slots__ = ("cycle",)
+
+            def __init__(self):
+                self.cycle = self
+
+            def __del__(self):
+                ran.append(True)
+                h[100] = 100
+
+        threshold = gc.get_threshold()
+        gc.collect()
+        AddsAKey()  # garbage; the collector's count above 0
+        gc.set_threshold(1)  # so the next allocation collects it
+        try:
+            it = iter(h)
+        finally:
+            gc.set_threshold(*threshold)
+        if sys.version_info < (3, 12):
+            self.assertEqual(ran, [True])  # inside iter()
+            self.assertEqual(list(it), list(range(10)) + [100])
+        else:  # the collector waits for the next bytecode: a change after iter(), as for a dict
+            gc.collect()
+            with self.assertRaisesRegex(RuntimeError, "changed size during iteration"):
+                list(it)
+        self.assertEqual(ran, [True])
+
 
 class GarbageCollection(unittest.TestCase):
     def test_a_table_containing_itself_is_collected(self):
@@ -585,7 +631,7 @@ class GarbageCollection(unittest.TestCase):
                     method = getattr(h, name)
                     gc.collect()  # the count at 0
                     ran.clear()
-                    ChangesTheTable(change)  # garbage, and the count at 1
+                    ChangesTheTable(change)  # garbage; the collector's count above 0
                     gc.set_threshold(1)  # so the next allocation collects it
                     listed = method()
                     gc.set_threshold(*threshold)
@@ -603,6 +649,37 @@ class GarbageCollection(unittest.TestCase):
         finally:
             gc.set_threshold(*threshold)
             sys.unraisablehook = unraisable_hook
+
+    def test_what_the_collector_releases_may_use_the_table(self):
+        # The collector clears a table in a cycle; an entry it releases may run Python code
+        # that uses the table (a __del__ another finalizer gave the value's class after the
+        # collector had looked for finalizers). It finds the table empty, and usable.
+        lengths = []
+
+        class Value:
+            pass
+
+        def store_into_the_table(self):
+            self.table["x"] = 1
+            lengths.append(len(self.table))
+
+        class GivesValueADel:
+            def __del__(self):
+                Value.__del__ = store_into_the_table
+
+        unraisable_hook, ignored = sys.unraisablehook, []
+        sys.unraisablehook = ignored.append
+        try:
+            gc.collect()
+            h = HashTable()  # first in the collector's list: cleared first
+            h["value"], h["gives"] = Value(), GivesValueADel()
+            h["value"].table = h["gives"].table = h
+            del h
+            gc.collect()
+        finally:
+            sys.unraisablehook = unraisable_hook
+        self.assertEqual([u.exc_value for u in ignored], [])
+        self.assertEqual(lengths, [1])
 
     def test_subclasses_work(self):
         class Sub(HashTable):
