@@ -1014,6 +1014,20 @@ unsafe extern "C" fn table_copy(slf: *mut PyObject, _unused: *mut PyObject) -> *
         if copy.is_null() {
             return null_mut();
         }
+        // A subclass's constructor may make anything: only a HashTable has its layout.
+        if !is_table(source, copy) {
+            let name = type_name(copy); // a new reference, for the message
+            if !name.is_null() {
+                PyErr_Format(
+                    PyExc_TypeError,
+                    c"copy() needs the type to make a HashTable, not %U".as_ptr(),
+                    name,
+                );
+                Py_DECREF(name); // the message holds what it needs
+            }
+            Py_DECREF(copy); // not ours to fill
+            return null_mut();
+        }
         match update_from_mapping(copy.cast(), slf) {
             Ok(()) => copy, // handed to the caller
             Err(Raised) => {

@@ -272,7 +272,8 @@ impl SafeHashTable {
     /// Do `slf` and the mapping `other` hold equal values under equal keys?
     fn equal_to(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = slf.py();
-        let their_load = other.len()?; // Python code (a `__len__`) may change the table: first
+        // Asked before our own load and version are read: a `__len__` may change the table.
+        let their_load = other.len()?;
         let (load, version) = {
             let this = slf.borrow();
             (this.table.load(), this.table.version())
@@ -377,7 +378,8 @@ impl SafeHashTable {
     }
 
     /// Taken under the borrow, released after it (releasing may run Python code that uses
-    /// the table): the entries first, then `hash_func`, as `pytype.rs` does.
+    /// the table): the entries first, then `hash_func`, as `pytype.rs` does. Code run
+    /// between the two finds the table empty, and may still store into it.
     fn __clear__(slf: &Bound<'_, Self>) {
         let entries = slf.borrow_mut().table.take_all();
         drop(entries);
@@ -607,7 +609,14 @@ impl SafeHashTable {
             (this.table.size(), this.table.max_load(), hash_func)
         };
         let copy = slf.get_type().call1((size, max_load, hash_func))?;
-        Self::update_from_mapping(copy.cast::<SafeHashTable>()?, slf.as_any())?;
+        // A subclass's constructor may make anything.
+        let Ok(table) = copy.cast::<SafeHashTable>() else {
+            return Err(PyTypeError::new_err(format!(
+                "copy() needs the type to make a {TYPE_NAME}, not {}",
+                type_name(&copy)?
+            )));
+        };
+        Self::update_from_mapping(table, slf.as_any())?;
         Ok(copy)
     }
 
@@ -716,8 +725,10 @@ impl SafeHashTableIterator {
         visit.call(&self.table)
     }
 
-    fn __clear__(&mut self) {
-        self.table = None;
+    /// The table is released after the borrow ends: a value's __del__ may call next().
+    fn __clear__(slf: &Bound<'_, Self>) {
+        let table = slf.borrow_mut().table.take();
+        drop(table);
     }
 }
 

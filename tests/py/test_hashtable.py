@@ -653,7 +653,9 @@ class GarbageCollection(unittest.TestCase):
     def test_what_the_collector_releases_may_use_the_table(self):
         # The collector clears a table in a cycle; an entry it releases may run Python code
         # that uses the table (a __del__ another finalizer gave the value's class after the
-        # collector had looked for finalizers). It finds the table empty, and usable.
+        # collector had looked for finalizers). It finds the table empty, and usable. The
+        # collector finalizes and clears in the order the objects were made (CPython's, not
+        # a promise): the three are made with the collector off, the table first.
         lengths = []
 
         class Value:
@@ -671,15 +673,18 @@ class GarbageCollection(unittest.TestCase):
         sys.unraisablehook = ignored.append
         try:
             gc.collect()
-            h = HashTable()  # first in the collector's list: cleared first
+            gc.disable()
+            h = HashTable()
             h["value"], h["gives"] = Value(), GivesValueADel()
             h["value"].table = h["gives"].table = h
             del h
+            gc.enable()
             gc.collect()
         finally:
+            gc.enable()
             sys.unraisablehook = unraisable_hook
         self.assertEqual([u.exc_value for u in ignored], [])
-        self.assertEqual(lengths, [1])
+        self.assertEqual(lengths, [1])  # run inside the clear: the table was empty
 
     def test_subclasses_work(self):
         class Sub(HashTable):
@@ -691,6 +696,18 @@ class GarbageCollection(unittest.TestCase):
         self.assertIsInstance(s.set("x", 1), Sub)
         del s
         gc.collect()
+
+    def test_copy_checks_what_a_subclass_constructor_made(self):
+        class MakesSomethingElse(HashTable):
+            def __new__(cls, *args):  # copy() passes size, max_load and hash_func
+                return iter(HashTable()) if args else super().__new__(cls)
+
+        s = MakesSomethingElse()
+        s.update((i, i) for i in range(50))
+        expected = r"copy\(\) needs the type to make a %s, not %sIterator" % (
+            HashTable.__name__, HashTable.__name__)
+        with self.assertRaisesRegex(TypeError, expected):
+            s.copy()
 
 
 if __name__ == "__main__":
