@@ -7,7 +7,8 @@ of live HashTable objects to its baseline, and sys.getallocatedblocks() must not
 least-squares slope of the counts over MEASURED runs stays under SLOPE_LIMIT blocks a run.
 Keeping two objects more a run fails it (slopes 1.3 to 2.3 on 3.10, 3.14 and 3.15d); one
 more is at the limit on 3.10 (0.8 to 1.3: it failed 8 of 14 runs) and under it on 3.14
-(0.3 to 0.95); leaking one object per table operation would add thousands. Prints one line per run and the slope, so a failure shows its figures.
+(0.3 to 0.95); leaking one object per table operation would add thousands. Prints one
+line per run and the slope, so a failure shows its figures.
 
 A slope over many runs, not the difference of two counts: the count wanders by a few
 blocks between runs as CPython's own caches fill and empty. Over 200 runs of the suites on

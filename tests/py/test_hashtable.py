@@ -671,6 +671,7 @@ class GarbageCollection(unittest.TestCase):
 
         unraisable_hook, ignored = sys.unraisablehook, []
         sys.unraisablehook = ignored.append
+        collector_was_on = gc.isenabled()
         try:
             gc.collect()
             gc.disable()
@@ -678,14 +679,51 @@ class GarbageCollection(unittest.TestCase):
             h["value"], h["gives"] = Value(), GivesValueADel()
             h["value"].table = h["gives"].table = h
             del h
-            gc.enable()
             gc.collect()
         finally:
-            gc.enable()
+            if collector_was_on:
+                gc.enable()
             sys.unraisablehook = unraisable_hook
         self.assertEqual([u.exc_value for u in ignored], [])
         self.assertEqual(lengths, [1])  # run inside the clear: the table was empty
 
+    def test_what_an_iterator_the_collector_clears_releases_may_call_it(self):
+        # The collector clears an iterator in a cycle before its table; the table's last
+        # reference goes, and a value's __del__ (given late, as above) calls the iterator.
+        # The iterator is made after the table moved to an older generation: a full
+        # collection lists the younger objects first (CPython's order, not a promise).
+        calls = []
+
+        class Value:
+            pass
+
+        class GivesValueADel:
+            def __del__(self):
+                Value.__del__ = lambda value: calls.append(next(value.iterator, "exhausted"))
+
+        unraisable_hook, ignored = sys.unraisablehook, []
+        sys.unraisablehook = ignored.append
+        collector_was_on = gc.isenabled()
+        try:
+            gc.collect()
+            gc.disable()
+            h = HashTable()
+            gc.collect(0)  # the table, alone, to the next generation
+            iterator = iter(h)  # cleared first
+            value = Value()
+            value.iterator = iterator
+            h["value"], h["gives"] = value, GivesValueADel()
+            del h, iterator, value
+            gc.collect()
+        finally:
+            if collector_was_on:
+                gc.enable()
+            sys.unraisablehook = unraisable_hook
+        self.assertEqual([u.exc_value for u in ignored], [])
+        self.assertEqual(calls, ["exhausted"])
+
+
+class Subclasses(unittest.TestCase):
     def test_subclasses_work(self):
         class Sub(HashTable):
             pass
