@@ -755,7 +755,23 @@ fn json_has_every_measurement() {
         &["--format", "json", "--repeat", "4", "caches_once.py::run"],
     );
     let hunt: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
-    assert_eq!(hunt["repetitions"].as_array().unwrap().len(), 6);
+    let phases: Vec<&str> = hunt["repetitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|repetition| repetition["phase"].as_str().unwrap())
+        .collect();
+    // Two warm-ups and the four measured runs; then three confirming ones when an object's
+    // reference count happened to grow after each measured run (2 hunts in 60 on 3.11), which
+    // the confirming runs clear: no leak either way.
+    let runs = [
+        "warm-up", "warm-up", "measured", "measured", "measured", "measured",
+    ];
+    let confirming = ["confirming"; 3];
+    assert!(
+        phases == runs || phases == [&runs[..], &confirming[..]].concat(),
+        "{phases:?}"
+    );
     assert_eq!(hunt["config"]["warmup"], 2);
     assert!(hunt["repetitions"][0]["census"]["Record"].as_i64().unwrap() >= 100);
     assert_eq!(hunt["leaks"], serde_json::json!([]));
