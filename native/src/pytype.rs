@@ -77,6 +77,19 @@ fn raise_cannot_grow(refused: table::Refused) -> Raised {
     Raised
 }
 
+/// `TypeError` with the name of `obj`'s type in `message`, at its one `%U`.
+unsafe fn raise_type_error_naming(message: &CStr, obj: *mut PyObject) -> Raised {
+    // SAFETY: `obj` is a live object borrowed from the caller; every call is checked.
+    unsafe {
+        let name = type_name(obj); // a new reference, for the message
+        if !name.is_null() {
+            PyErr_Format(PyExc_TypeError, message.as_ptr(), name);
+            Py_DECREF(name); // the message holds what it needs
+        }
+    }
+    Raised
+}
+
 /// `TypeError`: `hash_func` returned `result`, which is not an int, for `key`.
 unsafe fn raise_not_an_int(result: *mut PyObject, key: *mut PyObject) {
     // SAFETY: both are live objects borrowed from the caller; every call is checked.
@@ -483,15 +496,7 @@ unsafe extern "C" fn table_new(
         }
         let is_builtin_hash = hash_func == builtin_hash;
         if PyCallable_Check(hash_func) == 0 {
-            let name = type_name(hash_func); // a new reference, for the message
-            if !name.is_null() {
-                PyErr_Format(
-                    PyExc_TypeError,
-                    c"hash_func must be callable, got %U".as_ptr(),
-                    name,
-                );
-                Py_DECREF(name); // the message holds what it needs
-            }
+            raise_type_error_naming(c"hash_func must be callable, got %U", hash_func);
             return null_mut();
         }
         let table = match Table::try_new(size as usize, max_load) {
@@ -1016,15 +1021,7 @@ unsafe extern "C" fn table_copy(slf: *mut PyObject, _unused: *mut PyObject) -> *
         }
         // A subclass's constructor may make anything: only a HashTable has its layout.
         if !is_table(source, copy) {
-            let name = type_name(copy); // a new reference, for the message
-            if !name.is_null() {
-                PyErr_Format(
-                    PyExc_TypeError,
-                    c"copy() needs the type to make a HashTable, not %U".as_ptr(),
-                    name,
-                );
-                Py_DECREF(name); // the message holds what it needs
-            }
+            raise_type_error_naming(c"copy() needs the type to make a HashTable, not %U", copy);
             Py_DECREF(copy); // not ours to fill
             return null_mut();
         }
