@@ -4,6 +4,7 @@ Run by tests/hashtable.rs as `refcount-lab python -X faulthandler tests/py/test_
 under PYTHONMALLOC=debug.
 """
 
+import contextlib
 import gc
 import sys
 import unittest
@@ -11,6 +12,30 @@ import unittest
 import hashtable
 from hashtable import terrible_hash
 from subject import HashTable
+
+
+@contextlib.contextmanager
+def unraisable_exceptions():
+    """The exceptions raised inside the block where nothing could catch them (in a __del__,
+    say), which Python would only print: a list, filled as they come."""
+    hook, caught = sys.unraisablehook, []
+    sys.unraisablehook = lambda unraisable: caught.append(unraisable.exc_value)
+    try:
+        yield caught
+    finally:
+        sys.unraisablehook = hook
+
+
+@contextlib.contextmanager
+def collector_off():
+    """The collector runs only when asked (`gc.collect()`) inside the block."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def buckets(table):
@@ -383,14 +408,10 @@ class HashFunctions(unittest.TestCase):
                 h["deleted " + self.name] = 1
 
         h[Key("stored")] = 1
-        unraisable_hook, ignored = sys.unraisablehook, []
-        sys.unraisablehook = ignored.append
-        try:
+        with unraisable_exceptions() as ignored:
             with self.assertRaisesRegex(RuntimeError, "changed size while comparing keys"):
                 h[Key("new")] = 2
-        finally:
-            sys.unraisablehook = unraisable_hook
-        self.assertEqual([u.exc_value for u in ignored], [])
+        self.assertEqual(ignored, [])
         self.assertEqual(sorted(h), ["deleted new", "deleted stored"])
 
     def test_hash_func_that_mutates_the_table(self):
@@ -517,13 +538,9 @@ class Iteration(unittest.TestCase):
         h["only"] = CallsNext()
         it = iter(h)
         del h
-        unraisable_hook, ignored = sys.unraisablehook, []
-        sys.unraisablehook = ignored.append
-        try:
+        with unraisable_exceptions() as ignored:
             self.assertEqual(list(it), ["only"])
-        finally:
-            sys.unraisablehook = unraisable_hook
-        self.assertEqual([u.exc_value for u in ignored], [])
+        self.assertEqual(ignored, [])
         self.assertEqual(calls, ["exhausted"])
 
     def test_iter_walks_the_table_as_a_finalizer_left_it(self):
@@ -620,10 +637,9 @@ class GarbageCollection(unittest.TestCase):
         def grow():  # past the size: more buckets
             h.update((("more", i), i) for i in range(300))
 
-        threshold, unraisable_hook = gc.get_threshold(), sys.unraisablehook
-        ignored = []
-        sys.unraisablehook = ignored.append
-        try:
+        threshold = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *threshold)
+        with unraisable_exceptions() as ignored:
             for change, lengths in ((empty, (250, 0)), (grow, (250, 550))):
                 for name in ("items", "keys", "values", "chain_lengths"):
                     h = HashTable()
@@ -645,10 +661,7 @@ class GarbageCollection(unittest.TestCase):
                     gc.collect()  # the finalizer has run, here if not before
                     self.assertEqual(ran, [change.__name__], case)
                     self.assertEqual(len(h), lengths[1], case)
-                    self.assertEqual([u.exc_value for u in ignored], [], case)
-        finally:
-            gc.set_threshold(*threshold)
-            sys.unraisablehook = unraisable_hook
+                    self.assertEqual(ignored, [], case)
 
     def test_what_the_collector_releases_may_use_the_table(self):
         # The collector clears a table in a cycle; an entry it releases may run Python code
@@ -669,22 +682,14 @@ class GarbageCollection(unittest.TestCase):
             def __del__(self):
                 Value.__del__ = store_into_the_table
 
-        unraisable_hook, ignored = sys.unraisablehook, []
-        sys.unraisablehook = ignored.append
-        collector_was_on = gc.isenabled()
-        try:
-            gc.collect()
-            gc.disable()
+        gc.collect()
+        with unraisable_exceptions() as ignored, collector_off():
             h = HashTable()
             h["value"], h["gives"] = Value(), GivesValueADel()
             h["value"].table = h["gives"].table = h
             del h
             gc.collect()
-        finally:
-            if collector_was_on:
-                gc.enable()
-            sys.unraisablehook = unraisable_hook
-        self.assertEqual([u.exc_value for u in ignored], [])
+        self.assertEqual(ignored, [])
         self.assertEqual(lengths, [1])  # run inside the clear: the table was empty
 
     def test_what_an_iterator_the_collector_clears_releases_may_call_it(self):
@@ -701,12 +706,8 @@ class GarbageCollection(unittest.TestCase):
             def __del__(self):
                 Value.__del__ = lambda value: calls.append(next(value.iterator, "exhausted"))
 
-        unraisable_hook, ignored = sys.unraisablehook, []
-        sys.unraisablehook = ignored.append
-        collector_was_on = gc.isenabled()
-        try:
-            gc.collect()
-            gc.disable()
+        gc.collect()
+        with unraisable_exceptions() as ignored, collector_off():
             h = HashTable()
             gc.collect(0)  # the table, alone, to the next generation
             iterator = iter(h)  # cleared first
@@ -715,11 +716,7 @@ class GarbageCollection(unittest.TestCase):
             h["value"], h["gives"] = value, GivesValueADel()
             del h, iterator, value
             gc.collect()
-        finally:
-            if collector_was_on:
-                gc.enable()
-            sys.unraisablehook = unraisable_hook
-        self.assertEqual([u.exc_value for u in ignored], [])
+        self.assertEqual(ignored, [])
         self.assertEqual(calls, ["exhausted"])
 
 
